@@ -1,0 +1,36 @@
+/* moed: one binary, subcommands by role. */
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/cmds.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{"run", cmd_run, "one-shot inference on token ids"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: moed COMMAND [options]   (moed COMMAND --help)\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "moed: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

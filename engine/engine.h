@@ -1,0 +1,43 @@
+/* CPU forward pass of the supported MoE families, f32 compute. */
+#ifndef ENG_ENGINE_H
+#define ENG_ENGINE_H
+
+#include "loader/expert.h"
+#include "loader/model.h"
+
+struct eng;
+struct eng_seq;
+
+/* Called by the forward pass; any pointer may be NULL. */
+struct eng_hooks {
+	/* Before MoE layer moe_layer runs on tokens[0..n) (prefetch point). */
+	void (*before_moe)(void *ctx, int moe_layer, const int *tokens, int n);
+	/* The router's choice for one token: k experts (ascending ids) and
+	 * their weights.  pos is the token's position in its sequence. */
+	void (*on_route)(void *ctx, int moe_layer, int pos, int token,
+			 const int *experts, const float *weights, int k);
+	/* Trust mode: may replace the router's choice; returns 1 if it did. */
+	int (*override_route)(void *ctx, int moe_layer, int pos, int token,
+			      int *experts, float *weights, int k);
+	void *ctx;
+};
+
+/* max_ctx: the longest sequence (prompt + generated) a seq can hold. */
+int eng_open(const struct ld_model *m, const struct ld_expert_src *src,
+	     int max_ctx, struct eng **out);
+void eng_close(struct eng *e);
+void eng_set_hooks(struct eng *e, const struct eng_hooks *h);
+int eng_max_ctx(const struct eng *e);
+
+int eng_seq_new(struct eng *e, struct eng_seq **out);
+void eng_seq_free(struct eng_seq *s);
+int eng_seq_len(const struct eng_seq *s);
+void eng_seq_reset(struct eng_seq *s);
+
+/* Runs tokens[0..n) at the sequence's next positions and writes the logits of
+ * the last one (vocab floats) into logits.  -ERANGE past max_ctx, -EINVAL for
+ * a token outside the vocabulary, or the expert source's error. */
+int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
+		float *logits);
+
+#endif

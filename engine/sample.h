@@ -1,0 +1,18 @@
+/* Token choice from logits: greedy, or temperature + top-p with a seed. */
+#ifndef ENG_SAMPLE_H
+#define ENG_SAMPLE_H
+
+#include <stdint.h>
+
+struct eng_rng {
+	uint64_t s[4];
+};
+
+void eng_rng_seed(struct eng_rng *r, uint64_t seed);
+double eng_rng_uniform(struct eng_rng *r); /* [0, 1) */
+int eng_argmax(const float *logits, int n);
+/* temperature <= 0 means greedy.  scratch: 2*n floats. */
+int eng_sample(const float *logits, int n, double temperature, double top_p,
+	       struct eng_rng *r, float *scratch);
+
+#endif
