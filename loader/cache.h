@@ -1,0 +1,81 @@
+/* The expert cache: a fixed number of slots in fast memory (a backend's slot
+ * pool), each holding one expert of one layer, filled from the pack store;
+ * FIFO, LRU or LFU eviction; pinning; asynchronous prefetch; counters.
+ *
+ * Threads: one compute thread calls acquire/release/prefetch/pin; loads run on
+ * the backend's copy thread(s).  With no backend (sim mode) it keeps the same
+ * bookkeeping and counters without moving bytes: eval-predictor uses that, so
+ * the evaluation and the worker share one policy implementation. */
+#ifndef LD_CACHE_H
+#define LD_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loader/expert.h"
+
+enum cache_policy {
+	CACHE_FIFO = 0,
+	CACHE_LRU = 1,
+	CACHE_LFU = 2,
+	CACHE_BELADY = 3,          /* evaluation only: needs opts.next_use */
+};
+
+struct cache_stats {
+	uint64_t hits;             /* acquire found it resident (or loading) */
+	uint64_t misses;           /* acquire had to load it */
+	uint64_t prefetched_used;  /* prefetched, then acquired before eviction */
+	uint64_t prefetched_unused;/* prefetched, evicted without an acquire */
+	uint64_t evictions;
+	uint64_t loads;            /* prefetches + misses that moved an expert */
+	uint64_t bytes_loaded;
+	double stall_seconds;      /* compute thread waiting on loads */
+};
+
+struct ld_store;               /* loader/store.h */
+struct ld_backend;             /* loader/backend.h */
+
+struct cache_opts {
+	int n_layers;              /* MoE layers */
+	int n_experts;             /* per layer */
+	size_t expert_bytes;
+	size_t n_slots;            /* >= 1 */
+	enum cache_policy policy;
+	const struct ld_store *store;    /* NULL: sim mode */
+	struct ld_backend *backend;      /* NULL: sim mode */
+	/* Belady: when (layer, expert) is next used; UINT64_MAX for never.  The
+	 * victim is the unpinned resident expert used furthest in the future. */
+	uint64_t (*next_use)(void *ctx, int layer, int expert);
+	void *next_use_ctx;
+};
+
+struct cache;
+
+int cache_open(const struct cache_opts *o, struct cache **out);
+void cache_close(struct cache *c);
+
+/* Slots that a budget in MiB buys (at least 1). */
+size_t cache_slots_for_budget(double budget_mib, size_t expert_bytes);
+int cache_policy_parse(const char *name, enum cache_policy *p);
+const char *cache_policy_name(enum cache_policy p);
+
+/* Starts loading (layer, expert) if not resident and pins it; no-op (but
+ * pins) if resident.  -ENOSPC if every slot is pinned. */
+int cache_prefetch(struct cache *c, int layer, int expert);
+/* Blocks until resident (loading synchronously on a miss) and pins it while in
+ * use.  *w gets the weights (NULL in sim mode). */
+int cache_acquire(struct cache *c, int layer, int expert, const float **w);
+void cache_release(struct cache *c, int layer, int expert);
+/* Pins (refcount) so eviction skips it; unpin drops one reference. */
+void cache_pin(struct cache *c, int layer, int expert);
+void cache_unpin(struct cache *c, int layer, int expert);
+/* Drops every pin taken by prefetch (call when a batch has passed). */
+void cache_unpin_all(struct cache *c);
+int cache_resident(const struct cache *c, int layer, int expert);
+
+/* layer -1: totals. */
+void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s);
+/* The engine's expert source backed by this cache. */
+struct ld_expert_src cache_expert_src(struct cache *c);
+
+#endif
