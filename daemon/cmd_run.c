@@ -1,0 +1,301 @@
+/* moed run: one-shot inference on token ids. */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/cmds.h"
+#include "daemon/config.h"
+#include "daemon/rt.h"
+#include "engine/sample.h"
+#include "loader/cache.h"
+
+struct run_opts {
+	int *tokens, n_tokens;
+	int max_tokens;
+	double temperature, top_p;
+	unsigned long long seed;
+	int json;
+	const char *trace;
+};
+
+/* Router choices of the prompt, [moe_layer][pos][k]. */
+struct route_rec {
+	int *ids;
+	int n_pos, k;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: moed run --model DIR --tokens 1,2,3 [--max-tokens N]\n"
+		"                [--temperature T] [--top-p P] [--seed S] [--json]\n"
+		"                [--budget-mib B | --slots N] [--policy fifo|lru|lfu]\n"
+		"                [--config FILE] [--set key=value]...\n\n"
+		"Prints the generated token ids; --json prints one object with\n"
+		"tokens, last_logits, routes and moe counters.\n\nflags:\n");
+	cfg_print_flags(f);
+}
+
+static int parse_tokens(const char *s, struct run_opts *o)
+{
+	size_t cap = 16;
+	char *end;
+
+	free(o->tokens);
+	o->n_tokens = 0;
+	if (!(o->tokens = malloc(cap * sizeof(int))))
+		return -ENOMEM;
+	while (*s) {
+		long v = strtol(s, &end, 10);
+
+		if (end == s || v < 0 || v > INT_MAX || (*end && *end != ','))
+			return -EINVAL;
+		if ((size_t)o->n_tokens == cap) {
+			int *t = realloc(o->tokens, (cap *= 2) * sizeof(int));
+
+			if (!t)
+				return -ENOMEM;
+			o->tokens = t;
+		}
+		o->tokens[o->n_tokens++] = (int)v;
+		s = *end ? end + 1 : end;
+	}
+	return o->n_tokens ? 0 : -EINVAL;
+}
+
+static int num(const char *flag, const char *v, double lo, double hi, double *out)
+{
+	char *end;
+	double d;
+
+	if (!v) {
+		fprintf(stderr, "moed run: %s needs a value\n", flag);
+		return -EINVAL;
+	}
+	d = strtod(v, &end);
+	if (end == v || *end || !(d >= lo && d <= hi)) {
+		fprintf(stderr, "moed run: %s: '%s' is not a number in [%g, %g]\n",
+			flag, v, lo, hi);
+		return -EINVAL;
+	}
+	*out = d;
+	return 0;
+}
+
+/* Flags of run itself; cfg_parse_args hands them over. */
+static int run_flag(void *ctx, int argc, char **argv)
+{
+	struct run_opts *o = ctx;
+	const char *f = argv[0], *v = argc > 1 ? argv[1] : NULL;
+	double d;
+
+	if (!strcmp(f, "--json"))
+		return (o->json = 1);
+	if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
+		usage(stdout);
+		exit(0);
+	}
+	if (!strcmp(f, "--tokens")) {
+		if (!v || parse_tokens(v, o) < 0) {
+			fprintf(stderr, "moed run: --tokens: expected ids like 1,2,3\n");
+			return -EINVAL;
+		}
+		return 2;
+	}
+	if (!strcmp(f, "--trace")) {
+		if (!v)
+			return -EINVAL;
+		o->trace = v;
+		return 2;
+	}
+	if (!strcmp(f, "--max-tokens")) {
+		if (num(f, v, 0, 1 << 20, &d) < 0)
+			return -EINVAL;
+		o->max_tokens = (int)d;
+		return 2;
+	}
+	if (!strcmp(f, "--temperature"))
+		return num(f, v, 0, 100, &o->temperature) < 0 ? -EINVAL : 2;
+	if (!strcmp(f, "--top-p"))
+		return num(f, v, 0, 1, &o->top_p) < 0 ? -EINVAL : 2;
+	if (!strcmp(f, "--seed")) {
+		if (num(f, v, 0, 1.8e19, &d) < 0)
+			return -EINVAL;
+		o->seed = strtoull(v, NULL, 10);
+		return 2;
+	}
+	return -EINVAL;
+}
+
+static void on_route(void *ctx, int layer, int pos, int token,
+		     const int *experts, const float *w, int k)
+{
+	struct route_rec *r = ctx;
+
+	(void)token;
+	(void)w;
+	if (r->ids && pos < r->n_pos)
+		memcpy(r->ids + ((size_t)layer * r->n_pos + pos) * k, experts,
+		       (size_t)k * sizeof(int));
+}
+
+static json_t *stats_json(struct rt *rt)
+{
+	const struct ld_config *c = &rt->model->cfg;
+	json_t *o = json_object(), *layers = json_array();
+	struct cache_stats s;
+
+	json_object_set_new(o, "slots", json_integer((json_int_t)rt->n_slots));
+	if (!rt->cache) {
+		json_object_set_new(o, "cache", json_string("none: all experts resident"));
+		json_object_set_new(o, "layers", layers);
+		return o;
+	}
+	for (int l = -1; l < c->n_moe_layers; l++) {
+		json_t *x = json_object();
+
+		cache_get_stats(rt->cache, l, &s);
+		json_object_set_new(x, "hits", json_integer((json_int_t)s.hits));
+		json_object_set_new(x, "misses", json_integer((json_int_t)s.misses));
+		json_object_set_new(x, "prefetched_used", json_integer((json_int_t)s.prefetched_used));
+		json_object_set_new(x, "prefetched_unused", json_integer((json_int_t)s.prefetched_unused));
+		json_object_set_new(x, "evictions", json_integer((json_int_t)s.evictions));
+		json_object_set_new(x, "loads", json_integer((json_int_t)s.loads));
+		json_object_set_new(x, "bytes_loaded", json_integer((json_int_t)s.bytes_loaded));
+		json_object_set_new(x, "stall_seconds", json_real(s.stall_seconds));
+		if (l < 0)
+			json_object_update(o, x), json_decref(x);
+		else
+			json_array_append_new(layers, x);
+	}
+	json_object_set_new(o, "layers", layers);
+	return o;
+}
+
+static void print_json(struct rt *rt, const struct run_opts *o,
+		       const struct route_rec *r, const int *gen, int n_gen,
+		       const float *last_logits)
+{
+	const struct ld_config *c = &rt->model->cfg;
+	json_t *root = json_object(), *t = json_array(), *lg = json_array();
+	json_t *routes = json_array();
+
+	for (int i = 0; i < n_gen; i++)
+		json_array_append_new(t, json_integer(gen[i]));
+	for (int i = 0; i < c->vocab_size; i++)
+		json_array_append_new(lg, json_real(last_logits[i]));
+	for (int l = 0; l < c->n_moe_layers; l++) {
+		json_t *layer = json_array();
+
+		for (int p = 0; p < o->n_tokens; p++) {
+			json_t *ks = json_array();
+
+			for (int k = 0; k < c->top_k; k++)
+				json_array_append_new(ks, json_integer(
+					r->ids[((size_t)l * o->n_tokens + p) * c->top_k + k]));
+			json_array_append_new(layer, ks);
+		}
+		json_array_append_new(routes, layer);
+	}
+	json_object_set_new(root, "tokens", t);
+	json_object_set_new(root, "last_logits", lg);
+	json_object_set_new(root, "routes", routes);
+	json_object_set_new(root, "moe", stats_json(rt));
+	json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
+	putchar('\n');
+	json_decref(root);
+}
+
+static int generate(struct rt *rt, const struct run_opts *o)
+{
+	const struct ld_config *c = &rt->model->cfg;
+	struct route_rec r = {.n_pos = o->n_tokens, .k = c->top_k};
+	struct eng_hooks h = {.on_route = on_route, .ctx = &r};
+	struct eng_seq *s = NULL;
+	struct eng_rng rng;
+	float *logits = calloc((size_t)c->vocab_size, sizeof(float));
+	float *last = calloc((size_t)c->vocab_size, sizeof(float));
+	float *scratch = calloc(2 * (size_t)c->vocab_size, sizeof(float));
+	int *gen = calloc((size_t)o->max_tokens + 1, sizeof(int)), n_gen = 0, rv;
+
+	r.ids = calloc((size_t)c->n_moe_layers * o->n_tokens * c->top_k + 1, sizeof(int));
+	if (!logits || !last || !scratch || !gen || !r.ids) {
+		rv = -ENOMEM;
+		goto out;
+	}
+	eng_rng_seed(&rng, o->seed);
+	eng_set_hooks(rt->eng, &h);
+	if ((rv = eng_seq_new(rt->eng, &s)) < 0)
+		goto out;
+	if ((rv = eng_forward(rt->eng, s, o->tokens, o->n_tokens, logits)) < 0)
+		goto out;
+	memcpy(last, logits, (size_t)c->vocab_size * sizeof(float));
+	while (n_gen < o->max_tokens) {
+		int next = eng_sample(logits, c->vocab_size, o->temperature,
+				      o->top_p, &rng, scratch);
+
+		gen[n_gen++] = next;
+		if (n_gen == o->max_tokens)
+			break;
+		if ((rv = eng_forward(rt->eng, s, &next, 1, logits)) < 0)
+			goto out;
+	}
+	if (o->json) {
+		print_json(rt, o, &r, gen, n_gen, last);
+	} else {
+		for (int i = 0; i < n_gen; i++)
+			printf("%s%d", i ? " " : "", gen[i]);
+		putchar('\n');
+	}
+out:
+	eng_set_hooks(rt->eng, NULL);
+	eng_seq_free(s);
+	free(r.ids);
+	free(gen);
+	free(scratch);
+	free(last);
+	free(logits);
+	return rv;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct moed_config cfg;
+	struct run_opts o = {.max_tokens = 16, .top_p = 1.0};
+	struct rt rt;
+	char err[1024];
+	int rv;
+
+	cfg_defaults(&cfg);
+	if (cfg_parse_args(&cfg, argc - 1, argv + 1, run_flag, &o, err, sizeof(err)) < 0) {
+		fprintf(stderr, "moed run: %s\n", err);
+		free(o.tokens);
+		return 2;
+	}
+	if (!o.n_tokens) {
+		fprintf(stderr, "moed run: --tokens is required\n");
+		return 2;
+	}
+	if (rt_open(&cfg, o.n_tokens + o.max_tokens, &rt, err, sizeof(err)) < 0) {
+		fprintf(stderr, "moed run: %s\n", err);
+		free(o.tokens);
+		return 1;
+	}
+	for (int i = 0; i < o.n_tokens; i++)
+		if (o.tokens[i] >= rt.model->cfg.vocab_size) {
+			fprintf(stderr, "moed run: --tokens: id %d is outside the vocabulary (size %d)\n",
+				o.tokens[i], rt.model->cfg.vocab_size);
+			rt_close(&rt);
+			free(o.tokens);
+			return 2;
+		}
+	rv = generate(&rt, &o);
+	if (rv < 0)
+		fprintf(stderr, "moed run: %s\n", strerror(-rv));
+	rt_close(&rt);
+	free(o.tokens);
+	return rv < 0 ? 1 : 0;
+}

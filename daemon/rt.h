@@ -1,0 +1,27 @@
+/* The inference runtime shared by `moed run` and the worker: the model, the
+ * pack store, the expert cache on its backend, and the engine on top. */
+#ifndef DAEMON_RT_H
+#define DAEMON_RT_H
+
+#include "daemon/config.h"
+#include "engine/engine.h"
+#include "loader/model.h"
+
+struct rt {
+	struct ld_model *model;
+	struct ld_resident *res;   /* set when no cache is used */
+	struct ld_store *store;
+	struct ld_backend *backend;
+	struct cache *cache;
+	struct eng *eng;
+	size_t n_slots;            /* cache slots (all experts when unbudgeted) */
+};
+
+/* Opens model.path, packs on first use, builds the cache from cache.budget_mib
+ * / cache.slots / cache.policy and the engine with room for max_ctx tokens.
+ * On error: negative errno and one line in err. */
+int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
+	    char *err, size_t n);
+void rt_close(struct rt *rt);
+
+#endif

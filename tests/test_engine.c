@@ -1,0 +1,215 @@
+/* The CPU engine against HF transformers' reference outputs: last-position
+ * logits, greedy continuations and router choices on every fixture. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "engine/sample.h"
+#include "loader/resident.h"
+#include "tests/refs.h"
+
+/* Router choices recorded by the on_route hook, [layer][pos][k]. */
+struct routes {
+	int *ids;
+	int n_pos, k;
+};
+
+static void on_route(void *ctx, int layer, int pos, int token,
+		     const int *experts, const float *w, int k)
+{
+	struct routes *r = ctx;
+
+	(void)token;
+	(void)w;
+	if (pos < r->n_pos)
+		memcpy(r->ids + ((size_t)layer * r->n_pos + pos) * k, experts,
+		       (size_t)k * sizeof(int));
+}
+
+struct world {
+	struct ld_model *m;
+	struct ld_resident *res;
+	struct eng *e;
+};
+
+static void open_world(const char *dir, struct world *w)
+{
+	char err[512];
+	struct ld_expert_src src;
+	int rv = ld_model_open(dir, &w->m, err, sizeof(err));
+
+	ck_assert_msg(rv == 0, "ld_model_open: %s", err);
+	ck_assert_int_eq(ld_resident_open(w->m, &w->res), 0);
+	src = ld_resident_src(w->res);
+	ck_assert_int_eq(eng_open(w->m, &src, 128, &w->e), 0);
+}
+
+static void close_world(struct world *w)
+{
+	eng_close(w->e);
+	ld_resident_close(w->res);
+	ld_model_close(w->m);
+}
+
+/* Largest |a-b| relative to the largest |ref|, and largest plain |a-b|. */
+static void diff(const float *a, const float *ref, int n, double *rel, double *abs_)
+{
+	double mx = 0, mref = 0;
+
+	for (int i = 0; i < n; i++) {
+		mx = fmax(mx, fabs((double)a[i] - ref[i]));
+		mref = fmax(mref, fabs((double)ref[i]));
+	}
+	*rel = mx / mref;
+	*abs_ = mx;
+}
+
+static void check_case(struct world *w, const char *name, struct ref_case *rc)
+{
+	const struct ld_config *c = &w->m->cfg;
+	struct eng_seq *s;
+	float *logits = calloc((size_t)c->vocab_size, sizeof(float));
+	struct routes r = {.n_pos = rc->n_prompt, .k = c->top_k};
+	struct eng_hooks h = {.on_route = on_route, .ctx = &r};
+	double rel, ab;
+
+	ck_assert_int_eq(rc->n_logits, c->vocab_size);
+	ck_assert_int_eq(rc->n_layers, c->n_moe_layers);
+	r.ids = calloc((size_t)(c->n_moe_layers * rc->n_prompt * c->top_k), sizeof(int));
+	eng_set_hooks(w->e, &h);
+	ck_assert_int_eq(eng_seq_new(w->e, &s), 0);
+	ck_assert_int_eq(eng_forward(w->e, s, rc->prompt, rc->n_prompt, logits), 0);
+	eng_set_hooks(w->e, NULL);
+	diff(logits, rc->logits, c->vocab_size, &rel, &ab);
+	printf("%s prompt %d: max |dlogit| %.3g (relative %.3g)\n", name,
+	       rc->n_prompt, ab, rel);
+	if (ref_is_bf16(name))
+		ck_assert_msg(ab <= 2e-2, "%s: |dlogit| %g > 2e-2", name, ab);
+	else
+		ck_assert_msg(rel <= 1e-4, "%s: relative dlogit %g > 1e-4", name, rel);
+	for (int i = 0; i < c->n_moe_layers * rc->n_prompt * c->top_k; i++)
+		ck_assert_msg(r.ids[i] == rc->routes[i],
+			      "%s prompt %d: route differs at layer %d pos %d",
+			      name, rc->n_prompt, i / (rc->n_prompt * c->top_k),
+			      (i / c->top_k) % rc->n_prompt);
+	for (int t = 0; t < rc->n_greedy; t++) {
+		int next = eng_argmax(logits, c->vocab_size);
+
+		ck_assert_msg(next == rc->greedy[t], "%s prompt %d: greedy step %d: %d != %d",
+			      name, rc->n_prompt, t, next, rc->greedy[t]);
+		ck_assert_int_eq(eng_forward(w->e, s, &next, 1, logits), 0);
+	}
+	eng_seq_free(s);
+	free(r.ids);
+	free(logits);
+}
+
+START_TEST(test_fixture)
+{
+	const char *name = ref_fixture_names[_i];
+	struct ref_fixture f;
+	struct world w;
+
+	ref_load(name, &f);
+	ck_assert_int_ge(f.n_cases, 4);
+	open_world(f.dir, &w);
+	for (int i = 0; i < f.n_cases; i++)
+		check_case(&w, name, &f.cases[i]);
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+/* Prefill in one call equals feeding the same tokens one at a time. */
+START_TEST(test_prefill_equals_decode)
+{
+	struct ref_fixture f;
+	struct world w;
+	struct eng_seq *a, *b;
+	float la[160], lb[160];
+
+	ref_load("mixtral_f32", &f);
+	open_world(f.dir, &w);
+	struct ref_case *rc = &f.cases[2];
+	ck_assert_int_eq(eng_seq_new(w.e, &a), 0);
+	ck_assert_int_eq(eng_seq_new(w.e, &b), 0);
+	ck_assert_int_eq(eng_forward(w.e, a, rc->prompt, rc->n_prompt, la), 0);
+	for (int i = 0; i < rc->n_prompt; i++)
+		ck_assert_int_eq(eng_forward(w.e, b, rc->prompt + i, 1, lb), 0);
+	for (int i = 0; i < 160; i++)
+		ck_assert_float_eq_tol(la[i], lb[i], 1e-5);
+	ck_assert_int_eq(eng_seq_len(a), rc->n_prompt);
+	eng_seq_free(a);
+	eng_seq_free(b);
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+START_TEST(test_bad_input)
+{
+	struct ref_fixture f;
+	struct world w;
+	struct eng_seq *s;
+	float l[160];
+	int bad = 160, neg = -1, ok[200] = {0};
+
+	ref_load("mixtral_f32", &f);
+	open_world(f.dir, &w);
+	ck_assert_int_eq(eng_seq_new(w.e, &s), 0);
+	ck_assert_int_lt(eng_forward(w.e, s, &bad, 1, l), 0);
+	ck_assert_int_lt(eng_forward(w.e, s, &neg, 1, l), 0);
+	ck_assert_int_lt(eng_forward(w.e, s, ok, 0, l), 0);
+	ck_assert_int_lt(eng_forward(w.e, s, ok, 129, l), 0); /* max_ctx 128 */
+	ck_assert_int_eq(eng_seq_len(s), 0);
+	eng_seq_free(s);
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+START_TEST(test_sampling)
+{
+	float logits[8] = {0, 1, 2, 3, 4, 5, 6, 7}, scratch[16];
+	struct eng_rng a, b;
+	int seen[8] = {0};
+
+	ck_assert_int_eq(eng_sample(logits, 8, 0, 1, NULL, scratch), 7);
+	eng_rng_seed(&a, 42);
+	eng_rng_seed(&b, 42);
+	for (int i = 0; i < 200; i++) {
+		int x = eng_sample(logits, 8, 1.0, 1.0, &a, scratch);
+
+		ck_assert_int_eq(x, eng_sample(logits, 8, 1.0, 1.0, &b, scratch));
+		seen[x]++;
+	}
+	ck_assert_int_gt(seen[6], 0);  /* temperature 1 does sample */
+	ck_assert_int_gt(seen[7], seen[3]);
+	/* top_p small enough keeps only the best token. */
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_eq(eng_sample(logits, 8, 1.0, 0.1, &a, scratch), 7);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("engine");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_fixture, 0, ref_n_fixtures);
+	tcase_add_test(tc, test_prefill_equals_decode);
+	tcase_add_test(tc, test_bad_input);
+	tcase_add_test(tc, test_sampling);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
