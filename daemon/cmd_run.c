@@ -130,9 +130,10 @@ static int run_flag(void *ctx, int argc, char **argv)
 	return -EINVAL;
 }
 
-static void on_route(void *ctx, int layer, int pos, int token,
+static void on_route(void *ctx, void *seq_user, int layer, int pos, int token,
 		     const int *experts, const float *w, int k)
 {
+	(void)seq_user;
 	struct route_rec *r = ctx;
 
 	(void)token;
@@ -149,11 +150,7 @@ static json_t *stats_json(struct rt *rt)
 	struct cache_stats s;
 
 	json_object_set_new(o, "slots", json_integer((json_int_t)rt->n_slots));
-	if (!rt->cache) {
-		json_object_set_new(o, "cache", json_string("none: all experts resident"));
-		json_object_set_new(o, "layers", layers);
-		return o;
-	}
+	json_object_set_new(o, "policy", json_string(cache_policy_name(rt->policy)));
 	for (int l = -1; l < c->n_moe_layers; l++) {
 		json_t *x = json_object();
 

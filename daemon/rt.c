@@ -1,15 +1,60 @@
-/* Runtime assembly: model -> store -> cache -> engine. */
+/* Runtime assembly: model -> pack store -> backend slots -> cache -> engine. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "daemon/rt.h"
-#include "loader/resident.h"
+#include "loader/backend.h"
+#include "loader/cache.h"
+#include "loader/store.h"
+
+static const char *backend_name(const struct moed_config *c)
+{
+	return cfg_enum_name("device.backend", (int)c->device.backend);
+}
+
+/* Slots: cache.slots, else what cache.budget_mib buys, else every expert. */
+static size_t slots_wanted(const struct moed_config *c, size_t all, size_t bytes)
+{
+	size_t n = all;
+
+	if (c->cache.slots > 0)
+		n = (size_t)c->cache.slots;
+	else if (c->cache.budget_mib > 0)
+		n = cache_slots_for_budget(c->cache.budget_mib, bytes);
+	return n < all ? n : all;
+}
+
+static int open_cache(const struct moed_config *c, struct rt *rt, char *err, size_t n)
+{
+	const struct ld_config *mc = &rt->model->cfg;
+	const struct ld_store_info *si = ld_store_info(rt->store);
+	size_t all = (size_t)mc->n_moe_layers * (size_t)mc->n_experts;
+	struct cache_opts o = {
+		.n_layers = mc->n_moe_layers,
+		.n_experts = mc->n_experts,
+		.expert_bytes = si->expert_bytes,
+		.policy = (enum cache_policy)c->cache.policy,
+		.store = rt->store,
+	};
+	int rv;
+
+	rt->policy = (int)o.policy;
+	rt->n_slots = o.n_slots = slots_wanted(c, all ? all : 1, si->expert_bytes);
+	if ((rv = ld_backend_open(backend_name(c), &rt->backend, err, n)) < 0)
+		return rv;
+	o.backend = rt->backend;
+	if ((rv = cache_open(&o, &rt->cache)) < 0)
+		snprintf(err, n, "cache of %zu slots x %zu bytes on backend %s: %s",
+			 o.n_slots, o.expert_bytes, backend_name(c), strerror(-rv));
+	return rv;
+}
 
 int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 	    char *err, size_t n)
 {
 	struct ld_expert_src src;
+	char pack[CFG_PATH_MAX];
 	int rv;
 
 	memset(rt, 0, sizeof(*rt));
@@ -19,13 +64,15 @@ int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 	}
 	if ((rv = ld_model_open(c->model.path, &rt->model, err, n)) < 0)
 		return rv;
-	if ((rv = ld_resident_open(rt->model, &rt->res)) < 0) {
-		snprintf(err, n, "%s: cannot hold the experts in memory: %s",
-			 c->model.path, strerror(-rv));
+	if ((rv = cfg_pack_path(c, pack, sizeof(pack))) < 0) {
+		snprintf(err, n, "model.pack: path too long");
 		goto fail;
 	}
-	src = ld_resident_src(rt->res);
-	rt->n_slots = (size_t)rt->model->cfg.n_moe_layers * rt->model->cfg.n_experts;
+	if ((rv = ld_store_ensure(rt->model, pack, &rt->store, err, n)) < 0)
+		goto fail;
+	if ((rv = open_cache(c, rt, err, n)) < 0)
+		goto fail;
+	src = cache_expert_src(rt->cache);
 	if ((rv = eng_open(rt->model, &src, max_ctx, &rt->eng)) < 0) {
 		snprintf(err, n, "engine: %s", strerror(-rv));
 		goto fail;
@@ -39,7 +86,9 @@ fail:
 void rt_close(struct rt *rt)
 {
 	eng_close(rt->eng);
-	ld_resident_close(rt->res);
+	cache_close(rt->cache);
+	ld_backend_close(rt->backend);
+	ld_store_close(rt->store);
 	ld_model_close(rt->model);
 	memset(rt, 0, sizeof(*rt));
 }

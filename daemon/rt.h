@@ -9,12 +9,12 @@
 
 struct rt {
 	struct ld_model *model;
-	struct ld_resident *res;   /* set when no cache is used */
 	struct ld_store *store;
 	struct ld_backend *backend;
 	struct cache *cache;
 	struct eng *eng;
 	size_t n_slots;            /* cache slots (all experts when unbudgeted) */
+	int policy;                /* enum cache_policy */
 };
 
 /* Opens model.path, packs on first use, builds the cache from cache.budget_mib

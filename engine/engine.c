@@ -23,10 +23,14 @@ struct eng {
 	float *xe, *g, *u, *eo, *scores;
 	int *rid, *cnt, *rows;     /* routes [CHUNK][k], per-expert counts, rows */
 	int *slot;                 /* [CHUNK][k]: which k-slot a row came from */
+	/* The rows of the chunk in flight: their sequence and position. */
+	struct eng_seq *row_seq[CHUNK];
+	int row_pos[CHUNK];
 };
 
 struct eng_seq {
 	struct eng *e;
+	void *user;
 	int len;
 	float *kc, *vc;            /* [n_layers][max_ctx][kvd] */
 };
@@ -165,6 +169,21 @@ void eng_seq_reset(struct eng_seq *s)
 	s->len = 0;
 }
 
+void eng_seq_set_user(struct eng_seq *s, void *user)
+{
+	s->user = user;
+}
+
+void *eng_seq_user(const struct eng_seq *s)
+{
+	return s->user;
+}
+
+int eng_max_batch(void)
+{
+	return CHUNK;
+}
+
 /* y[n][out] = x[n][in] . W[out][in]^T */
 static void matmul(float *y, const float *x, const float *w, int n, int in,
 		   int out)
@@ -218,7 +237,7 @@ static void clamp(float *v, size_t n, float lim)
 }
 
 /* q/k projections and their family-specific norms, then RoPE. */
-static void qkv(struct eng *e, const struct ld_layer *L, int n, int pos0)
+static void qkv(struct eng *e, const struct ld_layer *L, int n)
 {
 	const struct ld_config *c = &e->m->cfg;
 	int H = c->hidden_size, hd = c->head_dim;
@@ -240,24 +259,31 @@ static void qkv(struct eng *e, const struct ld_layer *L, int n, int pos0)
 		clamp(e->v, (size_t)n * e->kvd, (float)c->clip_qkv);
 	}
 	for (int t = 0; t < n; t++) {
-		rope(e, e->q + (size_t)t * e->qd, c->n_heads, pos0 + t);
-		rope(e, e->k + (size_t)t * e->kvd, c->n_kv_heads, pos0 + t);
+		rope(e, e->q + (size_t)t * e->qd, c->n_heads, e->row_pos[t]);
+		rope(e, e->k + (size_t)t * e->kvd, c->n_kv_heads, e->row_pos[t]);
 	}
 }
 
-/* Causal attention of the chunk's queries over the cache [0, pos0 + n). */
-static void attend(struct eng *e, struct eng_seq *s, int layer, int n, int pos0)
+/* Causal attention: each row's query over its own sequence's cache up to and
+ * including its position.  Every row's K/V is stored first, so rows of one
+ * prompt chunk see each other. */
+static void attend(struct eng *e, int layer, int n)
 {
 	const struct ld_config *c = &e->m->cfg;
 	int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-	size_t lofs = (size_t)layer * e->max_ctx * e->kvd;
-	float *kc = s->kc + lofs, *vc = s->vc + lofs;
+	size_t lofs = (size_t)layer * e->max_ctx * e->kvd, kvb = e->kvd * sizeof(float);
 	float scale = 1.0f / sqrtf((float)hd);
 
-	memcpy(kc + (size_t)pos0 * e->kvd, e->k, (size_t)n * e->kvd * sizeof(float));
-	memcpy(vc + (size_t)pos0 * e->kvd, e->v, (size_t)n * e->kvd * sizeof(float));
 	for (int t = 0; t < n; t++) {
-		int len = pos0 + t + 1;
+		struct eng_seq *s = e->row_seq[t];
+		size_t at = lofs + (size_t)e->row_pos[t] * e->kvd;
+
+		memcpy(s->kc + at, e->k + (size_t)t * e->kvd, kvb);
+		memcpy(s->vc + at, e->v + (size_t)t * e->kvd, kvb);
+	}
+	for (int t = 0; t < n; t++) {
+		int len = e->row_pos[t] + 1;
+		const float *kc = e->row_seq[t]->kc + lofs, *vc = e->row_seq[t]->vc + lofs;
 
 		for (int h = 0; h < c->n_heads; h++) {
 			const float *q = e->q + (size_t)t * e->qd + (size_t)h * hd;
@@ -342,7 +368,7 @@ static void route(const struct ld_config *c, const float *logit, int *ids,
 		}
 }
 
-static int route_chunk(struct eng *e, int ml, const int *tok, int n, int pos0)
+static int route_chunk(struct eng *e, int ml, const int *tok, int n)
 {
 	const struct ld_config *c = &e->m->cfg;
 	const struct eng_hooks *h = &e->hooks;
@@ -352,19 +378,20 @@ static int route_chunk(struct eng *e, int ml, const int *tok, int n, int pos0)
 		int *ids = e->rid + (size_t)t * K;
 		float *w = e->rw + (size_t)t * K;
 
+		void *u = e->row_seq[t]->user;
+
 		route(c, e->rlog + (size_t)t * c->n_experts, ids, w);
 		if (h->override_route)
-			h->override_route(h->ctx, ml, pos0 + t, tok[t], ids, w, K);
+			h->override_route(h->ctx, u, ml, e->row_pos[t], tok[t], ids, w, K);
 		if (h->on_route)
-			h->on_route(h->ctx, ml, pos0 + t, tok[t], ids, w, K);
+			h->on_route(h->ctx, u, ml, e->row_pos[t], tok[t], ids, w, K);
 	}
 	return 0;
 }
 
 /* Runs each chosen expert once over all the chunk's tokens routed to it, in
  * expert order, and adds the weighted outputs into e->tmp. */
-static int moe(struct eng *e, const struct ld_layer *L, const int *tok, int n,
-	       int pos0)
+static int moe(struct eng *e, const struct ld_layer *L, const int *tok, int n)
 {
 	const struct ld_config *c = &e->m->cfg;
 	int H = c->hidden_size, E = c->n_experts, K = c->top_k;
@@ -372,7 +399,7 @@ static int moe(struct eng *e, const struct ld_layer *L, const int *tok, int n,
 	size_t mat = (size_t)ni * H;
 
 	matmul(e->rlog, e->xn, L->router, n, H, E);
-	route_chunk(e, ml, tok, n, pos0);
+	route_chunk(e, ml, tok, n);
 	memset(e->tmp, 0, (size_t)n * H * sizeof(float));
 	for (int x = 0; x < E; x++) {
 		int m = 0, rv;
@@ -406,8 +433,7 @@ static int moe(struct eng *e, const struct ld_layer *L, const int *tok, int n,
 	return 0;
 }
 
-static int layer_fwd(struct eng *e, struct eng_seq *s, int li, const int *tok,
-		     int n, int pos0)
+static int layer_fwd(struct eng *e, int li, const int *tok, int n)
 {
 	const struct ld_config *c = &e->m->cfg;
 	const struct ld_layer *L = &e->m->layers[li];
@@ -415,8 +441,8 @@ static int layer_fwd(struct eng *e, struct eng_seq *s, int li, const int *tok,
 	float eps = (float)c->rms_eps;
 
 	rmsnorm(e->xn, e->x, L->attn_norm, n, H, eps);
-	qkv(e, L, n, pos0);
-	attend(e, s, li, n, pos0);
+	qkv(e, L, n);
+	attend(e, li, n);
 	matmul(e->tmp, e->att, L->o, n, e->qd, H);
 	for (size_t i = 0; i < (size_t)n * H; i++)
 		e->x[i] += e->tmp[i];
@@ -424,7 +450,7 @@ static int layer_fwd(struct eng *e, struct eng_seq *s, int li, const int *tok,
 	if (L->moe_index >= 0) {
 		if (e->hooks.before_moe)
 			e->hooks.before_moe(e->hooks.ctx, L->moe_index, tok, n);
-		rv = moe(e, L, tok, n, pos0);
+		rv = moe(e, L, tok, n);
 	} else {
 		swiglu(e, e->tmp, e->xn, n, L->mlp_gate, L->mlp_up, L->mlp_down,
 		       c->intermediate_size);
@@ -436,7 +462,9 @@ static int layer_fwd(struct eng *e, struct eng_seq *s, int li, const int *tok,
 	return 0;
 }
 
-static int chunk_fwd(struct eng *e, struct eng_seq *s, const int *tok, int n,
+/* Runs the chunk's rows (row_seq/row_pos set) through every layer; then
+ * the logits of the rows in [first, n) into logits, one vocab row each. */
+static int chunk_fwd(struct eng *e, const int *tok, int n, int first,
 		     float *logits)
 {
 	const struct ld_config *c = &e->m->cfg;
@@ -446,37 +474,72 @@ static int chunk_fwd(struct eng *e, struct eng_seq *s, const int *tok, int n,
 		memcpy(e->x + (size_t)t * H, e->m->embed + (size_t)tok[t] * H,
 		       (size_t)H * sizeof(float));
 	for (int li = 0; li < c->n_layers; li++)
-		if ((rv = layer_fwd(e, s, li, tok, n, s->len)) < 0)
+		if ((rv = layer_fwd(e, li, tok, n)) < 0)
 			return rv;
-	s->len += n;
 	if (logits) {
-		rmsnorm(e->xn, e->x + (size_t)(n - 1) * H, e->m->final_norm, 1,
-			H, (float)c->rms_eps);
-		matmul(logits, e->xn, e->m->lm_head, 1, H, c->vocab_size);
+		rmsnorm(e->xn, e->x + (size_t)first * H, e->m->final_norm,
+			n - first, H, (float)c->rms_eps);
+		matmul(logits, e->xn, e->m->lm_head, n - first, H, c->vocab_size);
 	}
+	return 0;
+}
+
+static int check_tokens(const struct eng *e, const int *tokens, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= e->m->cfg.vocab_size)
+			return -EINVAL;
 	return 0;
 }
 
 int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
 		float *logits)
 {
-	const struct ld_config *c = &e->m->cfg;
 	int rv;
 
 	if (n < 1)
 		return -EINVAL;
 	if (s->len + n > e->max_ctx)
 		return -ERANGE;
-	for (int i = 0; i < n; i++)
-		if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-			return -EINVAL;
+	if ((rv = check_tokens(e, tokens, n)) < 0)
+		return rv;
 	for (int done = 0; done < n; done += CHUNK) {
 		int m = n - done < CHUNK ? n - done : CHUNK;
 
-		rv = chunk_fwd(e, s, tokens + done, m,
+		for (int t = 0; t < m; t++) {
+			e->row_seq[t] = s;
+			e->row_pos[t] = s->len + t;
+		}
+		rv = chunk_fwd(e, tokens + done, m, m - 1,
 			       done + m == n ? logits : NULL);
 		if (rv < 0)
 			return rv;
+		s->len += m;
 	}
+	return 0;
+}
+
+int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
+	     int n, float *logits)
+{
+	int rv;
+
+	if (n < 1 || n > CHUNK)
+		return -EINVAL;
+	if ((rv = check_tokens(e, tokens, n)) < 0)
+		return rv;
+	for (int t = 0; t < n; t++) {
+		if (seqs[t]->len + 1 > e->max_ctx)
+			return -ERANGE;
+		for (int u = 0; u < t; u++)
+			if (seqs[u] == seqs[t])
+				return -EINVAL;
+		e->row_seq[t] = seqs[t];
+		e->row_pos[t] = seqs[t]->len;
+	}
+	if ((rv = chunk_fwd(e, tokens, n, 0, logits)) < 0)
+		return rv;
+	for (int t = 0; t < n; t++)
+		seqs[t]->len++;
 	return 0;
 }

@@ -13,12 +13,14 @@ struct eng_hooks {
 	/* Before MoE layer moe_layer runs on tokens[0..n) (prefetch point). */
 	void (*before_moe)(void *ctx, int moe_layer, const int *tokens, int n);
 	/* The router's choice for one token: k experts (ascending ids) and
-	 * their weights.  pos is the token's position in its sequence. */
-	void (*on_route)(void *ctx, int moe_layer, int pos, int token,
-			 const int *experts, const float *weights, int k);
-	/* Trust mode: may replace the router's choice; returns 1 if it did. */
-	int (*override_route)(void *ctx, int moe_layer, int pos, int token,
-			      int *experts, float *weights, int k);
+	 * their weights.  pos is the token's position in its sequence, seq_user
+	 * the pointer given to eng_seq_set_user. */
+	void (*on_route)(void *ctx, void *seq_user, int moe_layer, int pos,
+			 int token, const int *experts, const float *weights, int k);
+	/* Trust mode: may replace the router's choice (ids ascending); returns
+	 * 1 if it did. */
+	int (*override_route)(void *ctx, void *seq_user, int moe_layer, int pos,
+			      int token, int *experts, float *weights, int k);
 	void *ctx;
 };
 
@@ -33,11 +35,20 @@ int eng_seq_new(struct eng *e, struct eng_seq **out);
 void eng_seq_free(struct eng_seq *s);
 int eng_seq_len(const struct eng_seq *s);
 void eng_seq_reset(struct eng_seq *s);
+void eng_seq_set_user(struct eng_seq *s, void *user);
+void *eng_seq_user(const struct eng_seq *s);
 
 /* Runs tokens[0..n) at the sequence's next positions and writes the logits of
  * the last one (vocab floats) into logits.  -ERANGE past max_ctx, -EINVAL for
  * a token outside the vocabulary, or the expert source's error. */
 int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
 		float *logits);
+
+/* One decode step for n sequences at once: token i goes to seqs[i] at its
+ * next position; logits gets n rows of vocab floats.  Experts are loaded once
+ * per step for all the rows routed to them.  n <= eng_max_batch(). */
+int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
+	     int n, float *logits);
+int eng_max_batch(void);
 
 #endif

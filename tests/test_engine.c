@@ -17,9 +17,10 @@ struct routes {
 	int n_pos, k;
 };
 
-static void on_route(void *ctx, int layer, int pos, int token,
+static void on_route(void *ctx, void *seq_user, int layer, int pos, int token,
 		     const int *experts, const float *w, int k)
 {
+	(void)seq_user;
 	struct routes *r = ctx;
 
 	(void)token;
@@ -149,6 +150,51 @@ START_TEST(test_prefill_equals_decode)
 }
 END_TEST
 
+/* A batched decode step over several sequences gives each sequence exactly
+ * what a step of its own gives. */
+START_TEST(test_step_equals_forward)
+{
+	struct ref_fixture f;
+	struct world w;
+	struct eng_seq *a[4], *b[4];
+	float la[4 * 160], lb[160];
+	int next[4];
+
+	ref_load("qwen3moe_f32_sharded", &f);
+	open_world(f.dir, &w);
+	for (int i = 0; i < 4; i++) {
+		struct ref_case *rc = &f.cases[i];
+
+		ck_assert_int_eq(eng_seq_new(w.e, &a[i]), 0);
+		ck_assert_int_eq(eng_seq_new(w.e, &b[i]), 0);
+		ck_assert_int_eq(eng_forward(w.e, a[i], rc->prompt, rc->n_prompt, lb), 0);
+		ck_assert_int_eq(eng_forward(w.e, b[i], rc->prompt, rc->n_prompt, lb), 0);
+		next[i] = rc->greedy[0];
+	}
+	for (int step = 0; step < 3; step++) {
+		ck_assert_int_eq(eng_step(w.e, a, next, 4, la), 0);
+		for (int i = 0; i < 4; i++) {
+			ck_assert_int_eq(eng_forward(w.e, b[i], &next[i], 1, lb), 0);
+			for (int v = 0; v < 160; v++)
+				ck_assert_float_eq_tol(la[i * 160 + v], lb[v], 1e-5);
+			ck_assert_int_eq(eng_argmax(lb, 160), f.cases[i].greedy[step + 1]);
+			next[i] = eng_argmax(lb, 160);
+		}
+	}
+	/* The same sequence twice in one step is refused. */
+	eng_seq_free(a[1]);
+	a[1] = a[0];
+	ck_assert_int_lt(eng_step(w.e, a, next, 2, la), 0);
+	for (int i = 0; i < 4; i++) {
+		if (i != 1)
+			eng_seq_free(a[i]);
+		eng_seq_free(b[i]);
+	}
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
 START_TEST(test_bad_input)
 {
 	struct ref_fixture f;
@@ -204,6 +250,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_fixture, 0, ref_n_fixtures);
 	tcase_add_test(tc, test_prefill_equals_decode);
+	tcase_add_test(tc, test_step_equals_forward);
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_sampling);
 	suite_add_tcase(s, tc);
