@@ -13,10 +13,13 @@ static const char *backend_name(const struct moed_config *c)
 	return cfg_enum_name("device.backend", (int)c->device.backend);
 }
 
-/* Slots: cache.slots, else what cache.budget_mib buys, else every expert. */
-static size_t slots_wanted(const struct moed_config *c, size_t all, size_t bytes)
+size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc)
 {
-	size_t n = all;
+	size_t all = (size_t)mc->n_moe_layers * (size_t)mc->n_experts;
+	size_t bytes = ld_expert_floats(mc) * sizeof(float), n;
+
+	all = all ? all : 1;
+	n = all;
 
 	if (c->cache.slots > 0)
 		n = (size_t)c->cache.slots;
@@ -29,7 +32,6 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 {
 	const struct ld_config *mc = &rt->model->cfg;
 	const struct ld_store_info *si = ld_store_info(rt->store);
-	size_t all = (size_t)mc->n_moe_layers * (size_t)mc->n_experts;
 	struct cache_opts o = {
 		.n_layers = mc->n_moe_layers,
 		.n_experts = mc->n_experts,
@@ -40,7 +42,7 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 	int rv;
 
 	rt->policy = (int)o.policy;
-	rt->n_slots = o.n_slots = slots_wanted(c, all ? all : 1, si->expert_bytes);
+	rt->n_slots = o.n_slots = rt_slots_for(c, mc);
 	if ((rv = ld_backend_open(backend_name(c), &rt->backend, err, n)) < 0)
 		return rv;
 	o.backend = rt->backend;
@@ -91,4 +93,14 @@ void rt_close(struct rt *rt)
 	ld_store_close(rt->store);
 	ld_model_close(rt->model);
 	memset(rt, 0, sizeof(*rt));
+}
+
+int rt_want_per_layer(const struct moed_config *c, const struct ld_config *mc)
+{
+	int layers = mc->n_moe_layers ? mc->n_moe_layers : 1;
+	int want = (int)(rt_slots_for(c, mc) / (size_t)layers);
+
+	if (want < mc->top_k)
+		want = mc->top_k;
+	return want > mc->n_experts ? mc->n_experts : want;
 }

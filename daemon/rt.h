@@ -23,5 +23,10 @@ struct rt {
 int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 	    char *err, size_t n);
 void rt_close(struct rt *rt);
+/* Cache slots for a model: cache.slots, else what cache.budget_mib buys,
+ * else one per expert; never more than the model's experts. */
+size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc);
+/* Experts worth predicting per layer: the slots' share, at least top-k. */
+int rt_want_per_layer(const struct moed_config *c, const struct ld_config *mc);
 
 #endif

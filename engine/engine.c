@@ -31,7 +31,7 @@ struct eng {
 struct eng_seq {
 	struct eng *e;
 	void *user;
-	int len;
+	int len, cap;
 	float *kc, *vc;            /* [n_layers][max_ctx][kvd] */
 };
 
@@ -133,13 +133,21 @@ int eng_max_ctx(const struct eng *e)
 
 int eng_seq_new(struct eng *e, struct eng_seq **out)
 {
-	const struct ld_config *c = &e->m->cfg;
-	size_t n = (size_t)c->n_layers * (size_t)e->max_ctx * (size_t)e->kvd;
-	struct eng_seq *s = calloc(1, sizeof(*s));
+	return eng_seq_new_cap(e, e->max_ctx, out);
+}
 
-	if (!s)
+int eng_seq_new_cap(struct eng *e, int cap, struct eng_seq **out)
+{
+	const struct ld_config *c = &e->m->cfg;
+	size_t n = (size_t)c->n_layers * (size_t)cap * (size_t)e->kvd;
+	struct eng_seq *s;
+
+	if (cap < 1 || cap > e->max_ctx)
+		return -ERANGE;
+	if (!(s = calloc(1, sizeof(*s))))
 		return -ENOMEM;
 	s->e = e;
+	s->cap = cap;
 	s->kc = malloc(n * sizeof(float));
 	s->vc = malloc(n * sizeof(float));
 	if (!s->kc || !s->vc) {
@@ -271,18 +279,19 @@ static void attend(struct eng *e, int layer, int n)
 {
 	const struct ld_config *c = &e->m->cfg;
 	int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-	size_t lofs = (size_t)layer * e->max_ctx * e->kvd, kvb = e->kvd * sizeof(float);
+	size_t kvb = e->kvd * sizeof(float);
 	float scale = 1.0f / sqrtf((float)hd);
 
 	for (int t = 0; t < n; t++) {
 		struct eng_seq *s = e->row_seq[t];
-		size_t at = lofs + (size_t)e->row_pos[t] * e->kvd;
+		size_t at = ((size_t)layer * s->cap + (size_t)e->row_pos[t]) * e->kvd;
 
 		memcpy(s->kc + at, e->k + (size_t)t * e->kvd, kvb);
 		memcpy(s->vc + at, e->v + (size_t)t * e->kvd, kvb);
 	}
 	for (int t = 0; t < n; t++) {
 		int len = e->row_pos[t] + 1;
+		size_t lofs = (size_t)layer * e->row_seq[t]->cap * e->kvd;
 		const float *kc = e->row_seq[t]->kc + lofs, *vc = e->row_seq[t]->vc + lofs;
 
 		for (int h = 0; h < c->n_heads; h++) {
@@ -334,19 +343,19 @@ static void swiglu(struct eng *e, float *out, const float *x, int n,
 	matmul(out, e->g, down, n, ni, H);
 }
 
-/* Softmax over the router logits, top-k, optional renormalisation; the
- * chosen experts come out sorted by id with their weights. */
-static void route(const struct ld_config *c, const float *logit, int *ids,
-		  float *w)
+/* Softmax over the router logits (in place: p becomes the probabilities),
+ * top-k, optional renormalisation; the chosen experts come out sorted by id
+ * with their weights. */
+static void route(const struct ld_config *c, float *p, int *ids, float *w)
 {
 	int E = c->n_experts, K = c->top_k;
-	float mx = logit[0], sum = 0, p[E], ksum = 0;
+	float mx = p[0], sum = 0, ksum = 0;
 	int used[E];
 
 	for (int i = 1; i < E; i++)
-		mx = fmaxf(mx, logit[i]);
+		mx = fmaxf(mx, p[i]);
 	for (int i = 0; i < E; i++) {
-		p[i] = expf(logit[i] - mx);
+		p[i] = expf(p[i] - mx);
 		sum += p[i];
 		used[i] = 0;
 	}
@@ -379,10 +388,12 @@ static int route_chunk(struct eng *e, int ml, const int *tok, int n)
 		float *w = e->rw + (size_t)t * K;
 
 		void *u = e->row_seq[t]->user;
+		float *p = e->rlog + (size_t)t * c->n_experts;
 
-		route(c, e->rlog + (size_t)t * c->n_experts, ids, w);
+		route(c, p, ids, w);
 		if (h->override_route)
-			h->override_route(h->ctx, u, ml, e->row_pos[t], tok[t], ids, w, K);
+			h->override_route(h->ctx, u, ml, e->row_pos[t], tok[t], ids, w, K,
+					  p, c->n_experts);
 		if (h->on_route)
 			h->on_route(h->ctx, u, ml, e->row_pos[t], tok[t], ids, w, K);
 	}
@@ -499,7 +510,7 @@ int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
 
 	if (n < 1)
 		return -EINVAL;
-	if (s->len + n > e->max_ctx)
+	if (s->len + n > s->cap)
 		return -ERANGE;
 	if ((rv = check_tokens(e, tokens, n)) < 0)
 		return rv;
@@ -529,7 +540,7 @@ int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
 	if ((rv = check_tokens(e, tokens, n)) < 0)
 		return rv;
 	for (int t = 0; t < n; t++) {
-		if (seqs[t]->len + 1 > e->max_ctx)
+		if (seqs[t]->len + 1 > seqs[t]->cap)
 			return -ERANGE;
 		for (int u = 0; u < t; u++)
 			if (seqs[u] == seqs[t])

@@ -17,10 +17,12 @@ struct eng_hooks {
 	 * the pointer given to eng_seq_set_user. */
 	void (*on_route)(void *ctx, void *seq_user, int moe_layer, int pos,
 			 int token, const int *experts, const float *weights, int k);
-	/* Trust mode: may replace the router's choice (ids ascending); returns
-	 * 1 if it did. */
+	/* Trust mode: may replace the router's choice (ids ascending, with
+	 * their weights); probs are the router's softmax over all n_experts.
+	 * Returns 1 if it replaced them. */
 	int (*override_route)(void *ctx, void *seq_user, int moe_layer, int pos,
-			      int token, int *experts, float *weights, int k);
+			      int token, int *experts, float *weights, int k,
+			      const float *probs, int n_experts);
 	void *ctx;
 };
 
@@ -31,7 +33,9 @@ void eng_close(struct eng *e);
 void eng_set_hooks(struct eng *e, const struct eng_hooks *h);
 int eng_max_ctx(const struct eng *e);
 
+/* A sequence with room for max_ctx tokens, or for cap (<= max_ctx). */
 int eng_seq_new(struct eng *e, struct eng_seq **out);
+int eng_seq_new_cap(struct eng *e, int cap, struct eng_seq **out);
 void eng_seq_free(struct eng_seq *s);
 int eng_seq_len(const struct eng_seq *s);
 void eng_seq_reset(struct eng_seq *s);

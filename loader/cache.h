@@ -9,6 +9,7 @@
 #ifndef LD_CACHE_H
 #define LD_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,9 @@ struct cache_stats {
 	uint64_t loads;            /* prefetches + misses that moved an expert */
 	uint64_t bytes_loaded;
 	double stall_seconds;      /* compute thread waiting on loads */
+	uint64_t prefetch_nospace; /* prefetches refused: every slot pinned */
+	uint64_t pin_steals;       /* misses that took a slot held only by a
+				    * prefetch pin (nothing else was free) */
 };
 
 struct ld_store;               /* loader/store.h */
@@ -47,6 +51,9 @@ struct cache_opts {
 	 * victim is the unpinned resident expert used furthest in the future. */
 	uint64_t (*next_use)(void *ctx, int layer, int expert);
 	void *next_use_ctx;
+	/* Skip the per-expert checksum on load (the store was verified whole,
+	 * e.g. with ld_store_verify_all). */
+	bool skip_verify;
 };
 
 struct cache;
@@ -71,10 +78,16 @@ void cache_pin(struct cache *c, int layer, int expert);
 void cache_unpin(struct cache *c, int layer, int expert);
 /* Drops every pin taken by prefetch (call when a batch has passed). */
 void cache_unpin_all(struct cache *c);
+/* Drops the prefetch pins of one layer's experts (the batch passed it). */
+void cache_unpin_layer(struct cache *c, int layer);
+/* 1 when (layer, expert) holds a slot (ready or still loading). */
 int cache_resident(const struct cache *c, int layer, int expert);
 
 /* layer -1: totals. */
 void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s);
+void cache_reset_stats(struct cache *c);
+/* The last failure in words, naming the store, layer and expert. */
+void cache_last_error(const struct cache *c, char *buf, size_t n);
 /* The engine's expert source backed by this cache. */
 struct ld_expert_src cache_expert_src(struct cache *c);
 

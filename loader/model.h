@@ -20,6 +20,11 @@ struct ld_layer {
 /* Source tensors of one expert (pointers into the mapping). */
 struct ld_expert_ref {
 	const struct ld_tensor *gate, *up, *down;
+	/* -1: gate/up/down are this expert's own [I][H], [I][H], [H][I] tensors.
+	 * >= 0: transformers-5 fused layout; gate == up == gate_up_proj
+	 * [E][2I][H] (rows 0..I-1 gate, I..2I-1 up), down == down_proj [E][H][I],
+	 * and index is this expert's slice along E. */
+	int index;
 };
 
 struct ld_model {

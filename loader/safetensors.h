@@ -33,6 +33,8 @@ const struct ld_tensor *ld_st_find(const struct ld_st *st, const char *name);
 size_t ld_st_count(const struct ld_st *st);
 const struct ld_tensor *ld_st_at(const struct ld_st *st, size_t i);
 void ld_st_close(struct ld_st *st);
+/* The path opened: the .safetensors file or the index (for error lines). */
+const char *ld_st_path(const struct ld_st *st);
 
 size_t ld_dtype_size(enum ld_dtype dt);
 const char *ld_dtype_name(enum ld_dtype dt);

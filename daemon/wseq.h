@@ -1,0 +1,44 @@
+/* One sequence inside the worker: its KV cache, sampling state, stop rules,
+ * routing of the token in flight, and per-request expert counters. */
+#ifndef DAEMON_WSEQ_H
+#define DAEMON_WSEQ_H
+
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/sample.h"
+#include "proto/proto.h"
+
+struct wseq {
+	uint64_t id, batch;
+	struct eng_seq *s;
+	struct eng_rng rng;
+	uint32_t flags;            /* PROTO_SEQ_* */
+	float temperature, top_p;
+	int kind;                  /* enum proto_kind */
+	int n_prompt, max_tokens;
+	int *gen, n_gen, n_sent;   /* generated ids; how many already streamed */
+	uint32_t *stop;
+	int n_stop;
+	int next;                  /* token to feed at the next step */
+	int finish;                /* enum proto_finish; NONE while running */
+	int status;                /* 0 or negative errno */
+	float *logits;             /* FORWARD: last-position logits */
+	/* Routing of the token in flight and of the one before, [layers][k]. */
+	int *cur, *prev;
+	uint8_t *pmask;            /* [n_experts]: predicted for layer pmask_layer */
+	int pmask_layer;
+	int row0;
+	int overridden;            /* trust mode: override_route replaced this row's experts */                  /* trace row of this seq's first token in the call */
+	struct proto_moe_counts moe;
+};
+
+/* Builds a sequence from a BATCH entry; its KV cache holds prompt + output. */
+int wseq_new(struct eng *e, const struct proto_seq *ps, uint64_t batch, int kind,
+	     int n_layers, int n_experts, int k, struct wseq **out);
+void wseq_free(struct wseq *w);
+/* Chooses the next token from logits, records it, and decides whether the
+ * sequence is done (max_tokens, or a stop token). */
+void wseq_take(struct wseq *w, const float *logits, int vocab, float *scratch);
+
+#endif

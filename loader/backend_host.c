@@ -1,0 +1,294 @@
+/* The host backend: slots in RAM (one anonymous mapping, mlock'd where the
+ * limits allow), filled by one copy thread from the mapped store.  Copying
+ * from the store's MAP_SHARED mapping faults its pages in from disk when
+ * they are not in the page cache, so a store bigger than RAM works: this is
+ * disk-to-RAM offloading.  The copy is checked against the expert's XXH64
+ * chunk by chunk while the chunk is still in the CPU cache. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "loader/backend.h"
+#include "loader/store.h"
+
+#define CHUNK (256u << 10)     /* copy+hash step; fits in L2 */
+
+struct job {
+	size_t slot;
+	const void *src;
+	size_t bytes;
+	bool check;
+	uint64_t sum;
+	uint64_t seq;
+};
+
+struct host {
+	struct ld_backend base;
+	uint8_t *pool;
+	size_t pool_bytes;
+	pthread_t thread;
+	bool running, stop, busy;
+	pthread_mutex_t mu;
+	pthread_cond_t work;       /* queue not empty, or stop */
+	pthread_cond_t done;       /* a load finished */
+	struct job *q;             /* ring of n_slots: one load per slot at most */
+	size_t head, len;
+	uint64_t seq;
+	uint64_t *sub_seq;         /* per slot: last load queued */
+	uint64_t *done_seq;        /* per slot: last load finished */
+	int *status;               /* per slot: result of done_seq */
+};
+
+static struct host *H(struct ld_backend *be)
+{
+	return (struct host *)be;
+}
+
+/* Copies one expert, hashing each chunk of the destination right after it
+ * is written. */
+static int copy_job(struct host *h, const struct job *j)
+{
+	uint8_t *dst = h->pool + j->slot * h->base.slot_stride;
+	const uint8_t *src = j->src;
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)src & ~(uintptr_t)(page - 1);
+	struct ld_xxh64 x;
+
+	/* Read-ahead of the whole expert instead of fault-by-fault. */
+	madvise((void *)a, j->bytes + ((uintptr_t)src - a), MADV_WILLNEED);
+	ld_xxh64_init(&x);
+	for (size_t off = 0; off < j->bytes; off += CHUNK) {
+		size_t n = j->bytes - off < CHUNK ? j->bytes - off : CHUNK;
+		memcpy(dst + off, src + off, n);
+		if (j->check)
+			ld_xxh64_update(&x, dst + off, n);
+	}
+	if (j->check && ld_xxh64_digest(&x) != j->sum)
+		return -EBADMSG;
+	return 0;
+}
+
+static void *copy_main(void *arg)
+{
+	struct host *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->len && !h->stop)
+			pthread_cond_wait(&h->work, &h->mu);
+		if (!h->len)
+			break;
+		struct job j = h->q[h->head];
+		h->head = (h->head + 1) % h->base.n_slots;
+		h->len--;
+		h->busy = true;
+		pthread_mutex_unlock(&h->mu);
+		int rc = copy_job(h, &j);
+		pthread_mutex_lock(&h->mu);
+		h->busy = false;
+		h->status[j.slot] = rc;
+		h->done_seq[j.slot] = j.seq;
+		pthread_cond_broadcast(&h->done);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static void host_pool_free(struct ld_backend *be)
+{
+	struct host *h = H(be);
+
+	pthread_mutex_lock(&h->mu);
+	while (h->len || h->busy)
+		pthread_cond_wait(&h->done, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	if (h->pool)
+		munmap(h->pool, h->pool_bytes);
+	free(h->q);
+	free(h->sub_seq);
+	free(h->done_seq);
+	free(h->status);
+	h->pool = NULL;
+	h->q = NULL;
+	h->sub_seq = h->done_seq = NULL;
+	h->status = NULL;
+	be->n_slots = be->slot_bytes = be->slot_stride = 0;
+	be->pool_locked = false;
+}
+
+static int host_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_bytes)
+{
+	struct host *h = H(be);
+	size_t stride = (slot_bytes + 4095) / 4096 * 4096;
+
+	if (h->pool)
+		return -EBUSY;
+	if (!n_slots || !slot_bytes || stride > SIZE_MAX / n_slots)
+		return -EINVAL;
+	void *p = mmap(NULL, n_slots * stride, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	h->pool = p;
+	h->pool_bytes = n_slots * stride;
+	h->q = calloc(n_slots, sizeof(*h->q));
+	h->sub_seq = calloc(n_slots, sizeof(*h->sub_seq));
+	h->done_seq = calloc(n_slots, sizeof(*h->done_seq));
+	h->status = calloc(n_slots, sizeof(*h->status));
+	be->n_slots = n_slots;
+	be->slot_bytes = slot_bytes;
+	be->slot_stride = stride;
+	if (!h->q || !h->sub_seq || !h->done_seq || !h->status) {
+		host_pool_free(be);
+		return -ENOMEM;
+	}
+	madvise(p, h->pool_bytes, MADV_HUGEPAGE);
+	/* Best effort: RLIMIT_MEMLOCK is often small; unlocked slots still work. */
+	be->pool_locked = mlock(p, h->pool_bytes) == 0;
+	return 0;
+}
+
+static void *host_slot_ptr(struct ld_backend *be, size_t slot)
+{
+	struct host *h = H(be);
+
+	return slot < be->n_slots ? h->pool + slot * be->slot_stride : NULL;
+}
+
+static int host_load_async(struct ld_backend *be, size_t slot, const void *src,
+			   size_t bytes, const uint64_t *checksum, unsigned flags,
+			   struct ld_ticket *t)
+{
+	struct host *h = H(be);
+	int rc = 0;
+
+	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
+		return -EINVAL;
+	pthread_mutex_lock(&h->mu);
+	if (h->done_seq[slot] != h->sub_seq[slot]) {
+		rc = -EBUSY;   /* a load into this slot is still in flight */
+		goto out;
+	}
+	struct job j = {.slot = slot, .src = src, .bytes = bytes, .check = checksum != NULL,
+			.sum = checksum ? *checksum : 0, .seq = ++h->seq};
+	size_t n = be->n_slots;
+	if (flags & LD_LOAD_URGENT) {
+		h->head = (h->head + n - 1) % n;
+		h->q[h->head] = j;
+	} else {
+		h->q[(h->head + h->len) % n] = j;
+	}
+	h->len++;
+	h->sub_seq[slot] = j.seq;
+	*t = (struct ld_ticket){.slot = slot, .seq = j.seq};
+	pthread_cond_signal(&h->work);
+out:
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+/* Result of ticket t; 0 for a ticket overtaken by a later load. */
+static int result(struct host *h, struct ld_ticket t)
+{
+	return h->done_seq[t.slot] == t.seq ? h->status[t.slot] : 0;
+}
+
+static int host_wait(struct ld_backend *be, struct ld_ticket t)
+{
+	struct host *h = H(be);
+	int rc;
+
+	if (!t.seq || t.slot >= be->n_slots)
+		return t.seq ? -EINVAL : 0;
+	pthread_mutex_lock(&h->mu);
+	while (h->done_seq[t.slot] < t.seq)
+		pthread_cond_wait(&h->done, &h->mu);
+	rc = result(h, t);
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+static int host_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
+{
+	struct host *h = H(be);
+	int done;
+
+	*rc = 0;
+	if (!t.seq || t.slot >= be->n_slots)
+		return 1;
+	pthread_mutex_lock(&h->mu);
+	done = h->done_seq[t.slot] >= t.seq;
+	if (done)
+		*rc = result(h, t);
+	pthread_mutex_unlock(&h->mu);
+	return done;
+}
+
+static void host_close(struct ld_backend *be)
+{
+	struct host *h = H(be);
+
+	if (h->pool)
+		host_pool_free(be);
+	if (h->running) {
+		pthread_mutex_lock(&h->mu);
+		h->stop = true;
+		pthread_cond_signal(&h->work);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->thread, NULL);
+	}
+	pthread_cond_destroy(&h->work);
+	pthread_cond_destroy(&h->done);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
+static const struct ld_backend_ops host_ops = {
+	.name = "host",
+	.caps = LD_BE_HOST_PTR | LD_BE_VERIFY,
+	.pool_alloc = host_pool_alloc,
+	.slot_ptr = host_slot_ptr,
+	.load_async = host_load_async,
+	.wait = host_wait,
+	.poll = host_poll,
+	.pool_free = host_pool_free,
+	.close = host_close,
+};
+
+int ld_backend_host_open(struct ld_backend **out, char *err, size_t errlen)
+{
+	struct host *h = calloc(1, sizeof(*h));
+	int rc;
+
+	*out = NULL;
+	if (!h) {
+		snprintf(err, errlen, "host backend: out of memory");
+		return -ENOMEM;
+	}
+	h->base.ops = &host_ops;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->work, NULL);
+	pthread_cond_init(&h->done, NULL);
+	if ((rc = pthread_create(&h->thread, NULL, copy_main, h))) {
+		snprintf(err, errlen, "host backend: copy thread: %s", strerror(rc));
+		host_close(&h->base);
+		return -rc;
+	}
+	h->running = true;
+	*out = &h->base;
+	return 0;
+}
+
+int ld_backend_open(const char *name, struct ld_backend **out, char *err, size_t errlen)
+{
+	if (!strcmp(name, "host"))
+		return ld_backend_host_open(out, err, errlen);
+	*out = NULL;
+	snprintf(err, errlen, "backend '%s': not built into this moed (available: host)",
+		 name);
+	return -ENOTSUP;
+}

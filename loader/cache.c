@@ -1,0 +1,571 @@
+/* The expert cache: slot table, (layer, expert) -> slot map, policies,
+ * pinning, loads through a backend, counters.  One mutex guards everything;
+ * it is dropped while a thread waits for a load, and a slot being waited on
+ * is held (use count) so that nobody can reuse it meanwhile.
+ *
+ * Policy metadata, per residency (reset when an expert is loaded):
+ *   fifo:   t_insert, the logical time the load started;
+ *   lru:    t_use, the time of the last acquire (or the load);
+ *   lfu:    freq, acquires during this residency (a miss counts 1, a
+ *           prefetch 0), ties to the least recently used;
+ *   belady: next_use() furthest in the future, ties to the least recent.
+ * Remaining ties go to the lowest slot index.  The logical clock ticks once
+ * per acquire and per prefetch.
+ *
+ * Checksums: the first load of each expert in this process is checked (by
+ * the backend during the copy when it has LD_BE_VERIFY, else by reading the
+ * store first); later loads of it are not: the store is mapped read-only and
+ * replaced only by rename, and hashing halves the copy rate from RAM. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "loader/backend.h"
+#include "loader/cache.h"
+#include "loader/store.h"
+
+enum { S_EMPTY, S_LOADING, S_READY };
+
+struct slot {
+	int layer, expert;         /* -1 when empty */
+	int state;
+	int use;                   /* acquires not yet released */
+	int pins;                  /* cache_pin */
+	int ppins;                 /* prefetch pins */
+	int fail_rc;               /* why the last load failed */
+	bool by_prefetch;          /* loaded by prefetch, not acquired yet */
+	bool checking;             /* this load checks the checksum */
+	uint64_t t_insert, t_use, freq;
+	struct ld_ticket ticket;
+};
+
+struct cache {
+	struct cache_opts o;
+	pthread_mutex_t mu;
+	struct slot *slots;
+	int *map;                  /* [n_layers * n_experts] -> slot, -1 */
+	uint8_t *verified;         /* per expert: checksum already checked once */
+	struct cache_stats *st;    /* [n_layers] */
+	uint64_t tick;
+	size_t n_loading;
+	bool sim, be_verify, host_ptr;
+	char err[512];
+};
+
+static size_t key(const struct cache *c, int layer, int expert)
+{
+	return (size_t)layer * (size_t)c->o.n_experts + (size_t)expert;
+}
+
+static bool valid(const struct cache *c, int layer, int expert)
+{
+	return layer >= 0 && layer < c->o.n_layers && expert >= 0 && expert < c->o.n_experts;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+size_t cache_slots_for_budget(double budget_mib, size_t expert_bytes)
+{
+	/* Slots are page-aligned in every backend, so count the stride. */
+	size_t stride = (expert_bytes + 4095) / 4096 * 4096;
+	double n = stride ? budget_mib * 1048576.0 / (double)stride : 0;
+
+	return n >= 1 ? (size_t)n : 1;
+}
+
+static const char *const policy_names[] = {"fifo", "lru", "lfu", "belady"};
+
+int cache_policy_parse(const char *name, enum cache_policy *p)
+{
+	for (int i = 0; i < 4; i++)
+		if (!strcasecmp(name, policy_names[i])) {
+			*p = (enum cache_policy)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *cache_policy_name(enum cache_policy p)
+{
+	return (unsigned)p < 4 ? policy_names[p] : "?";
+}
+
+/* ---- slot transitions (mutex held) ---- */
+
+static void fail_slot(struct cache *c, struct slot *s, int rc)
+{
+	const char *path = c->o.store ? ld_store_path(c->o.store) : "cache";
+
+	if (rc == -EBADMSG)
+		snprintf(c->err, sizeof(c->err), "%s: layer %d expert %d: checksum mismatch "
+			 "after load: corrupt pack (repack with moed pack)", path, s->layer,
+			 s->expert);
+	else
+		snprintf(c->err, sizeof(c->err), "%s: layer %d expert %d: load failed: %s",
+			 path, s->layer, s->expert, strerror(-rc));
+	c->map[key(c, s->layer, s->expert)] = -1;
+	s->layer = s->expert = -1;
+	s->state = S_EMPTY;
+	s->fail_rc = rc;
+	s->pins = s->ppins = 0;
+	s->by_prefetch = false;
+}
+
+/* Records the end of load t into slot s, unless already recorded. */
+static void complete(struct cache *c, struct slot *s, struct ld_ticket t, int rc)
+{
+	if (s->state != S_LOADING || s->ticket.seq != t.seq)
+		return;
+	c->n_loading--;
+	if (rc == 0) {
+		s->state = S_READY;
+		if (s->checking)
+			c->verified[key(c, s->layer, s->expert)] = 1;
+	} else
+		fail_slot(c, s, rc);
+}
+
+static void reap(struct cache *c)
+{
+	struct ld_backend *be = c->o.backend;
+
+	for (size_t i = 0; i < c->o.n_slots && c->n_loading; i++) {
+		struct slot *s = &c->slots[i];
+		int rc;
+		if (s->state == S_LOADING && be->ops->poll(be, s->ticket, &rc))
+			complete(c, s, s->ticket, rc);
+	}
+}
+
+/* Waits (mutex dropped) until slot s's load is over; 0 when it is ready. */
+static int wait_loaded(struct cache *c, struct slot *s, int layer)
+{
+	while (s->state == S_LOADING) {
+		struct ld_ticket t = s->ticket;
+		pthread_mutex_unlock(&c->mu);
+		double t0 = now();
+		int rc = c->o.backend->ops->wait(c->o.backend, t);
+		double dt = now() - t0;
+		pthread_mutex_lock(&c->mu);
+		c->st[layer].stall_seconds += dt;
+		complete(c, s, t, rc);
+	}
+	return s->state == S_READY ? 0 : s->fail_rc;
+}
+
+static void evict(struct cache *c, struct slot *s)
+{
+	if (s->layer < 0)
+		return;
+	struct cache_stats *st = &c->st[s->layer];
+	st->evictions++;
+	if (s->by_prefetch)
+		st->prefetched_unused++;
+	c->map[key(c, s->layer, s->expert)] = -1;
+	s->layer = s->expert = -1;
+	s->state = S_EMPTY;
+	s->by_prefetch = false;
+}
+
+/* Smaller rank is evicted first. */
+static void rank(struct cache *c, const struct slot *s, uint64_t r[2])
+{
+	switch (c->o.policy) {
+	case CACHE_FIFO:
+		r[0] = s->t_insert, r[1] = 0;
+		break;
+	case CACHE_LRU:
+		r[0] = s->t_use, r[1] = 0;
+		break;
+	case CACHE_LFU:
+		r[0] = s->freq, r[1] = s->t_use;
+		break;
+	case CACHE_BELADY:
+		r[0] = UINT64_MAX - c->o.next_use(c->o.next_use_ctx, s->layer, s->expert);
+		r[1] = s->t_use;
+		break;
+	}
+}
+
+/* A slot to (re)load: an empty one, else the policy's victim among the
+ * unpinned ready ones; with steal, slots held only by prefetch pins too. */
+static int victim(struct cache *c, bool steal)
+{
+	uint64_t best[2] = {UINT64_MAX, UINT64_MAX}, r[2] = {0, 0};
+	int found = -1;
+
+	if (c->n_loading)
+		reap(c);
+	for (size_t i = 0; i < c->o.n_slots; i++) {
+		const struct slot *s = &c->slots[i];
+		if (s->use || s->pins || (s->ppins && !steal))
+			continue;
+		if (s->state == S_EMPTY)
+			return (int)i;
+		if (s->state != S_READY)
+			continue;
+		rank(c, s, r);
+		if (found < 0 || r[0] < best[0] || (r[0] == best[0] && r[1] < best[1])) {
+			found = (int)i;
+			best[0] = r[0], best[1] = r[1];
+		}
+	}
+	return found;
+}
+
+static int start_load(struct cache *c, int si, int layer, int expert, bool prefetch)
+{
+	struct slot *s = &c->slots[si];
+	struct cache_stats *st = &c->st[layer];
+	size_t k = key(c, layer, expert);
+	int rc = 0;
+
+	*s = (struct slot){.layer = layer, .expert = expert, .state = S_READY,
+			   .by_prefetch = prefetch, .t_insert = c->tick, .t_use = c->tick,
+			   .freq = prefetch ? 0 : 1};
+	c->map[k] = si;
+	if (c->sim)
+		goto counted;
+	if (!c->be_verify && !c->verified[k]) {
+		if ((rc = ld_store_verify_expert(c->o.store, layer, expert, c->err,
+						 sizeof(c->err)))) {
+			c->map[k] = -1;
+			*s = (struct slot){.layer = -1, .expert = -1, .fail_rc = rc};
+			return rc;
+		}
+		c->verified[k] = 1;
+	}
+	uint64_t sum = ld_store_expert_checksum(c->o.store, layer, expert);
+	s->checking = !c->verified[k];
+	rc = c->o.backend->ops->load_async(c->o.backend, (size_t)si,
+					   ld_store_expert(c->o.store, layer, expert),
+					   c->o.expert_bytes, s->checking ? &sum : NULL,
+					   prefetch ? 0 : LD_LOAD_URGENT, &s->ticket);
+	if (rc) {
+		fail_slot(c, s, rc);
+		return rc;
+	}
+	s->state = S_LOADING;
+	c->n_loading++;
+counted:
+	st->loads++;
+	st->bytes_loaded += c->o.expert_bytes;
+	return 0;
+}
+
+/* Waits for some load into an unpinned slot; 0 if there was one. */
+static int wait_any_unpinned(struct cache *c, int layer)
+{
+	for (size_t i = 0; i < c->o.n_slots; i++) {
+		struct slot *s = &c->slots[i];
+		if (s->state != S_LOADING || s->use || s->pins)
+			continue;
+		s->use++;
+		wait_loaded(c, s, layer);
+		s->use--;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+/* ---- public ---- */
+
+int cache_prefetch(struct cache *c, int layer, int expert)
+{
+	int rc = 0, si;
+
+	if (!valid(c, layer, expert))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	c->tick++;
+	if ((si = c->map[key(c, layer, expert)]) >= 0) {
+		c->slots[si].ppins++;
+		goto out;
+	}
+	if ((si = victim(c, false)) < 0) {
+		c->st[layer].prefetch_nospace++;
+		rc = -ENOSPC;
+		goto out;
+	}
+	evict(c, &c->slots[si]);
+	if ((rc = start_load(c, si, layer, expert, true)) == 0)
+		c->slots[si].ppins = 1;
+out:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+/* Finds or loads (layer, expert) into a slot; mutex held. */
+static int lookup(struct cache *c, int layer, int expert, int *out)
+{
+	struct cache_stats *st = &c->st[layer];
+	int si, rc;
+
+	for (;;) {
+		if ((si = c->map[key(c, layer, expert)]) >= 0) {
+			struct slot *s = &c->slots[si];
+			st->hits++;
+			if (s->by_prefetch)
+				st->prefetched_used++;
+			s->by_prefetch = false;
+			s->t_use = c->tick;
+			s->freq++;
+			break;
+		}
+		if ((si = victim(c, false)) < 0 && (si = victim(c, true)) >= 0)
+			st->pin_steals++;
+		if (si >= 0) {
+			evict(c, &c->slots[si]);
+			if ((rc = start_load(c, si, layer, expert, false)))
+				return rc;
+			st->misses++;
+			break;
+		}
+		if (wait_any_unpinned(c, layer) < 0) {
+			snprintf(c->err, sizeof(c->err), "cache: layer %d expert %d: all %zu "
+				 "slots pinned or in use", layer, expert, c->o.n_slots);
+			return -ENOSPC;
+		}
+	}
+	*out = si;
+	return 0;
+}
+
+int cache_acquire(struct cache *c, int layer, int expert, const float **w)
+{
+	int si, rc;
+
+	*w = NULL;
+	if (!valid(c, layer, expert))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	c->tick++;
+	if ((rc = lookup(c, layer, expert, &si)))
+		goto out;
+	struct slot *s = &c->slots[si];
+	s->use++;
+	if (s->state == S_LOADING && (rc = wait_loaded(c, s, layer))) {
+		s->use--;
+		goto out;
+	}
+	if (c->host_ptr)
+		*w = c->o.backend->ops->slot_ptr(c->o.backend, (size_t)si);
+out:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+void cache_release(struct cache *c, int layer, int expert)
+{
+	if (!valid(c, layer, expert))
+		return;
+	pthread_mutex_lock(&c->mu);
+	int si = c->map[key(c, layer, expert)];
+	if (si >= 0 && c->slots[si].use > 0)
+		c->slots[si].use--;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cache_pin(struct cache *c, int layer, int expert)
+{
+	if (!valid(c, layer, expert))
+		return;
+	pthread_mutex_lock(&c->mu);
+	int si = c->map[key(c, layer, expert)];
+	if (si >= 0)
+		c->slots[si].pins++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cache_unpin(struct cache *c, int layer, int expert)
+{
+	if (!valid(c, layer, expert))
+		return;
+	pthread_mutex_lock(&c->mu);
+	int si = c->map[key(c, layer, expert)];
+	if (si >= 0 && c->slots[si].pins > 0)
+		c->slots[si].pins--;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cache_unpin_layer(struct cache *c, int layer)
+{
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->o.n_slots; i++)
+		if (layer < 0 || c->slots[i].layer == layer)
+			c->slots[i].ppins = 0;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cache_unpin_all(struct cache *c)
+{
+	cache_unpin_layer(c, -1);
+}
+
+int cache_resident(const struct cache *c, int layer, int expert)
+{
+	struct cache *m = (struct cache *)c;   /* the mutex only */
+	int r;
+
+	if (!valid(c, layer, expert))
+		return 0;
+	pthread_mutex_lock(&m->mu);
+	r = c->map[key(c, layer, expert)] >= 0;
+	pthread_mutex_unlock(&m->mu);
+	return r;
+}
+
+static void add_stats(struct cache_stats *d, const struct cache_stats *s)
+{
+	d->hits += s->hits;
+	d->misses += s->misses;
+	d->prefetched_used += s->prefetched_used;
+	d->prefetched_unused += s->prefetched_unused;
+	d->evictions += s->evictions;
+	d->loads += s->loads;
+	d->bytes_loaded += s->bytes_loaded;
+	d->stall_seconds += s->stall_seconds;
+	d->prefetch_nospace += s->prefetch_nospace;
+	d->pin_steals += s->pin_steals;
+}
+
+void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s)
+{
+	struct cache *m = (struct cache *)c;
+
+	memset(s, 0, sizeof(*s));
+	if (layer >= c->o.n_layers)
+		return;
+	pthread_mutex_lock(&m->mu);
+	for (int l = 0; l < c->o.n_layers; l++)
+		if (layer < 0 || l == layer)
+			add_stats(s, &c->st[l]);
+	pthread_mutex_unlock(&m->mu);
+}
+
+void cache_reset_stats(struct cache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	memset(c->st, 0, (size_t)c->o.n_layers * sizeof(*c->st));
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cache_last_error(const struct cache *c, char *buf, size_t n)
+{
+	struct cache *m = (struct cache *)c;
+
+	pthread_mutex_lock(&m->mu);
+	snprintf(buf, n, "%s", c->err);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int src_acquire(void *ctx, int layer, int expert, const float **w)
+{
+	return cache_acquire(ctx, layer, expert, w);
+}
+
+static void src_release(void *ctx, int layer, int expert)
+{
+	cache_release(ctx, layer, expert);
+}
+
+struct ld_expert_src cache_expert_src(struct cache *c)
+{
+	return (struct ld_expert_src){.acquire = src_acquire, .release = src_release,
+				      .ctx = c};
+}
+
+/* ---- open / close ---- */
+
+static int check_opts(const struct cache_opts *o)
+{
+	if (o->n_layers <= 0 || o->n_experts <= 0 || !o->expert_bytes || !o->n_slots ||
+	    o->n_slots > INT32_MAX || (unsigned)o->policy > CACHE_BELADY ||
+	    (o->policy == CACHE_BELADY && !o->next_use) || (!o->store != !o->backend))
+		return -EINVAL;
+	if (o->store) {
+		const struct ld_store_info *in = ld_store_info(o->store);
+		if (in->n_layers != o->n_layers || in->n_experts != o->n_experts ||
+		    in->expert_bytes != o->expert_bytes)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int cache_open(const struct cache_opts *o, struct cache **out)
+{
+	struct cache *c;
+	size_t nk = (size_t)o->n_layers * (size_t)o->n_experts;
+	int rc;
+
+	*out = NULL;
+	if ((rc = check_opts(o)))
+		return rc;
+	if (!(c = calloc(1, sizeof(*c))))
+		return -ENOMEM;
+	c->o = *o;
+	c->sim = !o->backend;
+	pthread_mutex_init(&c->mu, NULL);
+	c->slots = calloc(o->n_slots, sizeof(*c->slots));
+	c->map = malloc(nk * sizeof(*c->map));
+	c->verified = calloc(nk, 1);
+	c->st = calloc((size_t)o->n_layers, sizeof(*c->st));
+	if (!c->slots || !c->map || !c->verified || !c->st) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < nk; i++)
+		c->map[i] = -1;
+	for (size_t i = 0; i < o->n_slots; i++)
+		c->slots[i].layer = c->slots[i].expert = -1;
+	if (!c->sim) {
+		unsigned caps = ld_backend_caps(o->backend);
+		c->be_verify = !o->skip_verify && (caps & LD_BE_VERIFY);
+		c->verified = memset(c->verified, o->skip_verify ? 1 : 0, nk);
+		c->host_ptr = caps & LD_BE_HOST_PTR;
+		if ((rc = o->backend->ops->pool_alloc(o->backend, o->n_slots, o->expert_bytes)))
+			goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	free(c->slots);
+	free(c->map);
+	free(c->verified);
+	free(c->st);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+	return rc;
+}
+
+void cache_close(struct cache *c)
+{
+	if (!c)
+		return;
+	if (!c->sim) {
+		pthread_mutex_lock(&c->mu);
+		for (size_t i = 0; i < c->o.n_slots; i++)
+			if (c->slots[i].state == S_LOADING) {
+				c->slots[i].use++;
+				wait_loaded(c, &c->slots[i], c->slots[i].layer);
+			}
+		pthread_mutex_unlock(&c->mu);
+		c->o.backend->ops->pool_free(c->o.backend);
+	}
+	free(c->slots);
+	free(c->map);
+	free(c->verified);
+	free(c->st);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}

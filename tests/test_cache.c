@@ -1,0 +1,654 @@
+/* The expert cache: each policy's eviction order on hand-made sequences (sim
+ * mode), pinning under pressure, a budget below top-k, counters, and the
+ * host backend: contents, checksum failures, concurrent prefetch + acquire. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader/backend.h"
+#include "loader/cache.h"
+#include "loader/model.h"
+#include "loader/store.h"
+
+#define EB 1000                /* sim mode's expert_bytes */
+
+static char err[1024];
+
+static struct cache *sim(enum cache_policy p, size_t n_slots, int n_layers)
+{
+	struct cache_opts o = {.n_layers = n_layers, .n_experts = 8, .expert_bytes = EB,
+			       .n_slots = n_slots, .policy = p};
+	struct cache *c = NULL;
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	return c;
+}
+
+static void use(struct cache *c, int layer, int expert)
+{
+	const float *w = (const float *)1;
+	int rc = cache_acquire(c, layer, expert, &w);
+	ck_assert_msg(rc == 0, "acquire(%d, %d) = %d", layer, expert, rc);
+	ck_assert_ptr_null(w);         /* sim mode */
+	cache_release(c, layer, expert);
+}
+
+static void use_seq(struct cache *c, const int *experts, int n)
+{
+	for (int i = 0; i < n; i++)
+		use(c, 0, experts[i]);
+}
+
+/* Bit e set when expert e of layer 0 holds a slot. */
+static unsigned resident(struct cache *c)
+{
+	unsigned m = 0;
+	for (int e = 0; e < 8; e++)
+		if (cache_resident(c, 0, e))
+			m |= 1u << e;
+	return m;
+}
+
+#define SET(...) set_of((int[]){__VA_ARGS__}, sizeof((int[]){__VA_ARGS__}) / sizeof(int))
+static unsigned set_of(const int *e, size_t n)
+{
+	unsigned m = 0;
+	for (size_t i = 0; i < n; i++)
+		m |= 1u << e[i];
+	return m;
+}
+
+START_TEST(names_and_budget)
+{
+	enum cache_policy p;
+	const char *names[] = {"fifo", "lru", "lfu", "belady"};
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(cache_policy_parse(names[i], &p), 0);
+		ck_assert_int_eq(p, i);
+		ck_assert_str_eq(cache_policy_name(p), names[i]);
+	}
+	ck_assert_int_eq(cache_policy_parse("LRU", &p), 0);
+	ck_assert_int_eq(p, CACHE_LRU);
+	ck_assert_int_eq(cache_policy_parse("mru", &p), -EINVAL);
+	/* Slots are counted at their page-aligned stride; at least one. */
+	ck_assert_uint_eq(cache_slots_for_budget(1.0, 4096), 256);
+	ck_assert_uint_eq(cache_slots_for_budget(1.0, 4097), 128);
+	ck_assert_uint_eq(cache_slots_for_budget(0.001, 1 << 20), 1);
+	ck_assert_uint_eq(cache_slots_for_budget(10.0, 3 << 20), 3);
+	/* Bad options. */
+	struct cache *c;
+	struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB,
+			       .n_slots = 0, .policy = CACHE_LRU};
+	ck_assert_int_eq(cache_open(&o, &c), -EINVAL);
+	o.n_slots = 2;
+	o.policy = CACHE_BELADY;       /* without next_use */
+	ck_assert_int_eq(cache_open(&o, &c), -EINVAL);
+}
+END_TEST
+
+START_TEST(fifo_order)
+{
+	struct cache *c = sim(CACHE_FIFO, 3, 1);
+	use_seq(c, (int[]){0, 1, 2, 0}, 4);
+	use(c, 0, 3);                  /* 0 came in first, its hit does not matter */
+	ck_assert_uint_eq(resident(c), SET(1, 2, 3));
+	use(c, 0, 4);
+	ck_assert_uint_eq(resident(c), SET(2, 3, 4));
+	struct cache_stats s;
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.hits, 1);
+	ck_assert_uint_eq(s.misses, 5);
+	ck_assert_uint_eq(s.evictions, 2);
+	ck_assert_uint_eq(s.loads, 5);
+	ck_assert_uint_eq(s.bytes_loaded, 5 * EB);
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(lru_order)
+{
+	struct cache *c = sim(CACHE_LRU, 3, 1);
+	use_seq(c, (int[]){0, 1, 2, 0}, 4);
+	use(c, 0, 3);                  /* 1 is least recent */
+	ck_assert_uint_eq(resident(c), SET(0, 2, 3));
+	use(c, 0, 2);
+	use(c, 0, 4);                  /* now 0 is */
+	ck_assert_uint_eq(resident(c), SET(2, 3, 4));
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(lfu_order)
+{
+	struct cache *c = sim(CACHE_LFU, 3, 1);
+	use_seq(c, (int[]){0, 0, 0, 1, 1, 2}, 6);
+	use(c, 0, 3);                  /* 2 has count 1 */
+	ck_assert_uint_eq(resident(c), SET(0, 1, 3));
+	use(c, 0, 3);                  /* 1 and 3 at 2: the less recent, 1, goes */
+	use(c, 0, 4);
+	ck_assert_uint_eq(resident(c), SET(0, 3, 4));
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(lfu_per_residency)
+{
+	struct cache *c = sim(CACHE_LFU, 2, 1);
+	use_seq(c, (int[]){0, 0, 0, 1, 1, 1}, 6);
+	use(c, 0, 2);                  /* tie at 3: 0 is less recent */
+	ck_assert_uint_eq(resident(c), SET(1, 2));
+	use(c, 0, 0);                  /* 2 has 1, 1 has 3 */
+	ck_assert_uint_eq(resident(c), SET(0, 1));
+	/* 0's count restarted at 1 when it came back (it would be 4 over the
+	 * run), so 0 goes rather than 1 (3). */
+	use(c, 0, 2);
+	ck_assert_uint_eq(resident(c), SET(1, 2));
+	cache_close(c);
+}
+END_TEST
+
+static uint64_t next_use_tab[8];
+
+static uint64_t next_use(void *ctx, int layer, int expert)
+{
+	ck_assert_ptr_eq(ctx, next_use_tab);
+	ck_assert(layer >= 0 && layer < 2);
+	return next_use_tab[expert];
+}
+
+START_TEST(belady_order)
+{
+	struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB,
+			       .n_slots = 2, .policy = CACHE_BELADY, .next_use = next_use,
+			       .next_use_ctx = next_use_tab};
+	struct cache *c;
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	use_seq(c, (int[]){0, 1}, 2);
+	next_use_tab[0] = 10, next_use_tab[1] = 5;
+	use(c, 0, 2);                  /* 0 is needed furthest away */
+	ck_assert_uint_eq(resident(c), SET(1, 2));
+	next_use_tab[1] = UINT64_MAX, next_use_tab[2] = 3;
+	use(c, 0, 3);                  /* 1 is never needed again */
+	ck_assert_uint_eq(resident(c), SET(2, 3));
+	next_use_tab[2] = next_use_tab[3] = 7;
+	use(c, 0, 4);                  /* tie: the less recent, 2 */
+	ck_assert_uint_eq(resident(c), SET(3, 4));
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(prefetch_counters)
+{
+	struct cache *c = sim(CACHE_LFU, 2, 2);
+	struct cache_stats s, l0, l1;
+	const float *w;
+
+	ck_assert_int_eq(cache_prefetch(c, 1, 0), 0);
+	ck_assert(cache_resident(c, 1, 0));
+	ck_assert_int_eq(cache_acquire(c, 1, 0, &w), 0);
+	cache_release(c, 1, 0);
+	ck_assert_int_eq(cache_prefetch(c, 1, 1), 0);
+	cache_unpin_all(c);
+	/* LFU: (1,1) was prefetched and never used, count 0; it goes. */
+	use(c, 0, 5);
+	ck_assert(!cache_resident(c, 1, 1));
+	ck_assert(cache_resident(c, 1, 0));
+	cache_get_stats(c, -1, &s);
+	cache_get_stats(c, 0, &l0);
+	cache_get_stats(c, 1, &l1);
+	ck_assert_uint_eq(s.loads, 3);
+	ck_assert_uint_eq(s.hits, 1);
+	ck_assert_uint_eq(s.misses, 1);
+	ck_assert_uint_eq(s.prefetched_used, 1);
+	ck_assert_uint_eq(s.prefetched_unused, 1);
+	ck_assert_uint_eq(s.evictions, 1);
+	ck_assert_uint_eq(s.bytes_loaded, 3 * EB);
+	/* Per layer: the miss was layer 0's; the eviction hit layer 1's expert. */
+	ck_assert_uint_eq(l0.misses, 1);
+	ck_assert_uint_eq(l0.loads, 1);
+	ck_assert_uint_eq(l0.evictions, 0);
+	ck_assert_uint_eq(l1.loads, 2);
+	ck_assert_uint_eq(l1.hits, 1);
+	ck_assert_uint_eq(l1.evictions, 1);
+	ck_assert_uint_eq(l1.prefetched_unused, 1);
+	ck_assert(s.stall_seconds == 0.0);
+	cache_reset_stats(c);
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.loads, 0);
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(pin_pressure)
+{
+	struct cache *c = sim(CACHE_LRU, 3, 1);
+	const float *w;
+
+	use(c, 0, 0);
+	cache_pin(c, 0, 0);
+	use(c, 0, 1);
+	cache_pin(c, 0, 1);
+	/* Everything else goes through the one free slot. */
+	for (int e = 2; e < 8; e++) {
+		use(c, 0, e);
+		ck_assert_uint_eq(resident(c), SET(0, 1, e));
+	}
+	struct cache_stats s;
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.evictions, 5);
+	/* Pin the third: nothing can be loaded any more. */
+	cache_pin(c, 0, 7);
+	ck_assert_int_eq(cache_acquire(c, 0, 3, &w), -ENOSPC);
+	cache_last_error(c, err, sizeof(err));
+	ck_assert_ptr_nonnull(strstr(err, "pinned"));
+	ck_assert_int_eq(cache_prefetch(c, 0, 3), -ENOSPC);
+	cache_get_stats(c, 0, &s);
+	ck_assert_uint_eq(s.prefetch_nospace, 1);
+	/* Hits still work, and unpinning frees a slot (0 is the LRU one). */
+	use(c, 0, 1);
+	cache_unpin(c, 0, 0);
+	use(c, 0, 3);
+	ck_assert_uint_eq(resident(c), SET(1, 3, 7));
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(prefetch_pins)
+{
+	struct cache *c = sim(CACHE_LRU, 3, 2);
+	const float *w;
+	struct cache_stats s;
+
+	for (int e = 0; e < 3; e++)
+		ck_assert_int_eq(cache_prefetch(c, 0, e), 0);
+	/* A prefetch cannot evict what an earlier prefetch pinned. */
+	ck_assert_int_eq(cache_prefetch(c, 0, 3), -ENOSPC);
+	ck_assert_uint_eq(resident(c), SET(0, 1, 2));
+	/* A miss that has no other choice takes a prefetch-pinned slot (the
+	 * engine must always make progress); it is counted. */
+	ck_assert_int_eq(cache_acquire(c, 0, 4, &w), 0);
+	cache_release(c, 0, 4);
+	ck_assert_uint_eq(resident(c), SET(1, 2, 4));
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.pin_steals, 1);
+	ck_assert_uint_eq(s.prefetch_nospace, 1);
+	/* Once the batch has passed, prefetches evict freely. */
+	cache_unpin_all(c);
+	ck_assert_int_eq(cache_prefetch(c, 0, 5), 0);
+	ck_assert_int_eq(cache_prefetch(c, 1, 0), 0);
+	ck_assert_int_eq(cache_prefetch(c, 1, 1), 0);
+	ck_assert(cache_resident(c, 1, 0) && cache_resident(c, 1, 1));
+	/* Unpinning one layer frees only that layer's slots. */
+	cache_unpin_layer(c, 0);
+	ck_assert_int_eq(cache_prefetch(c, 1, 2), 0);
+	ck_assert_uint_eq(resident(c), 0);
+	ck_assert(cache_resident(c, 1, 0) && cache_resident(c, 1, 1));
+	ck_assert_int_eq(cache_prefetch(c, 1, 3), -ENOSPC);
+	cache_close(c);
+}
+END_TEST
+
+START_TEST(budget_below_topk)
+{
+	struct cache *c = sim(CACHE_LRU, 1, 1);
+	const float *w;
+
+	/* top-k 4 through one slot: one expert at a time. */
+	for (int round = 0; round < 3; round++)
+		for (int e = 0; e < 4; e++)
+			use(c, 0, e);
+	/* Holding one and asking for another cannot work with one slot. */
+	ck_assert_int_eq(cache_acquire(c, 0, 5, &w), 0);
+	ck_assert_int_eq(cache_acquire(c, 0, 5, &w), 0);   /* the same: a hit */
+	ck_assert_int_eq(cache_acquire(c, 0, 6, &w), -ENOSPC);
+	cache_release(c, 0, 5);
+	ck_assert_int_eq(cache_acquire(c, 0, 6, &w), -ENOSPC);  /* still held once */
+	cache_release(c, 0, 5);
+	ck_assert_int_eq(cache_acquire(c, 0, 6, &w), 0);
+	cache_release(c, 0, 6);
+	struct cache_stats s;
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.misses, 14);
+	ck_assert_uint_eq(s.hits, 1);
+	cache_close(c);
+}
+END_TEST
+
+/* ---- host backend over a real pack ---- */
+
+static char tmpdir[256], pack[512];
+static struct ld_model *model;
+static struct ld_store *store;
+static float *want[2][8];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void host_setup(void)
+{
+	const char *t = getenv("TMPDIR"), *fx = getenv("MOED_FIXTURES");
+	char dir[512];
+
+	ck_assert_ptr_nonnull(fx);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/moed-cache-XXXXXX", t ? t : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(dir, sizeof(dir), "%s/mixtral_f32", fx);
+	ck_assert_msg(ld_model_open(dir, &model, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(model->cfg.n_moe_layers, 2);
+	ck_assert_int_eq(model->cfg.n_experts, 8);
+	snprintf(pack, sizeof(pack), "%s/m.pack", tmpdir);
+	ck_assert_msg(ld_store_pack(model, pack, false, err, sizeof(err)) == 0, "%s", err);
+	size_t n = ld_expert_floats(&model->cfg);
+	for (int l = 0; l < 2; l++)
+		for (int e = 0; e < 8; e++) {
+			want[l][e] = malloc(n * sizeof(float));
+			ld_expert_copy(model, l, e, want[l][e]);
+		}
+}
+
+static void host_teardown(void)
+{
+	for (int l = 0; l < 2; l++)
+		for (int e = 0; e < 8; e++)
+			free(want[l][e]);
+	ld_model_close(model);
+	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct cache *host_cache(enum cache_policy p, size_t n_slots, struct ld_backend **be,
+				bool skip_verify)
+{
+	struct cache *c = NULL;
+	ck_assert_msg(ld_store_open(pack, 0, &store, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(ld_backend_open("host", be, err, sizeof(err)), 0);
+	struct cache_opts o = {.n_layers = 2, .n_experts = 8,
+			       .expert_bytes = ld_store_info(store)->expert_bytes,
+			       .n_slots = n_slots, .policy = p, .store = store, .backend = *be,
+			       .next_use = next_use, .next_use_ctx = next_use_tab,
+			       .skip_verify = skip_verify};
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	return c;
+}
+
+static void host_done(struct cache *c, struct ld_backend *be)
+{
+	cache_close(c);
+	ld_backend_close(be);
+	ld_store_close(store);
+}
+
+static void check_use(struct cache *c, int l, int e)
+{
+	const float *w = NULL;
+	int rc = cache_acquire(c, l, e, &w);
+	ck_assert_msg(rc == 0, "acquire(%d, %d) = %d", l, e, rc);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_uint_eq((uintptr_t)w % 4096, 0);
+	ck_assert_msg(!memcmp(w, want[l][e], ld_store_info(store)->expert_bytes),
+		      "layer %d expert %d: slot differs from ld_expert_copy", l, e);
+	cache_release(c, l, e);
+}
+
+START_TEST(host_contents)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache((enum cache_policy)_i, 3, &be, false);
+	unsigned x = 12345;
+
+	ck_assert_str_eq(ld_backend_name(be), "host");
+	ck_assert(ld_backend_caps(be) & LD_BE_HOST_PTR);
+	for (int i = 0; i < 300; i++) {
+		x = x * 1103515245u + 12345u;
+		int l = (int)(x >> 16) % 2, e = (int)(x >> 20) % 8;
+		next_use_tab[e] = x % 100;   /* any values do for Belady here */
+		check_use(c, l, e);
+	}
+	struct cache_stats s;
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.hits + s.misses, 300);
+	ck_assert_uint_eq(s.loads, s.misses);
+	ck_assert_uint_eq(s.bytes_loaded, s.loads * ld_store_info(store)->expert_bytes);
+	ck_assert_uint_eq(s.evictions, s.misses - 3);
+	host_done(c, be);
+}
+END_TEST
+
+START_TEST(host_one_slot)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache(CACHE_LRU, 1, &be, false);
+
+	/* top-k 2 with one slot: acquire, use, release, one after the other. */
+	for (int round = 0; round < 2; round++)
+		for (int l = 0; l < 2; l++)
+			for (int e = 0; e < 8; e++)
+				check_use(c, l, e);
+	host_done(c, be);
+}
+END_TEST
+
+START_TEST(host_prefetch)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache(CACHE_FIFO, 4, &be, false);
+	struct cache_stats s;
+
+	for (int e = 0; e < 4; e++)
+		ck_assert_int_eq(cache_prefetch(c, 1, e), 0);
+	ck_assert_int_eq(cache_prefetch(c, 1, 4), -ENOSPC);
+	for (int e = 3; e >= 0; e--)
+		check_use(c, 1, e);
+	cache_get_stats(c, 1, &s);
+	ck_assert_uint_eq(s.hits, 4);
+	ck_assert_uint_eq(s.misses, 0);
+	ck_assert_uint_eq(s.prefetched_used, 4);
+	cache_unpin_all(c);
+	/* Prefetch and close without waiting: close drains the loads. */
+	ck_assert_int_eq(cache_prefetch(c, 0, 7), 0);
+	host_done(c, be);
+}
+END_TEST
+
+static off_t expert_offset(int l, int e)
+{
+	struct ld_pack_entry ent;
+	int fd = open(pack, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &ent, sizeof(ent), sizeof(struct ld_pack_header) +
+			       (off_t)(l * 8 + e) * (off_t)sizeof(ent)), (ssize_t)sizeof(ent));
+	close(fd);
+	return (off_t)ent.offset;
+}
+
+static void corrupt_expert(int l, int e)
+{
+	unsigned char b;
+	off_t off = expert_offset(l, e) + 100;
+	int fd = open(pack, O_RDWR);
+	ck_assert_int_eq(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static void check_corrupt_load(struct cache *c)
+{
+	const float *w;
+
+	ck_assert_int_eq(cache_acquire(c, 1, 3, &w), -EBADMSG);
+	ck_assert_ptr_null(w);
+	cache_last_error(c, err, sizeof(err));
+	ck_assert_msg(strstr(err, "layer 1 expert 3") && strstr(err, "checksum") &&
+		      strstr(err, pack), "%s", err);
+	ck_assert(!cache_resident(c, 1, 3));
+	check_use(c, 1, 2);
+	/* Through a prefetch: the failure shows at acquire. */
+	ck_assert_int_eq(cache_prefetch(c, 1, 3), 0);
+	ck_assert_int_eq(cache_acquire(c, 1, 3, &w), -EBADMSG);
+	check_use(c, 0, 3);
+}
+
+START_TEST(host_corrupt)
+{
+	struct ld_backend *be;
+	corrupt_expert(1, 3);
+	struct cache *c = host_cache(CACHE_LRU, 2, &be, false);
+	check_corrupt_load(c);
+	host_done(c, be);
+	/* skip_verify trusts the pack: the damaged bytes come through. */
+	c = host_cache(CACHE_LRU, 2, &be, true);
+	const float *w;
+	ck_assert_int_eq(cache_acquire(c, 1, 3, &w), 0);
+	ck_assert(memcmp(w, want[1][3], ld_store_info(store)->expert_bytes) != 0);
+	cache_release(c, 1, 3);
+	host_done(c, be);
+}
+END_TEST
+
+/* A backend that cannot check copies (like a DMA engine): the cache checks
+ * the store's bytes itself before the first load of each expert. */
+START_TEST(host_corrupt_noverify_backend)
+{
+	struct ld_backend *be;
+	static struct ld_backend_ops ops;
+	corrupt_expert(1, 3);
+	ck_assert_msg(ld_store_open(pack, 0, &store, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(ld_backend_open("host", &be, err, sizeof(err)), 0);
+	ops = *be->ops;
+	ops.caps &= ~(unsigned)LD_BE_VERIFY;
+	be->ops = &ops;
+	struct cache_opts o = {.n_layers = 2, .n_experts = 8,
+			       .expert_bytes = ld_store_info(store)->expert_bytes,
+			       .n_slots = 2, .policy = CACHE_LRU, .store = store, .backend = be};
+	struct cache *c;
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	const float *w;
+	ck_assert_int_eq(cache_acquire(c, 1, 3, &w), -EBADMSG);
+	cache_last_error(c, err, sizeof(err));
+	ck_assert_msg(strstr(err, "layer 1 expert 3") && strstr(err, "checksum"), "%s", err);
+	ck_assert_int_eq(cache_prefetch(c, 1, 3), -EBADMSG);
+	check_use(c, 1, 2);
+	check_use(c, 0, 3);
+	host_done(c, be);
+}
+END_TEST
+
+START_TEST(backend_direct)
+{
+	struct ld_backend *be;
+	struct ld_ticket t;
+	int rc;
+	static char src[10000];
+
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (char)(i * 7);
+	uint64_t sum = ld_xxh64(src, sizeof(src)), bad = sum + 1;
+	ck_assert_int_eq(ld_backend_open("cuda-nope", &be, err, sizeof(err)), -ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(err, "cuda-nope"));
+	ck_assert_int_eq(ld_backend_open("host", &be, err, sizeof(err)), 0);
+	ck_assert_int_eq(be->ops->pool_alloc(be, 2, sizeof(src)), 0);
+	ck_assert_int_eq(be->ops->pool_alloc(be, 2, sizeof(src)), -EBUSY);
+	ck_assert_uint_eq(be->slot_stride, 12288);
+	ck_assert_int_eq(be->ops->load_async(be, 1, src, sizeof(src), &sum, LD_LOAD_URGENT, &t), 0);
+	ck_assert_int_eq(be->ops->wait(be, t), 0);
+	ck_assert_int_eq(be->ops->wait(be, t), 0);      /* waiting twice is fine */
+	ck_assert_int_eq(be->ops->poll(be, t, &rc), 1);
+	ck_assert_int_eq(rc, 0);
+	ck_assert(!memcmp(be->ops->slot_ptr(be, 1), src, sizeof(src)));
+	ck_assert_int_eq(be->ops->load_async(be, 0, src, sizeof(src), &bad, 0, &t), 0);
+	ck_assert_int_eq(be->ops->wait(be, t), -EBADMSG);
+	ck_assert_int_eq(be->ops->load_async(be, 0, src, sizeof(src), NULL, 0, &t), 0);
+	ck_assert_int_eq(be->ops->wait(be, t), 0);
+	ck_assert_int_eq(be->ops->load_async(be, 2, src, sizeof(src), NULL, 0, &t), -EINVAL);
+	ck_assert_int_eq(be->ops->load_async(be, 0, src, sizeof(src) + 1, NULL, 0, &t), -EINVAL);
+	ck_assert_ptr_null(be->ops->slot_ptr(be, 2));
+	be->ops->pool_free(be);
+	ld_backend_close(be);
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+struct pf_arg {
+	struct cache *c;
+	int n;
+};
+
+static void *prefetcher(void *p)
+{
+	struct pf_arg *a = p;
+	unsigned x = 777;
+
+	for (int i = 0; i < a->n; i++) {
+		x = x * 1103515245u + 12345u;
+		int rc = cache_prefetch(a->c, (int)(x >> 16) % 2, (int)(x >> 20) % 8);
+		ck_assert(rc == 0 || rc == -ENOSPC);
+		if (i % 3 == 2)
+			cache_unpin_all(a->c);
+	}
+	return NULL;
+}
+
+START_TEST(host_concurrent)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache((enum cache_policy)_i, 4, &be, false);
+	struct pf_arg a = {.c = c, .n = 3000};
+	pthread_t th;
+	unsigned x = 4242;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, prefetcher, &a), 0);
+	for (int i = 0; i < 3000; i++) {
+		x = x * 1103515245u + 12345u;
+		check_use(c, (int)(x >> 16) % 2, (int)(x >> 20) % 8);
+	}
+	pthread_join(th, NULL);
+	struct cache_stats s;
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.hits + s.misses, 3000);
+	ck_assert_uint_le(s.prefetched_used + s.prefetched_unused, s.loads - s.misses);
+	host_done(c, be);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cache");
+	TCase *tc = tcase_create("sim");
+	tcase_add_test(tc, names_and_budget);
+	tcase_add_test(tc, fifo_order);
+	tcase_add_test(tc, lru_order);
+	tcase_add_test(tc, lfu_order);
+	tcase_add_test(tc, lfu_per_residency);
+	tcase_add_test(tc, belady_order);
+	tcase_add_test(tc, prefetch_counters);
+	tcase_add_test(tc, pin_pressure);
+	tcase_add_test(tc, prefetch_pins);
+	tcase_add_test(tc, budget_below_topk);
+	suite_add_tcase(s, tc);
+	TCase *th = tcase_create("host");
+	tcase_add_checked_fixture(th, host_setup, host_teardown);
+	tcase_set_timeout(th, 240);
+	tcase_add_loop_test(th, host_contents, CACHE_FIFO, CACHE_BELADY + 1);
+	tcase_add_test(th, host_one_slot);
+	tcase_add_test(th, host_prefetch);
+	tcase_add_test(th, host_corrupt);
+	tcase_add_test(th, host_corrupt_noverify_backend);
+	tcase_add_test(th, backend_direct);
+	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFU + 1);
+	suite_add_tcase(s, th);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int nf = srunner_ntests_failed(r);
+	srunner_free(r);
+	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
