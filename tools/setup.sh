@@ -28,7 +28,9 @@ ninja -C build
 case "$what" in
 demo)
 	[ -f demo/config.json ] || ./build/daemon/moed mkmodel --out demo --skewed
-	./build/daemon/moed run --model demo --tokens 1,2,3,4 --max-tokens 12
+	echo "serving the demo model on http://127.0.0.1:8080 (Ctrl-C stops); try:"
+	echo "  curl -s localhost:8080/v1/completions -d '{\"prompt\":[1,2,3,4],\"max_tokens\":8,\"temperature\":0}'"
+	exec ./build/daemon/moed serve --model demo --listen 127.0.0.1:8080
 	;;
 test)
 	set +e
