@@ -11,6 +11,7 @@
 #include "daemon/rt.h"
 #include "engine/sample.h"
 #include "loader/cache.h"
+#include "predictor/trace.h"
 
 struct run_opts {
 	int *tokens, n_tokens;
@@ -21,10 +22,12 @@ struct run_opts {
 	const char *trace;
 };
 
-/* Router choices of the prompt, [moe_layer][pos][k]. */
+/* Router choices of the prompt, [moe_layer][pos][k], and the trace file. */
 struct route_rec {
 	int *ids;
 	int n_pos, k;
+	struct pred_trace_writer *trace;
+	int trace_err;
 };
 
 static void usage(FILE *f)
@@ -133,14 +136,15 @@ static int run_flag(void *ctx, int argc, char **argv)
 static void on_route(void *ctx, void *seq_user, int layer, int pos, int token,
 		     const int *experts, const float *w, int k)
 {
-	(void)seq_user;
 	struct route_rec *r = ctx;
 
-	(void)token;
+	(void)seq_user;
 	(void)w;
 	if (r->ids && pos < r->n_pos)
 		memcpy(r->ids + ((size_t)layer * r->n_pos + pos) * k, experts,
 		       (size_t)k * sizeof(int));
+	if (r->trace && !r->trace_err)
+		r->trace_err = pred_trace_write(r->trace, 0, 0, layer, pos, token, experts, k);
 }
 
 static json_t *stats_json(struct rt *rt)
@@ -223,6 +227,11 @@ static int generate(struct rt *rt, const struct run_opts *o)
 		rv = -ENOMEM;
 		goto out;
 	}
+	if (o->trace && (rv = pred_trace_writer_open(o->trace, c->n_moe_layers, c->n_experts,
+						     c->top_k, &r.trace)) < 0) {
+		fprintf(stderr, "moed run: --trace %s: %s\n", o->trace, strerror(-rv));
+		goto out;
+	}
 	eng_rng_seed(&rng, o->seed);
 	eng_set_hooks(rt->eng, &h);
 	if ((rv = eng_seq_new(rt->eng, &s)) < 0)
@@ -248,6 +257,15 @@ static int generate(struct rt *rt, const struct run_opts *o)
 		putchar('\n');
 	}
 out:
+	if (r.trace) {
+		int trv = pred_trace_writer_close(r.trace);
+
+		if (rv == 0 && (r.trace_err || trv))
+			fprintf(stderr, "moed run: --trace %s: write failed: %s\n", o->trace,
+				strerror(-(r.trace_err ? r.trace_err : trv)));
+		if (rv == 0 && (r.trace_err || trv))
+			rv = r.trace_err ? r.trace_err : trv;
+	}
 	eng_set_hooks(rt->eng, NULL);
 	eng_seq_free(s);
 	free(r.ids);

@@ -11,48 +11,9 @@
 #include <time.h>
 
 #include "daemon/cmds.h"
-#include "daemon/ipc.h"
 #include "daemon/log.h"
-#include "daemon/rt.h"
-#include "daemon/shstats.h"
-#include "daemon/wseq.h"
+#include "daemon/worker.h"
 #include "loader/cache.h"
-#include "predictor/pred.h"
-
-#define MAX_PENDING 256
-#define N_TABLES 32
-
-enum phase { PH_PREFILL, PH_STEP };
-
-struct worker {
-	struct moed_config cfg;
-	struct rt rt;
-	nng_socket in, out, tables_in, trace_out;
-	struct pred *pred;         /* decode-time next-layer prediction (cepr) */
-	struct pred *freq;         /* trust mode, prompt tokens: P(expert | token) */
-	bool trust;                /* predictor.mode = trust: predictions replace the router */
-	bool norm_topk;
-	int want, n_layers, k, vocab, n_experts;
-	size_t expert_bytes;
-	struct wseq *act[256];
-	int n_act;
-	struct proto_msg *pend[MAX_PENDING];
-	int n_pend;
-	struct proto_msg *tables[N_TABLES];
-	int table_next;
-	/* The call in flight. */
-	const struct proto_table *table;
-	enum phase phase;
-	int *pnext;                /* predicted experts for the next layer, per call */
-	/* Routing of the call's rows, for TRACE: [rows][layers][k]. */
-	uint16_t *tr_exp;
-	uint64_t *tr_seq;
-	uint32_t *tr_pos, *tr_tok;
-	int tr_n, tr_cap;
-	float *logits, *scratch;
-	uint8_t *predicted;        /* [n_experts]: in the prefetch set of this layer */
-	struct shstats_writer *stats;
-};
 
 static volatile sig_atomic_t stop_flag;
 
@@ -60,221 +21,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_flag = 1;
-}
-
-static int tr_reserve(struct worker *w, int rows)
-{
-	size_t per = (size_t)w->n_layers * w->k;
-
-	if (w->tr_n + rows <= w->tr_cap)
-		return 0;
-	int cap = (w->tr_n + rows) * 2;
-	void *a = realloc(w->tr_exp, (size_t)cap * per * sizeof(uint16_t));
-	if (!a)
-		return -ENOMEM;
-	w->tr_exp = a;
-	if (!(a = realloc(w->tr_seq, (size_t)cap * sizeof(uint64_t))))
-		return -ENOMEM;
-	w->tr_seq = a;
-	if (!(a = realloc(w->tr_pos, (size_t)cap * sizeof(uint32_t))))
-		return -ENOMEM;
-	w->tr_pos = a;
-	if (!(a = realloc(w->tr_tok, (size_t)cap * sizeof(uint32_t))))
-		return -ENOMEM;
-	w->tr_tok = a;
-	w->tr_cap = cap;
-	return 0;
-}
-
-/* Pins the table's experts for one layer (async loads). */
-static void prefetch_table_layer(struct worker *w, int layer)
-{
-	const struct proto_table *t = w->table;
-
-	if (!t || layer >= t->n_layers)
-		return;
-	for (uint32_t i = t->layer_start[layer]; i < t->layer_start[layer + 1]; i++)
-		cache_prefetch(w->rt.cache, layer, t->experts[i]);
-}
-
-static void mark_predicted(struct worker *w, int layer)
-{
-	const struct proto_table *t = w->table;
-
-	memset(w->predicted, 0, (size_t)w->n_experts);
-	if (!t || layer >= t->n_layers)
-		return;
-	for (uint32_t i = t->layer_start[layer]; i < t->layer_start[layer + 1]; i++)
-		if (t->experts[i] < w->n_experts)
-			w->predicted[t->experts[i]] = 1;
-}
-
-static void before_moe(void *ctx, int layer, const int *tokens, int n)
-{
-	struct worker *w = ctx;
-
-	(void)tokens;
-	(void)n;
-	if (layer > 0)
-		cache_unpin_layer(w->rt.cache, layer - 1);
-	if (w->phase == PH_PREFILL) {
-		prefetch_table_layer(w, layer);
-		prefetch_table_layer(w, layer + 1);
-	}
-	mark_predicted(w, layer);
-}
-
-/* Decode: predict the experts of the layer after `layer` for this token (or
- * layer 0 of the next token, FLAME's circular step) and start loading them. */
-static void prefetch_next(struct worker *w, struct wseq *s, int layer)
-{
-	int next = layer + 1, n;
-	struct pred_tok t = {.token = -1, .index = -1, .cur = s->cur, .prev = s->prev};
-
-	if (!w->pred)
-		return;
-	if (next == w->n_layers) {
-		next = 0;
-		t.cur = NULL;
-		t.prev = s->cur;
-	}
-	n = pred_predict_layer(w->pred, &t, next, w->want, w->pnext);
-	memset(s->pmask, 0, (size_t)w->n_experts);
-	s->pmask_layer = next;
-	for (int i = 0; i < n; i++) {
-		cache_prefetch(w->rt.cache, next, w->pnext[i]);
-		s->pmask[w->pnext[i]] = 1;
-	}
-	s->moe.experts_predicted += (uint64_t)n;
-}
-
-static int by_id(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
-/* Trust mode (SiDA): the predicted experts replace the router's choice; their
- * weights are the router's probabilities for them, renormalised as the
- * family does.  Agreement with the router is counted as the fidelity. */
-static int override_route(void *ctx, void *user, int layer, int pos, int token,
-			  int *experts, float *wt, int k, const float *probs, int n_experts)
-{
-	struct worker *w = ctx;
-	struct wseq *s = user;
-	struct pred_tok t = {.token = token, .index = -1};
-	struct pred *p = w->phase == PH_PREFILL ? w->freq : w->pred;
-	int pick[k], n, agree = 0;
-	float sum = 0;
-
-	(void)pos;
-	(void)n_experts;
-	if (w->phase == PH_STEP) {
-		t.cur = s->cur;
-		t.prev = s->prev;
-	}
-	if (!p || (n = pred_predict_layer(p, &t, layer, k, pick)) < k)
-		return 0;  /* nothing predicted: the router decides */
-	qsort(pick, (size_t)k, sizeof(int), by_id);
-	for (int i = 0; i < k; i++)
-		for (int j = 0; j < k; j++)
-			agree += pick[i] == experts[j];
-	s->moe.experts_predicted_used += (uint64_t)agree;
-	s->moe.experts_predicted += (uint64_t)k;
-	s->overridden = 1;
-	for (int i = 0; i < k; i++)
-		sum += (wt[i] = probs[pick[i]]);
-	for (int i = 0; i < k; i++) {
-		experts[i] = pick[i];
-		if (w->norm_topk && sum > 0)
-			wt[i] /= sum;
-	}
-	return 1;
-}
-
-static void on_route(void *ctx, void *user, int layer, int pos, int token,
-		     const int *experts, const float *wt, int k)
-{
-	struct worker *w = ctx;
-	struct wseq *s = user;
-	int row = w->phase == PH_PREFILL ? s->row0 + pos : s->row0;
-	uint16_t *dst = w->tr_exp + ((size_t)row * w->n_layers + layer) * k;
-
-	(void)wt;
-	w->tr_seq[row] = s->id;
-	w->tr_pos[row] = (uint32_t)pos;
-	w->tr_tok[row] = (uint32_t)token;
-	for (int i = 0; i < k; i++) {
-		int x = experts[i];
-
-		dst[i] = (uint16_t)x;
-		s->cur[layer * k + i] = x;
-		s->moe.experts_used++;
-		if (s->overridden)
-			;  /* counted by override_route against the router */
-		else if (w->phase == PH_PREFILL ? w->predicted[x] :
-			 (s->pmask_layer == layer && s->pmask[x]))
-			s->moe.experts_predicted_used++;
-		if (cache_resident(w->rt.cache, layer, x)) {
-			s->moe.hits++;
-		} else {
-			s->moe.misses++;
-			s->moe.bytes_loaded += w->expert_bytes;
-		}
-	}
-	s->overridden = 0;
-	if (w->phase == PH_STEP)
-		prefetch_next(w, s, layer);
-}
-
-/* Learns from the call's rows and publishes them as one TRACE. */
-static void finish_call(struct worker *w)
-{
-	size_t per = (size_t)w->n_layers * w->k;
-	int *cur = malloc(per * sizeof(int)), *prev = malloc(per * sizeof(int));
-	struct proto_trace tr = {
-		.n_layers = (uint16_t)w->n_layers, .n_experts = (uint16_t)w->n_experts,
-		.k = (uint16_t)w->k, .n_tokens = (uint32_t)w->tr_n,
-		.seq_ids = w->tr_seq, .positions = w->tr_pos, .tokens = w->tr_tok,
-		.experts = w->tr_exp,
-	};
-	void *buf;
-	size_t len;
-
-	if (w->pred && pred_learns(w->pred) && cur && prev) {
-		for (int r = 0; r < w->tr_n; r++) {
-			struct pred_tok t = {.token = (int)w->tr_tok[r], .index = -1,
-					     .cur = cur, .prev = NULL};
-
-			for (size_t i = 0; i < per; i++)
-				cur[i] = w->tr_exp[r * per + i];
-			if (r > 0 && w->tr_seq[r - 1] == w->tr_seq[r]) {
-				for (size_t i = 0; i < per; i++)
-					prev[i] = w->tr_exp[(r - 1) * per + i];
-				t.prev = prev;
-			}
-			pred_observe(w->pred, &t);
-			if (w->freq)
-				pred_observe(w->freq, &t);
-		}
-	}
-	free(cur);
-	free(prev);
-	if (w->stats) {
-		struct shstats_head *h = shstats_head(w->stats);
-
-		if (w->phase == PH_STEP) {
-			h->steps++;
-			h->tokens_generated += (uint64_t)w->tr_n;
-		} else {
-			h->tokens_prefilled += (uint64_t)w->tr_n;
-		}
-		shstats_publish(w->stats, w->rt.cache);
-	}
-	if (w->tr_n && proto_encode_trace(&tr, 0, &buf, &len) == 0) {
-		ipc_send(w->trace_out, buf, len, 1);
-		free(buf);
-	}
-	w->tr_n = 0;
 }
 
 static void send_result(struct worker *w, struct wseq *s, int table_status)
@@ -420,7 +166,7 @@ static void prefill_seq(struct worker *w, struct wseq *s, const struct proto_seq
 {
 	int *toks = malloc(ps->n_tokens * sizeof(int)), rv;
 
-	if (!toks || tr_reserve(w, (int)ps->n_tokens) < 0) {
+	if (!toks || worker_tr_reserve(w, (int)ps->n_tokens) < 0) {
 		rv = -ENOMEM;
 		goto out;
 	}
@@ -447,7 +193,7 @@ static void prefill_seq(struct worker *w, struct wseq *s, const struct proto_seq
 	}
 	if (rv == 0 && (s->flags & PROTO_SEQ_WANT_ROUTES))
 		send_routes(w, s->row0, (int)ps->n_tokens);
-	finish_call(w);
+	worker_finish_call(w);
 out:
 	free(toks);
 	if (rv < 0) {
@@ -485,7 +231,7 @@ static void admit(struct worker *w, struct proto_msg *m)
 	if (w->table && (w->table->n_layers != w->n_layers ||
 			 w->table->n_experts != w->n_experts))
 		w->table = NULL;  /* a table for another model: ignore it */
-	prefetch_table_layer(w, 0);
+	worker_prefetch_table_layer(w, 0);
 	for (uint32_t i = 0; i < b->n_seqs; i++) {
 		struct wseq *s;
 		int rv = wseq_new(w->rt.eng, &b->seqs[i], m->hdr.batch_id, b->kind,
@@ -514,7 +260,7 @@ static void step(struct worker *w)
 	struct eng_seq *seqs[256];
 	int toks[256], n = w->n_act, rv, kept = 0;
 
-	if (tr_reserve(w, n) < 0)
+	if (worker_tr_reserve(w, n) < 0)
 		return;
 	memset(w->predicted, 0, (size_t)w->n_experts);
 	for (int i = 0; i < n; i++) {
@@ -539,7 +285,7 @@ static void step(struct worker *w)
 			wseq_take(s, w->logits + (size_t)i * w->vocab, w->vocab, w->scratch);
 		}
 	}
-	finish_call(w);
+	worker_finish_call(w);
 	cache_unpin_all(w->rt.cache);
 	for (int i = 0; i < n; i++) {
 		struct wseq *s = w->act[i];
@@ -637,9 +383,7 @@ static int setup(struct worker *w, char *err, size_t n)
 	w->scratch = calloc(2 * (size_t)w->vocab, sizeof(float));
 	if (!w->pnext || !w->predicted || !w->logits || !w->scratch)
 		return -ENOMEM;
-	struct eng_hooks h = {.before_moe = before_moe, .on_route = on_route,
-			      .override_route = w->trust ? override_route : NULL, .ctx = w};
-	eng_set_hooks(w->rt.eng, &h);
+	worker_set_hooks(w);
 	return open_sockets(w, err, n);
 }
 
