@@ -11,6 +11,9 @@
 #include "daemon/log.h"
 #include "daemon/serve.h"
 
+/* Sequences per batch: the worker decodes at most 256 together. */
+#define FRONT_MAX_BATCH_SEQS 128
+
 struct rx_item {
 	struct rx_item *next;
 	void *buf;
@@ -500,7 +503,8 @@ static void send_batch(struct server *s, int n)
 	}
 	if (rv < 0) {
 		log_msg(LOG_WARNING, "front: batch %llu not sent: %s", (unsigned long long)id,
-			rv == -EAGAIN ? "no worker" : strerror(-rv));
+			!s->worker_ready ? "no worker" : rv == -EAGAIN ?
+			"the worker's input queue is full" : strerror(-rv));
 		for (int i = 0; i < n; i++)
 			fail_seq(s, sent[i], -ECONNRESET);
 		return;
@@ -519,7 +523,7 @@ static void flush(struct server *s)
 		enum req_kind kind = s->queued[0]->r->kind;
 		int n = 0, tokens = 0;
 
-		while (n < s->n_queued && n < (int)PROTO_MAX_SEQS &&
+		while (n < s->n_queued && n < FRONT_MAX_BATCH_SEQS &&
 		       s->queued[n]->r->kind == kind &&
 		       (n == 0 || tokens + s->queued[n]->n_prompt <= s->cfg.batch.max_tokens))
 			tokens += s->queued[n++]->n_prompt;
@@ -570,6 +574,10 @@ void front_worker_lost(struct server *s)
 
 int front_open(struct server *s, char *err, size_t n)
 {
+	/* Without a send buffer a PUSH socket takes one message only when the
+	 * peer is waiting in recv, so a nonblocking send to a busy worker fails.
+	 * The queue bound (batch.max_queue) bounds the batches outstanding. */
+	int sendbuf = s->cfg.batch.max_queue < 8192 ? s->cfg.batch.max_queue + 1 : 8192;
 	int rv;
 
 	if ((rv = ipc_prepare_dir(s->dir, err, n)) < 0 ||
@@ -577,6 +585,11 @@ int front_open(struct server *s, char *err, size_t n)
 	    (rv = ipc_open(s->dir, IPC_PRED, 0, &s->pred, err, n)) < 0 ||
 	    (rv = ipc_open(s->dir, IPC_RESULT, 1, &s->results, err, n)) < 0)
 		return rv;
+	if ((rv = nng_socket_set_int(s->work, NNG_OPT_SENDBUF, sendbuf)) != 0 ||
+	    (rv = nng_socket_set_int(s->pred, NNG_OPT_SENDBUF, sendbuf)) != 0) {
+		snprintf(err, n, "ipc: cannot set the send buffer: %s", nng_strerror(rv));
+		return -EIO;
+	}
 	pthread_mutex_init(&s->rx_lock, NULL);
 	uv_async_init(s->loop, &s->rx_async, on_rx_async);
 	s->rx_async.data = s;

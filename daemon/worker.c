@@ -161,47 +161,66 @@ static void send_routes(struct worker *w, int row0, int n)
 	}
 }
 
-static void prefill_seq(struct worker *w, struct wseq *s, const struct proto_seq *ps,
-			int table_status)
+/* After the prompt ran: the first token, or the logits for /v1/forward. */
+static void prefilled(struct worker *w, struct wseq *s, const float *logits)
 {
-	int *toks = malloc(ps->n_tokens * sizeof(int)), rv;
-
-	if (!toks || worker_tr_reserve(w, (int)ps->n_tokens) < 0) {
-		rv = -ENOMEM;
-		goto out;
+	memcpy(s->prev, s->cur, (size_t)w->n_layers * w->k * sizeof(int));
+	if (s->kind == PROTO_KIND_FORWARD) {
+		s->logits = malloc((size_t)w->vocab * sizeof(float));
+		if (s->logits)
+			memcpy(s->logits, logits, (size_t)w->vocab * sizeof(float));
+		s->finish = PROTO_FINISH_LENGTH;
+	} else if (s->max_tokens == 0) {
+		s->finish = PROTO_FINISH_LENGTH;
+	} else {
+		wseq_take(s, logits, w->vocab, w->scratch);
 	}
-	for (uint32_t i = 0; i < ps->n_tokens; i++)
-		toks[i] = (int)ps->tokens[i];
+	if (s->flags & PROTO_SEQ_WANT_ROUTES)
+		send_routes(w, s->row0, s->n_prompt);
+}
+
+/* Prefills up to eng_max_batch() prompts in one engine call, so an expert
+ * needed by several prompts is loaded and multiplied once. */
+static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq *ps,
+		    int n, int table_status)
+{
+	struct eng_seq *es[n];
+	const int *tp[n];
+	int nt[n], total = 0, rv = 0;
+	int *toks;
+
+	for (int i = 0; i < n; i++)
+		total += (int)ps[i].n_tokens;
+	toks = malloc((size_t)total * sizeof(int));
+	if (!toks || worker_tr_reserve(w, total) < 0)
+		rv = -ENOMEM;
 	w->phase = PH_PREFILL;
-	s->row0 = w->tr_n;
-	w->tr_n += (int)ps->n_tokens;
-	if (w->table)
-		s->moe.experts_predicted += w->table->layer_start[w->table->n_layers];
-	rv = eng_forward(w->rt.eng, s->s, toks, (int)ps->n_tokens, w->logits);
-	if (rv == 0) {
-		memcpy(s->prev, s->cur, (size_t)w->n_layers * w->k * sizeof(int));
-		if (s->kind == PROTO_KIND_FORWARD) {
-			s->logits = malloc((size_t)w->vocab * sizeof(float));
-			if (s->logits)
-				memcpy(s->logits, w->logits, (size_t)w->vocab * sizeof(float));
-			s->finish = PROTO_FINISH_LENGTH;
-		} else if (s->max_tokens == 0) {
-			s->finish = PROTO_FINISH_LENGTH;
+	for (int i = 0, at = 0; rv == 0 && i < n; at += nt[i++]) {
+		es[i] = seqs[i]->s;
+		nt[i] = (int)ps[i].n_tokens;
+		tp[i] = toks + at;
+		for (int j = 0; j < nt[i]; j++)
+			toks[at + j] = (int)ps[i].tokens[j];
+		seqs[i]->row0 = w->tr_n;
+		w->tr_n += nt[i];
+		if (w->table)
+			seqs[i]->moe.experts_predicted += w->table->layer_start[w->table->n_layers];
+	}
+	if (rv == 0)
+		rv = eng_batch(w->rt.eng, es, tp, nt, n, w->logits);
+	for (int i = 0; i < n; i++) {
+		if (rv < 0) {
+			seqs[i]->status = rv;
+			seqs[i]->finish = PROTO_FINISH_ERROR;
 		} else {
-			wseq_take(s, w->logits, w->vocab, w->scratch);
+			prefilled(w, seqs[i], w->logits + (size_t)i * w->vocab);
 		}
 	}
-	if (rv == 0 && (s->flags & PROTO_SEQ_WANT_ROUTES))
-		send_routes(w, s->row0, (int)ps->n_tokens);
 	worker_finish_call(w);
-out:
 	free(toks);
-	if (rv < 0) {
-		s->status = rv;
-		s->finish = PROTO_FINISH_ERROR;
-	}
-	if (s->finish != PROTO_FINISH_NONE || (s->flags & PROTO_SEQ_STREAM))
-		send_result(w, s, table_status);
+	for (int i = 0; i < n; i++)
+		if (seqs[i]->finish != PROTO_FINISH_NONE || (seqs[i]->flags & PROTO_SEQ_STREAM))
+			send_result(w, seqs[i], table_status);
 }
 
 static void fail_seq(struct worker *w, const struct proto_seq *ps, uint64_t batch, int rv)
@@ -232,21 +251,41 @@ static void admit(struct worker *w, struct proto_msg *m)
 			 w->table->n_experts != w->n_experts))
 		w->table = NULL;  /* a table for another model: ignore it */
 	worker_prefetch_table_layer(w, 0);
-	for (uint32_t i = 0; i < b->n_seqs; i++) {
-		struct wseq *s;
-		int rv = wseq_new(w->rt.eng, &b->seqs[i], m->hdr.batch_id, b->kind,
-				  w->n_layers, w->n_experts, w->k, &s);
+	for (uint32_t i = 0; i < b->n_seqs;) {
+		struct wseq *seqs[256];
+		const struct proto_seq *first = &b->seqs[i];
+		int n = 0;
 
-		if (rv < 0) {
-			fail_seq(w, &b->seqs[i], m->hdr.batch_id, rv);
-			continue;
+		/* Consecutive sequences that build; a failed one is answered now. */
+		for (; i < b->n_seqs && n < eng_max_batch() && n < 256; i++) {
+			int rv = wseq_new(w->rt.eng, &b->seqs[i], m->hdr.batch_id, b->kind,
+					  w->n_layers, w->n_experts, w->k, &seqs[n]);
+
+			if (rv < 0) {
+				fail_seq(w, &b->seqs[i], m->hdr.batch_id, rv);
+				i++;
+				break;
+			}
+			n++;
 		}
-		prefill_seq(w, s, &b->seqs[i], status);
-		if (s->finish == PROTO_FINISH_NONE &&
-		    w->n_act < (int)(sizeof(w->act) / sizeof(w->act[0])))
-			w->act[w->n_act++] = s;
-		else
-			wseq_free(s);
+		if (n)
+			prefill(w, seqs, first, n, status);
+		for (int j = 0; j < n; j++) {
+			struct wseq *sq = seqs[j];
+
+			if (sq->finish == PROTO_FINISH_NONE && w->n_act < MAX_ACTIVE) {
+				w->act[w->n_act++] = sq;
+				continue;
+			}
+			if (sq->finish == PROTO_FINISH_NONE) {
+				/* Only for a batch larger than MAX_ACTIVE (the front
+				 * never sends one): answered, not dropped. */
+				sq->status = -EBUSY;
+				sq->finish = PROTO_FINISH_ERROR;
+				send_result(w, sq, status);
+			}
+			wseq_free(sq);
+		}
 	}
 	cache_unpin_all(w->rt.cache);
 	w->table = NULL;
@@ -453,7 +492,8 @@ int cmd_worker(int argc, char **argv)
 		cache_policy_name(w->rt.policy), w->trust ? "trust" : "exact");
 	while (!stop_flag) {
 		poll_input(w);
-		if (w->n_pend) {
+		if (w->n_pend && (w->n_act == 0 ||
+				  w->n_act + (int)w->pend[0]->batch.n_seqs <= MAX_ACTIVE)) {
 			struct proto_msg *m = w->pend[0];
 
 			memmove(w->pend, w->pend + 1, (size_t)--w->n_pend * sizeof(*w->pend));

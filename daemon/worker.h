@@ -14,6 +14,8 @@
 
 #define MAX_PENDING 256
 #define N_TABLES 32
+/* Sequences decoding together; a batch is admitted only when it fits. */
+#define MAX_ACTIVE 256
 
 enum phase { PH_PREFILL, PH_STEP };
 
@@ -27,7 +29,7 @@ struct worker {
 	bool norm_topk;
 	int want, n_layers, k, vocab, n_experts;
 	size_t expert_bytes;
-	struct wseq *act[256];
+	struct wseq *act[MAX_ACTIVE];
 	int n_act;
 	struct proto_msg *pend[MAX_PENDING];
 	int n_pend;

@@ -23,9 +23,10 @@ struct eng {
 	float *xe, *g, *u, *eo, *scores;
 	int *rid, *cnt, *rows;     /* routes [CHUNK][k], per-expert counts, rows */
 	int *slot;                 /* [CHUNK][k]: which k-slot a row came from */
-	/* The rows of the chunk in flight: their sequence and position. */
+	/* The rows of the chunk in flight: their sequence, position, token, and
+	 * which logits row they fill (-1: none). */
 	struct eng_seq *row_seq[CHUNK];
-	int row_pos[CHUNK];
+	int row_pos[CHUNK], row_tok[CHUNK], row_out[CHUNK];
 };
 
 struct eng_seq {
@@ -473,84 +474,102 @@ static int layer_fwd(struct eng *e, int li, const int *tok, int n)
 	return 0;
 }
 
-/* Runs the chunk's rows (row_seq/row_pos set) through every layer; then
- * the logits of the rows in [first, n) into logits, one vocab row each. */
-static int chunk_fwd(struct eng *e, const int *tok, int n, int first,
-		     float *logits)
+/* Runs the chunk's rows (row_seq/row_pos/row_tok set) through every layer;
+ * then, for each row with row_out >= 0, its logits into that row of logits. */
+static int chunk_fwd(struct eng *e, int n, float *logits)
 {
 	const struct ld_config *c = &e->m->cfg;
-	int H = c->hidden_size, rv;
+	int H = c->hidden_size, V = c->vocab_size, rv, m = 0, first = -1;
 
 	for (int t = 0; t < n; t++)
-		memcpy(e->x + (size_t)t * H, e->m->embed + (size_t)tok[t] * H,
+		memcpy(e->x + (size_t)t * H, e->m->embed + (size_t)e->row_tok[t] * H,
 		       (size_t)H * sizeof(float));
 	for (int li = 0; li < c->n_layers; li++)
-		if ((rv = layer_fwd(e, li, tok, n)) < 0)
+		if ((rv = layer_fwd(e, li, e->row_tok, n)) < 0)
 			return rv;
-	if (logits) {
-		rmsnorm(e->xn, e->x + (size_t)first * H, e->m->final_norm,
-			n - first, H, (float)c->rms_eps);
-		matmul(logits, e->xn, e->m->lm_head, n - first, H, c->vocab_size);
+	/* The rows that want logits end consecutive sequences (rows are packed
+	 * sequence after sequence), so their logits rows are consecutive too. */
+	for (int t = 0; t < n; t++)
+		if (e->row_out[t] >= 0) {
+			if (first < 0)
+				first = e->row_out[t];
+			memcpy(e->xe + (size_t)m++ * H, e->x + (size_t)t * H,
+			       (size_t)H * sizeof(float));
+		}
+	if (!m || !logits)
+		return 0;
+	rmsnorm(e->xn, e->xe, e->m->final_norm, m, H, (float)c->rms_eps);
+	matmul(logits + (size_t)first * V, e->xn, e->m->lm_head, m, H, V);
+	return 0;
+}
+
+static int check_batch(const struct eng *e, struct eng_seq *const *seqs,
+		       const int *const *tokens, const int *n_tokens, int n_seqs)
+{
+	for (int i = 0; i < n_seqs; i++) {
+		if (n_tokens[i] < 1)
+			return -EINVAL;
+		if (seqs[i]->len + n_tokens[i] > seqs[i]->cap)
+			return -ERANGE;
+		for (int j = 0; j < n_tokens[i]; j++)
+			if (tokens[i][j] < 0 || tokens[i][j] >= e->m->cfg.vocab_size)
+				return -EINVAL;
+		for (int u = 0; u < i; u++)
+			if (seqs[u] == seqs[i])
+				return -EINVAL;
 	}
 	return 0;
 }
 
-static int check_tokens(const struct eng *e, const int *tokens, int n)
+int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *tokens,
+	      const int *n_tokens, int n_seqs, float *logits)
 {
-	for (int i = 0; i < n; i++)
-		if (tokens[i] < 0 || tokens[i] >= e->m->cfg.vocab_size)
-			return -EINVAL;
+	int rv, n = 0, i = 0, j = 0;
+
+	if (n_seqs < 1)
+		return -EINVAL;
+	if ((rv = check_batch(e, seqs, tokens, n_tokens, n_seqs)) < 0)
+		return rv;
+	/* Rows are packed seq after seq into chunks; a sequence's positions
+	 * advance as its rows pass, so a long prompt spans chunks. */
+	while (i < n_seqs) {
+		e->row_seq[n] = seqs[i];
+		e->row_pos[n] = seqs[i]->len + j;
+		e->row_tok[n] = tokens[i][j];
+		e->row_out[n] = j == n_tokens[i] - 1 ? i : -1;
+		n++;
+		if (++j == n_tokens[i]) {
+			i++;
+			j = 0;
+		}
+		if (n == CHUNK || i == n_seqs) {
+			if ((rv = chunk_fwd(e, n, logits)) < 0)
+				return rv;
+			for (int t = 0; t < n; t++)
+				e->row_seq[t]->len++;
+			n = 0;
+		}
+	}
 	return 0;
 }
 
 int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
 		float *logits)
 {
-	int rv;
-
-	if (n < 1)
-		return -EINVAL;
-	if (s->len + n > s->cap)
-		return -ERANGE;
-	if ((rv = check_tokens(e, tokens, n)) < 0)
-		return rv;
-	for (int done = 0; done < n; done += CHUNK) {
-		int m = n - done < CHUNK ? n - done : CHUNK;
-
-		for (int t = 0; t < m; t++) {
-			e->row_seq[t] = s;
-			e->row_pos[t] = s->len + t;
-		}
-		rv = chunk_fwd(e, tokens + done, m, m - 1,
-			       done + m == n ? logits : NULL);
-		if (rv < 0)
-			return rv;
-		s->len += m;
-	}
-	return 0;
+	return eng_batch(e, &s, &tokens, &n, 1, logits);
 }
 
 int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
 	     int n, float *logits)
 {
-	int rv;
+	const int *toks[CHUNK];
+	int ones[CHUNK];
 
 	if (n < 1 || n > CHUNK)
 		return -EINVAL;
-	if ((rv = check_tokens(e, tokens, n)) < 0)
-		return rv;
 	for (int t = 0; t < n; t++) {
-		if (seqs[t]->len + 1 > seqs[t]->cap)
-			return -ERANGE;
-		for (int u = 0; u < t; u++)
-			if (seqs[u] == seqs[t])
-				return -EINVAL;
-		e->row_seq[t] = seqs[t];
-		e->row_pos[t] = seqs[t]->len;
+		toks[t] = tokens + t;
+		ones[t] = 1;
 	}
-	if ((rv = chunk_fwd(e, tokens, n, 0, logits)) < 0)
-		return rv;
-	for (int t = 0; t < n; t++)
-		seqs[t]->len++;
-	return 0;
+	return eng_batch(e, seqs, toks, ones, n, logits);
 }

@@ -48,6 +48,14 @@ void *eng_seq_user(const struct eng_seq *s);
 int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
 		float *logits);
 
+/* Runs n_tokens[i] tokens of tokens[i] on seqs[i] (distinct sequences), at
+ * their next positions, sharing each expert's load and GEMM across every
+ * row routed to it; logits gets the last position of each sequence (n_seqs
+ * rows of vocab floats).  Prefill of several prompts and decode steps are
+ * both this. */
+int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *tokens,
+	      const int *n_tokens, int n_seqs, float *logits);
+
 /* One decode step for n sequences at once: token i goes to seqs[i] at its
  * next position; logits gets n rows of vocab floats.  Experts are loaded once
  * per step for all the rows routed to them.  n <= eng_max_batch(). */
