@@ -133,7 +133,8 @@ int ld_stw_add(struct ld_stw *w, const char *name, enum ld_dtype dt,
 		return seterr(w, -ENOMEM, "%s: out of memory", w->path);
 	e->dt = dt;
 	e->ndim = ndim;
-	memcpy(e->shape, shape, (size_t)ndim * sizeof(*shape));
+	if (ndim > 0)  /* a scalar may come with shape NULL */
+		memcpy(e->shape, shape, (size_t)ndim * sizeof(*shape));
 	if (__builtin_mul_overflow(nel, (uint64_t)ld_dtype_size(dt), &e->nbytes) ||
 	    __builtin_add_overflow(w->total, e->nbytes, &w->total)) {
 		free(e->name);
