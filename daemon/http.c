@@ -89,8 +89,16 @@ void http_conn_close(struct http_conn *c)
 		if (!req->ended) {
 			http_log(srv, req->msg->method, req->msg->path, req->remote, 499,
 				 req->t_start, req->msg->body_len, req->bytes_out);
-			if (req->on_close)
+			/* With a close callback the app lets go of the request in
+			 * it, so its reference goes here; without one it keeps the
+			 * request until it ends it (a no-op answer). */
+			if (req->on_close) {
 				req->on_close(req, req->close_ctx);
+				if (!req->ended) {
+					req->ended = true;
+					http_req_unref(req);
+				}
+			}
 		}
 		http_req_unref(req);
 	}
@@ -365,14 +373,14 @@ static void dispatch(struct http_conn *c)
 	struct http_msg *m = http_rx_take(&c->rx);
 	struct http_req *req;
 
-	c->receiving = false;
-	set_timer(c, T_NONE);
 	req = m ? http_req_new(c, m) : NULL;
 	if (!req) {
 		http_msg_free(m);
 		http_conn_fail(c, 500, "out of memory");
 		return;
 	}
+	c->receiving = false;
+	set_timer(c, T_NONE);
 	c->req = req;
 	c->srv->on_request(c->srv->ctx, req);
 }
@@ -408,11 +416,11 @@ static void conn_process(struct http_conn *c)
 			uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
 
 			http_conn_write(c, &b, 1, false);
-		}
-		else if (ev == HTTP_RX_ERROR)
+		} else if (ev == HTTP_RX_ERROR) {
 			http_conn_fail(c, c->rx.err_status, c->rx.err_msg);
-		else if (ev == HTTP_RX_MESSAGE)
+		} else if (ev == HTTP_RX_MESSAGE) {
 			dispatch(c);
+		}
 	}
 	c->processing = false;
 	conn_settle(c);

@@ -6,16 +6,21 @@
  * answered in order (pipelined requests wait in the input buffer).  The app
  * answers whenever it likes, possibly much later.  Lifetime contract:
  *
- *   every struct http_req passed to on_request must be ended exactly once by
- *   the app: http_respond / http_respond_ex / http_respond_json /
- *   http_respond_error / http_stream_end, or http_req_release.
+ *   every struct http_req passed to on_request is ended exactly once by the
+ *   app: http_respond / http_respond_ex / http_respond_json /
+ *   http_respond_error / http_stream_end, or http_req_release; after that
+ *   call the pointer is gone.
  *
- * After that call the pointer is gone.  If the client disconnects first (EOF
- * or error on the socket, server close), the on_close callback registered
- * with http_req_on_close runs once, and later respond/stream calls return
- * -ENOTCONN and do nothing except that the ending call still releases the
- * request.  Note that a client half-close (shutdown of its write side) is
- * taken as a disconnect.
+ * If the client goes away first (EOF or error on the socket, server close):
+ *   - with a callback registered by http_req_on_close: it runs once, and the
+ *     request ends when it returns.  The app drops its pointer inside the
+ *     callback (an answer or release called inside it is a harmless no-op;
+ *     any use after it returns is a use-after-free).
+ *   - without one: the request stays valid; respond/stream calls return
+ *     -ENOTCONN and do nothing, and the ending call (or http_req_release)
+ *     frees it as usual.
+ * A client half-close (shutdown of its write side) while its answer is owed
+ * counts as going away.
  *
  * Limits: header block (request line + fields) over max_header_bytes or more
  * than max_headers fields -> 431; a bare CR or obs-fold in the header block,
@@ -109,7 +114,8 @@ bool http_req_connected(const struct http_req *req);
 /* Bytes queued on the socket and not yet written: backpressure for streams. */
 size_t http_req_write_queue_bytes(const struct http_req *req);
 /* cb runs at most once, when the client goes away before the request is
- * ended.  -ENOTCONN (and no call) if it is already gone. */
+ * ended; the request ends when cb returns (see the lifetime contract at the
+ * top).  -ENOTCONN (and no registration) if the client is already gone. */
 int http_req_on_close(struct http_req *req, http_req_close_fn cb, void *ctx);
 /* Ends the request without an answer (the connection is then closed if it
  * is still open, since the client is owed an answer). */

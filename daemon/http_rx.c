@@ -90,6 +90,17 @@ static int trailer(struct http_rx *rx, size_t len)
 	return 0;
 }
 
+static bool is_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
+			return false;
+	return true;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct http_rx *rx = rx_of(p);
@@ -126,6 +137,9 @@ static int on_header_field_complete(llhttp_t *p)
 	rx->in_field = false;
 	if (arena_put(rx, "", 1))
 		return -1;
+	/* llhttp lets "Name :" through; a proxy may read it otherwise. */
+	if (!is_token(m->arena + m->headers[m->n_headers].name))
+		return fail(rx, 400, "invalid header field name");
 	m->headers[m->n_headers].value = m->arena_len;
 	return 0;
 }
@@ -167,7 +181,10 @@ static int check_head(struct http_rx *rx, llhttp_t *p)
 			host = m->arena + m->headers[i].value;
 			hosts++;
 		}
-	if (p->http_major == 1 && p->http_minor >= 1 && !host)
+	if (p->http_major != 1)
+		return fail(rx, 505, "HTTP/%d.%d is not supported", p->http_major,
+			    p->http_minor);
+	if (p->http_minor >= 1 && !host)
 		return fail(rx, 400, "request has no Host header");
 	if (hosts > 1)
 		return fail(rx, 400, "request has %u Host headers", hosts);

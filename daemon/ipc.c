@@ -62,6 +62,10 @@ int ipc_open(const char *dir, enum ipc_link link, int recv_end, nng_socket *s,
 			    PROTO_HEADER_SIZE + (size_t)PROTO_MAX_PAYLOAD);
 	if (links[link].pubsub && recv_end)
 		nng_socket_set(*s, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	/* Senders never block (they send NONBLOCK): a buffer lets batches and
+	 * tables sent back to back wait for the peer instead of being lost. */
+	if (!links[link].pubsub && !recv_end)
+		nng_socket_set_int(*s, NNG_OPT_SENDBUF, 1024);
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 500);
 	if (listen) {

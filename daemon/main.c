@@ -1,8 +1,10 @@
 /* moed: one binary, subcommands by role. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/cmds.h"
+#include "daemon/config.h"
 
 struct command {
 	const char *name;
@@ -17,7 +19,19 @@ static const struct command commands[] = {
 	{"pack", cmd_pack, "pack a model's experts into a store file"},
 	{"worker", cmd_worker, "inference worker (started by serve)"},
 	{"predictor", cmd_predictor, "expert-table predictor (started by serve)"},
+	{"eval-predictor", cmd_eval_predictor, "replay a routing trace through a predictor and the cache"},
 };
+
+int cmd_help_flag(void *usage, int argc, char **argv)
+{
+	(void)argc;
+	if (strcmp(argv[0], "--help") && strcmp(argv[0], "-h"))
+		return -1;
+	fputs(usage, stdout);
+	printf("\nflags (each sets a configuration key; see conf/README.md):\n");
+	cfg_print_flags(stdout);
+	exit(0);
+}
 
 static void usage(FILE *f)
 {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "daemon/cmds.h"
@@ -203,6 +204,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static const char usage_text[] =
+	"usage: moed predictor [--config FILE] [--set key=value]...\n\nThe expert-table predictor; moed serve starts it.\n";
+
 int cmd_predictor(int argc, char **argv)
 {
 	struct predictor *p = calloc(1, sizeof(*p));
@@ -213,12 +217,14 @@ int cmd_predictor(int argc, char **argv)
 	if (!p)
 		return 1;
 	cfg_defaults(&p->cfg);
-	if (cfg_parse_args(&p->cfg, argc - 1, argv + 1, NULL, NULL, err, sizeof(err)) < 0) {
+	if (cfg_parse_args(&p->cfg, argc - 1, argv + 1, cmd_help_flag, (void *)usage_text, err,
+			   sizeof(err)) < 0) {
 		fprintf(stderr, "moed predictor: %s\n", err);
 		free(p);
 		return 2;
 	}
 	log_set_level((int)p->cfg.log.level);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);  /* go when serve goes */
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	if (setup(p, err, sizeof(err)) < 0) {

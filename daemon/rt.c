@@ -13,6 +13,19 @@ static const char *backend_name(const struct moed_config *c)
 	return cfg_enum_name("device.backend", (int)c->device.backend);
 }
 
+static struct ld_backend_conf backend_conf(const struct moed_config *c)
+{
+	return (struct ld_backend_conf){.index = c->device.index, .xclbin = c->device.xclbin,
+					.kernel = c->device.kernel};
+}
+
+int rt_check(const struct moed_config *c, char *err, size_t n)
+{
+	struct ld_backend_conf bc = backend_conf(c);
+
+	return ld_backend_check(backend_name(c), &bc, err, n);
+}
+
 size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc)
 {
 	size_t all = (size_t)mc->n_moe_layers * (size_t)mc->n_experts;
@@ -39,11 +52,12 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 		.policy = (enum cache_policy)c->cache.policy,
 		.store = rt->store,
 	};
+	struct ld_backend_conf bc = backend_conf(c);
 	int rv;
 
 	rt->policy = (int)o.policy;
 	rt->n_slots = o.n_slots = rt_slots_for(c, mc);
-	if ((rv = ld_backend_open(backend_name(c), &rt->backend, err, n)) < 0)
+	if ((rv = ld_backend_open_conf(backend_name(c), &bc, &rt->backend, err, n)) < 0)
 		return rv;
 	o.backend = rt->backend;
 	if ((rv = cache_open(&o, &rt->cache)) < 0)
@@ -64,6 +78,9 @@ int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 		snprintf(err, n, "no model: set model.path (--model DIR)");
 		return -EINVAL;
 	}
+	/* A backend that cannot work (no card, no xclbin) fails before packing. */
+	if ((rv = rt_check(c, err, n)) < 0)
+		return rv;
 	if ((rv = ld_model_open(c->model.path, &rt->model, err, n)) < 0)
 		return rv;
 	if ((rv = cfg_pack_path(c, pack, sizeof(pack))) < 0) {

@@ -23,6 +23,9 @@ struct rt {
 int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 	    char *err, size_t n);
 void rt_close(struct rt *rt);
+/* The checks of device.* that need no device (ld_backend_check): rt_open
+ * does them first; serve does them before starting a worker. */
+int rt_check(const struct moed_config *c, char *err, size_t n);
 /* Cache slots for a model: cache.slots, else what cache.budget_mib buys,
  * else one per expert; never more than the model's experts. */
 size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc);

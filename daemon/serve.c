@@ -14,6 +14,7 @@
 
 #include "daemon/cmds.h"
 #include "daemon/log.h"
+#include "daemon/rt.h"
 #include "daemon/serve.h"
 
 static void notify(const char *state)
@@ -30,11 +31,17 @@ double serve_now(const struct server *s)
 	return (double)uv_now(s->loop) / 1000.0;
 }
 
+/* Requests need only the worker: without the predictor it runs each batch
+ * with on-demand loading (exact output), so a predictor crash or restart
+ * degrades speed, not service. */
 bool serve_healthy(const struct server *s)
 {
-	bool pred_ok = s->cfg.predictor.kind == CFG_PRED_NONE || child_running(s->predictor);
+	return s->worker_ready && child_running(s->worker) && !s->draining;
+}
 
-	return s->worker_ready && child_running(s->worker) && pred_ok && !s->draining;
+static bool predictor_ok(const struct server *s)
+{
+	return s->cfg.predictor.kind == CFG_PRED_NONE || child_running(s->predictor);
 }
 
 static int read_token(struct server *s, char *err, size_t n)
@@ -102,9 +109,10 @@ static void respond_status(struct server *s, struct http_req *req, const char *e
 static void handle_health(struct server *s, struct http_req *req)
 {
 	bool ok = serve_healthy(s);
-	json_t *j = json_pack("{s:s, s:b, s:s, s:i, s:i}", "status", ok ? "ok" :
-			      child_gave_up(s->worker) || child_gave_up(s->predictor) ?
-			      "unhealthy" : s->draining ? "draining" : "loading",
+	json_t *j = json_pack("{s:s, s:b, s:s, s:i, s:i}", "status",
+			      ok ? (predictor_ok(s) ? "ok" : "degraded") :
+			      child_gave_up(s->worker) ? "unhealthy" :
+			      s->draining ? "draining" : "loading",
 			      "worker", s->worker_ready && child_running(s->worker),
 			      "predictor", s->cfg.predictor.kind == CFG_PRED_NONE ? "off" :
 			      child_running(s->predictor) ? "up" : "down",
@@ -178,6 +186,15 @@ static void handle_generate(struct server *s, struct http_req *req, enum req_kin
 		return;
 	}
 	n = kind == REQ_FORWARD ? r->freq.n_seqs : r->creq.n_prompts;
+	if ((int)n > s->cfg.batch.max_queue) {
+		/* It could never fit: a 429 would have the client retry forever. */
+		snprintf(err, sizeof(err), "%s: %zu sequences exceed batch.max_queue (%d)",
+			 kind == REQ_FORWARD ? "sequences" : "prompt", n,
+			 s->cfg.batch.max_queue);
+		respond_status(s, req, ep, 400, err, NULL);
+		sreq_free(r);
+		return;
+	}
 	if (!serve_healthy(s)) {
 		respond_status(s, req, ep, 503, s->draining ? "shutting down" :
 			       "the model is not ready yet", "1");
@@ -259,15 +276,27 @@ static void on_access(void *ctx, const struct http_access *a)
 		(unsigned long long)a->bytes_out, a->remote);
 }
 
+static void start_drain(struct server *s, const char *why);
+
 static void on_child_exit(struct child *c, void *ctx, int64_t status, int sig)
 {
 	struct server *s = ctx;
 
 	(void)status;
 	(void)sig;
+	if (c != s->worker && c != s->predictor)
+		return;  /* stopped by shutdown_now */
 	metric_inc(s->m.restarts, (const char *[]){c == s->worker ? "worker" : "predictor"});
 	if (c == s->worker)
 		front_worker_lost(s);
+	if (child_gave_up(c)) {
+		/* As documented (supervisor.max_restarts): serve exits with an
+		 * error, after the requests still open, so that its own
+		 * supervisor (systemd) can start afresh. */
+		s->exit_code = 1;
+		start_drain(s, c == s->worker ? "the worker keeps crashing" :
+			    "the predictor keeps crashing");
+	}
 }
 
 static int start_children(struct server *s)
@@ -324,7 +353,7 @@ static void on_tick(uv_timer_t *t)
 {
 	struct server *s = t->data;
 
-	if (!s->ready_notified && serve_healthy(s)) {
+	if (!s->ready_notified && serve_healthy(s) && predictor_ok(s)) {
 		s->ready_notified = true;
 		notify("READY=1\nSTATUS=serving");
 		log_msg(LOG_INFO, "ready: serving %s on %s", s->model_name, s->cfg.http.listen);
@@ -334,17 +363,24 @@ static void on_tick(uv_timer_t *t)
 		shutdown_now(s);
 }
 
-static void on_sigterm(uv_signal_t *h, int sig)
+static void start_drain(struct server *s, const char *why)
 {
-	struct server *s = h->data;
-
 	if (s->draining)
 		return;
-	log_msg(LOG_INFO, "signal %d: draining (at most %.1f s)", sig, s->cfg.shutdown.drain_s);
+	log_msg(s->exit_code ? LOG_ERR : LOG_INFO, "%s: draining (at most %.1f s)", why,
+		s->cfg.shutdown.drain_s);
 	notify("STOPPING=1");
 	s->draining = true;
 	s->drain_deadline = serve_now(s) + s->cfg.shutdown.drain_s;
 	http_server_stop_accepting(s->http);
+}
+
+static void on_sigterm(uv_signal_t *h, int sig)
+{
+	char why[32];
+
+	snprintf(why, sizeof(why), "signal %d", sig);
+	start_drain(h->data, why);
 }
 
 /* SIGHUP: the token file and the log level are re-read; everything else
@@ -405,6 +441,10 @@ static int setup(struct server *s, char *err, size_t n)
 	snprintf(path, sizeof(path), "%s/config.json", s->cfg.model.path);
 	if ((rv = ld_config_read(path, &s->mc, err, n)) < 0)
 		return rv;
+	/* A backend that cannot work here (no card, no xclbin): fail now, not
+	 * with a worker that would only crash-loop. */
+	if ((rv = rt_check(&s->cfg, err, n)) < 0)
+		return rv;
 	base = strrchr(s->cfg.model.path, '/');
 	snprintf(s->model_name, sizeof(s->model_name), "%s",
 		 base && base[1] ? base + 1 : s->cfg.model.path);
@@ -443,6 +483,9 @@ static void init_handles(struct server *s)
 	uv_signal_start(&s->sig_hup, on_sighup, SIGHUP);
 }
 
+static const char usage_text[] =
+	"usage: moed serve [--config FILE] [--set key=value]... [flags]\n\nServes model.path over HTTP on http.listen, with a worker and a predictor\nas child processes.\n";
+
 int cmd_serve(int argc, char **argv)
 {
 	static struct server srv;
@@ -450,7 +493,8 @@ int cmd_serve(int argc, char **argv)
 	char err[1024];
 
 	cfg_defaults(&s->cfg);
-	if (cfg_parse_args(&s->cfg, argc - 1, argv + 1, NULL, NULL, err, sizeof(err)) < 0) {
+	if (cfg_parse_args(&s->cfg, argc - 1, argv + 1, cmd_help_flag, (void *)usage_text, err,
+			   sizeof(err)) < 0) {
 		fprintf(stderr, "moed serve: %s\n", err);
 		return 2;
 	}
@@ -466,6 +510,6 @@ int cmd_serve(int argc, char **argv)
 	}
 	uv_run(s->loop, UV_RUN_DEFAULT);
 	metrics_free(s->metrics);
-	log_msg(LOG_INFO, "stopped");
-	return 0;
+	log_msg(s->exit_code ? LOG_ERR : LOG_INFO, "stopped%s", s->exit_code ? " on an error" : "");
+	return s->exit_code;
 }

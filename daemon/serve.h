@@ -73,6 +73,7 @@ struct server {
 	struct metrics_set m;
 	struct child *worker, *predictor;
 	bool worker_ready, ready_notified, draining;
+	int exit_code;                     /* of `moed serve`, once stopped */
 	char auth_token[512];
 	/* nng */
 	nng_socket work, pred, results;

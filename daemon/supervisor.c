@@ -20,7 +20,11 @@ struct child {
 	uint64_t restarts;
 	int backoff_ms;
 	int pending_closes;
+	double started;                /* when the running process was spawned */
 };
+
+/* A child that ran this long before exiting restarts without backoff. */
+#define STABLE_S 10.0
 
 static void spawn(struct child *c);
 
@@ -77,18 +81,22 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 	if (!c->stopping)
 		log_msg(sig ? LOG_ERR : LOG_WARNING, "%s (pid %d) exited: status %lld signal %d",
 			c->o.name, p->pid, (long long)status, sig);
+	/* Decided before on_exit, so that it can see child_gave_up(). */
+	if (!c->stopping && too_many_crashes(c)) {
+		c->gave_up = true;
+		log_msg(LOG_ERR, "%s crashed %d times within %.0f s: giving up on it",
+			c->o.name, c->n_crashes, c->o.window_s);
+	}
 	if (c->o.on_exit)
 		c->o.on_exit(c, c->o.ctx, status, sig);
 	if (c->stopping) {
 		maybe_free(c);
 		return;
 	}
-	if (too_many_crashes(c)) {
-		c->gave_up = true;
-		log_msg(LOG_ERR, "%s crashed %d times within %.0f s: giving up on it",
-			c->o.name, c->n_crashes, c->o.window_s);
+	if (c->gave_up)
 		return;
-	}
+	if (now_s(c) - c->started >= STABLE_S)
+		c->backoff_ms = 0;
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
 	if (c->backoff_ms > 5000)
 		c->backoff_ms = 5000;
@@ -124,6 +132,7 @@ static void spawn(struct child *c)
 	}
 	c->running = true;
 	c->proc_open = true;
+	c->started = now_s(c);
 	log_msg(LOG_INFO, "started %s (pid %d)", c->o.name, c->proc.pid);
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "daemon/cmds.h"
@@ -189,8 +190,10 @@ static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq
 	int nt[n], total = 0, rv = 0;
 	int *toks;
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		total += (int)ps[i].n_tokens;
+		seqs[i]->table_status = table_status;
+	}
 	toks = malloc((size_t)total * sizeof(int));
 	if (!toks || worker_tr_reserve(w, total) < 0)
 		rv = -ENOMEM;
@@ -330,7 +333,7 @@ static void step(struct worker *w)
 		struct wseq *s = w->act[i];
 
 		if (s->finish != PROTO_FINISH_NONE || (s->flags & PROTO_SEQ_STREAM))
-			send_result(w, s, PROTO_TABLE_USED);
+			send_result(w, s, s->table_status);
 		if (w->stats && s->finish != PROTO_FINISH_NONE) {
 			shstats_head(w->stats)->experts_used += s->moe.experts_used;
 			shstats_head(w->stats)->experts_predicted_used += s->moe.experts_predicted_used;
@@ -465,6 +468,9 @@ static void send_ready(struct worker *w)
 	}
 }
 
+static const char usage_text[] =
+	"usage: moed worker [--config FILE] [--set key=value]...\n\nThe inference worker; moed serve starts it.\n";
+
 int cmd_worker(int argc, char **argv)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -474,12 +480,15 @@ int cmd_worker(int argc, char **argv)
 	if (!w)
 		return 1;
 	cfg_defaults(&w->cfg);
-	if (cfg_parse_args(&w->cfg, argc - 1, argv + 1, NULL, NULL, err, sizeof(err)) < 0) {
+	if (cfg_parse_args(&w->cfg, argc - 1, argv + 1, cmd_help_flag, (void *)usage_text, err,
+			   sizeof(err)) < 0) {
 		fprintf(stderr, "moed worker: %s\n", err);
 		free(w);
 		return 2;
 	}
 	log_set_level((int)w->cfg.log.level);
+	/* Started by serve: go when it goes, even if it was SIGKILLed. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);

@@ -23,6 +23,7 @@ struct wseq {
 	int next;                  /* token to feed at the next step */
 	int finish;                /* enum proto_finish; NONE while running */
 	int status;                /* 0 or negative errno */
+	int table_status;          /* enum proto_table_status of its batch */
 	float *logits;             /* FORWARD: last-position logits */
 	/* Routing of the token in flight and of the one before, [layers][k]. */
 	int *cur, *prev;

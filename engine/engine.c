@@ -12,12 +12,18 @@
 /* Prompts run in chunks of this many tokens, so scratch is sized once. */
 #define CHUNK 256
 
+#ifdef HAVE_CUDA
+#include "engine/engine_cuda.h"
+_Static_assert(CHUNK <= ENG_CUDA_MAX_ROWS, "the CUDA path sizes its rows by CHUNK");
+#endif
+
 struct eng {
 	const struct ld_model *m;
 	struct ld_expert_src src;
 	struct eng_hooks hooks;
 	int max_ctx, qd, kvd, inter;
 	float *inv_freq;           /* [head_dim / 2] */
+	struct eng_cuda *cu;       /* the CUDA path, when experts are on a GPU */
 	/* scratch, [CHUNK][...] */
 	float *x, *xn, *q, *k, *v, *att, *tmp, *rlog, *rw;
 	float *xe, *g, *u, *eo, *scores;
@@ -53,6 +59,9 @@ void eng_close(struct eng *e)
 	free(e->cnt);
 	free(e->rows);
 	free(e->slot);
+#ifdef HAVE_CUDA
+	eng_cuda_close(e->cu);
+#endif
 	free(e);
 }
 
@@ -115,6 +124,17 @@ int eng_open(const struct ld_model *m, const struct ld_expert_src *src,
 	for (int i = 0; i < hd / 2; i++)
 		e->inv_freq[i] = 1.0f / powf((float)c->rope_theta,
 					     (float)(2 * i) / (float)hd);
+	if (src->mem == LD_EXPERT_CUDA) {
+#ifdef HAVE_CUDA
+		int rv = eng_cuda_open(m, src, max_ctx, &e->cu);
+#else
+		int rv = -ENOTSUP;     /* built without CUDA */
+#endif
+		if (rv < 0) {
+			eng_close(e);
+			return rv;
+		}
+	}
 	*out = e;
 	return 0;
 }
@@ -149,6 +169,16 @@ int eng_seq_new_cap(struct eng *e, int cap, struct eng_seq **out)
 		return -ENOMEM;
 	s->e = e;
 	s->cap = cap;
+#ifdef HAVE_CUDA
+	if (e->cu) {
+		if (eng_cuda_kv_alloc(e->cu, n, &s->kc, &s->vc) < 0) {
+			free(s);
+			return -ENOMEM;
+		}
+		*out = s;
+		return 0;
+	}
+#endif
 	s->kc = malloc(n * sizeof(float));
 	s->vc = malloc(n * sizeof(float));
 	if (!s->kc || !s->vc) {
@@ -163,6 +193,13 @@ void eng_seq_free(struct eng_seq *s)
 {
 	if (!s)
 		return;
+#ifdef HAVE_CUDA
+	if (s->e->cu) {
+		eng_cuda_kv_free(s->e->cu, s->kc, s->vc);
+		free(s);
+		return;
+	}
+#endif
 	free(s->kc);
 	free(s->vc);
 	free(s);
@@ -430,9 +467,15 @@ static int moe(struct eng *e, const struct ld_layer *L, const int *tok, int n)
 		for (int r = 0; r < m; r++)
 			memcpy(e->xe + (size_t)r * H, e->xn + (size_t)e->rows[r] * H,
 			       (size_t)H * sizeof(float));
-		swiglu(e, e->eo, e->xe, m, w, w + mat, w + 2 * mat, ni);
+		if (w)
+			swiglu(e, e->eo, e->xe, m, w, w + mat, w + 2 * mat, ni);
+		else    /* weights the CPU cannot read (xrt): the FFN runs there */
+			rv = e->src.run ? e->src.run(e->src.ctx, ml, x, e->xe, m, H, ni, e->eo)
+					: -EFAULT;
 		if (e->src.release)
 			e->src.release(e->src.ctx, ml, x);
+		if (rv < 0)
+			return rv;
 		for (int r = 0; r < m; r++) {
 			float wt = e->rw[e->slot[r]];
 			float *dst = e->tmp + (size_t)e->rows[r] * H;
@@ -474,12 +517,31 @@ static int layer_fwd(struct eng *e, int li, const int *tok, int n)
 	return 0;
 }
 
+#ifdef HAVE_CUDA
+static int cuda_chunk(struct eng *e, int n, float *logits)
+{
+	struct eng_cuda_row rows[CHUNK];
+
+	for (int t = 0; t < n; t++)
+		rows[t] = (struct eng_cuda_row){
+			.kc = e->row_seq[t]->kc, .vc = e->row_seq[t]->vc,
+			.cap = e->row_seq[t]->cap, .pos = e->row_pos[t], .tok = e->row_tok[t],
+			.out = e->row_out[t], .user = e->row_seq[t]->user};
+	return eng_cuda_chunk(e->cu, &e->hooks, rows, n, logits);
+}
+#endif
+
 /* Runs the chunk's rows (row_seq/row_pos/row_tok set) through every layer;
  * then, for each row with row_out >= 0, its logits into that row of logits. */
 static int chunk_fwd(struct eng *e, int n, float *logits)
 {
 	const struct ld_config *c = &e->m->cfg;
 	int H = c->hidden_size, V = c->vocab_size, rv, m = 0, first = -1;
+
+#ifdef HAVE_CUDA
+	if (e->cu)
+		return cuda_chunk(e, n, logits);
+#endif
 
 	for (int t = 0; t < n; t++)
 		memcpy(e->x + (size_t)t * H, e->m->embed + (size_t)e->row_tok[t] * H,
@@ -533,6 +595,7 @@ int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *toke
 	/* Rows are packed seq after seq into chunks; a sequence's positions
 	 * advance as its rows pass, so a long prompt spans chunks. */
 	while (i < n_seqs) {
+		/* len moves only after every chunk ran: positions count from it. */
 		e->row_seq[n] = seqs[i];
 		e->row_pos[n] = seqs[i]->len + j;
 		e->row_tok[n] = tokens[i][j];
@@ -545,11 +608,11 @@ int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *toke
 		if (n == CHUNK || i == n_seqs) {
 			if ((rv = chunk_fwd(e, n, logits)) < 0)
 				return rv;
-			for (int t = 0; t < n; t++)
-				e->row_seq[t]->len++;
 			n = 0;
 		}
 	}
+	for (i = 0; i < n_seqs; i++)
+		seqs[i]->len += n_tokens[i];
 	return 0;
 }
 

@@ -1,4 +1,6 @@
-/* CPU forward pass of the supported MoE families, f32 compute. */
+/* CPU forward pass of the supported MoE families, f32 compute; the same API
+ * runs on a GPU (engine_cuda.c) when the expert source is a CUDA one
+ * (ld_expert_src.mem == LD_EXPERT_CUDA, e.g. a cache on the cuda backend). */
 #ifndef ENG_ENGINE_H
 #define ENG_ENGINE_H
 

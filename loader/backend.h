@@ -15,6 +15,7 @@
 enum {
 	LD_BE_HOST_PTR = 1u << 0,   /* slot_ptr gives CPU-addressable memory */
 	LD_BE_VERIFY = 1u << 1,     /* load_async checks the expert's checksum */
+	LD_BE_DEV_PTR = 1u << 2,    /* slot_ptr gives a device address (CUDA) */
 };
 
 enum {
@@ -47,6 +48,19 @@ struct ld_backend_ops {
 	/* Waits for queued loads, then frees the pool. */
 	void (*pool_free)(struct ld_backend *be);
 	void (*close)(struct ld_backend *be);
+	/* Optional (NULL where absent). */
+	/* Orders the device's compute stream after load t instead of blocking
+	 * the caller: 0, or a negative error. */
+	int (*stream_wait)(struct ld_backend *be, struct ld_ticket t);
+	/* Pins host memory that loads will read from (the store's mapping),
+	 * best effort: 0 when pinned, else a negative error and loads still work. */
+	int (*host_register)(struct ld_backend *be, const void *base, size_t bytes);
+	/* Runs the expert FFN of the expert in slot where its weights live (a
+	 * backend whose slots the CPU cannot read, xrt): x and out host memory,
+	 * [n][hidden]; out = down(silu(gate x) * up x), the pack's f32 layout.
+	 * 0, or a negative error. */
+	int (*run_expert)(struct ld_backend *be, size_t slot, const float *x, int n,
+			  int hidden, int inter, float *out);
 };
 
 /* The common part; each backend's struct starts with it. */
@@ -56,11 +70,36 @@ struct ld_backend {
 	size_t slot_bytes;          /* as asked */
 	size_t slot_stride;         /* distance between slots */
 	bool pool_locked;           /* pinned/mlock'd (page faults cannot evict it) */
+	int dev_index;              /* LD_BE_DEV_PTR: the device */
+	void *dev_stream;           /* LD_BE_DEV_PTR: compute stream (cudaStream_t) */
 };
 
 /* "host" (always), others when built.  -ENOTSUP with a message otherwise. */
 int ld_backend_open(const char *name, struct ld_backend **out, char *err, size_t errlen);
 int ld_backend_host_open(struct ld_backend **out, char *err, size_t errlen);
+/* As ld_backend_open, on device index (device.index) where that applies. */
+int ld_backend_open_index(const char *name, int index, struct ld_backend **out, char *err,
+			  size_t errlen);
+/* The device.* settings a backend may need; a NULL conf or field means the
+ * default (index 0, kernel "moe_expert"). */
+struct ld_backend_conf {
+	int index;                  /* device.index (cuda, xrt) */
+	const char *xclbin;         /* device.xclbin (xrt) */
+	const char *kernel;         /* device.kernel (xrt) */
+};
+int ld_backend_open_conf(const char *name, const struct ld_backend_conf *conf,
+			 struct ld_backend **out, char *err, size_t errlen);
+/* What can be checked without taking the device (built in?  xrt: the xclbin,
+ * XRT's driver, a card present): 0, or a negative errno and one line in err.
+ * Lets a supervisor fail at start instead of restarting a doomed worker. */
+int ld_backend_check(const char *name, const struct ld_backend_conf *conf, char *err,
+		     size_t errlen);
+/* CUDA device index (built with HAVE_CUDA): one cudaMalloc slot arena, a copy
+ * stream and a compute stream.  -ENODEV with a message when no CUDA device is
+ * usable.  flags: LD_BE_CUDA_NO_REGISTER (always use the staging ring). */
+enum { LD_BE_CUDA_NO_REGISTER = 1u << 0 };
+int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, char *err,
+			 size_t errlen);
 
 static inline const char *ld_backend_name(const struct ld_backend *be)
 {

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "loader/backend.h"
+#ifdef HAVE_XRT
+#include "loader/backend_xrt.h"
+#endif
 #include "loader/store.h"
 
 #define CHUNK (256u << 10)     /* copy+hash step; fits in L2 */
@@ -285,10 +288,71 @@ int ld_backend_host_open(struct ld_backend **out, char *err, size_t errlen)
 
 int ld_backend_open(const char *name, struct ld_backend **out, char *err, size_t errlen)
 {
+	return ld_backend_open_index(name, 0, out, err, errlen);
+}
+
+int ld_backend_open_index(const char *name, int index, struct ld_backend **out, char *err,
+			  size_t errlen)
+{
+	struct ld_backend_conf conf = {.index = index};
+
+	return ld_backend_open_conf(name, &conf, out, err, errlen);
+}
+
+/* The message for a backend this moed has no code for. */
+static int not_built(const char *name, char *err, size_t errlen)
+{
+	const char *avail = "host"
+#ifdef HAVE_CUDA
+		", cuda"
+#endif
+#ifdef HAVE_XRT
+		", xrt"
+#endif
+		;
+
+	if (!strcmp(name, "xrt"))
+		snprintf(err, errlen, "backend 'xrt': moed was built without XRT (install "
+			 "libxrt-dev and rebuild; meson -Dxrt=enabled insists on it)");
+	else
+		snprintf(err, errlen, "backend '%s': not built into this moed (available: %s)",
+			 name, avail);
+	return -ENOTSUP;
+}
+
+int ld_backend_open_conf(const char *name, const struct ld_backend_conf *conf,
+			 struct ld_backend **out, char *err, size_t errlen)
+{
+	int index = conf ? conf->index : 0;
+
+	(void)index;
 	if (!strcmp(name, "host"))
 		return ld_backend_host_open(out, err, errlen);
+#ifdef HAVE_CUDA
+	if (!strcmp(name, "cuda"))
+		return ld_backend_cuda_open(index, 0, out, err, errlen);
+#endif
+#ifdef HAVE_XRT
+	if (!strcmp(name, "xrt"))
+		return ld_backend_xrt_open(conf, out, err, errlen);
+#endif
 	*out = NULL;
-	snprintf(err, errlen, "backend '%s': not built into this moed (available: host)",
-		 name);
-	return -ENOTSUP;
+	return not_built(name, err, errlen);
+}
+
+int ld_backend_check(const char *name, const struct ld_backend_conf *conf, char *err,
+		     size_t errlen)
+{
+	(void)conf;
+	if (!strcmp(name, "host"))
+		return 0;
+#ifdef HAVE_CUDA
+	if (!strcmp(name, "cuda"))
+		return 0;
+#endif
+#ifdef HAVE_XRT
+	if (!strcmp(name, "xrt"))
+		return ld_backend_xrt_check(conf, err, errlen);
+#endif
+	return not_built(name, err, errlen);
 }

@@ -53,6 +53,7 @@ struct cache {
 	uint64_t tick;
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;
+	bool dev_ptr;              /* slots are device memory (LD_BE_DEV_PTR) */
 	char err[512];
 };
 
@@ -354,11 +355,20 @@ int cache_acquire(struct cache *c, int layer, int expert, const float **w)
 		goto out;
 	struct slot *s = &c->slots[si];
 	s->use++;
+	/* A device backend orders its compute stream after the load instead. */
+	if (s->state == S_LOADING && c->o.backend->ops->stream_wait)
+		complete(c, s, s->ticket, c->o.backend->ops->stream_wait(c->o.backend,
+									   s->ticket));
 	if (s->state == S_LOADING && (rc = wait_loaded(c, s, layer))) {
 		s->use--;
 		goto out;
 	}
-	if (c->host_ptr)
+	if (s->state != S_READY) {   /* stream_wait failed */
+		s->use--;
+		rc = s->fail_rc ? s->fail_rc : -EIO;
+		goto out;
+	}
+	if (c->host_ptr || c->dev_ptr)
 		*w = c->o.backend->ops->slot_ptr(c->o.backend, (size_t)si);
 out:
 	pthread_mutex_unlock(&c->mu);
@@ -479,10 +489,49 @@ static void src_release(void *ctx, int layer, int expert)
 	cache_release(ctx, layer, expert);
 }
 
+int cache_run_expert(struct cache *c, int layer, int expert, const float *x, int n,
+		     int hidden, int inter, float *out)
+{
+	struct ld_backend *be = c->o.backend;
+	int si, rc;
+
+	if (!valid(c, layer, expert) || c->sim || !be->ops->run_expert)
+		return valid(c, layer, expert) ? -ENOTSUP : -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	si = c->map[key(c, layer, expert)];
+	/* Only between acquire and release: the use count keeps the slot. */
+	rc = si >= 0 && c->slots[si].use > 0 && c->slots[si].state == S_READY ? 0 : -EINVAL;
+	pthread_mutex_unlock(&c->mu);
+	if (rc == 0)
+		rc = be->ops->run_expert(be, (size_t)si, x, n, hidden, inter, out);
+	if (rc < 0) {
+		pthread_mutex_lock(&c->mu);
+		snprintf(c->err, sizeof(c->err), "%s backend: layer %d expert %d: expert run "
+			 "failed: %s", ld_backend_name(be), layer, expert, strerror(-rc));
+		pthread_mutex_unlock(&c->mu);
+	}
+	return rc;
+}
+
+static int src_run(void *ctx, int layer, int expert, const float *x, int n, int hidden,
+		   int inter, float *out)
+{
+	return cache_run_expert(ctx, layer, expert, x, n, hidden, inter, out);
+}
+
 struct ld_expert_src cache_expert_src(struct cache *c)
 {
-	return (struct ld_expert_src){.acquire = src_acquire, .release = src_release,
-				      .ctx = c};
+	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release, .ctx = c};
+
+	if (!c->sim && c->o.backend->ops->run_expert)
+		s.run = src_run;
+
+	if (c->dev_ptr) {
+		s.mem = LD_EXPERT_CUDA;
+		s.device = c->o.backend->dev_index;
+		s.stream = c->o.backend->dev_stream;
+	}
+	return s;
 }
 
 /* ---- open / close ---- */
@@ -500,6 +549,21 @@ static int check_opts(const struct cache_opts *o)
 			return -EINVAL;
 	}
 	return 0;
+}
+
+/* Pins the store's experts for the backend's copies, where it can (best
+ * effort: it falls back to staging). */
+static void register_store(struct cache *c)
+{
+	const struct cache_opts *o = &c->o;
+	const uint8_t *first, *last;
+
+	if (!o->backend->ops->host_register)
+		return;
+	first = ld_store_expert(o->store, 0, 0);
+	last = ld_store_expert(o->store, o->n_layers - 1, o->n_experts - 1);
+	o->backend->ops->host_register(o->backend, first,
+				       (size_t)(last - first) + o->expert_bytes);
 }
 
 int cache_open(const struct cache_opts *o, struct cache **out)
@@ -533,8 +597,10 @@ int cache_open(const struct cache_opts *o, struct cache **out)
 		c->be_verify = !o->skip_verify && (caps & LD_BE_VERIFY);
 		c->verified = memset(c->verified, o->skip_verify ? 1 : 0, nk);
 		c->host_ptr = caps & LD_BE_HOST_PTR;
+		c->dev_ptr = caps & LD_BE_DEV_PTR;
 		if ((rc = o->backend->ops->pool_alloc(o->backend, o->n_slots, o->expert_bytes)))
 			goto fail;
+		register_store(c);
 	}
 	*out = c;
 	return 0;

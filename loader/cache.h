@@ -88,7 +88,13 @@ void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s);
 void cache_reset_stats(struct cache *c);
 /* The last failure in words, naming the store, layer and expert. */
 void cache_last_error(const struct cache *c, char *buf, size_t n);
-/* The engine's expert source backed by this cache. */
+/* For a backend that computes where its slots live (xrt): runs acquired
+ * expert (layer, expert)'s FFN on x[n][hidden] into out[n][hidden].
+ * -ENOTSUP when the backend cannot, -EINVAL when not acquired. */
+int cache_run_expert(struct cache *c, int layer, int expert, const float *x, int n,
+		     int hidden, int inter, float *out);
+/* The engine's expert source backed by this cache (with .run where the
+ * backend has run_expert). */
 struct ld_expert_src cache_expert_src(struct cache *c);
 
 #endif

@@ -10,6 +10,20 @@ struct ld_expert_src {
 	int (*acquire)(void *ctx, int moe_layer, int expert, const float **w);
 	void (*release)(void *ctx, int moe_layer, int expert);
 	void *ctx;
+	/* Where acquire's weights live: LD_EXPERT_HOST (0) CPU memory, or
+	 * LD_EXPERT_CUDA device memory of CUDA device `device`, valid for work
+	 * queued on `stream` (a cudaStream_t) after acquire returned. */
+	int mem;
+	int device;
+	void *stream;
+	/* Optional: for an expert that acquire made resident but whose weights
+	 * the CPU cannot read (*w NULL: an FPGA's memory), runs its FFN where
+	 * they live on n host rows x[n][hidden] into out[n][hidden]:
+	 * out = down(silu(gate x) * up x).  Between acquire and release. */
+	int (*run)(void *ctx, int moe_layer, int expert, const float *x, int n, int hidden,
+		   int inter, float *out);
 };
+
+enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };
 
 #endif

@@ -98,14 +98,13 @@ static void pop_observe(struct pred *p, const struct pred_tok *t)
 		uint32_t *row = p->pop + (size_t)l * p->E;
 
 		for (int j = 0; ex && j < p->k; j++) {
+			p->pop_total[l]++;
 			if (++row[ex[j]] < POP_SATURATE)
 				continue;
 			p->pop_total[l] = 0;
 			for (int e = 0; e < p->E; e++)
 				p->pop_total[l] += row[e] /= 2;
 		}
-		if (ex)
-			p->pop_total[l] += p->k;
 	}
 }
 
@@ -200,6 +199,8 @@ static void batch_token(struct pred *p, const struct pred_tok *t)
 int pred_predict_batch(struct pred *p, const struct pred_tok *toks, size_t n, int want,
 		       int *table, int *counts)
 {
+	int stride = want;             /* the caller's row length, even past E */
+
 	if (want > p->E)
 		want = p->E;
 	for (int l = 0; l < p->L; l++)
@@ -211,7 +212,7 @@ int pred_predict_batch(struct pred *p, const struct pred_tok *toks, size_t n, in
 		batch_token(p, &toks[i]);
 	for (int l = 0; l < p->L; l++)
 		counts[l] = top_scores(p->sums + (size_t)l * p->E, p->E, want,
-				       table + (size_t)l * want);
+				       table + (size_t)l * stride);
 	return 0;
 }
 

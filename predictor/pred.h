@@ -8,7 +8,8 @@
  *           pop for unseen tokens and for token id -1 (traces without ids).
  *   cepr    FLAME's circular expert prediction: the experts at the previous
  *           m layers of this token, continuing into the previous token's
- *           last layers, vote through pairwise transition counts.
+ *           last layers, vote through pairwise transition counts
+ *           (m * L * E * E 16-bit counts; open fails with -EFBIG past 1 GiB).
  *   oracle  replays a recorded trace (evaluation only: the upper bound).
  *
  * Learning is online, from the true routing (pred_observe), in fixed memory:

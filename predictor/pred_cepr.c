@@ -6,31 +6,32 @@
  * before.  Top-k routing makes whole paths too sparse to count (8 of 64
  * experts at 2 layers almost never repeat), so the path is split into
  * pairs: for each distance d = 1..m a dense table counts, per target layer,
- * how often expert a at layer l-d was followed by expert b at layer l.  The
- * score of b is the sum over d of w_d * mean over a in S(l-d) of
- * P(b | a, d, l), w_d = 1/d, and each row is smoothed toward the layer's
- * popularity by one pseudo-observation.  A further table links the same
- * layer of the previous token to this one (experts a token reuses from the
- * token before: 42% in the olmoe trace).
+ * how often expert a at layer l-d was followed by expert b at layer l.
+ * Every known source expert a votes with P(b | a, d, l), smoothed toward the
+ * layer's popularity by one pseudo-observation, and the votes combine as a
+ * product of experts weighted by 1/d: score(b) = exp(sum_d sum_a w_d log P).
+ * On the olmoe / dsv2lite traces this beat a weighted sum of the votes by
+ * 0.3-1.3 points of recall, m = 2 beat m = 1 and m = 3..4 matched it, and a
+ * further table linking the previous token's same layer made it worse.
  *
- * Memory is fixed: (m + 1) * L * E * E 16-bit counts; a row halves when one
- * of its counts saturates. */
+ * Memory is fixed: m * L * E * E 16-bit counts; a row halves when one of its
+ * counts saturates. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <math.h>
 
 #include "predictor/pred_impl.h"
 
 #define DEFAULT_M 2
 #define COUNT_MAX 65535
+#define MAX_TABLE_BYTES (1ull << 30)  /* E = 512, L = 64, m = 8 needs 256 MiB */
 
 struct cepr {
 	int m;
-	int D;                     /* tables: distances 1..m, then same-layer */
-	uint16_t *T;               /* [D][L][E][E]: source a -> target b */
-	uint32_t *R;               /* [D][L][E]: row sums */
-	double w[PRED_CEPR_MAX_M + 1];
+	uint16_t *T;               /* [m][L][E][E]: source a -> target b */
+	uint32_t *R;               /* [m][L][E]: row sums */
+	double w[PRED_CEPR_MAX_M]; /* per distance */
 };
 
 static int cepr_init(struct pred *p)
@@ -45,12 +46,11 @@ static int cepr_init(struct pred *p)
 	if (c->m < 1 || c->m > PRED_CEPR_MAX_M)
 		return -EINVAL;
 	p->o.cepr_m = c->m;
-	c->D = c->m + 1;
-	double wp = getenv("CEPR_WPOW") ? atof(getenv("CEPR_WPOW")) : 1;
 	for (int d = 0; d < c->m; d++)
-		c->w[d] = pow(d + 1, -wp);
-	c->w[c->m] = getenv("CEPR_SAME") ? atof(getenv("CEPR_SAME")) : 1.0;
-	rows = (size_t)c->D * p->L * p->E;
+		c->w[d] = 1.0 / (d + 1);
+	rows = (size_t)c->m * p->L * p->E;
+	if ((unsigned long long)rows * p->E * sizeof(*c->T) > MAX_TABLE_BYTES)
+		return -EFBIG;
 	c->T = calloc(rows * p->E, sizeof(*c->T));
 	c->R = calloc(rows, sizeof(*c->R));
 	return c->T && c->R ? 0 : -ENOMEM;
@@ -67,15 +67,11 @@ static void cepr_fini(struct pred *p)
 	free(c);
 }
 
-/* The source experts of table d for target layer l, or NULL. */
-static const int *source(const struct pred *p, const struct cepr *c, const struct pred_tok *t,
-			 int d, int l)
+/* The source experts at distance d + 1 before target layer l, or NULL. */
+static const int *source(const struct pred *p, const struct pred_tok *t, int d, int l)
 {
-	int s;
+	int s = l - (d + 1);
 
-	if (d == c->m)                 /* same layer, previous token */
-		return pred_layer(t->prev, p->k, l);
-	s = l - (d + 1);
 	if (s >= 0)
 		return pred_layer(t->cur, p->k, s);
 	s += p->L;                     /* circular: the previous token's last layers */
@@ -104,8 +100,8 @@ static void cepr_observe(struct pred *p, const struct pred_tok *t)
 	for (int l = 0; l < p->L; l++) {
 		const int *to = pred_layer(t->cur, p->k, l);
 
-		for (int d = 0; to && d < c->D; d++) {
-			const int *from = source(p, c, t, d, l);
+		for (int d = 0; to && d < c->m; d++) {
+			const int *from = source(p, t, d, l);
 
 			for (int j = 0; from && j < p->k; j++)
 				count(p, c, ((size_t)d * p->L + l) * p->E + from[j], to);
@@ -117,29 +113,40 @@ static void cepr_score(struct pred *p, const struct pred_tok *t, int layer, doub
 {
 	struct cepr *c = p->impl;
 	const uint32_t *pop = p->pop + (size_t)layer * p->E;
-	double ptot = (double)p->pop_total[layer];
+	double ptot = (double)p->pop_total[layer] + 0.5 * p->E, top = -INFINITY;
+	int votes = 0;
 
-	for (int d = 0; d < c->D; d++) {
-		const int *from = source(p, c, t, d, layer);
+	for (int d = 0; d < c->m; d++) {
+		const int *from = source(p, t, d, layer);
 
 		for (int j = 0; from && j < p->k; j++) {
 			size_t row = ((size_t)d * p->L + layer) * p->E + from[j];
 			const uint16_t *T = c->T + row * p->E;
-			/* one pseudo-observation (k counts) of the prior */
-			double w = c->w[d] / p->k / (c->R[row] + p->k);
+			/* P(b | a) smoothed by one pseudo-observation (k counts)
+			 * of the add-half popularity, so no log(0) */
+			double norm = 1.0 / (c->R[row] + p->k);
 
 			if (!c->R[row])
 				continue;
+			votes++;
 			for (int b = 0; b < p->E; b++)
-				s[b] += w * (T[b] + (ptot > 0 ? p->k * pop[b] / ptot : 0));
+				s[b] += c->w[d] * log((T[b] + p->k * (pop[b] + 0.5) / ptot) * norm);
 		}
 	}
+	if (!votes) {
+		memset(s, 0, p->E * sizeof(*s));
+		return;
+	}
+	for (int b = 0; b < p->E; b++)
+		top = s[b] > top ? s[b] : top;
+	for (int b = 0; b < p->E; b++)
+		s[b] = exp(s[b] - top);        /* > 0, the best is 1 */
 }
 
 static void cepr_save(const struct pred *p, struct pbuf *b)
 {
 	const struct cepr *c = p->impl;
-	size_t rows = (size_t)c->D * p->L * p->E;
+	size_t rows = (size_t)c->m * p->L * p->E;
 
 	for (size_t r = 0; r < rows; r++) {
 		const uint16_t *T = c->T + r * p->E;
@@ -154,7 +161,7 @@ static void cepr_save(const struct pred *p, struct pbuf *b)
 static int cepr_load(struct pred *p, struct rbuf *r)
 {
 	struct cepr *c = p->impl;
-	size_t rows = (size_t)c->D * p->L * p->E;
+	size_t rows = (size_t)c->m * p->L * p->E;
 
 	for (size_t i = 0; i < rows && !r->bad; i++) {
 		uint16_t *T = c->T + i * p->E;

@@ -193,7 +193,8 @@ static int freq_load(struct pred *p, struct rbuf *r)
 		uint32_t i = rbuf_u32(r);
 		uint64_t key = rbuf_u64(r);
 
-		if (i >= f->entries || f->key[i] || !(key >> 63) || (key & 0xffff) >= (uint64_t)p->L)
+		if (i >= f->entries || f->key[i] || !(key >> 63) ||
+		    (key & 0xffff) >= (uint64_t)p->L || i / WAYS != set_of(f, key))
 			return -EINVAL;
 		f->key[i] = key;
 		f->total[i] = rbuf_u32(r);

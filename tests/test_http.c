@@ -18,7 +18,7 @@
 #include "daemon/http.h"
 #include "daemon/http_rx.h"
 
-enum mode { M_ECHO, M_DEFER, M_STREAM, M_DEFER_TIMER };
+enum mode { M_ECHO, M_DEFER, M_DEFER_NOCB, M_STREAM, M_DEFER_TIMER };
 
 struct fx;
 typedef void (*client_fn)(struct fx *);
@@ -43,6 +43,7 @@ struct fx {
 	int n_held;
 	char method[16], path[128], query[128], auth[128];
 	int late_rv;                     /* respond after the client left */
+	bool answer_in_cb;               /* on_req_close answers (a no-op) */
 	int access_status[16];
 	atomic_int n_access;
 	unsigned active_seen;
@@ -71,11 +72,19 @@ static void echo(struct http_req *req)
 	http_respond(req, 200, "text/plain", buf, (size_t)n);
 }
 
+/* The app lets go of the request here (it ends when this returns). */
 static void on_req_close(struct http_req *req, void *ctx)
 {
 	struct fx *fx = ctx;
 
-	(void)req;
+	for (int i = 0; i < fx->n_held; i++)
+		if (fx->held[i] == req) {
+			memmove(fx->held + i, fx->held + i + 1,
+				(size_t)(--fx->n_held - i) * sizeof(fx->held[0]));
+			break;
+		}
+	if (fx->answer_in_cb)
+		fx->late_rv = http_respond_error(req, 500, NULL, "too late");
 	atomic_fetch_add(&fx->closes, 1);
 }
 
@@ -108,8 +117,10 @@ static void handler(void *ctx, struct http_req *req)
 		echo(req);
 		break;
 	case M_DEFER:
+	case M_DEFER_NOCB:
 	case M_DEFER_TIMER:
-		http_req_on_close(req, on_req_close, fx);
+		if (fx->mode != M_DEFER_NOCB)
+			http_req_on_close(req, on_req_close, fx);
 		fx->held[fx->n_held++] = req;
 		if (fx->mode == M_DEFER_TIMER && fx->n_held == 1)
 			uv_timer_start(&fx->timer, timer_answer, 20, 0);
@@ -559,6 +570,13 @@ static void c_no_host(struct fx *fx)
 	expect_error(fx, req, strlen(req), 400);
 }
 
+static void c_space_colon(struct fx *fx)
+{
+	const char *req = "GET / HTTP/1.1\r\nHost: t\r\nContent-Length : 0\r\n\r\n";
+
+	expect_error(fx, req, strlen(req), 400);
+}
+
 static void c_smuggle(struct fx *fx)
 {
 	const char *req = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
@@ -570,7 +588,7 @@ static void c_smuggle(struct fx *fx)
 START_TEST(malformed_400)
 {
 	static const client_fn cases[] = { c_bare_cr, c_obs_fold, c_garbage, c_no_host,
-					   c_smuggle };
+					   c_space_colon, c_smuggle };
 	struct fx *fx = calloc(1, sizeof(*fx));
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -710,7 +728,8 @@ static void late_answer(uv_timer_t *t)
 {
 	struct fx *fx = t->data;
 
-	fx->late_rv = http_respond(fx->held[0], 200, "text/plain", "late", 4);
+	if (fx->n_held)
+		fx->late_rv = http_respond(fx->held[0], 200, "text/plain", "late", 4);
 	fx->n_held = 0;
 	if (!uv_is_closing((uv_handle_t *)&fx->timer))
 		uv_close((uv_handle_t *)&fx->timer, NULL);
@@ -729,6 +748,17 @@ static void c_disconnect(struct fx *fx)
 	CLI_CHECK(fx, wait_for(&fx->dispatched, 1));
 	cli_close(c);
 	CLI_CHECK(fx, wait_for(&fx->closes, 1));
+}
+
+/* No close callback: the request outlives the client until answered. */
+static void c_disconnect_nocb(struct fx *fx)
+{
+	struct cli *c = cli_open(fx->port);
+
+	CLI_CHECK(fx, c && cli_sends(c, GET("/gone")));
+	CLI_CHECK(fx, wait_for(&fx->dispatched, 1));
+	cli_close(c);
+	CLI_CHECK(fx, wait_for(&fx->n_access, 1));           /* the 499 line */
 	loop_call(fx, arm_late_answer);
 }
 
@@ -736,8 +766,23 @@ START_TEST(disconnect_cancels)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 
+	/* callback: the app drops the request in it (ASan: no leak) */
 	run(fx, NULL, M_DEFER, c_disconnect);
 	ck_assert_int_eq(fx->closes, 1);
+	ck_assert_int_eq(fx->n_held, 0);
+	ck_assert_int_eq(fx->n_access, 1);
+	ck_assert_int_eq(fx->access_status[0], 499);
+	/* an answer inside the callback is a no-op */
+	memset(fx, 0, sizeof(*fx));
+	fx->answer_in_cb = true;
+	run(fx, NULL, M_DEFER, c_disconnect);
+	ck_assert_int_eq(fx->closes, 1);
+	ck_assert_int_eq(fx->late_rv, -ENOTCONN);
+	ck_assert_int_eq(fx->n_access, 1);
+	/* no callback: a later answer is a no-op that frees the request */
+	memset(fx, 0, sizeof(*fx));
+	run(fx, NULL, M_DEFER_NOCB, c_disconnect_nocb);
+	ck_assert_int_eq(fx->closes, 0);
 	ck_assert_int_eq(fx->late_rv, -ENOTCONN);
 	ck_assert_int_eq(fx->n_access, 1);
 	ck_assert_int_eq(fx->access_status[0], 499);
@@ -810,7 +855,35 @@ static void c_http10(struct fx *fx)
 	cli_close(c);
 }
 
-START_TEST(continue_and_http10)
+static void c_stream10(struct fx *fx)
+{
+	struct cli *c = cli_open(fx->port);
+	struct resp r;
+
+	CLI_CHECK(fx, c && cli_sends(c, "GET /s HTTP/1.0\r\n\r\n") && read_resp(c, &r));
+	CLI_CHECK(fx, r.status == 200 && has_header(&r, "Connection: close\r\n"));
+	CLI_CHECK(fx, !has_header(&r, "Transfer-Encoding"));
+	CLI_CHECK(fx, !strcmp(r.body, "data: 1\n\ndata: 2\n\n"));
+	cli_close(c);
+}
+
+static void c_head(struct fx *fx)
+{
+	struct cli *c = cli_open(fx->port);
+	struct resp r;
+	char *end;
+
+	CLI_CHECK(fx, c && cli_sends(c, "HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n" GET("/g")));
+	/* HEAD: the length of the GET body ("HEAD /h|" is 8), no body bytes */
+	CLI_CHECK(fx, (end = cli_find(c, "\r\n\r\n")) != NULL);
+	CLI_CHECK(fx, memmem(c->buf, c->len, "Content-Length: 8\r\n", 19) != NULL);
+	if (end)
+		cli_eat(c, (size_t)(end - c->buf) + 4);
+	CLI_CHECK(fx, read_resp(c, &r) && r.status == 200 && !strcmp(r.body, "GET /g|"));
+	cli_close(c);
+}
+
+START_TEST(continue_http10_head)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 
@@ -819,6 +892,13 @@ START_TEST(continue_and_http10)
 	memset(fx, 0, sizeof(*fx));
 	run(fx, NULL, M_ECHO, c_http10);
 	ck_assert_int_eq(fx->dispatched, 1);
+	memset(fx, 0, sizeof(*fx));
+	run(fx, NULL, M_STREAM, c_stream10);
+	ck_assert_int_eq(fx->dispatched, 1);
+	memset(fx, 0, sizeof(*fx));
+	run(fx, NULL, M_ECHO, c_head);
+	ck_assert_int_eq(fx->dispatched, 2);
+	ck_assert_str_eq(fx->method, "GET");
 	free(fx);
 }
 END_TEST
@@ -921,7 +1001,7 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, streaming_response);
 	tcase_add_test(tc, disconnect_cancels);
 	tcase_add_test(tc, drain_on_stop_accepting);
-	tcase_add_test(tc, continue_and_http10);
+	tcase_add_test(tc, continue_http10_head);
 	suite_add_tcase(s, tc);
 	tcase_add_test(rx, rx_bytewise_and_pipelined);
 	tcase_add_test(rx, rx_strict_despite_lenient_llhttp);

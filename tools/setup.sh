@@ -9,7 +9,7 @@ what=${1:-test}
 
 PKGS="build-essential meson ninja-build pkg-config libuv1-dev libnng-dev
 libjansson-dev check libsubunit-dev libopenblas-dev node-llhttp
-libhttp-parser-dev libsystemd-dev libpcre2-dev systemd curl wrk"
+libhttp-parser-dev libsystemd-dev libpcre2-dev libutf8proc-dev systemd curl wrk"
 
 missing=""
 for p in $PKGS; do

@@ -6,9 +6,13 @@ log=${1:-build/meson-logs/testlog.json}
 python3 - "$log" <<'PY'
 import json, re, sys
 passed = failed = 0
+skipped = []
 for line in open(sys.argv[1]):
     t = json.loads(line)
     out = t.get("stdout", "") or ""
+    if t.get("result") == "SKIP":  # e.g. cuda: "skipped: no CUDA device (...)"
+        why = (out.strip().splitlines() or ["exit status 77"])[0]
+        skipped.append(f"{t.get('name')}: {why}")
     m = re.search(r"(\d+)%: Checks: (\d+), Failures: (\d+), Errors: (\d+)", out)
     if m:
         n, f, e = int(m.group(2)), int(m.group(3)), int(m.group(4))
@@ -18,5 +22,7 @@ for line in open(sys.argv[1]):
         passed += 1
     elif t.get("result") != "SKIP":
         failed += 1
+for s in skipped:
+    print("skipped test " + s)
 print(f"{passed} passed, {failed} failed")
 PY

@@ -1,0 +1,38 @@
+/* The engine's CUDA path (engine/engine_cuda.c), used by engine.c when the
+ * expert source hands out device memory (ld_expert_src.mem == LD_EXPERT_CUDA).
+ * Internal to the engine module. */
+#ifndef ENG_ENGINE_CUDA_H
+#define ENG_ENGINE_CUDA_H
+
+#include <stddef.h>
+
+#include "engine/engine.h"
+
+/* Rows per chunk the CUDA path is sized for (engine.c's CHUNK). */
+#define ENG_CUDA_MAX_ROWS 256
+
+struct eng_cuda;
+
+/* One row of a chunk: its sequence's device KV caches, their capacity, the
+ * row's position and token, which logits row it fills (-1: none) and the
+ * sequence's user pointer (for the hooks). */
+struct eng_cuda_row {
+	float *kc, *vc;
+	int cap, pos, tok, out;
+	void *user;
+};
+
+/* Uploads the dense weights (bf16 for bf16 checkpoints, else f32), sizes the
+ * device scratch for max_ctx and ENG_CUDA_MAX_ROWS rows. */
+int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int max_ctx,
+		  struct eng_cuda **out);
+void eng_cuda_close(struct eng_cuda *g);
+/* Device K and V caches of n floats each. */
+int eng_cuda_kv_alloc(struct eng_cuda *g, size_t n, float **kc, float **vc);
+void eng_cuda_kv_free(struct eng_cuda *g, float *kc, float *vc);
+/* Runs rows[0..n) through every layer; the logits of each row with out >= 0
+ * go to logits + out * vocab (when logits is not NULL). */
+int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
+		   const struct eng_cuda_row *rows, int n, float *logits);
+
+#endif

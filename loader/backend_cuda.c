@@ -1,0 +1,364 @@
+/* The CUDA backend: slots in one cudaMalloc arena on one device (no managed
+ * memory), filled on a dedicated copy stream; each load ends with its slot's
+ * event.  The compute stream (dev_stream, which the CUDA engine runs on)
+ * waits on a slot's event only when it needs that expert (stream_wait), and
+ * every load first waits for the compute work queued before it, so a slot is
+ * never overwritten under a GEMM still reading it.
+ *
+ * Host side: the store's mapping is pinned with cudaHostRegister (read-only
+ * flag: a file mapping refuses the default one), so copies run at full PCIe
+ * rate straight from it; when registration fails or is disabled, loads go
+ * through a ring of pinned staging buffers (a CPU memcpy on the caller's
+ * thread, then an async copy).  Weights are copied as stored (f32, pack
+ * version 1). */
+#include <cuda_runtime_api.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader/backend.h"
+#include "loader/store.h"
+
+#define NSTAGE 4
+#define STAGE_BYTES (8u << 20) /* copies of 4 MiB and up reach full rate */
+
+struct cu {
+	struct ld_backend base;
+	int dev;
+	unsigned flags;
+	cudaStream_t copy, compute;
+	cudaEvent_t order;         /* compute's progress, recorded before a load */
+	uint8_t *pool;
+	cudaEvent_t *done;         /* per slot: its last load finished */
+	uint64_t *sub_seq;         /* per slot: its last load's ticket */
+	uint64_t seq;
+	pthread_mutex_t mu;
+	const uint8_t *reg_base;   /* registered host range */
+	size_t reg_bytes;
+	void *stage[NSTAGE];
+	cudaEvent_t stage_ev[NSTAGE];
+	unsigned stage_next;
+	bool staged;               /* staging ring allocated */
+};
+
+static struct cu *CUB(struct ld_backend *be)
+{
+	return (struct cu *)be;
+}
+
+static int io(cudaError_t e)
+{
+	return e == cudaSuccess ? 0 : -EIO;
+}
+
+static void cu_pool_free(struct ld_backend *be)
+{
+	struct cu *c = CUB(be);
+
+	cudaSetDevice(c->dev);
+	cudaStreamSynchronize(c->copy);
+	if (c->reg_base)
+		cudaHostUnregister((void *)c->reg_base);
+	c->reg_base = NULL;
+	c->reg_bytes = 0;
+	if (c->done)
+		for (size_t i = 0; i < be->n_slots; i++)
+			if (c->done[i])
+				cudaEventDestroy(c->done[i]);
+	cudaFree(c->pool);
+	free(c->done);
+	free(c->sub_seq);
+	c->pool = NULL;
+	c->done = NULL;
+	c->sub_seq = NULL;
+	be->n_slots = be->slot_bytes = be->slot_stride = 0;
+	be->pool_locked = false;
+}
+
+static int cu_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_bytes)
+{
+	struct cu *c = CUB(be);
+	size_t stride = (slot_bytes + 4095) / 4096 * 4096;
+
+	if (c->pool)
+		return -EBUSY;
+	if (!n_slots || !slot_bytes || stride > SIZE_MAX / n_slots)
+		return -EINVAL;
+	if (cudaSetDevice(c->dev) != cudaSuccess)
+		return -EIO;
+	if (cudaMalloc((void **)&c->pool, n_slots * stride) != cudaSuccess) {
+		cudaGetLastError();
+		c->pool = NULL;
+		return -ENOMEM;
+	}
+	be->n_slots = n_slots;
+	be->slot_bytes = slot_bytes;
+	be->slot_stride = stride;
+	be->pool_locked = true;    /* device memory: nothing pages it out */
+	c->done = calloc(n_slots, sizeof(*c->done));
+	c->sub_seq = calloc(n_slots, sizeof(*c->sub_seq));
+	if (!c->done || !c->sub_seq) {
+		cu_pool_free(be);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n_slots; i++)
+		if (cudaEventCreateWithFlags(&c->done[i], cudaEventDisableTiming) != cudaSuccess) {
+			c->done[i] = NULL;
+			cu_pool_free(be);
+			return -EIO;
+		}
+	return 0;
+}
+
+static void *cu_slot_ptr(struct ld_backend *be, size_t slot)
+{
+	struct cu *c = CUB(be);
+
+	return slot < be->n_slots ? c->pool + slot * be->slot_stride : NULL;
+}
+
+static int stage_init(struct cu *c)
+{
+	for (int i = 0; i < NSTAGE; i++) {
+		if (cudaHostAlloc(&c->stage[i], STAGE_BYTES, cudaHostAllocDefault) != cudaSuccess ||
+		    cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming) !=
+			    cudaSuccess) {
+			cudaGetLastError();
+			return -ENOMEM;
+		}
+	}
+	c->staged = true;
+	return 0;
+}
+
+/* Through the pinned ring: each buffer is refilled once its last copy is done. */
+static int staged_copy(struct cu *c, uint8_t *dst, const uint8_t *src, size_t bytes)
+{
+	int rc;
+
+	if (!c->staged && (rc = stage_init(c)))
+		return rc;
+	for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
+		size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+		unsigned i = c->stage_next++ % NSTAGE;
+
+		if ((rc = io(cudaEventSynchronize(c->stage_ev[i]))))
+			return rc;
+		memcpy(c->stage[i], src + off, n);
+		if ((rc = io(cudaMemcpyAsync(dst + off, c->stage[i], n, cudaMemcpyHostToDevice,
+					     c->copy))) ||
+		    (rc = io(cudaEventRecord(c->stage_ev[i], c->copy))))
+			return rc;
+	}
+	return 0;
+}
+
+static bool registered(const struct cu *c, const void *src, size_t bytes)
+{
+	const uint8_t *p = src;
+
+	return c->reg_base && p >= c->reg_base && bytes <= c->reg_bytes &&
+		(size_t)(p - c->reg_base) <= c->reg_bytes - bytes;
+}
+
+static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
+			 const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
+{
+	struct cu *c = CUB(be);
+	uint8_t *dst;
+	int rc;
+
+	(void)flags;               /* one copy stream: loads run in queue order */
+	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
+		return -EINVAL;
+	/* No LD_BE_VERIFY: a checksum, when given, is checked on the host. */
+	if (checksum && ld_xxh64(src, bytes) != *checksum)
+		return -EBADMSG;
+	dst = c->pool + slot * be->slot_stride;
+	pthread_mutex_lock(&c->mu);
+	if ((rc = io(cudaSetDevice(c->dev))) ||
+	    (rc = io(cudaEventRecord(c->order, c->compute))) ||
+	    (rc = io(cudaStreamWaitEvent(c->copy, c->order, 0))))
+		goto out;
+	if (registered(c, src, bytes))
+		rc = io(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy));
+	else
+		rc = staged_copy(c, dst, src, bytes);
+	if (rc || (rc = io(cudaEventRecord(c->done[slot], c->copy))))
+		goto out;
+	c->sub_seq[slot] = ++c->seq;
+	*t = (struct ld_ticket){.slot = slot, .seq = c->seq};
+out:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+/* The event of ticket t, or NULL when a later load overtook it (done). */
+static cudaEvent_t event_of(struct cu *c, struct ld_ticket t)
+{
+	cudaEvent_t ev = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->sub_seq[t.slot] == t.seq)
+		ev = c->done[t.slot];
+	pthread_mutex_unlock(&c->mu);
+	return ev;
+}
+
+static int cu_wait(struct ld_backend *be, struct ld_ticket t)
+{
+	struct cu *c = CUB(be);
+	cudaEvent_t ev;
+
+	if (!t.seq || t.slot >= be->n_slots)
+		return t.seq ? -EINVAL : 0;
+	if (!(ev = event_of(c, t)))
+		return 0;
+	cudaSetDevice(c->dev);
+	return io(cudaEventSynchronize(ev));
+}
+
+static int cu_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
+{
+	struct cu *c = CUB(be);
+	cudaEvent_t ev;
+
+	*rc = 0;
+	if (!t.seq || t.slot >= be->n_slots || !(ev = event_of(c, t)))
+		return 1;
+	cudaSetDevice(c->dev);
+	cudaError_t e = cudaEventQuery(ev);
+	if (e == cudaErrorNotReady)
+		return 0;
+	*rc = io(e);
+	return 1;
+}
+
+static int cu_stream_wait(struct ld_backend *be, struct ld_ticket t)
+{
+	struct cu *c = CUB(be);
+	cudaEvent_t ev;
+
+	if (!t.seq || t.slot >= be->n_slots)
+		return t.seq ? -EINVAL : 0;
+	if (!(ev = event_of(c, t)))
+		return 0;
+	cudaSetDevice(c->dev);
+	return io(cudaStreamWaitEvent(c->compute, ev, 0));
+}
+
+static int cu_host_register(struct ld_backend *be, const void *base, size_t bytes)
+{
+	struct cu *c = CUB(be);
+
+	if (c->flags & LD_BE_CUDA_NO_REGISTER)
+		return -ENOTSUP;
+	if (c->reg_base)
+		return -EBUSY;
+	cudaSetDevice(c->dev);
+	if (cudaHostRegister((void *)base, bytes, cudaHostRegisterReadOnly) != cudaSuccess) {
+		cudaGetLastError();
+		if (cudaHostRegister((void *)base, bytes, cudaHostRegisterDefault) != cudaSuccess) {
+			cudaGetLastError();
+			return -ENOMEM;
+		}
+	}
+	c->reg_base = base;
+	c->reg_bytes = bytes;
+	return 0;
+}
+
+static void cu_close(struct ld_backend *be)
+{
+	struct cu *c = CUB(be);
+
+	if (c->pool)
+		cu_pool_free(be);
+	cudaSetDevice(c->dev);
+	for (int i = 0; i < NSTAGE && c->staged; i++) {
+		cudaFreeHost(c->stage[i]);
+		cudaEventDestroy(c->stage_ev[i]);
+	}
+	if (c->order)
+		cudaEventDestroy(c->order);
+	if (c->copy)
+		cudaStreamDestroy(c->copy);
+	if (c->compute)
+		cudaStreamDestroy(c->compute);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static const struct ld_backend_ops cuda_ops = {
+	.name = "cuda",
+	.caps = LD_BE_DEV_PTR,
+	.pool_alloc = cu_pool_alloc,
+	.slot_ptr = cu_slot_ptr,
+	.load_async = cu_load_async,
+	.wait = cu_wait,
+	.poll = cu_poll,
+	.pool_free = cu_pool_free,
+	.close = cu_close,
+	.stream_wait = cu_stream_wait,
+	.host_register = cu_host_register,
+};
+
+/* Which device, or why none: -ENODEV with the runtime's reason. */
+static int pick_device(int index, char *err, size_t errlen)
+{
+	int n = 0;
+	cudaError_t e = cudaGetDeviceCount(&n);
+
+	if (e != cudaSuccess || n < 1) {
+		snprintf(err, errlen, "cuda backend: no CUDA device (%s); use device.backend "
+			 "= \"host\" on this machine",
+			 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+		cudaGetLastError();
+		return -ENODEV;
+	}
+	if (index < 0 || index >= n) {
+		snprintf(err, errlen, "cuda backend: device.index %d: out of range (%d CUDA "
+			 "device%s)", index, n, n == 1 ? "" : "s");
+		return -ENODEV;
+	}
+	if ((e = cudaSetDevice(index)) != cudaSuccess) {
+		snprintf(err, errlen, "cuda backend: device %d: %s", index, cudaGetErrorString(e));
+		return -ENODEV;
+	}
+	return 0;
+}
+
+int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, char *err,
+			 size_t errlen)
+{
+	struct cu *c;
+	int rc;
+
+	*out = NULL;
+	if ((rc = pick_device(index, err, errlen)))
+		return rc;
+	if (!(c = calloc(1, sizeof(*c)))) {
+		snprintf(err, errlen, "cuda backend: out of memory");
+		return -ENOMEM;
+	}
+	c->base.ops = &cuda_ops;
+	c->dev = c->base.dev_index = index;
+	c->flags = flags;
+	pthread_mutex_init(&c->mu, NULL);
+	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
+	if (e == cudaSuccess)
+		e = cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking);
+	if (e == cudaSuccess)
+		e = cudaEventCreateWithFlags(&c->order, cudaEventDisableTiming);
+	if (e != cudaSuccess) {
+		snprintf(err, errlen, "cuda backend: device %d: streams: %s", index,
+			 cudaGetErrorString(e));
+		cu_close(&c->base);
+		return -EIO;
+	}
+	c->base.dev_stream = c->compute;
+	*out = &c->base;
+	return 0;
+}

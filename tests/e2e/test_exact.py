@@ -1,0 +1,166 @@
+"""predictor.mode=exact stays exact: with a 3-slot expert cache (so experts
+are evicted and reloaded all the time) and each predictor, the daemon's
+greedy output, logits and routes equal `moed run` with every expert
+resident."""
+import json
+import os
+import unittest
+
+import moedtest as mt
+
+SLOTS = 3
+N_TOK = 12
+_models = {}
+_refs = {}
+
+
+def model(name):
+    if name not in _models:
+        if name == "skewed":
+            _models[name] = mt.make_model("--family", "qwen3_moe", "--layers", "3",
+                                          "--experts", "16", "--hidden", "64",
+                                          "--vocab", "256", "--skewed", name="skewed")
+        else:
+            _models[name] = mt.fixture_model(name)
+    return _models[name]
+
+
+def ref(name, prompt):
+    key = (name, tuple(prompt))
+    if key not in _refs:
+        _refs[key] = mt.reference(model(name), prompt, N_TOK)
+    return _refs[key]
+
+
+class ExactBase:
+    MODEL = "mixtral_f32"
+    KIND = "freq"
+    POLICY = "lru"
+
+    @classmethod
+    def setUpClass(cls):
+        m = model(cls.MODEL)
+        with open(os.path.join(m, "config.json")) as f:
+            vocab = json.load(f)["vocab_size"]
+        cls.prompts = [[(i * 53 + j * 7 + 1) % vocab for j in range(1 + i % 6)]
+                       for i in range(6)]
+        # A table normally comes in well under a millisecond; 200 ms keeps
+        # a loaded test machine from turning "used" into "late".
+        cls.d = mt.Daemon(m, name="%s-%s" % (cls.MODEL, cls.KIND),
+                          sets=["cache.slots=%d" % SLOTS, "predictor.kind=" + cls.KIND,
+                                "cache.policy=" + cls.POLICY,
+                                "predictor.wait_ms=200"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.d.stop()
+        if rc != 0:
+            raise AssertionError("moed serve exited %d:\n%s" % (rc, cls.d.tail()))
+
+    def want(self, p):
+        return ref(self.MODEL, p)["tokens"]
+
+    def test_greedy_equals_all_resident(self):
+        e = self.d.get("/v1/experts").json()
+        self.assertEqual(e["slots"], SLOTS)
+        self.assertEqual(e["policy"], self.POLICY)
+        # One at a time.
+        for p in self.prompts:
+            self.assertEqual(self.d.complete(p, max_tokens=N_TOK)["choices"][0]["tokens"],
+                             self.want(p), p)
+        # Together, batched by the front in any grouping.
+        par = mt.in_threads([lambda p=p: self.d.complete(p, max_tokens=N_TOK)
+                             for p in self.prompts])
+        for p, j in zip(self.prompts, par):
+            self.assertEqual(j["choices"][0]["tokens"], self.want(p), p)
+        # One request, several prompts.
+        j = self.d.complete(self.prompts, max_tokens=N_TOK)
+        for p, c in zip(self.prompts, j["choices"]):
+            self.assertEqual(c["tokens"], self.want(p), p)
+        # Streamed.
+        status, ev = mt.stream(self.d.port, {"prompt": self.prompts[2], "max_tokens": N_TOK,
+                                             "temperature": 0})
+        self.assertEqual(status, 200)
+        self.assertEqual([t for x in ev[:-2] for t in x["choices"][0]["tokens"]],
+                         self.want(self.prompts[2]))
+
+    def test_forward_equals_all_resident(self):
+        r = self.d.post("/v1/forward", {"sequences": self.prompts, "return_routes": True})
+        self.assertEqual(r.status, 200, r)
+        for p, x in zip(self.prompts, r.json()["results"]):
+            rf = ref(self.MODEL, p)
+            worst = max(abs(a - b) for a, b in zip(x["logits"], rf["last_logits"]))
+            self.assertLess(worst, 1e-5, p)
+            self.assertEqual(x["routes"], rf["routes"], p)
+
+    def test_zz_cache_was_constrained(self):
+        # Runs last (name order): after the traffic above.
+        e = self.d.get("/v1/experts").json()
+        resident = sum(len(x["resident"]) for x in e["layers"])
+        self.assertLessEqual(resident, SLOTS)
+        self.assertGreater(sum(x["evictions"] for x in e["layers"]), 0)
+        self.assertGreater(sum(x["misses"] for x in e["layers"]), 0)
+        m = self.d.metrics()
+        used = mt.metric(m, "moed_predictor_tables_total", state="used")
+        if self.KIND == "none":
+            self.assertEqual(used, 0)
+            self.assertGreater(mt.metric(m, "moed_predictor_tables_total", state="none"), 0)
+            self.assertEqual(self.d.health()["predictor"], "off")
+        else:
+            self.assertGreater(used, 0, "the predictor never delivered a table in time")
+
+
+class MixtralFreq(ExactBase, unittest.TestCase):
+    KIND = "freq"
+
+
+class MixtralCepr(ExactBase, unittest.TestCase):
+    KIND = "cepr"
+    POLICY = "fifo"
+
+
+class MixtralNone(ExactBase, unittest.TestCase):
+    KIND = "none"
+    POLICY = "lfu"
+
+
+class Qwen3ShardedFreq(ExactBase, unittest.TestCase):
+    MODEL = "qwen3moe_f32_sharded"
+    KIND = "freq"
+
+
+class OlmoeBf16Cepr(ExactBase, unittest.TestCase):
+    MODEL = "olmoe_bf16"
+    KIND = "cepr"
+
+
+class SkewedCepr(ExactBase, unittest.TestCase):
+    MODEL = "skewed"
+    KIND = "cepr"
+
+
+class TablesNotLost(unittest.TestCase):
+    """Every batch gets its table when batches come back to back (one
+    request a batch, 16 at once): none may be late with a generous wait."""
+
+    def test_back_to_back_batches(self):
+        m = model("mixtral_f32")
+        d = mt.Daemon(m, name="tables", sets=["predictor.kind=freq", "predictor.wait_ms=500",
+                                               "batch.max_wait_us=0"]).start()
+        try:
+            m0 = d.metrics()
+            mt.in_threads([lambda i=i: d.complete([1, 2, 3 + i], max_tokens=2)
+                           for i in range(16)])
+            m1 = d.metrics()
+            n = {s: mt.metric(m1, "moed_predictor_tables_total", state=s) -
+                 mt.metric(m0, "moed_predictor_tables_total", state=s)
+                 for s in ("used", "late", "none")}
+            self.assertEqual(n["used"] + n["late"] + n["none"], 16, n)
+            self.assertEqual(n["late"], 0, "tables lost between predictor and worker: %r" % n)
+        finally:
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+
+
+if __name__ == "__main__":
+    mt.main()

@@ -1,0 +1,364 @@
+/* The CUDA backend and the engine's CUDA path, on a GPU: the backend's
+ * copies (pinned and staged), the HF fixtures through GPU slots (bf16
+ * tolerance, identical routes and greedy tokens), and exactness of the cache
+ * on GPU slots: the same output, bit for bit, at every budget and policy.
+ * Without a GPU (or without CUDA in the build) it prints why and exits 77,
+ * which meson counts as skipped. */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef HAVE_CUDA
+int main(void)
+{
+	printf("skipped: no CUDA device (built without CUDA: nvcc not found at setup)\n");
+	return 77;
+}
+#else
+
+#include <cuda_runtime_api.h>
+
+#include "engine/engine.h"
+#include "engine/sample.h"
+#include "loader/backend.h"
+#include "loader/cache.h"
+#include "loader/model.h"
+#include "loader/store.h"
+#include "tests/refs.h"
+
+static char tmpdir[512], err[1024];
+
+struct world {
+	struct ld_model *m;
+	struct ld_store *st;
+	struct ld_backend *be;
+	struct cache *c;
+	struct eng *e;
+};
+
+/* Packs fixture name once (per process) and opens model, store, a CUDA
+ * backend, a cache of n_slots (0: all) and the engine on top. */
+static void open_world(const char *name, size_t n_slots, enum cache_policy p,
+		       unsigned be_flags, struct world *w)
+{
+	char dir[700], pack[700];
+	struct ld_expert_src src;
+
+	snprintf(dir, sizeof(dir), "%s/%s", getenv("MOED_FIXTURES"), name);
+	snprintf(pack, sizeof(pack), "%s/%s.pack", tmpdir, name);
+	memset(w, 0, sizeof(*w));
+	ck_assert_msg(ld_model_open(dir, &w->m, err, sizeof(err)) == 0, "%s", err);
+	if (access(pack, F_OK))
+		ck_assert_msg(ld_store_pack(w->m, pack, false, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(ld_store_open(pack, 0, &w->st, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(ld_backend_cuda_open(0, be_flags, &w->be, err, sizeof(err)) == 0, "%s",
+		      err);
+	const struct ld_store_info *in = ld_store_info(w->st);
+	size_t all = (size_t)in->n_layers * (size_t)in->n_experts;
+	struct cache_opts o = {.n_layers = in->n_layers, .n_experts = in->n_experts,
+			       .expert_bytes = in->expert_bytes,
+			       .n_slots = n_slots ? n_slots : all, .policy = p,
+			       .store = w->st, .backend = w->be};
+	ck_assert_int_eq(cache_open(&o, &w->c), 0);
+	src = cache_expert_src(w->c);
+	ck_assert_int_eq(src.mem, LD_EXPERT_CUDA);
+	ck_assert_int_eq(eng_open(w->m, &src, 128, &w->e), 0);
+}
+
+static void close_world(struct world *w)
+{
+	eng_close(w->e);
+	cache_close(w->c);
+	ld_backend_close(w->be);
+	ld_store_close(w->st);
+	ld_model_close(w->m);
+}
+
+START_TEST(backend_direct)
+{
+	struct ld_backend *be, *be2;
+	struct ld_ticket t;
+	size_t n = 20 << 20;         /* staged through three ring buffers */
+	uint8_t *src = aligned_alloc(4096, n), *back = malloc(n);
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		src[i] = (uint8_t)(i * 7 + (i >> 12));
+	ck_assert_int_eq(ld_backend_open_index("cuda", 99, &be, err, sizeof(err)), -ENODEV);
+	ck_assert_ptr_nonnull(strstr(err, "out of range"));
+	ck_assert_int_eq(ld_backend_open_index("cuda", 0, &be, err, sizeof(err)), 0);
+	ck_assert_str_eq(ld_backend_name(be), "cuda");
+	ck_assert(ld_backend_caps(be) & LD_BE_DEV_PTR);
+	ck_assert_ptr_nonnull(be->dev_stream);
+	ck_assert_int_eq(be->ops->pool_alloc(be, 3, n), 0);
+	ck_assert_int_eq(be->ops->pool_alloc(be, 3, n), -EBUSY);
+	ck_assert_uint_eq(be->slot_stride, n);
+	/* Staged (nothing registered), then straight from registered memory. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass)
+			ck_assert_int_eq(be->ops->host_register(be, src, n), 0);
+		ck_assert_int_eq(be->ops->load_async(be, 1, src, n, NULL, 0, &t), 0);
+		ck_assert_int_eq(be->ops->wait(be, t), 0);
+		ck_assert_int_eq(be->ops->poll(be, t, &rc), 1);
+		ck_assert_int_eq(rc, 0);
+		ck_assert_int_eq(be->ops->stream_wait(be, t), 0);
+		memset(back, 0, n);
+		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 1), n,
+					    cudaMemcpyDeviceToHost), cudaSuccess);
+		ck_assert_msg(!memcmp(back, src, n), "pass %d: slot differs from source", pass);
+	}
+	uint64_t bad = ld_xxh64(src, n) + 1;
+	ck_assert_int_eq(be->ops->load_async(be, 0, src, n, &bad, 0, &t), -EBADMSG);
+	ck_assert_int_eq(be->ops->load_async(be, 3, src, n, NULL, 0, &t), -EINVAL);
+	ld_backend_close(be);          /* unregisters src */
+	ck_assert_int_eq(ld_backend_cuda_open(0, LD_BE_CUDA_NO_REGISTER, &be2, err,
+					      sizeof(err)), 0);
+	ck_assert_int_eq(be2->ops->pool_alloc(be2, 1, 4096), 0);
+	ck_assert_int_eq(be2->ops->host_register(be2, src, n), -ENOTSUP);
+	ld_backend_close(be2);
+	free(src);
+	free(back);
+}
+END_TEST
+
+/* Router choices recorded by the on_route hook, [layer][pos][k]. */
+struct routes {
+	int *ids;
+	int n_pos, k;
+};
+
+static void on_route(void *ctx, void *seq_user, int layer, int pos, int token,
+		     const int *experts, const float *w, int k)
+{
+	struct routes *r = ctx;
+
+	(void)seq_user, (void)token, (void)w;
+	if (pos < r->n_pos)
+		memcpy(r->ids + ((size_t)layer * r->n_pos + pos) * k, experts,
+		       (size_t)k * sizeof(int));
+}
+
+static double max_abs_diff(const float *a, const float *b, int n)
+{
+	double mx = 0;
+
+	for (int i = 0; i < n; i++)
+		mx = fmax(mx, fabs((double)a[i] - b[i]));
+	return mx;
+}
+
+static void check_case(struct world *w, const char *name, struct ref_case *rc)
+{
+	const struct ld_config *c = &w->m->cfg;
+	struct eng_seq *s;
+	float *logits = calloc((size_t)c->vocab_size, sizeof(float));
+	struct routes r = {.n_pos = rc->n_prompt, .k = c->top_k};
+	struct eng_hooks h = {.on_route = on_route, .ctx = &r};
+	int nr = c->n_moe_layers * rc->n_prompt * c->top_k;
+
+	r.ids = calloc((size_t)nr, sizeof(int));
+	eng_set_hooks(w->e, &h);
+	ck_assert_int_eq(eng_seq_new(w->e, &s), 0);
+	ck_assert_int_eq(eng_forward(w->e, s, rc->prompt, rc->n_prompt, logits), 0);
+	eng_set_hooks(w->e, NULL);
+	double ab = max_abs_diff(logits, rc->logits, c->vocab_size);
+	printf("cuda %s prompt %d: max |dlogit| %.3g\n", name, rc->n_prompt, ab);
+	ck_assert_msg(ab <= 2e-2, "%s: |dlogit| %g > 2e-2", name, ab);
+	for (int i = 0; i < nr; i++)
+		ck_assert_msg(r.ids[i] == rc->routes[i], "%s prompt %d: route differs at layer "
+			      "%d pos %d", name, rc->n_prompt, i / (rc->n_prompt * c->top_k),
+			      (i / c->top_k) % rc->n_prompt);
+	for (int t = 0; t < rc->n_greedy; t++) {
+		int next = eng_argmax(logits, c->vocab_size);
+
+		ck_assert_msg(next == rc->greedy[t], "%s prompt %d: greedy step %d: %d != %d",
+			      name, rc->n_prompt, t, next, rc->greedy[t]);
+		ck_assert_int_eq(eng_forward(w->e, s, &next, 1, logits), 0);
+	}
+	printf("cuda %s prompt %d: routes identical, %d greedy tokens identical\n", name,
+	       rc->n_prompt, rc->n_greedy);
+	eng_seq_free(s);
+	free(r.ids);
+	free(logits);
+}
+
+START_TEST(fixtures)
+{
+	const char *name = ref_fixture_names[_i];
+	struct ref_fixture f;
+	struct world w;
+
+	ref_load(name, &f);
+	open_world(name, 0, CACHE_LRU, 0, &w);
+	for (int i = 0; i < f.n_cases; i++)
+		check_case(&w, name, &f.cases[i]);
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+/* Prefetch hook: the first top-k experts of each layer (not the router's
+ * choice), pins dropped as the next layer starts, as the worker does. */
+static void before_moe(void *ctx, int layer, const int *tokens, int n)
+{
+	struct world *w = ctx;
+
+	(void)tokens, (void)n;
+	cache_unpin_all(w->c);
+	for (int x = 0; x < w->m->cfg.top_k; x++)
+		cache_prefetch(w->c, layer, (x * 3 + layer) % w->m->cfg.n_experts);
+}
+
+#define STEPS 12
+
+/* Prompt of case 3 then STEPS greedy steps; all the logits into out. */
+static void run_seq(struct world *w, const struct ref_case *rc, bool prefetch, float *out)
+{
+	int V = w->m->cfg.vocab_size, next;
+	struct eng_seq *s;
+	struct eng_hooks h = {.before_moe = before_moe, .ctx = w};
+
+	eng_set_hooks(w->e, prefetch ? &h : NULL);
+	ck_assert_int_eq(eng_seq_new(w->e, &s), 0);
+	ck_assert_int_eq(eng_forward(w->e, s, rc->prompt, rc->n_prompt, out), 0);
+	for (int t = 0; t < STEPS; t++) {
+		next = eng_argmax(out + (size_t)t * V, V);
+		ck_assert_int_eq(eng_forward(w->e, s, &next, 1, out + (size_t)(t + 1) * V), 0);
+	}
+	eng_seq_free(s);
+	eng_set_hooks(w->e, NULL);
+	cache_unpin_all(w->c);
+}
+
+START_TEST(exact_every_budget)
+{
+	const char *name = ref_fixture_names[_i];
+	struct ref_fixture f;
+	struct world w;
+	enum cache_policy pol[] = {CACHE_FIFO, CACHE_LRU, CACHE_LFU};
+
+	ref_load(name, &f);
+	open_world(name, 0, CACHE_LRU, 0, &w);
+	int V = w.m->cfg.vocab_size, all = w.m->cfg.n_moe_layers * w.m->cfg.n_experts;
+	size_t nl = (size_t)(STEPS + 1) * V;
+	float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
+	run_seq(&w, &f.cases[3], false, ref);
+	close_world(&w);
+	size_t budgets[] = {1, 2, 3, (size_t)all / 4, (size_t)all / 2, (size_t)all - 1};
+	for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
+		for (int p = 0; p < 3; p++)
+			for (int pf = 0; pf < 2; pf++) {
+				struct cache_stats st;
+				unsigned fl = b == 2 && p == 1 ? LD_BE_CUDA_NO_REGISTER : 0;
+
+				open_world(name, budgets[b], pol[p], fl, &w);
+				run_seq(&w, &f.cases[3], pf, got);
+				cache_get_stats(w.c, -1, &st);
+				ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)),
+					      "%s: %zu slots, %s, prefetch %d: output differs "
+					      "(max %g)", name, budgets[b], cache_policy_name(pol[p]),
+					      pf, max_abs_diff(ref, got, (int)nl));
+				ck_assert_uint_gt(st.misses + st.prefetched_used, 0);
+				printf("cuda exact %s: %zu/%d slots %s prefetch %d%s: identical; "
+				       "hits %llu misses %llu loads %llu\n", name, budgets[b], all,
+				       cache_policy_name(pol[p]), pf, fl ? " staged" : "",
+				       (unsigned long long)st.hits, (unsigned long long)st.misses,
+				       (unsigned long long)st.loads);
+				close_world(&w);
+			}
+	free(ref);
+	free(got);
+	ref_free(&f);
+}
+END_TEST
+
+/* A batched step equals each sequence's own step (within GEMM-shape rounding);
+ * prefill in one call equals token-by-token decode. */
+START_TEST(batch_and_prefill)
+{
+	struct ref_fixture f;
+	struct world w;
+	struct eng_seq *a[4], *b[4];
+	float la[4 * 160], lb[160], lc[160];
+	int next[4];
+
+	ref_load("qwen3moe_f32_sharded", &f);
+	open_world("qwen3moe_f32_sharded", 0, CACHE_LRU, 0, &w);
+	for (int i = 0; i < 4; i++) {
+		struct ref_case *rc = &f.cases[i];
+
+		ck_assert_int_eq(eng_seq_new(w.e, &a[i]), 0);
+		ck_assert_int_eq(eng_seq_new(w.e, &b[i]), 0);
+		ck_assert_int_eq(eng_forward(w.e, a[i], rc->prompt, rc->n_prompt, lb), 0);
+		for (int j = 0; j < rc->n_prompt; j++)
+			ck_assert_int_eq(eng_forward(w.e, b[i], rc->prompt + j, 1, lc), 0);
+		ck_assert_msg(max_abs_diff(lb, lc, 160) < 1e-4, "prefill vs decode %g",
+			      max_abs_diff(lb, lc, 160));
+		next[i] = rc->greedy[0];
+	}
+	for (int step = 0; step < 3; step++) {
+		ck_assert_int_eq(eng_step(w.e, a, next, 4, la), 0);
+		for (int i = 0; i < 4; i++) {
+			ck_assert_int_eq(eng_forward(w.e, b[i], &next[i], 1, lb), 0);
+			ck_assert_msg(max_abs_diff(la + i * 160, lb, 160) < 1e-4, "step vs "
+				      "forward %g", max_abs_diff(la + i * 160, lb, 160));
+			ck_assert_int_eq(eng_argmax(lb, 160), f.cases[i].greedy[step + 1]);
+			next[i] = eng_argmax(lb, 160);
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		eng_seq_free(a[i]);
+		eng_seq_free(b[i]);
+	}
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+int main(void)
+{
+	struct ld_backend *be;
+	const char *t = getenv("TMPDIR");
+	int rc = ld_backend_open("cuda", &be, err, sizeof(err)), failed;
+
+	if (rc == -ENODEV) {
+		printf("skipped: no CUDA device (%s)\n", err);
+		return 77;
+	}
+	if (rc) {
+		printf("cuda backend: %s\n", err);
+		return 1;
+	}
+	ld_backend_close(be);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/moed-cuda-XXXXXX", t ? t : "/tmp");
+	if (!mkdtemp(tmpdir))
+		return 1;
+	Suite *s = suite_create("cuda");
+	TCase *tc = tcase_create("gpu");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, backend_direct);
+	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
+	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
+	tcase_add_test(tc, batch_and_prefill);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	/* CUDA does not survive fork() after it is initialised. */
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_VERBOSE);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return failed ? 1 : 0;
+}
+#endif

@@ -1,0 +1,724 @@
+/* Predictors, traces and the offline evaluation: trace writer -> reader round
+ * trip, JSONL shapes and errors, oracle recall 1.0 (synthetic and the olmoe
+ * trace under $MOED_TRACES when present), freq and cepr against popularity on
+ * synthetic token- and path-dependent routing, state save/load, the eval's
+ * accounting, and `moed eval-predictor --json`. */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "predictor/eval.h"
+#include "predictor/pred.h"
+#include "predictor/trace.h"
+
+static char err[1024];
+
+/* ---- helpers ---- */
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng % n);
+}
+
+static char *tmp_path(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+	char *p = buf[i++ % 4];
+
+	snprintf(p, 512, "/tmp/moed_test_pred_%d_%s", (int)getpid(), name);
+	return p;
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Sets experts of token i at layer l to k distinct ids, e0 first, then
+ * the following ones mod E (skipping nothing: distinct by construction). */
+static void set_run(struct pred_trace *t, size_t i, int l, int e0)
+{
+	int *ex = (int *)pred_trace_at(t, i, l);
+
+	for (int j = 0; j < t->top_k; j++)
+		ex[j] = (e0 + j) % t->n_experts;
+}
+
+/* Token-dependent routing: 40 token ids, each with a fixed expert run per
+ * layer (noise 10%); the token stream is uniform, so popularity is flat. */
+static struct pred_trace *token_trace(size_t n)
+{
+	struct pred_trace *t;
+
+	ck_assert_int_eq(pred_trace_new(4, 32, 2, n, &t), 0);
+	for (size_t i = 0; i < n; i++) {
+		int tok = (int)rnd(40);
+
+		t->toks[i].token = tok;
+		for (int l = 0; l < 4; l++)
+			set_run(t, i, l, rnd(10) ? (tok * 7 + l * 13) % 32 : (int)rnd(32));
+	}
+	return t;
+}
+
+/* Path-dependent routing: layer l's first expert is a fixed permutation of
+ * the previous layer's (circular: layer 0 follows the previous token's last
+ * layer), 15% noise; token ids unknown. */
+static struct pred_trace *path_trace(size_t n)
+{
+	struct pred_trace *t;
+	int perm[6][32], prev = 0;
+
+	for (int l = 0; l < 6; l++)
+		for (int e = 0; e < 32; e++)
+			perm[l][e] = (e * 5 + l * 11 + 3) % 32;
+	ck_assert_int_eq(pred_trace_new(6, 32, 2, n, &t), 0);
+	for (size_t i = 0; i < n; i++)
+		for (int l = 0; l < 6; l++) {
+			int e = rnd(100) < 15 ? (int)rnd(32) : perm[l][prev];
+
+			set_run(t, i, l, e);
+			prev = e;
+		}
+	return t;
+}
+
+static struct pred *open_for(enum pred_kind kind, const struct pred_trace *t)
+{
+	struct pred_opts o = {.oracle_trace = t};
+	struct pred *p;
+
+	ck_assert_int_eq(pred_open(kind, t->n_layers, t->n_experts, t->top_k, &o, &p), 0);
+	return p;
+}
+
+static struct pred_eval_result eval(enum pred_kind kind, const struct pred_trace *t,
+				    enum cache_policy pol, size_t slots, int predict_k)
+{
+	struct pred_eval_opts o = {.policy = pol, .n_slots = slots, .train_frac = 0.5,
+				   .predict_k = predict_k};
+	struct pred_eval_result r;
+	struct pred *p = open_for(kind, t);
+	int rv = pred_eval_run(t, p, &o, &r, err, sizeof(err));
+
+	ck_assert_msg(rv == 0, "eval %s: %d %s", pred_kind_name(kind), rv, err);
+	pred_close(p);
+	return r;
+}
+
+/* ---- traces ---- */
+
+START_TEST(trace_roundtrip)
+{
+	const char *path = tmp_path("rt.trace");
+	struct pred_trace_writer *w;
+	struct pred_trace *t;
+	int ex[2];
+
+	ck_assert_int_eq(pred_trace_writer_open(path, 3, 300, 2, &w), 0);
+	/* batch 7: seq 0 prefill, positions 0..2, layer-major like the engine */
+	for (int l = 0; l < 3; l++)
+		for (int pos = 0; pos < 3; pos++) {
+			ex[0] = 100 * l + pos, ex[1] = 299 - pos;
+			ck_assert_int_eq(pred_trace_write(w, 7, 0, l, pos, 1000 + pos, ex, 2), 0);
+		}
+	/* batch 8: seq 0 decodes pos 3 while seq 5 starts at pos 0 */
+	for (int l = 0; l < 3; l++) {
+		ex[0] = l, ex[1] = 250;
+		ck_assert_int_eq(pred_trace_write(w, 8, 0, l, 3, 42, ex, 2), 0);
+		ex[1] = 251;
+		ck_assert_int_eq(pred_trace_write(w, 8, 5, l, 0, -1, ex, 2), 0);
+	}
+	ck_assert_int_eq(pred_trace_write(w, 8, 5, 3, 0, 1, ex, 2), -EINVAL);   /* layer */
+	ck_assert_int_eq(pred_trace_write(w, 8, 5, 0, 0, 1, ex, 1), -EINVAL);   /* k */
+	ex[0] = 300;
+	ck_assert_int_eq(pred_trace_write(w, 8, 5, 0, 0, 1, ex, 2), -EINVAL);   /* expert */
+	ck_assert_int_eq(pred_trace_writer_close(w), 0);
+
+	ck_assert_int_eq(pred_trace_load(path, &t, err, sizeof(err)), 0);
+	ck_assert_int_eq(t->format, PRED_TRACE_BINARY);
+	ck_assert_int_eq(t->n_layers, 3);
+	ck_assert_int_eq(t->n_experts, 300);
+	ck_assert_int_eq(t->top_k, 2);
+	ck_assert_uint_eq(t->n_tokens, 5);
+	for (int pos = 0; pos < 3; pos++) {
+		ck_assert_uint_eq(t->toks[pos].batch, 7);
+		ck_assert_int_eq(t->toks[pos].pos, pos);
+		ck_assert_int_eq(t->toks[pos].token, 1000 + pos);
+		ck_assert_int_eq(t->toks[pos].prev, pos - 1);
+		for (int l = 0; l < 3; l++) {
+			ck_assert_int_eq(pred_trace_at(t, pos, l)[0], 100 * l + pos);
+			ck_assert_int_eq(pred_trace_at(t, pos, l)[1], 299 - pos);
+		}
+	}
+	ck_assert_int_eq(t->toks[3].token, 42);
+	ck_assert_int_eq(t->toks[3].prev, 2);       /* same seq, previous batch */
+	ck_assert_uint_eq(t->toks[4].seq, 5);
+	ck_assert_int_eq(t->toks[4].token, -1);
+	ck_assert_int_eq(t->toks[4].prev, -1);      /* first of its seq */
+	ck_assert_int_eq(pred_trace_at(t, 4, 2)[0], 2);
+	ck_assert_int_eq(pred_trace_at(t, 4, 2)[1], 251);
+	pred_trace_free(t);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(trace_binary_errors)
+{
+	const char *path = tmp_path("bad.trace");
+	struct pred_trace_writer *w;
+	struct pred_trace *t;
+	int ex[2] = {1, 2};
+	FILE *f;
+	long sz;
+
+	/* a crash mid-record: the cut record's token is dropped, not an error */
+	ck_assert_int_eq(pred_trace_writer_open(path, 2, 4, 2, &w), 0);
+	for (int pos = 0; pos < 2; pos++)
+		for (int l = 0; l < 2; l++)
+			ck_assert_int_eq(pred_trace_write(w, 0, 0, l, pos, 9, ex, 2), 0);
+	ck_assert_int_eq(pred_trace_writer_close(w), 0);
+	f = fopen(path, "r+");
+	fseek(f, 0, SEEK_END);
+	sz = ftell(f);
+	fclose(f);
+	ck_assert_int_eq(truncate(path, sz - 3), 0);
+	ck_assert_int_eq(pred_trace_load(path, &t, err, sizeof(err)), 0);
+	ck_assert_uint_eq(t->n_tokens, 1);
+	ck_assert_uint_eq(t->n_incomplete, 1);
+	pred_trace_free(t);
+
+	write_text(path, "MOEDTRCE\x02");            /* short header */
+	ck_assert_int_eq(pred_trace_load(path, &t, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, path));
+	write_text(path, "hello");
+	ck_assert_int_eq(pred_trace_load(path, &t, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "neither"));
+	ck_assert_int_eq(pred_trace_load("/nonexistent/x", &t, err, sizeof(err)), -ENOENT);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(jsonl_shapes)
+{
+	const char *path = tmp_path("shapes.jsonl");
+	struct pred_trace *t;
+
+	/* layer ids 1, 3, 4 (a dense layer 2 is absent), top-2, max expert 9 */
+	write_text(path, "[[1, 5], [1, 0], [3, 9], [3, 2], [4, 1], [4, 7]]\n"
+			 "\n"
+			 "[[1, 6], [1, 5], [3, 2], [3, 3], [4, 0], [4, 4]]\n");
+	ck_assert_int_eq(pred_trace_load(path, &t, err, sizeof(err)), 0);
+	ck_assert_int_eq(t->format, PRED_TRACE_JSONL);
+	ck_assert_int_eq(t->n_layers, 3);
+	ck_assert_int_eq(t->n_experts, 10);
+	ck_assert_int_eq(t->top_k, 2);
+	ck_assert_uint_eq(t->n_tokens, 2);
+	ck_assert_int_eq(t->layer_ids[1], 3);
+	ck_assert_int_eq(t->toks[1].token, -1);
+	ck_assert_int_eq(t->toks[1].prev, 0);
+	ck_assert_int_eq(pred_trace_at(t, 0, 1)[0], 9);
+	ck_assert_int_eq(pred_trace_at(t, 1, 2)[1], 4);
+	pred_trace_free(t);
+	unlink(path);
+}
+END_TEST
+
+static void jsonl_rejects(const char *text, const char *want)
+{
+	const char *path = tmp_path("bad.jsonl");
+	struct pred_trace *t = NULL;
+
+	write_text(path, text);
+	ck_assert_int_eq(pred_trace_load(path, &t, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_null(t);
+	ck_assert_msg(strstr(err, want) && strstr(err, path), "'%s' lacks '%s'", err, want);
+	unlink(path);
+}
+
+START_TEST(jsonl_errors)
+{
+	const char *ok = "[[0, 1], [0, 2], [1, 3], [1, 4]]\n";
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s%s[[0, 1], [0, 2], [1, 3]\n", ok, ok);
+	jsonl_rejects(buf, "line 3");                       /* bad JSON */
+	snprintf(buf, sizeof(buf), "%s[[0, 1], [0, 2]]\n", ok);
+	jsonl_rejects(buf, "line 2: layer 1 has 0 experts"); /* missing layer */
+	snprintf(buf, sizeof(buf), "%s[[0, 1], [0, 1], [1, 3], [1, 4]]\n", ok);
+	jsonl_rejects(buf, "line 2: layer 0 lists expert 1 twice");
+	snprintf(buf, sizeof(buf), "%s%s[[0, 1], [0, 2], [1, 3], [1, 4], [1, 5]]\n", ok, ok);
+	jsonl_rejects(buf, "line 3: layer 1 has more than 2");
+	snprintf(buf, sizeof(buf), "%s[[0, 1], [0, \"2\"], [1, 3], [1, 4]]\n", ok);
+	jsonl_rejects(buf, "line 2: item 1");
+	jsonl_rejects("[[0, -1]]\n", "line 1");
+	jsonl_rejects("[]\n", "line 1");
+	jsonl_rejects("\n\n", "neither");
+}
+END_TEST
+
+/* ---- predictors ---- */
+
+START_TEST(oracle_exact)
+{
+	struct pred_trace *t = path_trace(300);
+	struct pred *p = open_for(PRED_ORACLE, t);
+	int out[32];
+
+	for (size_t i = 0; i < t->n_tokens; i += 7)
+		for (int l = 0; l < t->n_layers; l++) {
+			struct pred_tok tk = {.token = -1, .index = (int64_t)i};
+			int n = pred_predict_layer(p, &tk, l, 5, out);
+
+			ck_assert_int_eq(n, t->top_k);          /* never pads */
+			for (int j = 0; j < n; j++)
+				ck_assert_int_eq(out[j], pred_trace_at(t, i, l)[j]);
+		}
+	{   /* a batch table: per layer the union of two tokens' experts; rows
+	     * keep the caller's stride even when want exceeds n_experts */
+		struct pred_tok two[2] = {{.token = -1, .index = 10}, {.token = -1, .index = 11}};
+		int want = t->n_experts + 3, *table = malloc(t->n_layers * want * sizeof(int));
+		int counts[6];
+
+		ck_assert_int_eq(pred_predict_batch(p, two, 2, want, table, counts), 0);
+		for (int l = 0; l < t->n_layers; l++) {
+			ck_assert_int_ge(counts[l], t->top_k);
+			for (int i = 10; i <= 11; i++)
+				for (int j = 0; j < t->top_k; j++) {
+					int e = pred_trace_at(t, i, l)[j], found = 0;
+
+					for (int c = 0; c < counts[l]; c++)
+						found |= table[l * want + c] == e;
+					ck_assert_msg(found, "layer %d token %d expert %d", l, i, e);
+				}
+		}
+		free(table);
+	}
+	pred_close(p);
+	for (int pol = CACHE_FIFO; pol <= CACHE_BELADY; pol++) {
+		struct pred_eval_result r = eval(PRED_ORACLE, t, pol, 20, 0);
+
+		ck_assert_double_eq(r.recall, 1.0);
+		ck_assert_double_eq(r.precision, 1.0);
+		ck_assert_double_eq(r.hit_rate, 1.0);
+	}
+	pred_trace_free(t);
+}
+END_TEST
+
+START_TEST(oracle_olmoe_trace)
+{
+	const char *dir = getenv("MOED_TRACES");
+	char path[1024];
+	struct pred_trace *t;
+
+	snprintf(path, sizeof(path), "%s/nvmoe-olmoe-all.tokens.jsonl", dir ? dir : "");
+	if (!dir || access(path, R_OK) != 0) {
+		fprintf(stderr, "oracle_olmoe_trace: skipped, no %s\n", path);
+		return;
+	}
+	ck_assert_msg(pred_trace_load(path, &t, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(t->n_layers, 16);
+	ck_assert_int_eq(t->n_experts, 64);
+	ck_assert_int_eq(t->top_k, 8);
+	ck_assert_uint_eq(t->n_tokens, 897);
+	for (int pol = CACHE_LRU; pol <= CACHE_BELADY; pol += 2) {
+		struct pred_eval_result r = eval(PRED_ORACLE, t, pol, 256, 0);
+
+		ck_assert_double_eq(r.recall, 1.0);
+		ck_assert_double_eq(r.hit_rate, 1.0);
+		ck_assert_uint_eq(r.n_scored, 448);
+	}
+	pred_trace_free(t);
+}
+END_TEST
+
+START_TEST(freq_beats_popularity)
+{
+	struct pred_trace *t = token_trace(4000);
+	struct pred_eval_result pop = eval(PRED_POP, t, CACHE_LRU, 16, 2);
+	struct pred_eval_result fr = eval(PRED_FREQ, t, CACHE_LRU, 16, 2);
+
+	ck_assert_msg(fr.recall > pop.recall + 0.4, "freq %.3f pop %.3f", fr.recall, pop.recall);
+	ck_assert_msg(fr.hit_rate > pop.hit_rate, "freq %.3f pop %.3f", fr.hit_rate,
+		      pop.hit_rate);
+	/* without token ids freq is popularity exactly */
+	for (size_t i = 0; i < t->n_tokens; i++)
+		t->toks[i].token = -1;
+	fr = eval(PRED_FREQ, t, CACHE_LRU, 16, 2);
+	pop = eval(PRED_POP, t, CACHE_LRU, 16, 2);
+	ck_assert_double_eq(fr.recall, pop.recall);
+	pred_trace_free(t);
+}
+END_TEST
+
+START_TEST(cepr_beats_popularity)
+{
+	struct pred_trace *t = path_trace(4000);
+	struct pred_eval_result pop = eval(PRED_POP, t, CACHE_LRU, 24, 2);
+	struct pred_eval_result ce = eval(PRED_CEPR, t, CACHE_LRU, 24, 2);
+	struct pred_eval_opts o = {.policy = CACHE_LRU, .n_slots = 24, .train_frac = 0.5,
+				   .predict_k = 2, .batch_table = 1};
+	struct pred_eval_result bt;
+	struct pred *p;
+
+	ck_assert_msg(ce.recall > pop.recall + 0.4, "cepr %.3f pop %.3f", ce.recall, pop.recall);
+	ck_assert_msg(ce.hit_rate > pop.hit_rate, "cepr %.3f pop %.3f", ce.hit_rate,
+		      pop.hit_rate);
+	/* a batch table only has the previous token's path, rolled forward */
+	p = open_for(PRED_CEPR, t);
+	ck_assert_int_eq(pred_eval_run(t, p, &o, &bt, err, sizeof(err)), 0);
+	ck_assert_msg(bt.recall > pop.recall + 0.2 && bt.recall < ce.recall,
+		      "table %.3f pop %.3f in-flight %.3f", bt.recall, pop.recall, ce.recall);
+	pred_close(p);
+	pred_trace_free(t);
+}
+END_TEST
+
+/* Every layer's prediction for tokens of t, flattened. */
+static int *all_predictions(struct pred *p, const struct pred_trace *t, int want, size_t *n)
+{
+	int *buf = malloc(t->n_tokens * t->n_layers * (want + 1) * sizeof(int));
+	int *known = malloc(t->n_layers * t->top_k * sizeof(int));
+
+	*n = 0;
+	for (size_t i = 1; i < t->n_tokens; i++) {
+		for (int j = 0; j < t->n_layers * t->top_k; j++)
+			known[j] = -1;
+		for (int l = 0; l < t->n_layers; l++) {
+			struct pred_tok tk = {.token = t->toks[i].token, .index = (int64_t)i,
+					      .cur = known, .prev = pred_trace_at(t, i - 1, 0)};
+			int c = pred_predict_layer(p, &tk, l, want, buf + *n + 1);
+
+			buf[*n] = c;
+			*n += c + 1;
+			memcpy(known + l * t->top_k, pred_trace_at(t, i, l), t->top_k * sizeof(int));
+		}
+	}
+	free(known);
+	return buf;
+}
+
+static void train(struct pred *p, const struct pred_trace *t)
+{
+	for (size_t i = 0; i < t->n_tokens; i++) {
+		struct pred_tok tk = {.token = t->toks[i].token, .index = -1,
+				      .cur = pred_trace_at(t, i, 0),
+				      .prev = i ? pred_trace_at(t, i - 1, 0) : NULL};
+
+		pred_observe(p, &tk);
+	}
+}
+
+static void check_state_roundtrip(enum pred_kind kind, struct pred_trace *t)
+{
+	const char *path = tmp_path("state");
+	struct pred *a = open_for(kind, t), *b = open_for(kind, t);
+	int *pa, *pb;
+	size_t na, nb;
+
+	train(a, t);
+	ck_assert_msg(pred_save(a, path, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(pred_load(b, path, err, sizeof(err)) == 0, "%s", err);
+	pa = all_predictions(a, t, 5, &na);
+	pb = all_predictions(b, t, 5, &nb);
+	ck_assert_uint_eq(na, nb);
+	ck_assert_int_eq(memcmp(pa, pb, na * sizeof(int)), 0);
+	/* the learned state is not trivial: it differs from a fresh one */
+	pred_close(b);
+	b = open_for(kind, t);
+	free(pb);
+	pb = all_predictions(b, t, 5, &nb);
+	ck_assert(na != nb || memcmp(pa, pb, na * sizeof(int)) != 0);
+	free(pa);
+	free(pb);
+	pred_close(a);
+	pred_close(b);
+	unlink(path);
+}
+
+START_TEST(state_roundtrip)
+{
+	struct pred_trace *t = token_trace(600);
+
+	check_state_roundtrip(PRED_FREQ, t);
+	check_state_roundtrip(PRED_POP, t);
+	pred_trace_free(t);
+	t = path_trace(600);
+	check_state_roundtrip(PRED_CEPR, t);
+	pred_trace_free(t);
+}
+END_TEST
+
+static void flip_byte(const char *path, long off)
+{
+	FILE *f = fopen(path, "r+");
+	int c;
+
+	ck_assert_ptr_nonnull(f);
+	if (off < 0) {
+		fseek(f, 0, SEEK_END);
+		off += ftell(f);
+	}
+	fseek(f, off, SEEK_SET);
+	c = fgetc(f);
+	fseek(f, off, SEEK_SET);
+	fputc(c ^ 0x40, f);
+	fclose(f);
+}
+
+START_TEST(state_corrupt_rejected)
+{
+	const char *path = tmp_path("cstate"), *copy = tmp_path("cstate2");
+	struct pred_trace *t = path_trace(400);
+	struct pred *a = open_for(PRED_CEPR, t), *b = open_for(PRED_CEPR, t);
+	struct pred *f = open_for(PRED_FREQ, t);
+	struct pred_opts o3 = {.cepr_m = 3};
+	struct pred *m3;
+	int before[8], after[8], nb, na;
+	struct pred_tok tk = {.token = -1, .index = -1, .cur = pred_trace_at(t, 5, 0),
+			      .prev = pred_trace_at(t, 4, 0)};
+	char cmd[1200];
+
+	train(a, t);
+	train(b, t);                       /* b: learned, must survive bad loads */
+	nb = pred_predict_layer(b, &tk, 3, 8, before);
+	ck_assert_int_eq(pred_save(a, path, err, sizeof(err)), 0);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", path, copy);
+
+	ck_assert_int_eq(system(cmd), 0);
+	flip_byte(copy, 100);              /* a count inside the tables */
+	ck_assert_int_eq(pred_load(b, copy, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "checksum"));
+	ck_assert_int_eq(system(cmd), 0);
+	flip_byte(copy, 0);                /* magic */
+	ck_assert_int_eq(pred_load(b, copy, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "not a moed predictor state"));
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(truncate(copy, 300), 0);
+	ck_assert_int_eq(pred_load(b, copy, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(truncate(copy, 10), 0);
+	ck_assert_int_eq(pred_load(b, copy, err, sizeof(err)), -EINVAL);
+	/* a valid file of another kind or shape */
+	ck_assert_int_eq(pred_load(f, path, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "state of cepr"));
+	ck_assert_int_eq(pred_open(PRED_CEPR, t->n_layers, t->n_experts, t->top_k, &o3, &m3), 0);
+	ck_assert_int_eq(pred_load(m3, path, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(pred_load(b, "/nonexistent/state", err, sizeof(err)), -ENOENT);
+
+	na = pred_predict_layer(b, &tk, 3, 8, after);
+	ck_assert_int_eq(na, nb);
+	ck_assert_int_eq(memcmp(before, after, na * sizeof(int)), 0);
+	pred_close(a);
+	pred_close(b);
+	pred_close(f);
+	pred_close(m3);
+	pred_trace_free(t);
+	unlink(path);
+	unlink(copy);
+}
+END_TEST
+
+/* ---- the evaluation ---- */
+
+START_TEST(eval_accounting)
+{
+	struct pred_trace *t = path_trace(1001);
+	struct pred_eval_result none_lru = eval(PRED_NONE, t, CACHE_LRU, 30, 0);
+	struct pred_eval_result none_bel = eval(PRED_NONE, t, CACHE_BELADY, 30, 0);
+	struct pred_eval_result pop = eval(PRED_POP, t, CACHE_LRU, 30, 0);
+
+	/* split: ceil(0.5 * 1001) = 501 trained, 500 scored */
+	ck_assert_uint_eq(none_lru.n_train, 501);
+	ck_assert_uint_eq(none_lru.n_scored, 500);
+	ck_assert_double_eq(none_lru.recall, 0);
+	ck_assert(isnan(none_lru.precision));
+	ck_assert(isnan(none_lru.bytes_per_token));
+	ck_assert_uint_eq(none_lru.hits + none_lru.misses, 500 * 6 * 2);
+	/* on-demand only: every load is a miss */
+	ck_assert_uint_eq(none_lru.loads, none_lru.misses);
+	/* Belady is optimal for demand paging */
+	ck_assert_uint_le(none_bel.misses, none_lru.misses);
+	ck_assert_int_eq(pop.predict_k, 5);              /* 30 slots / 6 layers */
+	ck_assert_uint_eq(pop.predicted, 500 * 6 * 5);
+	ck_assert_uint_eq(pop.truth, 500 * 6 * 2);
+	ck_assert_double_eq_tol(pop.loads_per_token, (double)pop.loads / 500, 1e-12);
+	pred_trace_free(t);
+}
+END_TEST
+
+START_TEST(eval_batches_and_bytes)
+{
+	struct pred_trace *t = path_trace(600);
+	struct pred_eval_opts o = {.policy = CACHE_LFU, .n_slots = 40, .train_frac = 0.25,
+				   .expert_bytes = 3000};
+	struct pred_eval_result r;
+	struct pred *p;
+
+	for (size_t i = 0; i < t->n_tokens; i++) {     /* batches of 3 sequences */
+		t->toks[i].batch = i / 3;
+		t->toks[i].seq = i % 3;
+	}
+	pred_trace_link(t);
+	ck_assert_int_eq(t->toks[4].prev, 1);
+	p = open_for(PRED_ORACLE, t);
+	ck_assert_int_eq(pred_eval_run(t, p, &o, &r, err, sizeof(err)), 0);
+	ck_assert_uint_eq(r.n_train, 150);             /* a batch boundary */
+	ck_assert_double_eq(r.recall, 1.0);
+	ck_assert_double_eq(r.hit_rate, 1.0);
+	ck_assert_double_eq_tol(r.bytes_per_token, 3000.0 * r.loads / r.n_scored, 1e-9);
+	o.train_frac = 0.999;                          /* leaves nothing to score */
+	ck_assert_int_eq(pred_eval_run(t, p, &o, &r, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "no batch"));
+	o.train_frac = 1.0;
+	ck_assert_int_eq(pred_eval_run(t, p, &o, &r, err, sizeof(err)), -EINVAL);
+	pred_close(p);
+	pred_trace_free(t);
+}
+END_TEST
+
+START_TEST(cli_json)
+{
+	const char *bin = getenv("MOED_BIN"), *path = tmp_path("cli.trace");
+	struct pred_trace *t = path_trace(200);
+	struct pred_trace_writer *w;
+	char cmd[1024], out[4096];
+	json_error_t je;
+	json_t *o;
+	size_t n;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(bin);
+	ck_assert_int_eq(pred_trace_writer_open(path, 6, 32, 2, &w), 0);
+	for (size_t i = 0; i < t->n_tokens; i++)
+		for (int l = 0; l < 6; l++)
+			ck_assert_int_eq(pred_trace_write(w, i, 0, l, (int)i, 5, pred_trace_at(t, i, l),
+							  2), 0);
+	ck_assert_int_eq(pred_trace_writer_close(w), 0);
+	snprintf(cmd, sizeof(cmd), "%s eval-predictor --trace %s --predictor cepr --policy lru "
+		 "--slots 24 --json", bin, path);
+	f = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, f);
+	ck_assert_int_eq(pclose(f), 0);
+	out[n] = 0;
+	o = json_loads(out, 0, &je);
+	ck_assert_msg(o != NULL, "not JSON: %s", out);
+	ck_assert(json_is_real(json_object_get(o, "recall")));
+	ck_assert(json_is_real(json_object_get(o, "precision")));
+	ck_assert(json_is_real(json_object_get(o, "hit_rate")));
+	ck_assert(json_is_real(json_object_get(o, "loads_per_token")));
+	ck_assert(json_is_null(json_object_get(o, "bytes_per_token")));
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "scored_tokens")), 100);
+	json_decref(o);
+	/* --slots and --budget-mib together, or neither: usage error */
+	snprintf(cmd, sizeof(cmd), "%s eval-predictor --trace %s --predictor cepr --policy lru "
+		 ">/dev/null 2>&1", bin, path);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "%s eval-predictor --trace %s --predictor magic --policy lru "
+		 "--slots 3 >/dev/null 2>&1", bin, path);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+	pred_trace_free(t);
+	unlink(path);
+}
+END_TEST
+
+/* With --model the expert size comes from config.json and the budget buys
+ * cache_slots_for_budget slots (olmoe fixture: 2 x 8 experts, top-2,
+ * 3 * 40 * 64 floats = 30720 bytes, 32 KiB slots). */
+START_TEST(cli_model_bytes)
+{
+	const char *bin = getenv("MOED_BIN"), *fx = getenv("MOED_FIXTURES");
+	const char *path = tmp_path("model.trace");
+	struct pred_trace_writer *w;
+	char cmd[2048], out[4096];
+	json_error_t je;
+	double bpt;
+	json_t *o;
+	size_t n;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(bin);
+	ck_assert_ptr_nonnull(fx);
+	ck_assert_int_eq(pred_trace_writer_open(path, 2, 8, 2, &w), 0);
+	for (int i = 0; i < 100; i++)
+		for (int l = 0; l < 2; l++) {
+			int ex[2] = {(int)rnd(4), 4 + (int)rnd(4)};
+
+			ck_assert_int_eq(pred_trace_write(w, i, 0, l, i, i % 7, ex, 2), 0);
+		}
+	ck_assert_int_eq(pred_trace_writer_close(w), 0);
+	snprintf(cmd, sizeof(cmd), "%s eval-predictor --trace %s --predictor freq --policy fifo "
+		 "--budget-mib 0.125 --model %s/olmoe_bf16 --json", bin, path, fx);
+	f = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, f);
+	ck_assert_int_eq(pclose(f), 0);
+	out[n] = 0;
+	o = json_loads(out, 0, &je);
+	ck_assert_msg(o != NULL, "not JSON: %s", out);
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "slots")), 4);
+	bpt = json_real_value(json_object_get(o, "bytes_per_token"));
+	ck_assert_double_gt(bpt, 0);   /* JSON keeps 6 digits */
+	ck_assert_double_eq_tol(bpt, 30720 * json_real_value(json_object_get(o, "loads_per_token")),
+				bpt * 1e-5);
+	json_decref(o);
+	/* a model of another shape than the trace (every fixture is 2 x 8 top-2) */
+	ck_assert_int_eq(pred_trace_writer_open(path, 2, 16, 2, &w), 0);
+	for (int l = 0; l < 2; l++)
+		ck_assert_int_eq(pred_trace_write(w, 0, 0, l, 0, 1, (int[]){1, 15}, 2), 0);
+	ck_assert_int_eq(pred_trace_writer_close(w), 0);
+	snprintf(cmd, sizeof(cmd), "%s eval-predictor --trace %s --predictor freq --policy fifo "
+		 "--budget-mib 1 --model %s/olmoe_bf16 >/dev/null 2>&1", bin, path, fx);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 1);
+	unlink(path);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("predictor");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, trace_roundtrip);
+	tcase_add_test(tc, trace_binary_errors);
+	tcase_add_test(tc, jsonl_shapes);
+	tcase_add_test(tc, jsonl_errors);
+	tcase_add_test(tc, oracle_exact);
+	tcase_add_test(tc, oracle_olmoe_trace);
+	tcase_add_test(tc, freq_beats_popularity);
+	tcase_add_test(tc, cepr_beats_popularity);
+	tcase_add_test(tc, state_roundtrip);
+	tcase_add_test(tc, state_corrupt_rejected);
+	tcase_add_test(tc, eval_accounting);
+	tcase_add_test(tc, eval_batches_and_bytes);
+	tcase_add_test(tc, cli_json);
+	tcase_add_test(tc, cli_model_bytes);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
