@@ -1,5 +1,6 @@
 /* moed mkmodel: write a synthetic HF-layout MoE model directory. */
 #include <errno.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 
 #include "daemon/cmds.h"
 #include "daemon/mkmodel.h"
+#include "tokenizer/tok.h"
 
 enum otype { O_INT, O_U64, O_MIB, O_THETA, O_STR, O_FLAG, O_FAMILY, O_DTYPE, O_LAYERS };
 
@@ -43,6 +45,8 @@ static const struct opt opts[] = {
 	{"--skewed", O_FLAG, OFF(skewed), "   routing with a few hot experts, predictable from the token"},
 	{"--rope-theta", O_THETA, OFF(rope_theta), "T  RoPE base (1e6; olmoe 1e4)"},
 	{"--max-pos", O_INT, OFF(max_position), "N  max_position_embeddings (4096)"},
+	{"--tokenizer-corpus", O_STR, OFF(tokenizer_corpus),
+	 "FILE  also train a byte-level BPE tokenizer (vocab = --vocab) on FILE"},
 };
 
 static void usage(FILE *f)
@@ -182,6 +186,44 @@ static int parse_args(int argc, char **argv, struct mkmodel_opts *m)
 	return 0;
 }
 
+/* tokenizer.json trained on the corpus (ChatML specials last) and a
+ * tokenizer_config.json with the ChatML template, so the model takes text. */
+static int write_tokenizer(const struct mkmodel_opts *m, char *err, size_t n)
+{
+	static const char *const specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+	char path[4200], *corpus = NULL;
+	size_t len = 0;
+	FILE *f = fopen(m->tokenizer_corpus, "rb");
+	json_t *cfg;
+	int rc;
+
+	if (!f) {
+		snprintf(err, n, "--tokenizer-corpus %s: %s", m->tokenizer_corpus, strerror(errno));
+		return -errno;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (len = (size_t)ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+	    (corpus = malloc(len)) && fread(corpus, 1, len, f) != len)
+		len = 0;
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/tokenizer.json", m->out_dir);
+	rc = corpus && len ? tok_train_bytelevel_ex(corpus, len, m->vocab, specials, 3, path, err, n)
+			   : (snprintf(err, n, "--tokenizer-corpus %s: empty or unreadable",
+				       m->tokenizer_corpus), -EINVAL);
+	free(corpus);
+	if (rc < 0)
+		return rc;
+	cfg = json_pack("{s:s, s:n, s:s, s:b, s:s, s:i}", "eos_token", "<|endoftext|>",
+			"bos_token", "pad_token", "<|endoftext|>", "add_bos_token", 0,
+			"chat_template", tok_chat_template(TOK_CHAT_CHATML),
+			"model_max_length", m->max_position);
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", m->out_dir);
+	rc = cfg && json_dump_file(cfg, path, JSON_INDENT(2)) == 0 ? 0 : -EIO;
+	if (rc < 0)
+		snprintf(err, n, "%s: cannot write", path);
+	json_decref(cfg);
+	return rc;
+}
+
 int cmd_mkmodel(int argc, char **argv)
 {
 	static const char *const fam[] = { "mixtral", "qwen3_moe", "olmoe" };
@@ -201,7 +243,8 @@ int cmd_mkmodel(int argc, char **argv)
 		return 2;
 	}
 	m.progress = isatty(2);
-	if (mkmodel_write(&m, &info, err, sizeof(err)) < 0) {
+	if (mkmodel_write(&m, &info, err, sizeof(err)) < 0 ||
+	    (m.tokenizer_corpus && write_tokenizer(&m, err, sizeof(err)) < 0)) {
 		fprintf(stderr, "moed mkmodel: %s\n", err);
 		return 1;
 	}

@@ -12,6 +12,7 @@
 #include "engine/sample.h"
 #include "loader/cache.h"
 #include "predictor/trace.h"
+#include "tokenizer/tok.h"
 
 struct run_opts {
 	int *tokens, n_tokens;
@@ -20,6 +21,8 @@ struct run_opts {
 	unsigned long long seed;
 	int json;
 	const char *trace;
+	const char *prompt;        /* text: needs the model's tokenizer.json */
+	struct tok *tok;
 };
 
 /* Router choices of the prompt, [moe_layer][pos][k], and the trace file. */
@@ -33,7 +36,7 @@ struct route_rec {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: moed run --model DIR --tokens 1,2,3 [--max-tokens N]\n"
+		"usage: moed run --model DIR (--tokens 1,2,3 | --prompt TEXT) [--max-tokens N]\n"
 		"                [--temperature T] [--top-p P] [--seed S] [--json]\n"
 		"                [--budget-mib B | --slots N] [--policy fifo|lru|lfu]\n"
 		"                [--config FILE] [--set key=value]...\n\n"
@@ -108,6 +111,12 @@ static int run_flag(void *ctx, int argc, char **argv)
 		}
 		return 2;
 	}
+	if (!strcmp(f, "--prompt")) {
+		if (!v)
+			return -EINVAL;
+		o->prompt = v;
+		return 2;
+	}
 	if (!strcmp(f, "--trace")) {
 		if (!v)
 			return -EINVAL;
@@ -143,8 +152,11 @@ static void on_route(void *ctx, void *seq_user, int layer, int pos, int token,
 	if (r->ids && pos < r->n_pos)
 		memcpy(r->ids + ((size_t)layer * r->n_pos + pos) * k, experts,
 		       (size_t)k * sizeof(int));
+	/* Batch 0 is the prompt; each decode step is the next batch. */
 	if (r->trace && !r->trace_err)
-		r->trace_err = pred_trace_write(r->trace, 0, 0, layer, pos, token, experts, k);
+		r->trace_err = pred_trace_write(r->trace,
+						pos < r->n_pos ? 0 : (uint64_t)(pos - r->n_pos + 1),
+						0, layer, pos, token, experts, k);
 }
 
 static json_t *stats_json(struct rt *rt)
@@ -202,6 +214,14 @@ static void print_json(struct rt *rt, const struct run_opts *o,
 		json_array_append_new(routes, layer);
 	}
 	json_object_set_new(root, "tokens", t);
+	if (o->tok) {
+		char *text = NULL;
+		size_t len = 0;
+
+		if (tok_decode(o->tok, gen, (size_t)n_gen, 1, &text, &len) == 0)
+			json_object_set_new(root, "text", json_stringn(text, len));
+		free(text);
+	}
 	json_object_set_new(root, "last_logits", lg);
 	json_object_set_new(root, "routes", routes);
 	json_object_set_new(root, "moe", stats_json(rt));
@@ -251,6 +271,13 @@ static int generate(struct rt *rt, const struct run_opts *o)
 	}
 	if (o->json) {
 		print_json(rt, o, &r, gen, n_gen, last);
+	} else if (o->tok) {
+		char *text = NULL;
+		size_t len = 0;
+
+		if (tok_decode(o->tok, gen, (size_t)n_gen, 1, &text, &len) == 0)
+			printf("%.*s\n", (int)len, text);
+		free(text);
 	} else {
 		for (int i = 0; i < n_gen; i++)
 			printf("%s%d", i ? " " : "", gen[i]);
@@ -276,6 +303,36 @@ out:
 	return rv;
 }
 
+/* --prompt: the model's tokenizer.json turns the text into --tokens. */
+static int encode_prompt(const struct moed_config *cfg, struct run_opts *o)
+{
+	char path[CFG_PATH_MAX + 32], err[512];
+	int32_t *ids = NULL;
+	size_t n = 0;
+
+	if (o->n_tokens) {
+		fprintf(stderr, "moed run: give --tokens or --prompt, not both\n");
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/tokenizer.json", cfg->model.path);
+	if (tok_open(path, &o->tok, err, sizeof(err)) < 0) {
+		fprintf(stderr, "moed run: --prompt needs a tokenizer: %s\n", err);
+		return 1;
+	}
+	if (tok_encode(o->tok, o->prompt, strlen(o->prompt), 1, &ids, &n) < 0 || !n) {
+		fprintf(stderr, "moed run: --prompt: the text encodes to no tokens\n");
+		free(ids);
+		return 2;
+	}
+	free(o->tokens);
+	o->tokens = malloc(n * sizeof(int));
+	for (size_t i = 0; o->tokens && i < n; i++)
+		o->tokens[i] = ids[i];
+	o->n_tokens = o->tokens ? (int)n : 0;
+	free(ids);
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct moed_config cfg;
@@ -290,8 +347,13 @@ int cmd_run(int argc, char **argv)
 		free(o.tokens);
 		return 2;
 	}
+	if (o.prompt && (rv = encode_prompt(&cfg, &o)) != 0) {
+		free(o.tokens);
+		tok_close(o.tok);
+		return rv;
+	}
 	if (!o.n_tokens) {
-		fprintf(stderr, "moed run: --tokens is required\n");
+		fprintf(stderr, "moed run: --tokens or --prompt is required\n");
 		return 2;
 	}
 	if (rt_open(&cfg, o.n_tokens + o.max_tokens, &rt, err, sizeof(err)) < 0) {
@@ -312,5 +374,6 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "moed run: %s\n", strerror(-rv));
 	rt_close(&rt);
 	free(o.tokens);
+	tok_close(o.tok);
 	return rv < 0 ? 1 : 0;
 }

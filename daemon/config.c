@@ -104,6 +104,8 @@ static const struct key keys[] = {
 	    "learned tables are loaded from and saved to this file; empty: in memory only"),
 	INT("predictor.cepr_m", predictor.cepr_m, 2, 1, 8,
 	    "cepr: how many previous layers an activation path holds"),
+	INT("predictor.prefetch_k", predictor.prefetch_k, 0, 0, 65535,
+	    "decode: experts prefetched for a token's next layer; 0: the model's top-k"),
 	STR("predictor.trace_file", predictor.trace_file, "",
 	    "oracle: the routing trace to replay"),
 	BOOL("predictor.learn", predictor.learn, true,

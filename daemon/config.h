@@ -64,6 +64,7 @@ struct moed_config {
 		int wait_ms;
 		char state_file[CFG_PATH_MAX];
 		int cepr_m;
+		int prefetch_k;
 		char trace_file[CFG_PATH_MAX];
 		bool learn;
 	} predictor;

@@ -88,7 +88,11 @@ void sreq_free(struct sreq *r)
 		free(r->seqs[i].tokens);
 		free(r->seqs[i].logits);
 		free(r->seqs[i].routes);
+		text_seq_free(&r->seqs[i]);
 	}
+	for (size_t i = 0; i < r->n_stop_text; i++)
+		free(r->stop_text[i]);
+	free(r->stop_text);
 	free(r->seqs);
 	api_completion_req_free(&r->creq);
 	api_forward_req_free(&r->freq);
@@ -142,7 +146,8 @@ static void fill_resp(const struct sreq *r, struct api_completion_resp *resp,
 
 		resp->prompt_tokens += (size_t)q->n_prompt;
 		ch[i] = (struct api_choice){.tokens = q->tokens, .n_tokens = (size_t)q->n_tokens,
-					    .finish = finish_of(q->finish)};
+					    .finish = finish_of(q->finish),
+					    .text = r->s->tok ? (q->text ? q->text : "") : NULL};
 	}
 }
 
@@ -177,16 +182,27 @@ static void stream_tokens(struct sreq *r, struct sseq *q, int from)
 	struct api_completion_resp resp;
 	struct api_moe_stats moe;
 
+	const char *delta = q->text ? q->text + q->text_sent : NULL;
+
 	fill_resp(r, &resp, ch, &moe);
 	ch[q->index].tokens = q->tokens + from;
 	ch[q->index].n_tokens = (size_t)(q->n_tokens - from);
+	ch[q->index].text = r->s->tok ? (delta ? delta : "") : NULL;
 	resp.choices = &ch[q->index];
 	resp.n_choices = 1;
 	if (!r->streaming && r->http) {
 		http_stream_begin(r->http, 200, "text/event-stream");
 		r->streaming = true;
 	}
-	sse(r, api_completion_chunk_json(&resp, (size_t)q->index));
+	if (r->chat) {
+		/* A token that completes no character yet has nothing to say. */
+		if (q->chunk_sent && (!delta || !*delta) && q->finish == PROTO_FINISH_NONE)
+			return;
+		sse(r, chat_chunk_json(r, q, delta, !q->chunk_sent));
+	} else
+		sse(r, api_completion_chunk_json(&resp, (size_t)q->index));
+	q->chunk_sent = true;
+	q->text_sent = q->text_len;
 }
 
 /* The top n logits of v, best first (ties: lower id). */
@@ -240,6 +256,29 @@ static void respond_forward(struct server *s, struct sreq *r)
 	free(val);
 }
 
+static json_t *usage_json_of(const struct sreq *r)
+{
+	json_int_t p = 0, c = 0;
+
+	for (int i = 0; i < r->n_seqs; i++) {
+		p += r->seqs[i].n_prompt;
+		c += r->seqs[i].n_tokens;
+	}
+	return json_pack("{s:I, s:I, s:I}", "prompt_tokens", p, "completion_tokens", c,
+			 "total_tokens", p + c);
+}
+
+static json_t *moe_json_of(const struct sreq *r)
+{
+	struct api_moe_stats m;
+
+	moe_of(r, &m);
+	return json_pack("{s:I, s:I, s:I, s:o}", "hits", (json_int_t)m.hits, "misses",
+			 (json_int_t)m.misses, "bytes_loaded", (json_int_t)m.bytes_loaded,
+			 "predicted_recall", m.predicted_recall < 0 ? json_null() :
+			 json_real(m.predicted_recall));
+}
+
 /* Every sequence of r has finished: answer (or end the stream). */
 static void complete(struct server *s, struct sreq *r)
 {
@@ -261,7 +300,8 @@ static void complete(struct server *s, struct sreq *r)
 			for (int i = 0; i < r->n_seqs; i++)
 				resp.completion_tokens += (size_t)r->seqs[i].n_tokens;
 			resp.n_choices = 0;
-			sse(r, api_completion_chunk_json(&resp, 0));
+			sse(r, r->chat ? chat_usage_chunk(r, usage_json_of(r), moe_json_of(r)) :
+			    api_completion_chunk_json(&resp, 0));
 		}
 		http_stream_write(r->http, api_sse_done, strlen(api_sse_done));
 		http_stream_end(r->http);
@@ -271,6 +311,8 @@ static void complete(struct server *s, struct sreq *r)
 				   strerror(-err));
 	} else if (r->kind == REQ_FORWARD) {
 		respond_forward(s, r);
+	} else if (r->chat) {
+		http_respond_json(r->http, 200, chat_json(r, usage_json_of(r), moe_json_of(r)));
 	} else {
 		fill_resp(r, &resp, ch, &moe);
 		http_respond_json(r->http, 200, api_completion_json(&resp));
@@ -306,7 +348,7 @@ static void seq_finished(struct server *s, struct sseq *q, int finish, int32_t s
 		complete(s, q->r);
 }
 
-static void append_tokens(struct sseq *q, const uint32_t *t, uint32_t n)
+static void append_tokens(struct server *s, struct sseq *q, const uint32_t *t, uint32_t n)
 {
 	if (q->n_tokens + (int)n > q->cap) {
 		int cap = (q->n_tokens + (int)n) * 2 + 16;
@@ -319,7 +361,7 @@ static void append_tokens(struct sseq *q, const uint32_t *t, uint32_t n)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		q->tokens[q->n_tokens++] = (int32_t)t[i];
-		if (hit_stop_seq(q->r, q)) {
+		if (text_push(s, q) || hit_stop_seq(q->r, q)) {
 			q->finish = PROTO_FINISH_STOP;
 			return;
 		}
@@ -338,12 +380,14 @@ static void on_seq_result(struct server *s, const struct proto_seq_result *sr,
 	from = q->n_tokens;
 	q->moe = res->moe;
 	q->table_status = (int)res->table_status;
-	append_tokens(q, sr->tokens, sr->n_tokens);
+	append_tokens(s, q, sr->tokens, sr->n_tokens);
 	metric_add(s->m.tokens_out, NULL, (double)(q->n_tokens - from));
 	if (sr->n_logits && !q->logits && (q->logits = malloc(sr->n_logits * sizeof(float))))
 		memcpy(q->logits, sr->logits, sr->n_logits * sizeof(float));
 	if (q->finish != PROTO_FINISH_STOP)
 		q->finish = sr->finish;
+	if (q->finish != PROTO_FINISH_NONE)
+		text_flush(s, q);
 	if (q->r->stream && (q->n_tokens > from || q->finish != PROTO_FINISH_NONE))
 		stream_tokens(q->r, q, from);
 	if (q->finish != PROTO_FINISH_NONE)
@@ -440,9 +484,11 @@ static int make_pseq(const struct sseq *q, struct proto_seq *p)
 		p->seed = r->creq.has_seed ? r->creq.seed :
 			  q->id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)time(NULL);
 		p->flags = r->stream ? PROTO_SEQ_STREAM : 0;
-		stop = malloc((r->creq.n_stop + 1) * sizeof(uint32_t));
+		stop = malloc((r->creq.n_stop + 1 + (size_t)r->n_extra_stop) * sizeof(uint32_t));
 		if (!stop)
 			return -ENOMEM;
+		for (int i = 0; i < r->n_extra_stop; i++)
+			stop[n_stop++] = (uint32_t)r->extra_stop[i];
 		for (size_t i = 0; i < r->creq.n_stop && n_stop < PROTO_MAX_STOP; i++)
 			if (r->creq.stop[i].n == 1)
 				stop[n_stop++] = (uint32_t)r->creq.stop[i].ids[0];

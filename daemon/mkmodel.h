@@ -32,6 +32,7 @@ struct mkmodel_opts {
 	int max_position;
 	bool dense_layer[LD_MAX_LAYERS]; /* qwen3_moe mlp_only_layers */
 	bool progress;             /* one updating line on stderr */
+	const char *tokenizer_corpus; /* cmd_mkmodel: train a tokenizer on this file */
 };
 
 struct mkmodel_info {

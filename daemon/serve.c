@@ -132,6 +132,10 @@ static void handle_models(struct server *s, struct http_req *req)
 			      "experts", s->mc.n_experts, "top_k", s->mc.top_k,
 			      "vocab_size", s->mc.vocab_size);
 
+	json_object_set_new(m, "tokenizer", json_boolean(s->tok != NULL));
+	json_object_set_new(m, "chat", json_boolean(s->has_chat));
+	json_object_set_new(m, "max_model_len", json_integer(s->cfg.model.max_ctx));
+
 	http_respond_json(req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
 	serve_metrics_request(s, "/v1/models", 200, 0);
 }
@@ -149,7 +153,8 @@ static struct sreq *new_req(struct server *s, struct http_req *req, enum req_kin
 	r->endpoint = ep;
 	r->t_start = serve_now(s);
 	r->created = (int64_t)time(NULL);
-	api_make_id(r->id, sizeof(r->id), kind == REQ_FORWARD ? "fwd-" : "cmpl-");
+	api_make_id(r->id, sizeof(r->id), kind == REQ_FORWARD ? "fwd-" :
+		    !strcmp(ep, "/v1/chat/completions") ? "chatcmpl-" : "cmpl-");
 	return r;
 }
 
@@ -167,19 +172,34 @@ static void handle_generate(struct server *s, struct http_req *req, enum req_kin
 {
 	struct api_limits lim = {.vocab_size = s->mc.vocab_size, .max_ctx = s->cfg.model.max_ctx};
 	struct sreq *r = new_req(s, req, kind, ep);
+	struct api_tokenizer tk = {.encode = text_encode_cb, .ctx = s};
 	size_t len, n;
 	const char *body = http_req_body(req, &len);
-	char err[512];
-	int rv;
+	char err[512], *chat_body = NULL;
+	int rv = 0;
 
 	if (!r) {
 		respond_status(s, req, ep, 500, "out of memory", NULL);
 		return;
 	}
-	if (kind == REQ_FORWARD)
-		rv = api_parse_forward(body, len, &lim, NULL, &r->freq, err, sizeof(err));
+	r->chat = !strcmp(ep, "/v1/chat/completions");
+	if (r->chat && (rv = chat_prepare(s, body, len, &chat_body, err, sizeof(err))) == 0) {
+		body = chat_body;
+		len = strlen(chat_body);
+	}
+	if (rv < 0)
+		;
+	else if (kind == REQ_FORWARD)
+		rv = api_parse_forward(body, len, &lim, s->tok ? &tk : NULL, &r->freq, err,
+				       sizeof(err));
 	else
-		rv = api_parse_completion(body, len, &lim, NULL, &r->creq, err, sizeof(err));
+		rv = api_parse_completion(body, len, &lim, s->tok ? &tk : NULL, &r->creq, err,
+					  sizeof(err));
+	if (rv == 0 && kind == REQ_COMPLETION && s->tok) {
+		text_stop_strings(body, len, r);
+		text_default_stops(s, r);
+	}
+	free(chat_body);
 	if (rv < 0) {
 		respond_status(s, req, ep, rv == -ENOMEM ? 500 : 400, err, NULL);
 		sreq_free(r);
@@ -233,7 +253,8 @@ static void on_request(void *ctx, struct http_req *req)
 	} routes[] = {
 		{"/health", "GET", 0}, {"/metrics", "GET", 1}, {"/v1/models", "GET", 2},
 		{"/v1/experts", "GET", 3}, {"/v1/completions", "POST", 4},
-		{"/v1/forward", "POST", 5},
+		{"/v1/forward", "POST", 5}, {"/v1/chat/completions", "POST", 6},
+		{"/v1/tokenize", "POST", 7}, {"/v1/detokenize", "POST", 8},
 	};
 	struct server *s = ctx;
 	const char *path = http_req_path(req), *method = http_req_method(req);
@@ -262,7 +283,10 @@ static void on_request(void *ctx, struct http_req *req)
 		case 2: handle_models(s, req); return;
 		case 3: serve_handle_experts(s, req); return;
 		case 4: handle_generate(s, req, REQ_COMPLETION, routes[i].path); return;
-		default: handle_generate(s, req, REQ_FORWARD, routes[i].path); return;
+		case 5: handle_generate(s, req, REQ_FORWARD, routes[i].path); return;
+		case 6: handle_generate(s, req, REQ_COMPLETION, routes[i].path); return;
+		case 7: serve_handle_tokenize(s, req); return;
+		default: serve_handle_detokenize(s, req); return;
 		}
 	}
 	respond_status(s, req, "other", 404, "no such endpoint", NULL);
@@ -439,7 +463,7 @@ static int setup(struct server *s, char *err, size_t n)
 		return -EINVAL;
 	}
 	snprintf(path, sizeof(path), "%s/config.json", s->cfg.model.path);
-	if ((rv = ld_config_read(path, &s->mc, err, n)) < 0)
+	if ((rv = ld_config_read(path, &s->mc, err, n)) < 0 || (rv = text_open(s, err, n)) < 0)
 		return rv;
 	/* A backend that cannot work here (no card, no xclbin): fail now, not
 	 * with a worker that would only crash-loop. */
@@ -500,6 +524,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	log_set_level((int)s->cfg.log.level);
 	signal(SIGPIPE, SIG_IGN);
+	s->eos_id = s->im_end_id = -1;
 	s->loop = uv_default_loop();
 	s->metrics = metrics_new();
 	serve_metrics_init(s);
@@ -509,6 +534,7 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	uv_run(s->loop, UV_RUN_DEFAULT);
+	text_close(s);
 	metrics_free(s->metrics);
 	log_msg(s->exit_code ? LOG_ERR : LOG_INFO, "stopped%s", s->exit_code ? " on an error" : "");
 	return s->exit_code;

@@ -16,6 +16,7 @@
 #include "daemon/supervisor.h"
 #include "loader/hfconfig.h"
 #include "proto/proto.h"
+#include "tokenizer/tok.h"
 
 enum req_kind { REQ_COMPLETION, REQ_FORWARD };
 
@@ -38,6 +39,13 @@ struct sseq {
 	bool sent;                 /* handed to the worker */
 	bool done;
 	int table_status;
+	/* text, when the model has a tokenizer */
+	char *text;                /* decoded output, NUL-terminated */
+	size_t text_len, text_cap, text_sent;
+	size_t *text_end;          /* [n_tokens]: text length after each token */
+	size_t text_end_cap;
+	struct tok_stream ts;
+	bool ts_on, chunk_sent;
 };
 
 struct sreq {
@@ -53,6 +61,11 @@ struct sreq {
 	char id[48];
 	int64_t created;
 	const char *endpoint;
+	bool chat;                 /* /v1/chat/completions */
+	char **stop_text;          /* stop strings, matched on the decoded text */
+	size_t n_stop_text;
+	int32_t extra_stop[4];     /* stop tokens not asked for: eos, <|im_end|> */
+	int n_extra_stop;
 };
 
 struct metrics_set {
@@ -75,6 +88,11 @@ struct server {
 	bool worker_ready, ready_notified, draining;
 	int exit_code;                     /* of `moed serve`, once stopped */
 	char auth_token[512];
+	struct tok *tok;                   /* NULL: the model has no tokenizer.json */
+	bool has_chat;
+	enum tok_chat chat_kind;
+	char chat_why[256];
+	int eos_id, im_end_id;
 	/* nng */
 	nng_socket work, pred, results;
 	pthread_t rx_thread;
@@ -102,6 +120,28 @@ void front_submit(struct server *s, struct sreq *r);
 void sreq_free(struct sreq *r);
 /* The worker went away: every sequence it held fails with 503. */
 void front_worker_lost(struct server *s);
+
+/* front_text.c */
+int text_open(struct server *s, char *err, size_t n);
+void text_close(struct server *s);
+int text_encode_cb(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n);
+/* Decodes q's newest token into q->text; true when a stop string completed
+ * (text and tokens are then cut before it). */
+bool text_push(struct server *s, struct sseq *q);
+void text_flush(struct server *s, struct sseq *q);
+void text_seq_free(struct sseq *q);
+int text_stop_strings(const char *body, size_t len, struct sreq *r);
+void text_default_stops(const struct server *s, struct sreq *r);
+/* A chat request body -> a completion request body with the rendered
+ * conversation's token ids as its prompt. */
+int chat_prepare(struct server *s, const char *body, size_t len, char **out,
+		 char *err, size_t n);
+json_t *chat_json(const struct sreq *r, json_t *usage, json_t *moe);
+json_t *chat_chunk_json(const struct sreq *r, const struct sseq *q, const char *delta,
+			bool first);
+json_t *chat_usage_chunk(const struct sreq *r, json_t *usage, json_t *moe);
+void serve_handle_tokenize(struct server *s, struct http_req *req);
+void serve_handle_detokenize(struct server *s, struct http_req *req);
 
 /* serve_metrics.c */
 void serve_metrics_init(struct server *s);

@@ -403,6 +403,9 @@ static int setup(struct worker *w, char *err, size_t n)
 	w->vocab = mc->vocab_size;
 	w->expert_bytes = ld_expert_floats(mc) * sizeof(float);
 	w->want = rt_want_per_layer(&w->cfg, mc);
+	w->want_next = w->cfg.predictor.prefetch_k ? w->cfg.predictor.prefetch_k : w->k;
+	if (w->want_next > w->n_experts)
+		w->want_next = w->n_experts;
 	w->norm_topk = mc->norm_topk_prob;
 	w->trust = w->cfg.predictor.mode == CFG_MODE_TRUST;
 	if (w->trust && w->cfg.predictor.kind == CFG_PRED_NONE) {

@@ -85,7 +85,7 @@ static void prefetch_next(struct worker *w, struct wseq *s, int layer)
 		t.cur = NULL;
 		t.prev = s->cur;
 	}
-	n = pred_predict_layer(w->pred, &t, next, w->want, w->pnext);
+	n = pred_predict_layer(w->pred, &t, next, w->want_next, w->pnext);
 	memset(s->pmask, 0, (size_t)w->n_experts);
 	s->pmask_layer = next;
 	for (int i = 0; i < n; i++) {

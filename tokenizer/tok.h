@@ -97,5 +97,13 @@ int tok_chat_render(enum tok_chat kind, const struct tok_msg *msgs, size_t n,
  * tokens, the last being <|endoftext|>, and writes an HF tokenizer.json. */
 int tok_train_bytelevel(const char *corpus, size_t len, int vocab_size,
 			const char *out_json_path, char *err, size_t n);
+/* The same with these special tokens (added tokens, never split) as the
+ * last ids, in order, instead of <|endoftext|> alone. */
+int tok_train_bytelevel_ex(const char *corpus, size_t len, int vocab_size,
+			   const char *const *specials, int n_specials,
+			   const char *out_json_path, char *err, size_t n);
+/* The template text moed recognises for kind (for writing a
+ * tokenizer_config.json). */
+const char *tok_chat_template(enum tok_chat kind);
 
 #endif

@@ -35,6 +35,14 @@ static const struct known {
 	  "user and assistant roles are supported!') }}{% endif %}{% endfor %}" },
 };
 
+const char *tok_chat_template(enum tok_chat kind)
+{
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (known[i].kind == kind)
+			return known[i].text;
+	return NULL;
+}
+
 static const char *token_text(json_t *v)
 {
 	if (json_is_object(v))

@@ -20,6 +20,8 @@ struct trainer {
 	uint32_t *word_count;  /* per word, indexed by its end position */
 	int32_t (*merges)[2];
 	int n_merges;
+	const char *const *specials;  /* the last ids, in order */
+	int n_specials;
 };
 
 static int add_piece(struct trainer *tr, const char *s, size_t n)
@@ -123,7 +125,7 @@ static int train(struct trainer *tr, int vocab_size, char *err, size_t n)
 		if (add_piece(tr, u, utf8_put(bl_byte_to_cp((unsigned char)b), u)))
 			return -ENOMEM;
 	}
-	while (tr->n_tok < vocab_size - 1) {
+	while (tr->n_tok < vocab_size - tr->n_specials) {
 		int32_t a, b, id;
 		char *cat;
 		int rc = tr->n_merges < vocab_size ? best_pair(tr, &a, &b) : 0;
@@ -150,7 +152,10 @@ static int train(struct trainer *tr, int vocab_size, char *err, size_t n)
 		tr->n_merges++;
 		apply_merge(tr, a, b, id);
 	}
-	return add_piece(tr, EOT, strlen(EOT));
+	for (int i = 0; i < tr->n_specials; i++)
+		if (add_piece(tr, tr->specials[i], strlen(tr->specials[i])))
+			return -ENOMEM;
+	return 0;
 }
 
 static json_t *bytelevel_json(int add_prefix_space, int trim_offsets)
@@ -184,15 +189,20 @@ static json_t *model_json(const struct trainer *tr)
 
 static int write_json(const struct trainer *tr, const char *path, char *err, size_t n)
 {
-	json_t *root = json_pack(
-		"{s:s, s:n, s:n, s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}], s:n, s:o, s:o, s:o, s:o}",
-		"version", "1.0", "truncation", "padding", "added_tokens", "id", tr->n_tok - 1,
-		"content", EOT, "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0,
-		"special", 1, "normalizer", "pre_tokenizer", bytelevel_json(0, 1),
-		"post_processor", bytelevel_json(1, 0), "decoder", bytelevel_json(1, 1),
-		"model", model_json(tr));
+	json_t *added = json_array();
+	json_t *root;
 	int rc = 0;
 
+	for (int i = 0; i < tr->n_specials; i++)
+		json_array_append_new(added, json_pack(
+			"{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
+			tr->n_tok - tr->n_specials + i, "content", tr->specials[i], "single_word", 0,
+			"lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
+	root = json_pack("{s:s, s:n, s:n, s:o, s:n, s:o, s:o, s:o, s:o}", "version", "1.0",
+			 "truncation", "padding", "added_tokens", added, "normalizer",
+			 "pre_tokenizer", bytelevel_json(0, 1), "post_processor",
+			 bytelevel_json(1, 0), "decoder", bytelevel_json(1, 1), "model",
+			 model_json(tr));
 	if (!root)
 		return -ENOMEM;
 	if (json_dump_file(root, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER)) {
@@ -206,12 +216,22 @@ static int write_json(const struct trainer *tr, const char *path, char *err, siz
 int tok_train_bytelevel(const char *corpus, size_t len, int vocab_size,
 			const char *out_json_path, char *err, size_t n)
 {
-	struct trainer tr = { 0 };
+	static const char *const eot[] = {EOT};
+
+	return tok_train_bytelevel_ex(corpus, len, vocab_size, eot, 1, out_json_path, err, n);
+}
+
+int tok_train_bytelevel_ex(const char *corpus, size_t len, int vocab_size,
+			   const char *const *specials, int n_specials,
+			   const char *out_json_path, char *err, size_t n)
+{
+	struct trainer tr = {.specials = specials, .n_specials = n_specials};
 	struct tbuf clean = { 0 };
 	int rc;
 
-	if (vocab_size < 257 || vocab_size > 1 << 20) {
-		TOK_ERR(err, n, "vocab_size %d: must be 257..%d", vocab_size, 1 << 20);
+	if (vocab_size < 256 + n_specials || vocab_size > 1 << 20 || n_specials < 0) {
+		TOK_ERR(err, n, "vocab_size %d: must be %d..%d", vocab_size, 256 + n_specials,
+			1 << 20);
 		return -EINVAL;
 	}
 	tr.piece = calloc((size_t)vocab_size, sizeof(*tr.piece));

@@ -9,7 +9,8 @@ what=${1:-test}
 
 PKGS="build-essential meson ninja-build pkg-config libuv1-dev libnng-dev
 libjansson-dev check libsubunit-dev libopenblas-dev node-llhttp
-libhttp-parser-dev libsystemd-dev libpcre2-dev libutf8proc-dev systemd curl wrk"
+libhttp-parser-dev libsystemd-dev libpcre2-dev libutf8proc-dev systemd curl wrk
+libxrt-dev"
 
 missing=""
 for p in $PKGS; do
@@ -27,9 +28,10 @@ ninja -C build
 
 case "$what" in
 demo)
-	[ -f demo/config.json ] || ./build/daemon/moed mkmodel --out demo --skewed
+	[ -f demo/tokenizer.json ] || ./build/daemon/moed mkmodel --out demo --skewed \
+		--tokenizer-corpus tools/demo-corpus.txt
 	echo "serving the demo model on http://127.0.0.1:8080 (Ctrl-C stops); try:"
-	echo "  curl -s localhost:8080/v1/completions -d '{\"prompt\":[1,2,3,4],\"max_tokens\":8,\"temperature\":0}'"
+	echo "  curl -s localhost:8080/v1/completions -d '{\"prompt\":\"Hello\",\"max_tokens\":8}'"
 	exec ./build/daemon/moed serve --model demo --listen 127.0.0.1:8080
 	;;
 test)

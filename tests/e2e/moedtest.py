@@ -168,7 +168,8 @@ def request(port, method, path, body=None, headers=None, timeout=REQUEST_S):
         c.close()
 
 
-def stream(port, body, headers=None, timeout=REQUEST_S, on_event=None):
+def stream(port, body, headers=None, timeout=REQUEST_S, on_event=None,
+           path="/v1/completions"):
     """POST /v1/completions with stream: true.  Returns (status, events):
     events are the parsed JSON of each `data:` line, and the string
     "[DONE]" for the end marker.  on_event(event) is called as each one
@@ -177,7 +178,7 @@ def stream(port, body, headers=None, timeout=REQUEST_S, on_event=None):
     h.update(headers or {})
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request("POST", "/v1/completions", body=json.dumps(dict(body, stream=True)),
+        c.request("POST", path, body=json.dumps(dict(body, stream=True)),
                   headers=h)
         r = c.getresponse()
         if r.status != 200:

@@ -127,7 +127,9 @@ class Errors(unittest.TestCase):
         for path in ("/", "/nope", "/v1/completions/x", "/v1", "/healthz", "/v2/models"):
             with self.subTest(path=path):
                 mt.assert_error(self, self.d.get(path), 404)
-        mt.assert_error(self, self.d.post("/v1/chat/completions", {"prompt": [1]}), 404)
+        mt.assert_error(self, self.d.post("/v1/embeddings", {"input": [1]}), 404)
+        # chat exists, but this model has no tokenizer: 400 that says so
+        r = mt.assert_error(self, self.d.post("/v1/chat/completions", {"messages": []}), 400)
 
     def test_wrong_method(self):
         for method, path, allow in (("GET", "/v1/completions", "POST"),
