@@ -291,6 +291,11 @@ static void complete(struct server *s, struct sreq *r)
 		request_done(s, r, 499);
 		return;
 	}
+	s->log_tok_in = s->log_tok_out = 0;
+	for (int i = 0; i < r->n_seqs; i++) {
+		s->log_tok_in += r->seqs[i].n_prompt;
+		s->log_tok_out += r->seqs[i].n_tokens;
+	}
 	if (r->streaming) {
 		if (err) {
 			json_t *e = http_error_json(status, NULL, strerror(-err));

@@ -108,10 +108,13 @@ static void respond_status(struct server *s, struct http_req *req, const char *e
 
 static void handle_health(struct server *s, struct http_req *req)
 {
-	bool ok = serve_healthy(s);
+	/* A child the supervisor gave up on makes the instance unhealthy (a
+	 * load balancer takes it out), even if requests still work. */
+	bool gave_up = child_gave_up(s->worker) || child_gave_up(s->predictor);
+	bool ok = serve_healthy(s) && !gave_up;
 	json_t *j = json_pack("{s:s, s:b, s:s, s:i, s:i}", "status",
 			      ok ? (predictor_ok(s) ? "ok" : "degraded") :
-			      child_gave_up(s->worker) ? "unhealthy" :
+			      gave_up ? "unhealthy" :
 			      s->draining ? "draining" : "loading",
 			      "worker", s->worker_ready && child_running(s->worker),
 			      "predictor", s->cfg.predictor.kind == CFG_PRED_NONE ? "off" :
@@ -292,12 +295,19 @@ static void on_request(void *ctx, struct http_req *req)
 	respond_status(s, req, "other", 404, "no such endpoint", NULL);
 }
 
+/* One line per request; tokens when the answer was a generation. */
 static void on_access(void *ctx, const struct http_access *a)
 {
-	(void)ctx;
-	log_msg(LOG_INFO, "%s %s %d %.6fs in=%lluB out=%lluB %s", a->method, a->path, a->status,
-		a->duration_s, (unsigned long long)a->bytes_in,
-		(unsigned long long)a->bytes_out, a->remote);
+	struct server *s = ctx;
+	char tok[64] = "";
+
+	if (s->log_tok_in >= 0)
+		snprintf(tok, sizeof(tok), " tokens_in=%ld tokens_out=%ld", s->log_tok_in,
+			 s->log_tok_out);
+	s->log_tok_in = s->log_tok_out = -1;
+	log_msg(LOG_INFO, "%s %s %d %.6fs in=%lluB out=%lluB%s %s", a->method, a->path,
+		a->status, a->duration_s, (unsigned long long)a->bytes_in,
+		(unsigned long long)a->bytes_out, tok, a->remote);
 }
 
 static void start_drain(struct server *s, const char *why);
@@ -314,12 +324,13 @@ static void on_child_exit(struct child *c, void *ctx, int64_t status, int sig)
 	if (c == s->worker)
 		front_worker_lost(s);
 	if (child_gave_up(c)) {
-		/* As documented (supervisor.max_restarts): serve exits with an
-		 * error, after the requests still open, so that its own
-		 * supervisor (systemd) can start afresh. */
-		s->exit_code = 1;
-		start_drain(s, c == s->worker ? "the worker keeps crashing" :
-			    "the predictor keeps crashing");
+		/* Given up: /health says unhealthy from now on (the process stays,
+		 * so an operator or load balancer sees why); requests still work
+		 * without a predictor, and get 503 without a worker. */
+		log_msg(LOG_ERR, "unhealthy: the %s keeps crashing; not restarting it",
+			c == s->worker ? "worker" : "predictor");
+		notify(c == s->worker ? "STATUS=unhealthy: the worker keeps crashing" :
+		       "STATUS=unhealthy: the predictor keeps crashing");
 	}
 }
 
@@ -391,7 +402,7 @@ static void start_drain(struct server *s, const char *why)
 {
 	if (s->draining)
 		return;
-	log_msg(s->exit_code ? LOG_ERR : LOG_INFO, "%s: draining (at most %.1f s)", why,
+	log_msg(LOG_INFO, "%s: draining (at most %.1f s)", why,
 		s->cfg.shutdown.drain_s);
 	notify("STOPPING=1");
 	s->draining = true;
@@ -525,6 +536,7 @@ int cmd_serve(int argc, char **argv)
 	log_set_level((int)s->cfg.log.level);
 	signal(SIGPIPE, SIG_IGN);
 	s->eos_id = s->im_end_id = -1;
+	s->log_tok_in = s->log_tok_out = -1;
 	s->loop = uv_default_loop();
 	s->metrics = metrics_new();
 	serve_metrics_init(s);
@@ -536,6 +548,6 @@ int cmd_serve(int argc, char **argv)
 	uv_run(s->loop, UV_RUN_DEFAULT);
 	text_close(s);
 	metrics_free(s->metrics);
-	log_msg(s->exit_code ? LOG_ERR : LOG_INFO, "stopped%s", s->exit_code ? " on an error" : "");
-	return s->exit_code;
+	log_msg(LOG_INFO, "stopped");
+	return 0;
 }

@@ -86,13 +86,13 @@ struct server {
 	struct metrics_set m;
 	struct child *worker, *predictor;
 	bool worker_ready, ready_notified, draining;
-	int exit_code;                     /* of `moed serve`, once stopped */
 	char auth_token[512];
 	struct tok *tok;                   /* NULL: the model has no tokenizer.json */
 	bool has_chat;
 	enum tok_chat chat_kind;
 	char chat_why[256];
 	int eos_id, im_end_id;
+	long log_tok_in, log_tok_out;      /* for the access line of the answer being sent; -1 */
 	/* nng */
 	nng_socket work, pred, results;
 	pthread_t rx_thread;

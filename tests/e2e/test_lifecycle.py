@@ -231,8 +231,9 @@ class Crashes(unittest.TestCase):
 
 
 class GiveUp(unittest.TestCase):
-    """supervisor.max_restarts=0: the first crash of the worker fails the
-    request it held and moed serve exits with an error (conf/README.md)."""
+    """supervisor.max_restarts=0: the first crash of a child is not restarted;
+    the request it held fails, and /health says unhealthy from then on, with
+    moed serve still up (conf/README.md)."""
 
     def test_worker_crash_with_no_restarts_left(self):
         d = mt.Daemon(mt.big_model(), name="giveup",
@@ -247,17 +248,23 @@ class GiveUp(unittest.TestCase):
         t.join(15)
         self.assertFalse(t.is_alive(), "the request hung after the worker died")
         mt.assert_error(self, out["r"], 503)
-        self.assertEqual(d.wait_exit(), 1, d.tail())
-        mt.poll(lambda: not d.group_alive(), mt.STOP_S, "the predictor to exit")
+        h = d.get("/health")
+        self.assertEqual(h.status, 503, h)
+        self.assertEqual(h.json()["status"], "unhealthy")
+        mt.assert_error(self, d.post("/v1/completions", {"prompt": [1], "max_tokens": 1}), 503)
         self.assertIn("giving up", d.log())
+        self.assertEqual(d.stop(), 0, d.tail())
 
     def test_predictor_crash_with_no_restarts_left(self):
         d = mt.Daemon(mt.fixture_model(), name="giveup-pred",
                       sets=["supervisor.max_restarts=0"]).start()
         os.kill(d.health()["predictor_pid"], signal.SIGKILL)
-        self.assertEqual(d.wait_exit(), 1, d.tail())
-        mt.poll(lambda: not d.group_alive(), mt.STOP_S, "the worker to exit")
+        mt.poll(lambda: d.get("/health").status == 503, mt.STOP_S, "/health to say unhealthy")
+        self.assertEqual(d.get("/health").json()["status"], "unhealthy")
+        # requests still work: the worker never needs the predictor
+        self.assertEqual(len(d.complete([1, 2, 3], max_tokens=4)["choices"][0]["tokens"]), 4)
         self.assertIn("the predictor keeps crashing", d.log())
+        self.assertEqual(d.stop(), 0, d.tail())
 
 
 if __name__ == "__main__":
