@@ -118,6 +118,12 @@ void front_close(struct server *s);
 /* Queues the request's sequences; answers 429/503 itself when it cannot. */
 void front_submit(struct server *s, struct sreq *r);
 void sreq_free(struct sreq *r);
+
+/* front_answer.c */
+/* Sends q's tokens from index `from` on as one event of r's stream. */
+void front_stream_tokens(struct sreq *r, struct sseq *q, int from);
+/* Every sequence of r has finished: answers (or ends the stream), frees r. */
+void front_complete(struct server *s, struct sreq *r);
 /* The worker went away: every sequence it held fails with 503. */
 void front_worker_lost(struct server *s);
 
