@@ -1,8 +1,8 @@
 /* Request parsing and validation for the JSON API (see api.h). */
 #include "daemon/api.h"
+#include "loader/errfmt.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,18 +21,8 @@ struct seq_rules {
 	bool *text;                      /* set when text was given */
 };
 
-static int bad(char *err, size_t n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+/* A request error: the message into err, -EINVAL back. */
+#define bad(err, n, ...) ld_fail(err, n, -EINVAL, __VA_ARGS__)
 
 static void seqs_free(struct api_seq *v, size_t n)
 {

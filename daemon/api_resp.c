@@ -95,40 +95,20 @@ static json_t *envelope(const struct api_completion_resp *r, bool *ok)
 	return o;
 }
 
-json_t *api_completion_json(const struct api_completion_resp *r)
+/* n choices from choices[0], numbered from index; usage (and moe) when
+ * asked: a whole response, or one streamed chunk (usage on the last). */
+static json_t *completion(const struct api_completion_resp *r, size_t n, size_t index,
+			  bool usage)
 {
 	bool ok;
 	json_t *o = envelope(r, &ok), *ch = json_array();
 
-	for (size_t i = 0; ch && i < r->n_choices; i++)
-		if (json_array_append_new(ch, choice_json(&r->choices[i], i)) < 0)
+	for (size_t i = 0; ch && i < n; i++)
+		if (json_array_append_new(ch, choice_json(&r->choices[i], index + i)) < 0)
 			ok = false;
 	if (o) {
 		set(o, "choices", ch, &ok);
-		set(o, "usage", usage_json(r), &ok);
-		if (r->moe)
-			set(o, "moe", moe_json(r->moe), &ok);
-	} else {
-		json_decref(ch);
-	}
-	if (!ok) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-json_t *api_completion_chunk_json(const struct api_completion_resp *r, size_t index)
-{
-	bool ok;
-	json_t *o = envelope(r, &ok), *ch = json_array();
-
-	if (ch && r->n_choices > 0 &&
-	    json_array_append_new(ch, choice_json(&r->choices[0], index)) < 0)
-		ok = false;
-	if (o) {
-		set(o, "choices", ch, &ok);
-		if (r->n_choices == 0) {
+		if (usage) {
 			set(o, "usage", usage_json(r), &ok);
 			if (r->moe)
 				set(o, "moe", moe_json(r->moe), &ok);
@@ -141,6 +121,16 @@ json_t *api_completion_chunk_json(const struct api_completion_resp *r, size_t in
 		return NULL;
 	}
 	return o;
+}
+
+json_t *api_completion_json(const struct api_completion_resp *r)
+{
+	return completion(r, r->n_choices, 0, true);
+}
+
+json_t *api_completion_chunk_json(const struct api_completion_resp *r, size_t index)
+{
+	return completion(r, r->n_choices > 0 ? 1 : 0, index, r->n_choices == 0);
 }
 
 int api_sse_event(const json_t *obj, char **buf, size_t *len)

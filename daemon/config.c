@@ -1,11 +1,11 @@
 /* moed's configuration: the schema table, strict setters, the JSON file, the
  * command line. */
 #include "daemon/config.h"
+#include "loader/errfmt.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,20 +130,6 @@ static const struct key keys[] = {
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
-static void errf(char *err, size_t n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !n)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
-
 /* Puts pre in front of the message already in err. */
 static void prefix(char *err, size_t n, const char *pre)
 {
@@ -201,22 +187,22 @@ static int set_string(struct moed_config *c, const struct key *k, const char *v,
 	json_t *utf8;
 
 	if (strlen(v) != len) {
-		errf(err, n, "key '%s': value contains a NUL byte", k->name);
+		ld_errf(err, n, "key '%s': value contains a NUL byte", k->name);
 		return -EINVAL;
 	}
 	if (len >= k->size) {
-		errf(err, n, "key '%s': value too long (%zu bytes, at most %zu)",
-		     k->name, len, k->size - 1);
+		ld_errf(err, n, "key '%s': value too long (%zu bytes, at most %zu)",
+		        k->name, len, k->size - 1);
 		return -ENAMETOOLONG;
 	}
 	utf8 = json_stringn(v, len);   /* NULL if not UTF-8: could not be dumped */
 	if (!utf8) {
-		errf(err, n, "key '%s': value is not valid UTF-8", k->name);
+		ld_errf(err, n, "key '%s': value is not valid UTF-8", k->name);
 		return -EINVAL;
 	}
 	json_decref(utf8);
 	if (k->check && k->check(v) < 0) {
-		errf(err, n, "key '%s': value '%s' is not host:port", k->name, v);
+		ld_errf(err, n, "key '%s': value '%s' is not host:port", k->name, v);
 		return -EINVAL;
 	}
 	memset(field(c, k), 0, k->size);
@@ -228,8 +214,8 @@ static int set_int(struct moed_config *c, const struct key *k, long long v,
 		   char *err, size_t n)
 {
 	if (v < (long long)k->min || v > (long long)k->max) {
-		errf(err, n, "key '%s': value %lld out of range %.0f..%.0f",
-		     k->name, v, k->min, k->max);
+		ld_errf(err, n, "key '%s': value %lld out of range %.0f..%.0f",
+		        k->name, v, k->min, k->max);
 		return -ERANGE;
 	}
 	*(int *)field(c, k) = (int)v;
@@ -240,8 +226,8 @@ static int set_number(struct moed_config *c, const struct key *k, double v,
 		      char *err, size_t n)
 {
 	if (!isfinite(v) || v < k->min || v > k->max) {
-		errf(err, n, "key '%s': value %.15g out of range %.15g..%.15g",
-		     k->name, v, k->min, k->max);
+		ld_errf(err, n, "key '%s': value %.15g out of range %.15g..%.15g",
+		        k->name, v, k->min, k->max);
 		return -ERANGE;
 	}
 	*(double *)field(c, k) = v;
@@ -260,7 +246,7 @@ static int set_enum(struct moed_config *c, const struct key *k, const char *v,
 		}
 	}
 	enum_list(k, list, sizeof(list));
-	errf(err, n, "key '%s': value '%s' is not one of %s", k->name, v, list);
+	ld_errf(err, n, "key '%s': value '%s' is not one of %s", k->name, v, list);
 	return -EINVAL;
 }
 
@@ -291,12 +277,12 @@ static int parse_int(struct moed_config *c, const struct key *k, const char *v,
 	if (plain_number(v, true))
 		x = strtoll(v, &end, 10);
 	if (end == v || *end) {
-		errf(err, n, "key '%s': '%s' is not an int", k->name, v);
+		ld_errf(err, n, "key '%s': '%s' is not an int", k->name, v);
 		return -EINVAL;
 	}
 	if (errno == ERANGE) {
-		errf(err, n, "key '%s': value %s out of range %.0f..%.0f",
-		     k->name, v, k->min, k->max);
+		ld_errf(err, n, "key '%s': value %s out of range %.0f..%.0f",
+		        k->name, v, k->min, k->max);
 		return -ERANGE;
 	}
 	return set_int(c, k, x, err, n);
@@ -312,12 +298,12 @@ static int parse_number(struct moed_config *c, const struct key *k, const char *
 	if (plain_number(v, false))
 		x = strtod(v, &end);
 	if (end == v || *end) {
-		errf(err, n, "key '%s': '%s' is not a number", k->name, v);
+		ld_errf(err, n, "key '%s': '%s' is not a number", k->name, v);
 		return -EINVAL;
 	}
 	if (errno == ERANGE && isinf(x)) {
-		errf(err, n, "key '%s': value %s out of range %.15g..%.15g",
-		     k->name, v, k->min, k->max);
+		ld_errf(err, n, "key '%s': value %s out of range %.15g..%.15g",
+		        k->name, v, k->min, k->max);
 		return -ERANGE;
 	}
 	return set_number(c, k, x, err, n);
@@ -335,8 +321,8 @@ static int set_text(struct moed_config *c, const struct key *k, const char *v,
 		return parse_number(c, k, v, err, n);
 	case K_BOOL:
 		if (strcmp(v, "true") && strcmp(v, "false")) {
-			errf(err, n, "key '%s': '%s' is not a bool (true or false)",
-			     k->name, v);
+			ld_errf(err, n, "key '%s': '%s' is not a bool (true or false)",
+			        k->name, v);
 			return -EINVAL;
 		}
 		*(bool *)field(c, k) = !strcmp(v, "true");
@@ -365,7 +351,7 @@ int cfg_set_kv(struct moed_config *c, const char *key, const char *value,
 	const struct key *k = find_key(key);
 
 	if (!k) {
-		errf(err, n, "unknown key '%s'", key);
+		ld_errf(err, n, "unknown key '%s'", key);
 		return -EINVAL;
 	}
 	return set_text(c, k, value, err, n);
@@ -377,11 +363,11 @@ int cfg_set(struct moed_config *c, const char *key_eq_value, char *err, size_t n
 	char key[128];
 
 	if (!eq) {
-		errf(err, n, "'%s': expected key=value", key_eq_value);
+		ld_errf(err, n, "'%s': expected key=value", key_eq_value);
 		return -EINVAL;
 	}
 	if ((size_t)(eq - key_eq_value) >= sizeof(key)) {
-		errf(err, n, "unknown key '%.*s'", (int)(eq - key_eq_value), key_eq_value);
+		ld_errf(err, n, "unknown key '%.*s'", (int)(eq - key_eq_value), key_eq_value);
 		return -EINVAL;
 	}
 	memcpy(key, key_eq_value, eq - key_eq_value);
@@ -415,8 +401,8 @@ static int set_json(struct moed_config *c, const struct key *k, json_t *v,
 		  (k->type == K_BOOL && json_is_boolean(v));
 
 	if (!ok) {
-		errf(err, n, "key '%s': expected %s, got %s", k->name,
-		     type_names[k->type], json_type_name(v));
+		ld_errf(err, n, "key '%s': expected %s, got %s", k->name,
+		        type_names[k->type], json_type_name(v));
 		return -EINVAL;
 	}
 	switch (k->type) {
@@ -448,21 +434,21 @@ static int walk(struct moed_config *c, json_t *obj, const char *sect,
 	json_object_foreach(obj, name, v) {
 		snprintf(path, sizeof(path), "%s%s%s", sect, *sect ? "." : "", name);
 		if (!*name || strchr(name, '.')) {
-			errf(err, n, "unknown key '%s' (keys are nested objects, not dotted names)",
-			     path);
+			ld_errf(err, n, "unknown key '%s' (keys are nested objects, not dotted names)",
+			        path);
 			return -EINVAL;
 		}
 		if ((k = find_key(path))) {
 			rc = set_json(c, k, v, err, n);
 		} else if (is_section(path)) {
 			if (!json_is_object(v)) {
-				errf(err, n, "key '%s': expected object, got %s",
-				     path, json_type_name(v));
+				ld_errf(err, n, "key '%s': expected object, got %s",
+				        path, json_type_name(v));
 				return -EINVAL;
 			}
 			rc = walk(c, v, path, err, n);
 		} else {
-			errf(err, n, "unknown key '%s'", path);
+			ld_errf(err, n, "unknown key '%s'", path);
 			return -EINVAL;
 		}
 		if (rc < 0)
@@ -482,18 +468,18 @@ int cfg_load_file(struct moed_config *c, const char *path, char *err, size_t n)
 	f = fopen(path, "r");
 	if (!f) {
 		rc = -errno;
-		errf(err, n, "config %s: %s", path, strerror(-rc));
+		ld_errf(err, n, "config %s: %s", path, strerror(-rc));
 		return rc;
 	}
 	root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
 	fclose(f);
 	if (!root) {
-		errf(err, n, "config %s:%d:%d: %s", path, je.line, je.column, je.text);
+		ld_errf(err, n, "config %s:%d:%d: %s", path, je.line, je.column, je.text);
 		return -EINVAL;
 	}
 	if (!json_is_object(root)) {
-		errf(err, n, "config %s: top level must be an object, got %s",
-		     path, json_type_name(root));
+		ld_errf(err, n, "config %s: top level must be an object, got %s",
+		        path, json_type_name(root));
 		json_decref(root);
 		return -EINVAL;
 	}
@@ -557,7 +543,7 @@ static int take(int argc, char **argv, int i, const char *name, const char **val
 	if (*val)
 		return 0;
 	if (i + 1 >= argc) {
-		errf(err, n, "%s: missing value", name);
+		ld_errf(err, n, "%s: missing value", name);
 		return -EINVAL;
 	}
 	*val = argv[i + 1];
@@ -586,16 +572,16 @@ static int scan_one(struct moed_config *c, int argc, char **argv, int i,
 		return 0;
 	}
 	if (!other) {
-		errf(err, n, "unknown option '%s'", argv[i]);
+		ld_errf(err, n, "unknown option '%s'", argv[i]);
 		return -EINVAL;
 	}
 	rc = other(ctx, argc - i, argv + i);
 	if (rc < 0) {
-		errf(err, n, "unknown or bad option '%s'", argv[i]);
+		ld_errf(err, n, "unknown or bad option '%s'", argv[i]);
 		return -EINVAL;
 	}
 	if (rc == 0 || rc > argc - i) {
-		errf(err, n, "option '%s': handler consumed %d arguments", argv[i], rc);
+		ld_errf(err, n, "option '%s': handler consumed %d arguments", argv[i], rc);
 		return -EINVAL;
 	}
 	*used = rc;
@@ -627,7 +613,7 @@ int cfg_parse_args(struct moed_config *c, int argc, char **argv,
 
 	later = calloc(argc > 0 ? argc : 1, sizeof(*later));
 	if (!later) {
-		errf(err, n, "out of memory");
+		ld_errf(err, n, "out of memory");
 		return -ENOMEM;
 	}
 	while (i < argc) {

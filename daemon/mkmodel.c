@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "daemon/mkmodel_int.h"
+#include "loader/errfmt.h"
 #include "loader/st_write.h"
 
 #define CHUNK_FLOATS ((size_t)1 << 20)
@@ -52,21 +53,6 @@ struct gen_ctx {
 	uint64_t done, total;
 	int last_pct;
 };
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static uint64_t fnv1a(const char *s)
 {
@@ -297,7 +283,7 @@ static int write_shard(struct gen_ctx *g, const struct plan *p, int s, char *err
 	int rc;
 
 	if (!path)
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", g->o->out_dir);
+		return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", g->o->out_dir);
 	if ((rc = ld_stw_open(path, &w, err, errlen)) < 0)
 		goto out;
 	for (size_t i = 0; i < p->n && rc == 0; i++) {
@@ -314,7 +300,7 @@ static int write_shard(struct gen_ctx *g, const struct plan *p, int s, char *err
 	if (rc < 0 && !*ld_stw_error(w)) {
 		/* Our own failure (memory), not the writer's: keep its message. */
 		ld_stw_abort(w);
-		fail(err, errlen, rc, "%s: out of memory", path);
+		ld_fail(err, errlen, rc, "%s: out of memory", path);
 	} else {
 		rc = ld_stw_close(w, err, errlen);
 	}
@@ -368,12 +354,12 @@ int mkmodel_write(const struct mkmodel_opts *o, struct mkmodel_info *info,
 	if ((rc = mk_mkdirs(o->out_dir, err, errlen)) < 0)
 		return rc;
 	if (plan_build(&p, o) < 0 || gen_init(&g, o, &p) < 0) {
-		rc = fail(err, errlen, -ENOMEM, "%s: out of memory", o->out_dir);
+		rc = ld_fail(err, errlen, -ENOMEM, "%s: out of memory", o->out_dir);
 		goto out;
 	}
 	if (p.n_shards > MK_MAX_SHARDS) {
-		rc = fail(err, errlen, -EINVAL, "--shard-mib: %d shards needed, at most %d",
-			  p.n_shards, MK_MAX_SHARDS);
+		rc = ld_fail(err, errlen, -EINVAL, "--shard-mib: %d shards needed, at most %d",
+			     p.n_shards, MK_MAX_SHARDS);
 		goto out;
 	}
 	for (int s = 0; s < p.n_shards && rc == 0; s++)
@@ -387,7 +373,7 @@ int mkmodel_write(const struct mkmodel_opts *o, struct mkmodel_info *info,
 		}
 		rc = names && shards ? mk_write_index(o, names, shards, p.n, p.n_shards, p.total,
 						       err, errlen)
-				     : fail(err, errlen, -ENOMEM, "%s: out of memory", o->out_dir);
+				     : ld_fail(err, errlen, -ENOMEM, "%s: out of memory", o->out_dir);
 		free(names);
 		free(shards);
 	}

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,23 +11,9 @@
 #include <unistd.h>
 
 #include "daemon/mkmodel_int.h"
+#include "loader/errfmt.h"
 
 #define DIM_MAX (1 << 20)
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 void mkmodel_defaults(struct mkmodel_opts *o)
 {
@@ -73,7 +58,7 @@ static int range(char *err, size_t errlen, const char *opt, long v, long lo, lon
 {
 	if (v >= lo && v <= hi)
 		return 0;
-	return fail(err, errlen, -EINVAL, "%s: must be %ld..%ld (got %ld)", opt, lo, hi, v);
+	return ld_fail(err, errlen, -EINVAL, "%s: must be %ld..%ld (got %ld)", opt, lo, hi, v);
 }
 
 static int check_heads(const struct mkmodel_opts *o, char *err, size_t errlen)
@@ -85,19 +70,19 @@ static int check_heads(const struct mkmodel_opts *o, char *err, size_t errlen)
 	    (rc = range(err, errlen, "--head-dim", o->head_dim, 0, 65536)))
 		return rc;
 	if (!o->head_dim && o->hidden % o->n_heads)
-		return fail(err, errlen, -EINVAL,
-			    "--heads: hidden size %d is not a multiple of %d heads (give --head-dim)",
-			    o->hidden, o->n_heads);
+		return ld_fail(err, errlen, -EINVAL,
+			       "--heads: hidden size %d is not a multiple of %d heads (give --head-dim)",
+			       o->hidden, o->n_heads);
 	if (o->n_heads % mk_kv_heads(o))
-		return fail(err, errlen, -EINVAL, "--kv-heads: %d does not divide --heads %d",
-			    o->n_kv_heads, o->n_heads);
+		return ld_fail(err, errlen, -EINVAL, "--kv-heads: %d does not divide --heads %d",
+			       o->n_kv_heads, o->n_heads);
 	if (o->family == LD_OLMOE && o->head_dim && o->head_dim * o->n_heads != o->hidden)
-		return fail(err, errlen, -EINVAL,
-			    "--head-dim: olmoe needs head_dim = hidden / heads = %d (got %d)",
-			    o->hidden / o->n_heads, o->head_dim);
+		return ld_fail(err, errlen, -EINVAL,
+			       "--head-dim: olmoe needs head_dim = hidden / heads = %d (got %d)",
+			       o->hidden / o->n_heads, o->head_dim);
 	if (mk_head_dim(o) % 2)
-		return fail(err, errlen, -EINVAL, "--head-dim: RoPE needs an even head dim (got %d)",
-			    mk_head_dim(o));
+		return ld_fail(err, errlen, -EINVAL, "--head-dim: RoPE needs an even head dim (got %d)",
+			       mk_head_dim(o));
 	return 0;
 }
 
@@ -109,17 +94,17 @@ static int check_dense(const struct mkmodel_opts *o, char *err, size_t errlen)
 		if (!o->dense_layer[l])
 			continue;
 		if (o->family != LD_QWEN3_MOE)
-			return fail(err, errlen, -EINVAL, "--mlp-only-layers: only --family qwen3_moe has dense layers");
+			return ld_fail(err, errlen, -EINVAL, "--mlp-only-layers: only --family qwen3_moe has dense layers");
 		if (l >= o->n_layers)
-			return fail(err, errlen, -EINVAL, "--mlp-only-layers: layer %d >= --layers %d",
-				    l, o->n_layers);
+			return ld_fail(err, errlen, -EINVAL, "--mlp-only-layers: layer %d >= --layers %d",
+				       l, o->n_layers);
 		n_dense++;
 	}
 	if (n_dense == o->n_layers)
-		return fail(err, errlen, -EINVAL, "--mlp-only-layers: every layer dense, no MoE layer left");
+		return ld_fail(err, errlen, -EINVAL, "--mlp-only-layers: every layer dense, no MoE layer left");
 	if (o->dense_intermediate && o->family != LD_QWEN3_MOE)
-		return fail(err, errlen, -EINVAL,
-			    "--dense-intermediate: only --family qwen3_moe has dense layers");
+		return ld_fail(err, errlen, -EINVAL,
+			       "--dense-intermediate: only --family qwen3_moe has dense layers");
 	return range(err, errlen, "--dense-intermediate", o->dense_intermediate, 0, DIM_MAX);
 }
 
@@ -128,11 +113,11 @@ int mkmodel_check(const struct mkmodel_opts *o, char *err, size_t errlen)
 	int rc;
 
 	if (!o->out_dir || !*o->out_dir)
-		return fail(err, errlen, -EINVAL, "--out: required (the model directory to write)");
+		return ld_fail(err, errlen, -EINVAL, "--out: required (the model directory to write)");
 	if (o->family != LD_MIXTRAL && o->family != LD_QWEN3_MOE && o->family != LD_OLMOE)
-		return fail(err, errlen, -EINVAL, "--family: unknown family %d", (int)o->family);
+		return ld_fail(err, errlen, -EINVAL, "--family: unknown family %d", (int)o->family);
 	if (o->dtype != LD_F32 && o->dtype != LD_F16 && o->dtype != LD_BF16)
-		return fail(err, errlen, -EINVAL, "--dtype: unknown dtype %d", (int)o->dtype);
+		return ld_fail(err, errlen, -EINVAL, "--dtype: unknown dtype %d", (int)o->dtype);
 	if ((rc = range(err, errlen, "--layers", o->n_layers, 1, LD_MAX_LAYERS)) ||
 	    (rc = range(err, errlen, "--experts", o->n_experts, 1, 4096)) ||
 	    (rc = range(err, errlen, "--top-k", o->top_k, 1, o->n_experts)) ||
@@ -144,10 +129,10 @@ int mkmodel_check(const struct mkmodel_opts *o, char *err, size_t errlen)
 	if ((rc = check_heads(o, err, errlen)) || (rc = check_dense(o, err, errlen)))
 		return rc;
 	if (!(o->rope_theta >= 0) || isinf(o->rope_theta))
-		return fail(err, errlen, -EINVAL, "--rope-theta: must be a positive number (got %g)",
-			    o->rope_theta);
+		return ld_fail(err, errlen, -EINVAL, "--rope-theta: must be a positive number (got %g)",
+			       o->rope_theta);
 	if (!o->shard_bytes)
-		return fail(err, errlen, -EINVAL, "--shard-mib: must be positive");
+		return ld_fail(err, errlen, -EINVAL, "--shard-mib: must be positive");
 	return 0;
 }
 
@@ -166,7 +151,7 @@ int mk_mkdirs(const char *dir, char *err, size_t errlen)
 	struct stat sb;
 
 	if (!p)
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
+		return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
 	for (char *s = p + 1; ; s++) {
 		if (*s && *s != '/')
 			continue;
@@ -174,7 +159,7 @@ int mk_mkdirs(const char *dir, char *err, size_t errlen)
 		*s = 0;
 		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
 			int rc = -errno;
-			fail(err, errlen, rc, "--out: cannot create %s: %s", p, strerror(errno));
+			ld_fail(err, errlen, rc, "--out: cannot create %s: %s", p, strerror(errno));
 			free(p);
 			return rc;
 		}
@@ -184,7 +169,7 @@ int mk_mkdirs(const char *dir, char *err, size_t errlen)
 	}
 	free(p);
 	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return fail(err, errlen, -ENOTDIR, "--out: %s is not a directory", dir);
+		return ld_fail(err, errlen, -ENOTDIR, "--out: %s is not a directory", dir);
 	return 0;
 }
 
@@ -197,24 +182,24 @@ static int write_text(const char *dir, const char *name, const char *text, char 
 
 	if (asprintf(&path, "%s/%s", dir, name) < 0 || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
 		tmp = NULL;
-		rc = fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
+		rc = ld_fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
 		goto out;
 	}
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		rc = fail(err, errlen, -errno, "%s: cannot create temporary file: %s", path,
-			  strerror(errno));
+		rc = ld_fail(err, errlen, -errno, "%s: cannot create temporary file: %s", path,
+			     strerror(errno));
 		goto out;
 	}
 	if (fchmod(fd, 0644) < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0 ||
 	    close(fd) < 0) {
-		rc = fail(err, errlen, errno ? -errno : -EIO, "%s: write: %s", tmp, strerror(errno));
+		rc = ld_fail(err, errlen, errno ? -errno : -EIO, "%s: write: %s", tmp, strerror(errno));
 		fd = -1;
 		unlink(tmp);
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path) < 0) {
-		rc = fail(err, errlen, -errno, "%s: rename: %s", path, strerror(errno));
+		rc = ld_fail(err, errlen, -errno, "%s: rename: %s", path, strerror(errno));
 		unlink(tmp);
 	}
 out:
@@ -233,7 +218,7 @@ static int write_json(const char *dir, const char *name, json_t *j, char *err, s
 	int rc;
 
 	if (!j)
-		return fail(err, errlen, -ENOMEM, "%s/%s: out of memory", dir, name);
+		return ld_fail(err, errlen, -ENOMEM, "%s/%s: out of memory", dir, name);
 	text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(12));
 	json_decref(j);
 	if (text && (line = realloc(text, strlen(text) + 2))) {
@@ -241,7 +226,7 @@ static int write_json(const char *dir, const char *name, json_t *j, char *err, s
 		text = line;
 	}
 	if (!text)
-		return fail(err, errlen, -ENOMEM, "%s/%s: out of memory", dir, name);
+		return ld_fail(err, errlen, -ENOMEM, "%s/%s: out of memory", dir, name);
 	rc = write_text(dir, name, text, err, errlen);
 	free(text);
 	return rc;
@@ -258,7 +243,7 @@ int mk_write_index(const struct mkmodel_opts *o, const char *const *names, const
 		if (!p || json_object_set_new(wm, names[i], json_string(p + 2)) < 0) {
 			free(p);
 			json_decref(wm);
-			return fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
+			return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
 		}
 		free(p);
 	}
@@ -288,12 +273,12 @@ int mk_remove_stale(const char *dir, int n_shards, char *err, size_t errlen)
 	int rc = 0;
 
 	if (!d)
-		return fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+		return ld_fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
 	while ((de = readdir(d)) && rc == 0)
 		if (!strcmp(de->d_name, other) || is_other_shard(de->d_name, n_shards))
 			if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
-				rc = fail(err, errlen, -errno, "%s/%s: cannot remove stale file: %s",
-					  dir, de->d_name, strerror(errno));
+				rc = ld_fail(err, errlen, -errno, "%s/%s: cannot remove stale file: %s",
+					     dir, de->d_name, strerror(errno));
 	closedir(d);
 	return rc;
 }
@@ -354,7 +339,7 @@ int mk_write_config(const struct mkmodel_opts *o, char *err, size_t errlen)
 	if (!c || !common || json_object_update(c, common) < 0) {
 		json_decref(c);
 		json_decref(common);
-		return fail(err, errlen, -ENOMEM, "%s/config.json: out of memory", o->out_dir);
+		return ld_fail(err, errlen, -ENOMEM, "%s/config.json: out of memory", o->out_dir);
 	}
 	json_decref(common);
 	return write_json(o->out_dir, "config.json", c, err, errlen);

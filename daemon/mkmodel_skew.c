@@ -5,43 +5,21 @@
 #include <string.h>
 
 #include "daemon/mkmodel_int.h"
+#include "loader/rng.h"
 
 #define ZIPF_S 1.2
 #define EMBED_NOISE 0.5f
 #define ROUTER_GAP 5.0f            /* home-expert logit over the noise (std 1) */
 #define HOME_SPREAD 0.3f           /* strength drop across a cluster's home set */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 void mk_rng_seed(struct mk_rng *r, uint64_t seed)
 {
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
+	ld_xoshiro_seed(r->s, seed);
 }
 
 uint64_t mk_rng_next(struct mk_rng *r)
 {
-	uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return res;
+	return ld_xoshiro_next(r->s);
 }
 
 float mk_rng_normal(struct mk_rng *r)
@@ -127,7 +105,7 @@ void mk_skew_free(struct mk_skew *sk)
 
 static uint64_t mix64(uint64_t z)
 {
-	return splitmix64(&z);
+	return ld_splitmix64(&z);
 }
 
 int mk_token_cluster(const struct mk_skew *sk, int64_t token)

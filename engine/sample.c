@@ -3,44 +3,16 @@
 #include <stdlib.h>
 
 #include "engine/sample.h"
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
+#include "loader/rng.h"
 
 void eng_rng_seed(struct eng_rng *r, uint64_t seed)
 {
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-/* xoshiro256** */
-static uint64_t next(struct eng_rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return out;
+	ld_xoshiro_seed(r->s, seed);
 }
 
 double eng_rng_uniform(struct eng_rng *r)
 {
-	return (double)(next(r) >> 11) * 0x1.0p-53;
+	return (double)(ld_xoshiro_next(r->s) >> 11) * 0x1.0p-53;
 }
 
 int eng_argmax(const float *logits, int n)

@@ -5,45 +5,25 @@
  * disk-to-RAM offloading.  The copy is checked against the expert's XXH64
  * chunk by chunk while the chunk is still in the CPU cache. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "loader/backend.h"
 #ifdef HAVE_XRT
 #include "loader/backend_xrt.h"
 #endif
+#include "loader/loadq.h"
 #include "loader/store.h"
 
 #define CHUNK (256u << 10)     /* copy+hash step; fits in L2 */
-
-struct job {
-	size_t slot;
-	const void *src;
-	size_t bytes;
-	bool check;
-	uint64_t sum;
-	uint64_t seq;
-};
 
 struct host {
 	struct ld_backend base;
 	uint8_t *pool;
 	size_t pool_bytes;
-	pthread_t thread;
-	bool running, stop, busy;
-	pthread_mutex_t mu;
-	pthread_cond_t work;       /* queue not empty, or stop */
-	pthread_cond_t done;       /* a load finished */
-	struct job *q;             /* ring of n_slots: one load per slot at most */
-	size_t head, len;
-	uint64_t seq;
-	uint64_t *sub_seq;         /* per slot: last load queued */
-	uint64_t *done_seq;        /* per slot: last load finished */
-	int *status;               /* per slot: result of done_seq */
+	struct ld_loadq lq;
 };
 
 static struct host *H(struct ld_backend *be)
@@ -53,16 +33,14 @@ static struct host *H(struct ld_backend *be)
 
 /* Copies one expert, hashing each chunk of the destination right after it
  * is written. */
-static int copy_job(struct host *h, const struct job *j)
+static int copy_job(void *ctx, const struct ld_loadq_job *j)
 {
+	struct host *h = ctx;
 	uint8_t *dst = h->pool + j->slot * h->base.slot_stride;
 	const uint8_t *src = j->src;
-	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)src & ~(uintptr_t)(page - 1);
 	struct ld_xxh64 x;
 
-	/* Read-ahead of the whole expert instead of fault-by-fault. */
-	madvise((void *)a, j->bytes + ((uintptr_t)src - a), MADV_WILLNEED);
+	ld_loadq_readahead(src, j->bytes);
 	ld_xxh64_init(&x);
 	for (size_t off = 0; off < j->bytes; off += CHUNK) {
 		size_t n = j->bytes - off < CHUNK ? j->bytes - off : CHUNK;
@@ -75,50 +53,14 @@ static int copy_job(struct host *h, const struct job *j)
 	return 0;
 }
 
-static void *copy_main(void *arg)
-{
-	struct host *h = arg;
-
-	pthread_mutex_lock(&h->mu);
-	for (;;) {
-		while (!h->len && !h->stop)
-			pthread_cond_wait(&h->work, &h->mu);
-		if (!h->len)
-			break;
-		struct job j = h->q[h->head];
-		h->head = (h->head + 1) % h->base.n_slots;
-		h->len--;
-		h->busy = true;
-		pthread_mutex_unlock(&h->mu);
-		int rc = copy_job(h, &j);
-		pthread_mutex_lock(&h->mu);
-		h->busy = false;
-		h->status[j.slot] = rc;
-		h->done_seq[j.slot] = j.seq;
-		pthread_cond_broadcast(&h->done);
-	}
-	pthread_mutex_unlock(&h->mu);
-	return NULL;
-}
-
 static void host_pool_free(struct ld_backend *be)
 {
 	struct host *h = H(be);
 
-	pthread_mutex_lock(&h->mu);
-	while (h->len || h->busy)
-		pthread_cond_wait(&h->done, &h->mu);
-	pthread_mutex_unlock(&h->mu);
+	ld_loadq_free(&h->lq);
 	if (h->pool)
 		munmap(h->pool, h->pool_bytes);
-	free(h->q);
-	free(h->sub_seq);
-	free(h->done_seq);
-	free(h->status);
 	h->pool = NULL;
-	h->q = NULL;
-	h->sub_seq = h->done_seq = NULL;
-	h->status = NULL;
 	be->n_slots = be->slot_bytes = be->slot_stride = 0;
 	be->pool_locked = false;
 }
@@ -138,14 +80,10 @@ static int host_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_by
 		return -errno;
 	h->pool = p;
 	h->pool_bytes = n_slots * stride;
-	h->q = calloc(n_slots, sizeof(*h->q));
-	h->sub_seq = calloc(n_slots, sizeof(*h->sub_seq));
-	h->done_seq = calloc(n_slots, sizeof(*h->done_seq));
-	h->status = calloc(n_slots, sizeof(*h->status));
 	be->n_slots = n_slots;
 	be->slot_bytes = slot_bytes;
 	be->slot_stride = stride;
-	if (!h->q || !h->sub_seq || !h->done_seq || !h->status) {
+	if (ld_loadq_alloc(&h->lq, n_slots) < 0) {
 		host_pool_free(be);
 		return -ENOMEM;
 	}
@@ -166,69 +104,19 @@ static int host_load_async(struct ld_backend *be, size_t slot, const void *src,
 			   size_t bytes, const uint64_t *checksum, unsigned flags,
 			   struct ld_ticket *t)
 {
-	struct host *h = H(be);
-	int rc = 0;
-
 	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
 		return -EINVAL;
-	pthread_mutex_lock(&h->mu);
-	if (h->done_seq[slot] != h->sub_seq[slot]) {
-		rc = -EBUSY;   /* a load into this slot is still in flight */
-		goto out;
-	}
-	struct job j = {.slot = slot, .src = src, .bytes = bytes, .check = checksum != NULL,
-			.sum = checksum ? *checksum : 0, .seq = ++h->seq};
-	size_t n = be->n_slots;
-	if (flags & LD_LOAD_URGENT) {
-		h->head = (h->head + n - 1) % n;
-		h->q[h->head] = j;
-	} else {
-		h->q[(h->head + h->len) % n] = j;
-	}
-	h->len++;
-	h->sub_seq[slot] = j.seq;
-	*t = (struct ld_ticket){.slot = slot, .seq = j.seq};
-	pthread_cond_signal(&h->work);
-out:
-	pthread_mutex_unlock(&h->mu);
-	return rc;
-}
-
-/* Result of ticket t; 0 for a ticket overtaken by a later load. */
-static int result(struct host *h, struct ld_ticket t)
-{
-	return h->done_seq[t.slot] == t.seq ? h->status[t.slot] : 0;
+	return ld_loadq_submit(&H(be)->lq, slot, src, bytes, checksum, flags, t);
 }
 
 static int host_wait(struct ld_backend *be, struct ld_ticket t)
 {
-	struct host *h = H(be);
-	int rc;
-
-	if (!t.seq || t.slot >= be->n_slots)
-		return t.seq ? -EINVAL : 0;
-	pthread_mutex_lock(&h->mu);
-	while (h->done_seq[t.slot] < t.seq)
-		pthread_cond_wait(&h->done, &h->mu);
-	rc = result(h, t);
-	pthread_mutex_unlock(&h->mu);
-	return rc;
+	return ld_loadq_wait(&H(be)->lq, t);
 }
 
 static int host_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 {
-	struct host *h = H(be);
-	int done;
-
-	*rc = 0;
-	if (!t.seq || t.slot >= be->n_slots)
-		return 1;
-	pthread_mutex_lock(&h->mu);
-	done = h->done_seq[t.slot] >= t.seq;
-	if (done)
-		*rc = result(h, t);
-	pthread_mutex_unlock(&h->mu);
-	return done;
+	return ld_loadq_poll(&H(be)->lq, t, rc);
 }
 
 static void host_close(struct ld_backend *be)
@@ -237,16 +125,7 @@ static void host_close(struct ld_backend *be)
 
 	if (h->pool)
 		host_pool_free(be);
-	if (h->running) {
-		pthread_mutex_lock(&h->mu);
-		h->stop = true;
-		pthread_cond_signal(&h->work);
-		pthread_mutex_unlock(&h->mu);
-		pthread_join(h->thread, NULL);
-	}
-	pthread_cond_destroy(&h->work);
-	pthread_cond_destroy(&h->done);
-	pthread_mutex_destroy(&h->mu);
+	ld_loadq_destroy(&h->lq);
 	free(h);
 }
 
@@ -273,15 +152,12 @@ int ld_backend_host_open(struct ld_backend **out, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	h->base.ops = &host_ops;
-	pthread_mutex_init(&h->mu, NULL);
-	pthread_cond_init(&h->work, NULL);
-	pthread_cond_init(&h->done, NULL);
-	if ((rc = pthread_create(&h->thread, NULL, copy_main, h))) {
-		snprintf(err, errlen, "host backend: copy thread: %s", strerror(rc));
+	ld_loadq_init(&h->lq, copy_job, h);
+	if ((rc = ld_loadq_start(&h->lq)) < 0) {
+		snprintf(err, errlen, "host backend: copy thread: %s", strerror(-rc));
 		host_close(&h->base);
-		return -rc;
+		return rc;
 	}
-	h->running = true;
 	*out = &h->base;
 	return 0;
 }

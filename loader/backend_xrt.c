@@ -10,11 +10,9 @@
  * with a message that names the problem. */
 #include <dlfcn.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,19 +21,11 @@
 #include <xrt/xrt_kernel.h>
 
 #include "loader/backend_xrt.h"
+#include "loader/loadq.h"
 #include "loader/store.h"
 
 #define CHUNK (256u << 10)     /* copy+hash step; fits in L2 */
 #define SHIM_SOVERSION "2"     /* XRT 2.x: $XILINX_XRT/lib/libxrt_core.so.2 */
-
-struct job {
-	size_t slot;
-	const void *src;
-	size_t bytes;
-	bool check;
-	uint64_t sum;
-	uint64_t seq;
-};
 
 struct xrt {
 	struct ld_backend base;
@@ -48,17 +38,7 @@ struct xrt {
 	xrtBufferHandle xin, xout; /* activations, io_bytes each */
 	size_t io_bytes;
 	ld_xrt_kernel_fn *emu;     /* noop emulation only: computes the runs */
-	pthread_t thread;
-	bool running, stop, busy;
-	pthread_mutex_t mu;
-	pthread_cond_t work;       /* queue not empty, or stop */
-	pthread_cond_t done;       /* a load finished */
-	struct job *q;             /* ring of n_slots: one load per slot at most */
-	size_t head, len;
-	uint64_t seq;
-	uint64_t *sub_seq;         /* per slot: last load queued */
-	uint64_t *done_seq;        /* per slot: last load finished */
-	int *status;               /* per slot: result of done_seq */
+	struct ld_loadq lq;
 };
 
 static struct xrt *X(struct ld_backend *be)
@@ -186,15 +166,14 @@ int ld_backend_xrt_check(const struct ld_backend_conf *conf, char *err, size_t e
 
 /* ---- copy thread ---- */
 
-static int copy_job(struct xrt *x, const struct job *j)
+static int copy_job(void *ctx, const struct ld_loadq_job *j)
 {
+	struct xrt *x = ctx;
 	uint8_t *dst = x->shadow[j->slot];
 	const uint8_t *src = j->src;
-	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)src & ~(uintptr_t)(page - 1);
 	struct ld_xxh64 h;
 
-	madvise((void *)a, j->bytes + ((uintptr_t)src - a), MADV_WILLNEED);
+	ld_loadq_readahead(src, j->bytes);
 	ld_xxh64_init(&h);
 	for (size_t off = 0; off < j->bytes; off += CHUNK) {
 		size_t n = j->bytes - off < CHUNK ? j->bytes - off : CHUNK;
@@ -210,56 +189,20 @@ static int copy_job(struct xrt *x, const struct job *j)
 	return xrtBOSync(x->bo[j->slot], XCL_BO_SYNC_BO_TO_DEVICE, j->bytes, 0) ? xerr(-EIO) : 0;
 }
 
-static void *copy_main(void *arg)
-{
-	struct xrt *x = arg;
-
-	pthread_mutex_lock(&x->mu);
-	for (;;) {
-		while (!x->len && !x->stop)
-			pthread_cond_wait(&x->work, &x->mu);
-		if (!x->len)
-			break;
-		struct job j = x->q[x->head];
-		x->head = (x->head + 1) % x->base.n_slots;
-		x->len--;
-		x->busy = true;
-		pthread_mutex_unlock(&x->mu);
-		int rc = copy_job(x, &j);
-		pthread_mutex_lock(&x->mu);
-		x->busy = false;
-		x->status[j.slot] = rc;
-		x->done_seq[j.slot] = j.seq;
-		pthread_cond_broadcast(&x->done);
-	}
-	pthread_mutex_unlock(&x->mu);
-	return NULL;
-}
-
 /* ---- slot pool ---- */
 
 static void xrt_pool_free(struct ld_backend *be)
 {
 	struct xrt *x = X(be);
 
-	pthread_mutex_lock(&x->mu);
-	while (x->len || x->busy)
-		pthread_cond_wait(&x->done, &x->mu);
-	pthread_mutex_unlock(&x->mu);
+	ld_loadq_free(&x->lq);
 	for (size_t i = 0; x->bo && i < be->n_slots; i++)
 		if (x->bo[i])
 			xrtBOFree(x->bo[i]);
 	free(x->bo);
 	free(x->shadow);
-	free(x->q);
-	free(x->sub_seq);
-	free(x->done_seq);
-	free(x->status);
 	x->bo = NULL;
 	x->shadow = NULL;
-	x->q = NULL;
-	x->sub_seq = x->done_seq = NULL;
-	x->status = NULL;
 	be->n_slots = be->slot_bytes = be->slot_stride = 0;
 	be->pool_locked = false;
 }
@@ -278,11 +221,7 @@ static int xrt_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_byt
 	be->slot_stride = stride;
 	x->bo = calloc(n_slots, sizeof(*x->bo));
 	x->shadow = calloc(n_slots, sizeof(*x->shadow));
-	x->q = calloc(n_slots, sizeof(*x->q));
-	x->sub_seq = calloc(n_slots, sizeof(*x->sub_seq));
-	x->done_seq = calloc(n_slots, sizeof(*x->done_seq));
-	x->status = calloc(n_slots, sizeof(*x->status));
-	if (!x->bo || !x->shadow || !x->q || !x->sub_seq || !x->done_seq || !x->status) {
+	if (!x->bo || !x->shadow || ld_loadq_alloc(&x->lq, n_slots) < 0) {
 		xrt_pool_free(be);
 		return -ENOMEM;
 	}
@@ -337,69 +276,19 @@ int ld_backend_xrt_emulate(struct ld_backend *be, ld_xrt_kernel_fn *fn)
 static int xrt_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
 			  const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
 {
-	struct xrt *x = X(be);
-	int rc = 0;
-
 	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
 		return -EINVAL;
-	pthread_mutex_lock(&x->mu);
-	if (x->done_seq[slot] != x->sub_seq[slot]) {
-		rc = -EBUSY;   /* a load into this slot is still in flight */
-		goto out;
-	}
-	struct job j = {.slot = slot, .src = src, .bytes = bytes, .check = checksum != NULL,
-			.sum = checksum ? *checksum : 0, .seq = ++x->seq};
-	size_t n = be->n_slots;
-	if (flags & LD_LOAD_URGENT) {
-		x->head = (x->head + n - 1) % n;
-		x->q[x->head] = j;
-	} else {
-		x->q[(x->head + x->len) % n] = j;
-	}
-	x->len++;
-	x->sub_seq[slot] = j.seq;
-	*t = (struct ld_ticket){.slot = slot, .seq = j.seq};
-	pthread_cond_signal(&x->work);
-out:
-	pthread_mutex_unlock(&x->mu);
-	return rc;
-}
-
-/* Result of ticket t; 0 for a ticket overtaken by a later load. */
-static int result(struct xrt *x, struct ld_ticket t)
-{
-	return x->done_seq[t.slot] == t.seq ? x->status[t.slot] : 0;
+	return ld_loadq_submit(&X(be)->lq, slot, src, bytes, checksum, flags, t);
 }
 
 static int xrt_wait(struct ld_backend *be, struct ld_ticket t)
 {
-	struct xrt *x = X(be);
-	int rc;
-
-	if (!t.seq || t.slot >= be->n_slots)
-		return t.seq ? -EINVAL : 0;
-	pthread_mutex_lock(&x->mu);
-	while (x->done_seq[t.slot] < t.seq)
-		pthread_cond_wait(&x->done, &x->mu);
-	rc = result(x, t);
-	pthread_mutex_unlock(&x->mu);
-	return rc;
+	return ld_loadq_wait(&X(be)->lq, t);
 }
 
 static int xrt_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 {
-	struct xrt *x = X(be);
-	int done;
-
-	*rc = 0;
-	if (!t.seq || t.slot >= be->n_slots)
-		return 1;
-	pthread_mutex_lock(&x->mu);
-	done = x->done_seq[t.slot] >= t.seq;
-	if (done)
-		*rc = result(x, t);
-	pthread_mutex_unlock(&x->mu);
-	return done;
+	return ld_loadq_poll(&X(be)->lq, t, rc);
 }
 
 /* ---- the expert kernel ---- */
@@ -473,13 +362,7 @@ static void xrt_close(struct ld_backend *be)
 
 	if (x->bo)
 		xrt_pool_free(be);
-	if (x->running) {
-		pthread_mutex_lock(&x->mu);
-		x->stop = true;
-		pthread_cond_signal(&x->work);
-		pthread_mutex_unlock(&x->mu);
-		pthread_join(x->thread, NULL);
-	}
+	ld_loadq_destroy(&x->lq);
 	if (x->xin)
 		xrtBOFree(x->xin);
 	if (x->xout)
@@ -490,9 +373,6 @@ static void xrt_close(struct ld_backend *be)
 		xrtKernelClose(x->kern);
 	if (x->dev)
 		xrtDeviceClose(x->dev);
-	pthread_cond_destroy(&x->work);
-	pthread_cond_destroy(&x->done);
-	pthread_mutex_destroy(&x->mu);
 	free(x);
 }
 
@@ -569,17 +449,13 @@ int ld_backend_xrt_open(const struct ld_backend_conf *conf, struct ld_backend **
 	}
 	x->base.ops = &xrt_ops;
 	x->base.dev_index = conf->index;
-	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->work, NULL);
-	pthread_cond_init(&x->done, NULL);
+	ld_loadq_init(&x->lq, copy_job, x);
 	if ((rc = open_device(x, conf, err, errlen)) < 0)
 		goto fail;
-	if ((rc = pthread_create(&x->thread, NULL, copy_main, x))) {
-		snprintf(err, errlen, "xrt backend: copy thread: %s", strerror(rc));
-		rc = -rc;
+	if ((rc = ld_loadq_start(&x->lq)) < 0) {
+		snprintf(err, errlen, "xrt backend: copy thread: %s", strerror(-rc));
 		goto fail;
 	}
-	x->running = true;
 	*out = &x->base;
 	return 0;
 fail:

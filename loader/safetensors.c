@@ -1,6 +1,7 @@
 /* safetensors reader.  Layout: u64 little-endian header length N, N bytes
  * of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"},
  * then the data block; offsets are relative to the data block. */
+#include "loader/errfmt.h"
 #include "loader/safetensors.h"
 
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,21 +33,6 @@ struct ld_st {
 	int *tfile;              /* file index of each tensor (while building) */
 	size_t n, cap;
 };
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 size_t ld_dtype_size(enum ld_dtype dt)
 {
@@ -161,51 +146,51 @@ static int parse_entry(struct ld_st *st, int fi, const char *name, json_t *v,
 	int rc;
 
 	if (!json_is_object(v))
-		return fail(err, errlen, -EINVAL, "%s: %s: header entry is not an object", path, name);
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: header entry is not an object", path, name);
 	if (!json_is_string(jdt))
-		return fail(err, errlen, -EINVAL, "%s: %s: dtype missing or not a string", path, name);
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: dtype missing or not a string", path, name);
 	if ((rc = grow(st)) < 0)
-		return fail(err, errlen, rc, "%s: out of memory", path);
+		return ld_fail(err, errlen, rc, "%s: out of memory", path);
 	t = &st->t[st->n];
 	memset(t, 0, sizeof(*t));
 	if (parse_dtype(json_string_value(jdt), &t->dtype) < 0)
-		return fail(err, errlen, -ENOTSUP, "%s: %s: unsupported dtype '%s' (supported: F32, F16, BF16)",
-			    path, name, json_string_value(jdt));
+		return ld_fail(err, errlen, -ENOTSUP, "%s: %s: unsupported dtype '%s' (supported: F32, F16, BF16)",
+			       path, name, json_string_value(jdt));
 	if (!json_is_array(jsh) || json_array_size(jsh) > LD_MAX_DIMS)
-		return fail(err, errlen, -EINVAL, "%s: %s: shape must be an array of at most %d dims",
-			    path, name, LD_MAX_DIMS);
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: shape must be an array of at most %d dims",
+			       path, name, LD_MAX_DIMS);
 	t->ndim = (int)json_array_size(jsh);
 	for (i = 0; i < json_array_size(jsh); i++) {
 		json_t *d = json_array_get(jsh, i);
 		if (!json_is_integer(d) || json_integer_value(d) < 0)
-			return fail(err, errlen, -EINVAL, "%s: %s: shape[%zu] is not a non-negative integer",
-				    path, name, i);
+			return ld_fail(err, errlen, -EINVAL, "%s: %s: shape[%zu] is not a non-negative integer",
+				       path, name, i);
 		t->shape[i] = json_integer_value(d);
 		if (__builtin_mul_overflow(nel, (uint64_t)t->shape[i], &nel))
-			return fail(err, errlen, -EINVAL, "%s: %s: shape overflows", path, name);
+			return ld_fail(err, errlen, -EINVAL, "%s: %s: shape overflows", path, name);
 	}
 	if (!json_is_array(joff) || json_array_size(joff) != 2 ||
 	    !json_is_integer(json_array_get(joff, 0)) || !json_is_integer(json_array_get(joff, 1)) ||
 	    json_integer_value(json_array_get(joff, 0)) < 0 ||
 	    json_integer_value(json_array_get(joff, 1)) < 0)
-		return fail(err, errlen, -EINVAL, "%s: %s: data_offsets must be [begin, end] non-negative integers",
-			    path, name);
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: data_offsets must be [begin, end] non-negative integers",
+			       path, name);
 	b = (uint64_t)json_integer_value(json_array_get(joff, 0));
 	e = (uint64_t)json_integer_value(json_array_get(joff, 1));
 	if (b > e)
-		return fail(err, errlen, -EINVAL, "%s: %s: data_offsets [%llu,%llu]: begin after end",
-			    path, name, (unsigned long long)b, (unsigned long long)e);
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: data_offsets [%llu,%llu]: begin after end",
+			       path, name, (unsigned long long)b, (unsigned long long)e);
 	if (e > data_len)
-		return fail(err, errlen, -EINVAL, "%s: %s: data_offsets [%llu,%llu] outside data of %llu bytes",
-			    path, name, (unsigned long long)b, (unsigned long long)e,
-			    (unsigned long long)data_len);
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: data_offsets [%llu,%llu] outside data of %llu bytes",
+			       path, name, (unsigned long long)b, (unsigned long long)e,
+			       (unsigned long long)data_len);
 	if (__builtin_mul_overflow(nel, (uint64_t)ld_dtype_size(t->dtype), &nbytes) || nbytes != e - b)
-		return fail(err, errlen, -EINVAL, "%s: %s: shape x dtype size is %llu bytes but data_offsets span %llu",
-			    path, name, (unsigned long long)nel * ld_dtype_size(t->dtype),
-			    (unsigned long long)(e - b));
+		return ld_fail(err, errlen, -EINVAL, "%s: %s: shape x dtype size is %llu bytes but data_offsets span %llu",
+			       path, name, (unsigned long long)nel * ld_dtype_size(t->dtype),
+			       (unsigned long long)(e - b));
 	t->name = strdup(name);
 	if (!t->name)
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", path);
 	t->file = path;
 	t->data = data_base + b;
 	t->nbytes = (size_t)(e - b);
@@ -236,15 +221,15 @@ static int check_overlap(struct ld_st *st, size_t first, const char *path,
 		return 0;
 	v = malloc(n * sizeof(*v));
 	if (!v)
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", path);
 	for (i = 0; i < n; i++)
 		v[i] = &st->t[first + i];
 	qsort(v, n, sizeof(*v), cmp_offset);
 	for (i = 1; i < n; i++) {
 		const uint8_t *pend = (const uint8_t *)v[i - 1]->data + v[i - 1]->nbytes;
 		if ((const uint8_t *)v[i]->data < pend) {
-			rc = fail(err, errlen, -EINVAL, "%s: %s: data overlaps tensor %s",
-				  path, v[i]->name, v[i - 1]->name);
+			rc = ld_fail(err, errlen, -EINVAL, "%s: %s: data overlaps tensor %s",
+				     path, v[i]->name, v[i - 1]->name);
 			break;
 		}
 	}
@@ -259,24 +244,24 @@ static int map_file(struct stfile *f, char *err, size_t errlen)
 
 	fd = open(f->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
+		return ld_fail(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
 	if (fstat(fd, &sb) < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
+		rc = ld_fail(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		rc = fail(err, errlen, -EINVAL, "%s: not a regular file", f->path);
+		rc = ld_fail(err, errlen, -EINVAL, "%s: not a regular file", f->path);
 		goto out;
 	}
 	if (sb.st_size < 8) {
-		rc = fail(err, errlen, -EINVAL, "%s: truncated: %lld bytes, no header length",
-			  f->path, (long long)sb.st_size);
+		rc = ld_fail(err, errlen, -EINVAL, "%s: truncated: %lld bytes, no header length",
+			     f->path, (long long)sb.st_size);
 		goto out;
 	}
 	f->map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (f->map == MAP_FAILED) {
 		f->map = NULL;
-		rc = fail(err, errlen, -errno, "%s: mmap: %s", f->path, strerror(errno));
+		rc = ld_fail(err, errlen, -errno, "%s: mmap: %s", f->path, strerror(errno));
 		goto out;
 	}
 	f->maplen = (size_t)sb.st_size;
@@ -303,17 +288,17 @@ static int load_file(struct ld_st *st, int fi, char *err, size_t errlen)
 	for (i = 7; i >= 0; i--)
 		hlen = hlen << 8 | p[i];
 	if (hlen > f->maplen - 8)
-		return fail(err, errlen, -EINVAL, "%s: header length %llu beyond file size %zu (truncated?)",
-			    f->path, (unsigned long long)hlen, f->maplen);
+		return ld_fail(err, errlen, -EINVAL, "%s: header length %llu beyond file size %zu (truncated?)",
+			       f->path, (unsigned long long)hlen, f->maplen);
 	if (hlen > HEADER_MAX)
-		return fail(err, errlen, -EINVAL, "%s: header length %llu over the %llu-byte limit",
-			    f->path, (unsigned long long)hlen, (unsigned long long)HEADER_MAX);
+		return ld_fail(err, errlen, -EINVAL, "%s: header length %llu over the %llu-byte limit",
+			       f->path, (unsigned long long)hlen, (unsigned long long)HEADER_MAX);
 	root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return fail(err, errlen, -EINVAL, "%s: header JSON: %s (offset %d)",
-			    f->path, jerr.text, jerr.position);
+		return ld_fail(err, errlen, -EINVAL, "%s: header JSON: %s (offset %d)",
+			       f->path, jerr.text, jerr.position);
 	if (!json_is_object(root)) {
-		rc = fail(err, errlen, -EINVAL, "%s: header JSON is not an object", f->path);
+		rc = ld_fail(err, errlen, -EINVAL, "%s: header JSON is not an object", f->path);
 		goto out;
 	}
 	json_object_foreach(root, key, v) {
@@ -343,8 +328,8 @@ static int finish(struct ld_st *st, char *err, size_t errlen)
 		qsort(st->t, st->n, sizeof(*st->t), cmp_name);
 	for (i = 1; i < st->n; i++)
 		if (!strcmp(st->t[i].name, st->t[i - 1].name))
-			return fail(err, errlen, -EINVAL, "%s: %s: tensor appears in both %s and %s",
-				    st->path, st->t[i].name, st->t[i - 1].file, st->t[i].file);
+			return ld_fail(err, errlen, -EINVAL, "%s: %s: tensor appears in both %s and %s",
+				       st->path, st->t[i].name, st->t[i - 1].file, st->t[i].file);
 	free(st->tfile);
 	st->tfile = NULL;
 	return 0;
@@ -372,7 +357,7 @@ int ld_st_open_file(const char *path, struct ld_st **out, char *err, size_t errl
 
 	*out = NULL;
 	if (!st || !(st->path = strdup(path)) || add_file(st, path) < 0) {
-		rc = fail(err, errlen, -ENOMEM, "%s: out of memory", path);
+		rc = ld_fail(err, errlen, -ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
 	if ((rc = load_file(st, 0, err, errlen)) < 0 || (rc = finish(st, err, errlen)) < 0)
@@ -424,13 +409,13 @@ static int check_listed(struct ld_st *st, const char *dir, json_t *wm,
 		char *want = join(dir, json_string_value(v));
 
 		if (!want)
-			return fail(err, errlen, -ENOMEM, "%s: out of memory", st->path);
+			return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", st->path);
 		if (!t)
-			rc = fail(err, errlen, -ENOENT, "%s: %s: missing tensor (listed in %s)",
-				  want, key, st->path);
+			rc = ld_fail(err, errlen, -ENOENT, "%s: %s: missing tensor (listed in %s)",
+				     want, key, st->path);
 		else if (strcmp(t->file, want))
-			rc = fail(err, errlen, -EINVAL, "%s: %s: index says it is in %s",
-				  t->file, key, want);
+			rc = ld_fail(err, errlen, -EINVAL, "%s: %s: index says it is in %s",
+				     t->file, key, want);
 		free(want);
 		if (rc < 0)
 			return rc;
@@ -448,28 +433,28 @@ static int open_index(struct ld_st *st, const char *dir, char *err, size_t errle
 
 	root = json_load_file(st->path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return fail(err, errlen, -EINVAL, "%s: line %d: %s", st->path, jerr.line, jerr.text);
+		return ld_fail(err, errlen, -EINVAL, "%s: line %d: %s", st->path, jerr.line, jerr.text);
 	wm = json_object_get(root, "weight_map");
 	if (!json_is_object(wm)) {
-		rc = fail(err, errlen, -EINVAL, "%s: weight_map: missing or not an object", st->path);
+		rc = ld_fail(err, errlen, -EINVAL, "%s: weight_map: missing or not an object", st->path);
 		goto out;
 	}
 	json_object_foreach(wm, key, v) {
 		char *path;
 
 		if (!json_is_string(v) || bad_shard_name(json_string_value(v))) {
-			rc = fail(err, errlen, -EINVAL, "%s: weight_map.%s: not a plain file name",
-				  st->path, key);
+			rc = ld_fail(err, errlen, -EINVAL, "%s: weight_map.%s: not a plain file name",
+				     st->path, key);
 			goto out;
 		}
 		if (!(path = join(dir, json_string_value(v)))) {
-			rc = fail(err, errlen, -ENOMEM, "%s: out of memory", st->path);
+			rc = ld_fail(err, errlen, -ENOMEM, "%s: out of memory", st->path);
 			goto out;
 		}
 		fi = file_index(st, path);
 		free(path);
 		if (fi < 0) {
-			rc = fail(err, errlen, fi, "%s: out of memory or too many shards", st->path);
+			rc = ld_fail(err, errlen, fi, "%s: out of memory or too many shards", st->path);
 			goto out;
 		}
 	}
@@ -493,7 +478,7 @@ int ld_st_open_dir(const char *dir, struct ld_st **out, char *err, size_t errlen
 
 	*out = NULL;
 	if (!(single = join(dir, "model.safetensors")))
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
+		return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
 	if (stat(single, &sb) == 0) {
 		rc = ld_st_open_file(single, out, err, errlen);
 		free(single);
@@ -503,15 +488,15 @@ int ld_st_open_dir(const char *dir, struct ld_st **out, char *err, size_t errlen
 	st = calloc(1, sizeof(*st));
 	if (!st || !(st->path = join(dir, "model.safetensors.index.json"))) {
 		free(st);
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
+		return ld_fail(err, errlen, -ENOMEM, "%s: out of memory", dir);
 	}
 	if (stat(st->path, &sb) < 0) {
-		rc = fail(err, errlen, -ENOENT, "%s: no model.safetensors or model.safetensors.index.json",
-			  dir);
+		rc = ld_fail(err, errlen, -ENOENT, "%s: no model.safetensors or model.safetensors.index.json",
+			     dir);
 		goto fail;
 	}
 	if (sb.st_size > (off_t)HEADER_MAX) {
-		rc = fail(err, errlen, -EINVAL, "%s: index file too large", st->path);
+		rc = ld_fail(err, errlen, -EINVAL, "%s: index file too large", st->path);
 		goto fail;
 	}
 	if ((rc = open_index(st, dir, err, errlen)) < 0)

@@ -1,9 +1,9 @@
 /* eval-predictor's replay (see eval.h for the loop and the definitions). */
+#include "loader/errfmt.h"
 #include "predictor/eval.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,17 +31,6 @@ struct ev {
 	uint64_t now;              /* batch ordinal * L + layer */
 	struct pred_eval_result *r;
 };
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !n)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t next_use(void *ctx, int layer, int expert)
 {
@@ -275,14 +264,14 @@ static int check_args(const struct pred_trace *t, const struct pred *p,
 		      const struct pred_eval_opts *o, char *err, size_t n)
 {
 	if (p->L != t->n_layers || p->E != t->n_experts || p->k != t->top_k) {
-		seterr(err, n, "predictor shape %dx%d top-%d does not match the trace's %dx%d top-%d",
-		       p->L, p->E, p->k, t->n_layers, t->n_experts, t->top_k);
+		ld_errf(err, n, "predictor shape %dx%d top-%d does not match the trace's %dx%d top-%d",
+		        p->L, p->E, p->k, t->n_layers, t->n_experts, t->top_k);
 		return -EINVAL;
 	}
 	if (!(o->train_frac >= 0 && o->train_frac < 1) || o->n_slots < 1 || o->predict_k < 0) {
-		seterr(err, n, "train fraction %g (needs [0, 1)), slots %zu (needs >= 1) or "
-		       "predict-k %d (needs >= 0) out of range", o->train_frac, o->n_slots,
-		       o->predict_k);
+		ld_errf(err, n, "train fraction %g (needs [0, 1)), slots %zu (needs >= 1) or "
+		        "predict-k %d (needs >= 0) out of range", o->train_frac, o->n_slots,
+		        o->predict_k);
 		return -EINVAL;
 	}
 	return 0;
@@ -300,8 +289,8 @@ static int open_cache(struct ev *v, char *err, size_t n)
 	int rv = cache_open(&co, &v->c);
 
 	if (rv < 0)
-		seterr(err, n, "cache (policy %s, %zu slots): %s", cache_policy_name(v->o->policy),
-		       v->o->n_slots, strerror(-rv));
+		ld_errf(err, n, "cache (policy %s, %zu slots): %s", cache_policy_name(v->o->policy),
+		        v->o->n_slots, strerror(-rv));
 	return rv;
 }
 
@@ -344,8 +333,8 @@ static int replay(struct ev *v, const uint32_t *ord, char *err, size_t n)
 		i0 += nb;
 	}
 	if (!scoring) {
-		seterr(err, n, "train fraction %g leaves no batch of the %zu tokens to score",
-		       v->o->train_frac, t->n_tokens);
+		ld_errf(err, n, "train fraction %g leaves no batch of the %zu tokens to score",
+		        v->o->train_frac, t->n_tokens);
 		return -EINVAL;
 	}
 	v->r->n_scored = t->n_tokens - v->r->n_train;
@@ -366,7 +355,7 @@ int pred_eval_run(const struct pred_trace *t, struct pred *p, const struct pred_
 	if ((rv = check_args(t, p, o, err, errlen)) < 0)
 		return rv;
 	if (t->n_tokens == 0 || t->n_tokens > UINT32_MAX) {
-		seterr(err, errlen, "trace has %zu tokens", t->n_tokens);
+		ld_errf(err, errlen, "trace has %zu tokens", t->n_tokens);
 		return -EINVAL;
 	}
 	v.want = o->predict_k ? o->predict_k : (int)(o->n_slots / v.L);
@@ -392,7 +381,7 @@ int pred_eval_run(const struct pred_trace *t, struct pred *p, const struct pred_
 	return 0;
 fail:
 	if (rv == -ENOMEM)
-		seterr(err, errlen, "out of memory");
+		ld_errf(err, errlen, "out of memory");
 	free(ord);
 	ev_free(&v);
 	return rv;

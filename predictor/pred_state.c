@@ -6,28 +6,17 @@
  * load checks every field against the open predictor and the checksum, and
  * parses into a scratch predictor, so a bad file leaves p unchanged. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loader/errfmt.h"
 #include "predictor/pred_impl.h"
 
 #define STATE_MAGIC "MOEDPRED"
 #define STATE_VERSION 1
 #define HEADER_BYTES 40
 #define MAX_STATE_BYTES (4ull << 30)
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !n)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
 
 static void pbuf_put(struct pbuf *b, uint64_t v, int bytes)
 {
@@ -94,7 +83,7 @@ static int write_file(const char *path, const struct pbuf *b, char *err, size_t 
 	f = fopen(tmp, "wb");
 	if (!f) {
 		rv = -errno;
-		seterr(err, n, "%s: %s", tmp, strerror(-rv));
+		ld_errf(err, n, "%s: %s", tmp, strerror(-rv));
 		free(tmp);
 		return rv;
 	}
@@ -105,7 +94,7 @@ static int write_file(const char *path, const struct pbuf *b, char *err, size_t 
 	if (!rv && rename(tmp, path) != 0)
 		rv = -errno;
 	if (rv) {
-		seterr(err, n, "%s: write failed: %s", path, strerror(-rv));
+		ld_errf(err, n, "%s: write failed: %s", path, strerror(-rv));
 		remove(tmp);
 	}
 	free(tmp);
@@ -134,7 +123,7 @@ int pred_save(const struct pred *p, const char *path, char *err, size_t errlen)
 		p->ops->save(p, &b);
 	if (b.oom) {
 		free(b.p);
-		seterr(err, errlen, "%s: out of memory", path);
+		ld_errf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	for (int i = 0; i < 8; i++)        /* payload length, patched in place */
@@ -153,21 +142,21 @@ static int read_all(const char *path, unsigned char **out, size_t *len, char *er
 
 	if (!f) {
 		rv = -errno;
-		seterr(err, n, "%s: %s", path, strerror(-rv));
+		ld_errf(err, n, "%s: %s", path, strerror(-rv));
 		return rv;
 	}
 	if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-		seterr(err, n, "%s: cannot size the file", path);
+		ld_errf(err, n, "%s: cannot size the file", path);
 		fclose(f);
 		return -EIO;
 	}
 	if ((unsigned long long)sz > MAX_STATE_BYTES || !(*out = malloc(sz ? sz : 1))) {
-		seterr(err, n, "%s: %ld bytes: too large", path, sz);
+		ld_errf(err, n, "%s: %ld bytes: too large", path, sz);
 		fclose(f);
 		return -EFBIG;
 	}
 	if (fread(*out, 1, sz, f) != (size_t)sz) {
-		seterr(err, n, "%s: read error", path);
+		ld_errf(err, n, "%s: read error", path);
 		free(*out);
 		rv = -EIO;
 	}
@@ -184,7 +173,7 @@ static int check_header(const struct pred *p, struct rbuf *r, const char *path, 
 	uint64_t plen;
 
 	if (r->n < HEADER_BYTES + 8 || memcmp(r->p, STATE_MAGIC, 8)) {
-		seterr(err, n, "%s: not a moed predictor state (magic %s)", path, STATE_MAGIC);
+		ld_errf(err, n, "%s: not a moed predictor state (magic %s)", path, STATE_MAGIC);
 		return -EINVAL;
 	}
 	r->off = 8;
@@ -195,25 +184,25 @@ static int check_header(const struct pred *p, struct rbuf *r, const char *path, 
 	k = rbuf_u32(r);
 	param = rbuf_u32(r);
 	if (ver != STATE_VERSION) {
-		seterr(err, n, "%s: version %u, this build reads %d", path, ver, STATE_VERSION);
+		ld_errf(err, n, "%s: version %u, this build reads %d", path, ver, STATE_VERSION);
 		return -EINVAL;
 	}
 	r->off = r->n - 8;
 	if (fnv1a(r->p, r->n - 8) != rbuf_u64(r)) {
-		seterr(err, n, "%s: checksum mismatch: the file is corrupt", path);
+		ld_errf(err, n, "%s: checksum mismatch: the file is corrupt", path);
 		return -EINVAL;
 	}
 	r->off = HEADER_BYTES - 8;
 	plen = rbuf_u64(r);
 	if (kind != (uint32_t)p->kind || L != (uint32_t)p->L || E != (uint32_t)p->E ||
 	    k != (uint32_t)p->k || param != param_of(p)) {
-		seterr(err, n, "%s: state of %s %ux%u top-%u param %u; predictor is %s %dx%d top-%d "
-		       "param %u", path, pred_kind_name(kind), L, E, k, param,
-		       pred_kind_name(p->kind), p->L, p->E, p->k, param_of(p));
+		ld_errf(err, n, "%s: state of %s %ux%u top-%u param %u; predictor is %s %dx%d top-%d "
+		        "param %u", path, pred_kind_name(kind), L, E, k, param,
+		        pred_kind_name(p->kind), p->L, p->E, p->k, param_of(p));
 		return -EINVAL;
 	}
 	if (plen != r->n - 8 - HEADER_BYTES) {
-		seterr(err, n, "%s: payload length does not match the file size", path);
+		ld_errf(err, n, "%s: payload length does not match the file size", path);
 		return -EINVAL;
 	}
 	return 0;
@@ -253,8 +242,8 @@ int pred_load(struct pred *p, const char *path, char *err, size_t errlen)
 	if (!rv && (r.bad || r.off != r.n))
 		rv = -EINVAL;
 	if (rv) {
-		seterr(err, errlen, "%s: bad %s tables near byte %zu", path, pred_kind_name(p->kind),
-		       r.off);
+		ld_errf(err, errlen, "%s: bad %s tables near byte %zu", path, pred_kind_name(p->kind),
+		        r.off);
 		goto out;
 	}
 	swap_state(p, tmp);

@@ -1,9 +1,9 @@
 /* Routing traces: the binary writer and reader, format detection, and the
  * in-memory form.  The JSONL reader is in trace_jsonl.c. */
+#include "loader/errfmt.h"
 #include "predictor/trace.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,17 +30,6 @@ static int valid_shape(int n_layers, int n_experts, int top_k)
 {
 	return n_layers >= 1 && n_layers <= 65535 && n_experts >= 1 &&
 	       n_experts <= PRED_TRACE_MAX_EXPERTS && top_k >= 1 && top_k <= n_experts;
-}
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !n)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
 }
 
 int pred_trace_writer_open(const char *path, int n_layers, int n_experts, int top_k,
@@ -279,7 +268,7 @@ static int read_header(FILE *f, const char *path, struct pred_trace **out, char 
 	uint32_t ver, nl, ne, k, rb;
 
 	if (fread(h, sizeof(h), 1, f) != 1) {
-		seterr(err, n, "%s: truncated header (%d bytes expected)", path, HEADER_BYTES);
+		ld_errf(err, n, "%s: truncated header (%d bytes expected)", path, HEADER_BYTES);
 		return -EINVAL;
 	}
 	ver = get32(h + 8);
@@ -288,13 +277,13 @@ static int read_header(FILE *f, const char *path, struct pred_trace **out, char 
 	k = get32(h + 20);
 	rb = get32(h + 24);
 	if (ver != PRED_TRACE_VERSION) {
-		seterr(err, n, "%s: version %u, this build reads %d", path, ver, PRED_TRACE_VERSION);
+		ld_errf(err, n, "%s: version %u, this build reads %d", path, ver, PRED_TRACE_VERSION);
 		return -EINVAL;
 	}
 	if (nl > 65535 || ne > 65535 || k > ne || !valid_shape(nl, ne, k) ||
 	    rb != record_bytes(k)) {
-		seterr(err, n, "%s: bad header: layers %u experts %u top_k %u record_bytes %u",
-		       path, nl, ne, k, rb);
+		ld_errf(err, n, "%s: bad header: layers %u experts %u top_k %u record_bytes %u",
+		        path, nl, ne, k, rb);
 		return -EINVAL;
 	}
 	*out = trace_shell(nl, ne, k);
@@ -310,7 +299,7 @@ static int add_record(struct pred_trace *t, struct map *m, size_t *cap, const un
 	struct slot *s;
 
 	if (layer >= t->n_layers) {
-		seterr(err, n, "%s: record %zu: layer %d >= %d", path, recno, layer, t->n_layers);
+		ld_errf(err, n, "%s: record %zu: layer %d >= %d", path, recno, layer, t->n_layers);
 		return -EINVAL;
 	}
 	s = map_upsert(m, get64(r), get32(r + 8), (int32_t)get32(r + 12));
@@ -330,8 +319,8 @@ static int add_record(struct pred_trace *t, struct map *m, size_t *cap, const un
 	}
 	dst = t->experts + s->idx * per + (size_t)layer * t->top_k;
 	if (dst[0] >= 0) {
-		seterr(err, n, "%s: record %zu: layer %d of batch %llu seq %u pos %d repeated", path,
-		       recno, layer, (unsigned long long)s->batch, s->seq, s->pos);
+		ld_errf(err, n, "%s: record %zu: layer %d of batch %llu seq %u pos %d repeated", path,
+		        recno, layer, (unsigned long long)s->batch, s->seq, s->pos);
 		return -EINVAL;
 	}
 	for (int j = 0; j < t->top_k; j++) {
@@ -339,11 +328,11 @@ static int add_record(struct pred_trace *t, struct map *m, size_t *cap, const un
 
 		for (int i = 0; i < j; i++)
 			if (dst[i] == e) {
-				seterr(err, n, "%s: record %zu: expert %d listed twice", path, recno, e);
+				ld_errf(err, n, "%s: record %zu: expert %d listed twice", path, recno, e);
 				return -EINVAL;
 			}
 		if (e >= t->n_experts) {
-			seterr(err, n, "%s: record %zu: expert %d >= %d", path, recno, e, t->n_experts);
+			ld_errf(err, n, "%s: record %zu: expert %d >= %d", path, recno, e, t->n_experts);
 			return -EINVAL;
 		}
 		dst[j] = e;
@@ -394,7 +383,7 @@ static int load_binary(FILE *f, const char *path, struct pred_trace **out, char 
 	}
 	if (ferror(f)) {
 		rv = -EIO;
-		seterr(err, n, "%s: read error after record %zu", path, recno);
+		ld_errf(err, n, "%s: read error after record %zu", path, recno);
 		goto fail;
 	}
 	/* got > 0 here: a record cut short by a crash; the tokens it would
@@ -408,7 +397,7 @@ static int load_binary(FILE *f, const char *path, struct pred_trace **out, char 
 	return 0;
 fail:
 	if (rv == -ENOMEM)
-		seterr(err, n, "%s: out of memory", path);
+		ld_errf(err, n, "%s: out of memory", path);
 	free(m.s);
 	free(r);
 	pred_trace_free(t);
@@ -426,7 +415,7 @@ int pred_trace_load(const char *path, struct pred_trace **out, char *err, size_t
 	f = fopen(path, "rb");
 	if (!f) {
 		rv = -errno;
-		seterr(err, errlen, "%s: %s", path, strerror(-rv));
+		ld_errf(err, errlen, "%s: %s", path, strerror(-rv));
 		return rv;
 	}
 	got = fread(head, 1, sizeof(head), f);
@@ -440,8 +429,8 @@ int pred_trace_load(const char *path, struct pred_trace **out, char *err, size_t
 	while ((c = fgetc(f)) == ' ' || c == '\t' || c == '\n' || c == '\r')
 		;
 	if (c != '[') {
-		seterr(err, errlen, "%s: neither a moed trace (magic %s) nor JSONL", path,
-		       PRED_TRACE_MAGIC);
+		ld_errf(err, errlen, "%s: neither a moed trace (magic %s) nor JSONL", path,
+		        PRED_TRACE_MAGIC);
 		fclose(f);
 		return -EINVAL;
 	}

@@ -5,12 +5,12 @@
  * The lines carry no token ids (token -1) and no batch (batch = pos = the
  * token's index, one sequence). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "loader/errfmt.h"
 #include "predictor/trace.h"
 
 #define MAX_LAYER_ID 65535
@@ -22,17 +22,6 @@ struct pairs {
 	size_t *line_no;           /* [tokens]: 1-based line number */
 	size_t n_tok, cap_tok;
 };
-
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !n)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
 
 static int push_pair(struct pairs *p, int layer, int expert)
 {
@@ -80,12 +69,12 @@ static int parse_line(const char *line, size_t len, size_t no, const char *path,
 	int rv = -EINVAL;
 
 	if (!a) {
-		seterr(err, n, "%s: line %zu: %s (column %d)", path, no, je.text, je.column);
+		ld_errf(err, n, "%s: line %zu: %s (column %d)", path, no, je.text, je.column);
 		return -EINVAL;
 	}
 	if (!json_is_array(a) || json_array_size(a) == 0) {
-		seterr(err, n, "%s: line %zu: expected a non-empty array of [layer, expert] pairs",
-		       path, no);
+		ld_errf(err, n, "%s: line %zu: expected a non-empty array of [layer, expert] pairs",
+		        path, no);
 		goto out;
 	}
 	json_array_foreach(a, i, pair) {
@@ -94,15 +83,15 @@ static int parse_line(const char *line, size_t len, size_t no, const char *path,
 
 		if (!json_is_array(pair) || json_array_size(pair) != 2 || !json_is_integer(jl) ||
 		    !json_is_integer(je2)) {
-			seterr(err, n, "%s: line %zu: item %zu is not a [layer, expert] integer pair",
-			       path, no, i);
+			ld_errf(err, n, "%s: line %zu: item %zu is not a [layer, expert] integer pair",
+			        path, no, i);
 			goto out;
 		}
 		l = json_integer_value(jl);
 		e = json_integer_value(je2);
 		if (l < 0 || l > MAX_LAYER_ID || e < 0 || e >= PRED_TRACE_MAX_EXPERTS) {
-			seterr(err, n, "%s: line %zu: item %zu: layer %lld / expert %lld out of range",
-			       path, no, i, (long long)l, (long long)e);
+			ld_errf(err, n, "%s: line %zu: item %zu: layer %lld / expert %lld out of range",
+			        path, no, i, (long long)l, (long long)e);
 			goto out;
 		}
 		seen[l] = 1;
@@ -147,7 +136,7 @@ static int read_lines(FILE *f, const char *path, struct pairs *p, unsigned char 
 	if (!rv && ferror(f))
 		rv = -EIO;
 	if (!rv && p->n_tok == 0) {
-		seterr(err, n, "%s: no tokens", path);
+		ld_errf(err, n, "%s: no tokens", path);
 		rv = -EINVAL;
 	}
 	return rv;
@@ -165,22 +154,22 @@ static int place_token(struct pred_trace *t, const struct pairs *p, size_t ti,
 		int l = layer_of[p->v[j]], e = p->v[j + 1], *dst = ex + (size_t)l * k;
 
 		if (fill[l] == k) {
-			seterr(err, n, "%s: line %zu: layer %d has more than %d experts", path,
-			       p->line_no[ti], p->v[j], k);
+			ld_errf(err, n, "%s: line %zu: layer %d has more than %d experts", path,
+			        p->line_no[ti], p->v[j], k);
 			return -EINVAL;
 		}
 		for (int i = 0; i < fill[l]; i++)
 			if (dst[i] == e) {
-				seterr(err, n, "%s: line %zu: layer %d lists expert %d twice", path,
-				       p->line_no[ti], p->v[j], e);
+				ld_errf(err, n, "%s: line %zu: layer %d lists expert %d twice", path,
+				        p->line_no[ti], p->v[j], e);
 				return -EINVAL;
 			}
 		dst[fill[l]++] = e;
 	}
 	for (int l = 0; l < t->n_layers; l++)
 		if (fill[l] != k) {
-			seterr(err, n, "%s: line %zu: layer %d has %d experts, expected %d (from line %zu)",
-			       path, p->line_no[ti], t->layer_ids[l], fill[l], k, p->line_no[0]);
+			ld_errf(err, n, "%s: line %zu: layer %d has %d experts, expected %d (from line %zu)",
+			        path, p->line_no[ti], t->layer_ids[l], fill[l], k, p->line_no[0]);
 			return -EINVAL;
 		}
 	return 0;
@@ -257,9 +246,9 @@ int pred_trace_load_jsonl(FILE *f, const char *path, struct pred_trace **out,
 	return 0;
 fail:
 	if (rv == -ENOMEM)
-		seterr(err, errlen, "%s: out of memory", path);
+		ld_errf(err, errlen, "%s: out of memory", path);
 	else if (rv == -EIO)
-		seterr(err, errlen, "%s: read error", path);
+		ld_errf(err, errlen, "%s: read error", path);
 	free(seen);
 	free(p.v);
 	free(p.line_off);

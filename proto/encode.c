@@ -3,34 +3,13 @@
  * first with no buffer to count the bytes, then into the malloc'd buffer, so
  * the size and the layout cannot disagree. */
 #include "proto/proto.h"
+#include "proto/proto_int.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define ENTRY 6             /* u16 expert + f32 */
-#define TOK_FIXED 16        /* TRACE bytes per token before its experts */
-
-struct ebuf {
-	char *s;
-	size_t n;
-};
-
-__attribute__((format(printf, 3, 4)))
-static int fail(struct ebuf *e, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (e->s && e->n) {
-		va_start(ap, fmt);
-		vsnprintf(e->s, e->n, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 /* ---- content checks: -EINVAL (bad value), -EMSGSIZE (limit) ---- */
 
@@ -50,14 +29,14 @@ static int unique_ids(const char *what, const uint64_t *first, size_t stride,
 
 	ids = malloc(n * sizeof *ids);
 	if (!ids)
-		return fail(e, -ENOMEM, "%s: out of memory", what);
+		return proto_fail(e, -ENOMEM, "%s: out of memory", what);
 	for (uint32_t i = 0; i < n; i++)
 		memcpy(&ids[i], (const char *)first + i * stride, sizeof *ids);
 	qsort(ids, n, sizeof *ids, cmp_u64);
 	for (uint32_t i = 1; i < n && !rv; i++)
 		if (ids[i] == ids[i - 1])
-			rv = fail(e, -EINVAL, "%s: seq id %llu twice", what,
-				  (unsigned long long)ids[i]);
+			rv = proto_fail(e, -EINVAL, "%s: seq id %llu twice", what,
+				        (unsigned long long)ids[i]);
 	free(ids);
 	return rv;
 }
@@ -65,24 +44,24 @@ static int unique_ids(const char *what, const uint64_t *first, size_t stride,
 static int check_seq(const struct proto_seq *s, uint32_t i, struct ebuf *e)
 {
 	if (s->n_tokens == 0 || !s->tokens)
-		return fail(e, -EINVAL, "BATCH seq %u: no tokens", (unsigned)i);
+		return proto_fail(e, -EINVAL, "BATCH seq %u: no tokens", (unsigned)i);
 	if (s->n_stop > PROTO_MAX_STOP)
-		return fail(e, -EMSGSIZE, "BATCH seq %u: n_stop %u over the limit %u",
-			    (unsigned)i, s->n_stop, PROTO_MAX_STOP);
+		return proto_fail(e, -EMSGSIZE, "BATCH seq %u: n_stop %u over the limit %u",
+			          (unsigned)i, s->n_stop, PROTO_MAX_STOP);
 	if (s->n_stop && !s->stop)
-		return fail(e, -EINVAL, "BATCH seq %u: stop is NULL", (unsigned)i);
+		return proto_fail(e, -EINVAL, "BATCH seq %u: stop is NULL", (unsigned)i);
 	if (s->flags & ~PROTO_SEQ_FLAGS_ALL)
-		return fail(e, -EINVAL, "BATCH seq %u: flags 0x%x unknown",
-			    (unsigned)i, (unsigned)s->flags);
+		return proto_fail(e, -EINVAL, "BATCH seq %u: flags 0x%x unknown",
+			          (unsigned)i, (unsigned)s->flags);
 	if (!isfinite(s->temperature) || s->temperature < 0)
-		return fail(e, -EINVAL, "BATCH seq %u: temperature %g not finite and >= 0",
-			    (unsigned)i, (double)s->temperature);
+		return proto_fail(e, -EINVAL, "BATCH seq %u: temperature %g not finite and >= 0",
+			          (unsigned)i, (double)s->temperature);
 	if (!isfinite(s->top_p) || s->top_p < 0 || s->top_p > 1)
-		return fail(e, -EINVAL, "BATCH seq %u: top_p %g not in [0, 1]",
-			    (unsigned)i, (double)s->top_p);
+		return proto_fail(e, -EINVAL, "BATCH seq %u: top_p %g not in [0, 1]",
+			          (unsigned)i, (double)s->top_p);
 	if ((uint64_t)s->start_pos + s->n_tokens > UINT32_MAX)
-		return fail(e, -EINVAL, "BATCH seq %u: start_pos %u + n_tokens %u overflow",
-			    (unsigned)i, (unsigned)s->start_pos, (unsigned)s->n_tokens);
+		return proto_fail(e, -EINVAL, "BATCH seq %u: start_pos %u + n_tokens %u overflow",
+			          (unsigned)i, (unsigned)s->start_pos, (unsigned)s->n_tokens);
 	return 0;
 }
 
@@ -92,20 +71,20 @@ static int check_batch(const struct proto_batch *b, struct ebuf *e)
 	int rv;
 
 	if (b->kind > PROTO_KIND_FORWARD)
-		return fail(e, -EINVAL, "BATCH: kind %u unknown", b->kind);
+		return proto_fail(e, -EINVAL, "BATCH: kind %u unknown", b->kind);
 	if (b->n_seqs > PROTO_MAX_SEQS)
-		return fail(e, -EMSGSIZE, "BATCH: n_seqs %u over the limit %u",
-			    (unsigned)b->n_seqs, PROTO_MAX_SEQS);
+		return proto_fail(e, -EMSGSIZE, "BATCH: n_seqs %u over the limit %u",
+			          (unsigned)b->n_seqs, PROTO_MAX_SEQS);
 	if (b->n_seqs && !b->seqs)
-		return fail(e, -EINVAL, "BATCH: seqs is NULL");
+		return proto_fail(e, -EINVAL, "BATCH: seqs is NULL");
 	for (uint32_t i = 0; i < b->n_seqs; i++) {
 		if ((rv = check_seq(&b->seqs[i], i, e)) != 0)
 			return rv;
 		total += b->seqs[i].n_tokens;
 	}
 	if (total > PROTO_MAX_TOKENS)
-		return fail(e, -EMSGSIZE, "BATCH: %llu tokens over the limit %u",
-			    (unsigned long long)total, PROTO_MAX_TOKENS);
+		return proto_fail(e, -EMSGSIZE, "BATCH: %llu tokens over the limit %u",
+			          (unsigned long long)total, PROTO_MAX_TOKENS);
 	if (b->n_seqs < 2)
 		return 0;
 	return unique_ids("BATCH", &b->seqs->id, sizeof *b->seqs, b->n_seqs, e);
@@ -141,8 +120,8 @@ static int check_set(const uint16_t *ex, const float *v, uint32_t n,
 	else
 		snprintf(where, sizeof where, "token %llu layer %u",
 			 (unsigned long long)tok, (unsigned)layer);
-	return fail(e, -EINVAL, "%s %s: expert %u (n_experts %u) %s", what, where,
-		    ex[i], n_experts, why);
+	return proto_fail(e, -EINVAL, "%s %s: expert %u (n_experts %u) %s", what, where,
+		          ex[i], n_experts, why);
 }
 
 /* Counts first (they bound the loops), then every entry. */
@@ -151,31 +130,31 @@ static int check_table_counts(const struct proto_table *t, struct ebuf *e)
 	const uint32_t *st = t->layer_start;
 
 	if (t->n_layers > PROTO_MAX_LAYERS)
-		return fail(e, -EMSGSIZE, "TABLE: n_layers %u over the limit %u",
-			    t->n_layers, PROTO_MAX_LAYERS);
+		return proto_fail(e, -EMSGSIZE, "TABLE: n_layers %u over the limit %u",
+			          t->n_layers, PROTO_MAX_LAYERS);
 	if (t->n_experts == 0)
-		return fail(e, -EINVAL, "TABLE: n_experts 0");
+		return proto_fail(e, -EINVAL, "TABLE: n_experts 0");
 	if (!st || st[0] != 0)
-		return fail(e, -EINVAL, "TABLE: layer_start missing or [0] not 0");
+		return proto_fail(e, -EINVAL, "TABLE: layer_start missing or [0] not 0");
 	for (uint32_t l = 0; l < t->n_layers; l++)
 		if (st[l + 1] < st[l] || st[l + 1] - st[l] > t->n_experts)
-			return fail(e, -EINVAL, "TABLE layer %u: count %lld not in 0..n_experts %u",
-				    (unsigned)l, (long long)st[l + 1] - st[l], t->n_experts);
+			return proto_fail(e, -EINVAL, "TABLE layer %u: count %lld not in 0..n_experts %u",
+				          (unsigned)l, (long long)st[l + 1] - st[l], t->n_experts);
 	if (st[t->n_layers] && (!t->experts || !t->scores))
-		return fail(e, -EINVAL, "TABLE: experts or scores NULL");
+		return proto_fail(e, -EINVAL, "TABLE: experts or scores NULL");
 	if (t->k == 0)
-		return t->n_tokens ? fail(e, -EINVAL, "TABLE: n_tokens %u with k 0",
-					  (unsigned)t->n_tokens) : 0;
+		return t->n_tokens ? proto_fail(e, -EINVAL, "TABLE: n_tokens %u with k 0",
+					        (unsigned)t->n_tokens) : 0;
 	if (t->k > PROTO_MAX_K)
-		return fail(e, -EMSGSIZE, "TABLE: k %u over the limit %u", t->k, PROTO_MAX_K);
+		return proto_fail(e, -EMSGSIZE, "TABLE: k %u over the limit %u", t->k, PROTO_MAX_K);
 	if (t->k > t->n_experts)
-		return fail(e, -EINVAL, "TABLE: k %u > n_experts %u", t->k, t->n_experts);
+		return proto_fail(e, -EINVAL, "TABLE: k %u > n_experts %u", t->k, t->n_experts);
 	if (t->n_tokens > PROTO_MAX_TOKENS ||
 	    (uint64_t)t->n_tokens * t->n_layers * t->k * ENTRY > PROTO_MAX_PAYLOAD)
-		return fail(e, -EMSGSIZE, "TABLE: n_tokens %u x n_layers %u x k %u over the limits",
-			    (unsigned)t->n_tokens, t->n_layers, t->k);
+		return proto_fail(e, -EMSGSIZE, "TABLE: n_tokens %u x n_layers %u x k %u over the limits",
+			          (unsigned)t->n_tokens, t->n_layers, t->k);
 	if (t->n_tokens && t->n_layers && (!t->tok_experts || !t->tok_weights))
-		return fail(e, -EINVAL, "TABLE: tok_experts or tok_weights NULL");
+		return proto_fail(e, -EINVAL, "TABLE: tok_experts or tok_weights NULL");
 	return 0;
 }
 
@@ -189,7 +168,7 @@ static int check_table(const struct proto_table *t, struct ebuf *e)
 		return rv;
 	seen = calloc(t->n_experts, 1);
 	if (!seen)
-		return fail(e, -ENOMEM, "TABLE: out of memory");
+		return proto_fail(e, -ENOMEM, "TABLE: out of memory");
 	for (uint32_t l = 0; l < t->n_layers && !rv; l++)
 		if (t->layer_start[l + 1] > t->layer_start[l])
 			rv = check_set(t->experts + t->layer_start[l],
@@ -215,16 +194,16 @@ static int check_trace(const struct proto_trace *t, struct ebuf *e)
 	/* n_tokens last: the product needs the others bounded */
 	if (t->n_layers > PROTO_MAX_LAYERS || t->k > PROTO_MAX_K ||
 	    t->n_tokens > PROTO_MAX_TOKENS || t->n_tokens * rec > PROTO_MAX_PAYLOAD)
-		return fail(e, -EMSGSIZE, "TRACE: n_layers %u, k %u, n_tokens %u over the limits",
-			    t->n_layers, t->k, (unsigned)t->n_tokens);
+		return proto_fail(e, -EMSGSIZE, "TRACE: n_layers %u, k %u, n_tokens %u over the limits",
+			          t->n_layers, t->k, (unsigned)t->n_tokens);
 	if (t->n_layers == 0 || t->n_experts == 0 || t->k == 0 || t->k > t->n_experts)
-		return fail(e, -EINVAL, "TRACE: n_layers %u, n_experts %u, k %u: need all >= 1, k <= n_experts",
-			    t->n_layers, t->n_experts, t->k);
+		return proto_fail(e, -EINVAL, "TRACE: n_layers %u, n_experts %u, k %u: need all >= 1, k <= n_experts",
+			          t->n_layers, t->n_experts, t->k);
 	if (t->n_tokens && (!t->seq_ids || !t->positions || !t->tokens || !t->experts))
-		return fail(e, -EINVAL, "TRACE: an array is NULL");
+		return proto_fail(e, -EINVAL, "TRACE: an array is NULL");
 	seen = calloc(t->n_experts, 1);
 	if (!seen)
-		return fail(e, -ENOMEM, "TRACE: out of memory");
+		return proto_fail(e, -ENOMEM, "TRACE: out of memory");
 	rows = (uint64_t)t->n_tokens * t->n_layers;
 	for (uint64_t i = 0; i < rows && !rv; i++)
 		rv = check_set(t->experts + i * t->k, t->weights ? t->weights + i * t->k : NULL,
@@ -239,29 +218,29 @@ static int check_result(const struct proto_result *r, struct ebuf *e)
 	uint64_t total = 0;
 
 	if (r->table_status > PROTO_TABLE_NONE)
-		return fail(e, -EINVAL, "RESULT: table_status %u unknown",
-			    (unsigned)r->table_status);
+		return proto_fail(e, -EINVAL, "RESULT: table_status %u unknown",
+			          (unsigned)r->table_status);
 	if (r->n_seqs > PROTO_MAX_SEQS)
-		return fail(e, -EMSGSIZE, "RESULT: n_seqs %u over the limit %u",
-			    (unsigned)r->n_seqs, PROTO_MAX_SEQS);
+		return proto_fail(e, -EMSGSIZE, "RESULT: n_seqs %u over the limit %u",
+			          (unsigned)r->n_seqs, PROTO_MAX_SEQS);
 	if (r->n_seqs && !r->seqs)
-		return fail(e, -EINVAL, "RESULT: seqs is NULL");
+		return proto_fail(e, -EINVAL, "RESULT: seqs is NULL");
 	for (uint32_t i = 0; i < r->n_seqs; i++) {
 		const struct proto_seq_result *s = &r->seqs[i];
 
 		if (s->status > 0 || s->finish > PROTO_FINISH_CANCELLED)
-			return fail(e, -EINVAL, "RESULT seq %u: status %d / finish %u invalid",
-				    (unsigned)i, (int)s->status, s->finish);
+			return proto_fail(e, -EINVAL, "RESULT seq %u: status %d / finish %u invalid",
+				          (unsigned)i, (int)s->status, s->finish);
 		if (s->n_logits > PROTO_MAX_LOGITS)
-			return fail(e, -EMSGSIZE, "RESULT seq %u: n_logits %u over the limit %u",
-				    (unsigned)i, (unsigned)s->n_logits, PROTO_MAX_LOGITS);
+			return proto_fail(e, -EMSGSIZE, "RESULT seq %u: n_logits %u over the limit %u",
+				          (unsigned)i, (unsigned)s->n_logits, PROTO_MAX_LOGITS);
 		if ((s->n_tokens && !s->tokens) || (s->n_logits && !s->logits))
-			return fail(e, -EINVAL, "RESULT seq %u: tokens or logits NULL", (unsigned)i);
+			return proto_fail(e, -EINVAL, "RESULT seq %u: tokens or logits NULL", (unsigned)i);
 		total += s->n_tokens;
 	}
 	if (total > PROTO_MAX_TOKENS)
-		return fail(e, -EMSGSIZE, "RESULT: %llu tokens over the limit %u",
-			    (unsigned long long)total, PROTO_MAX_TOKENS);
+		return proto_fail(e, -EMSGSIZE, "RESULT: %llu tokens over the limit %u",
+			          (unsigned long long)total, PROTO_MAX_TOKENS);
 	if (r->n_seqs < 2)
 		return 0;
 	return unique_ids("RESULT", &r->seqs->id, sizeof *r->seqs, r->n_seqs, e);
@@ -270,12 +249,12 @@ static int check_result(const struct proto_result *r, struct ebuf *e)
 static int check_error(const struct proto_error *er, struct ebuf *e)
 {
 	if (er->code >= 0)
-		return fail(e, -EINVAL, "ERROR: code %d not a negative errno", (int)er->code);
+		return proto_fail(e, -EINVAL, "ERROR: code %d not a negative errno", (int)er->code);
 	if (!er->msg)
-		return fail(e, -EINVAL, "ERROR: msg is NULL");
+		return proto_fail(e, -EINVAL, "ERROR: msg is NULL");
 	if (strnlen(er->msg, PROTO_MAX_ERRMSG + 1) > PROTO_MAX_ERRMSG)
-		return fail(e, -EMSGSIZE, "ERROR: message over the limit %u bytes",
-			    PROTO_MAX_ERRMSG);
+		return proto_fail(e, -EMSGSIZE, "ERROR: message over the limit %u bytes",
+			          PROTO_MAX_ERRMSG);
 	return 0;
 }
 
@@ -292,7 +271,7 @@ int proto_check(const struct proto_msg *m, char *err, size_t errlen)
 	case PROTO_RESULT: return check_result(&m->result, &e);
 	case PROTO_ERROR: return check_error(&m->error, &e);
 	}
-	return fail(&e, -EINVAL, "type %u unknown", m->hdr.type);
+	return proto_fail(&e, -EINVAL, "type %u unknown", m->hdr.type);
 }
 
 /* ---- writer: p NULL counts bytes ---- */

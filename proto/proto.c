@@ -5,6 +5,7 @@
  * first) before anything is read or allocated, so what a message makes us
  * allocate is bounded by its own size. */
 #include "proto/proto.h"
+#include "proto/proto_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,17 +18,9 @@ _Static_assert(sizeof(float) == 4, "f32 on the wire is IEEE-754 binary32");
 
 #define SEQ_FIXED 42        /* BATCH bytes per sequence before its arrays */
 #define RSEQ_FIXED 25       /* RESULT bytes per sequence before its arrays */
-#define ENTRY 6             /* u16 expert + f32 score/weight */
-#define TOK_FIXED 16        /* TRACE bytes per token before its experts */
 #define N_OWN (sizeof(((struct proto_msg *)0)->own_) / sizeof(void *))
 
-struct ebuf {
-	char *s;
-	size_t n;
-};
-
-__attribute__((format(printf, 3, 4)))
-static int fail(struct ebuf *e, int code, const char *fmt, ...)
+int proto_fail(struct ebuf *e, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -150,8 +143,8 @@ static int header(const void *buf, size_t len, struct proto_header *h,
 	struct rd r = { buf, PROTO_HEADER_SIZE, 0, 0 };
 
 	if (!buf || len < PROTO_HEADER_SIZE)
-		return fail(e, -EMSGSIZE, "message of %zu bytes is shorter than the %d-byte header",
-			    len, PROTO_HEADER_SIZE);
+		return proto_fail(e, -EMSGSIZE, "message of %zu bytes is shorter than the %d-byte header",
+			          len, PROTO_HEADER_SIZE);
 	h->magic = rd32(&r);
 	h->version = rd16(&r);
 	h->type = rd16(&r);
@@ -159,20 +152,20 @@ static int header(const void *buf, size_t len, struct proto_header *h,
 	h->length = rd32(&r);
 	h->flags = rd32(&r);
 	if (h->magic != PROTO_MAGIC)
-		return fail(e, -EPROTO, "header: bad magic 0x%08x", (unsigned)h->magic);
+		return proto_fail(e, -EPROTO, "header: bad magic 0x%08x", (unsigned)h->magic);
 	if (h->version >> 8 != PROTO_VERSION_MAJOR)
-		return fail(e, -EPROTO, "header: version %u.%u, this side speaks %u.x",
-			    h->version >> 8, h->version & 0xff, PROTO_VERSION_MAJOR);
+		return proto_fail(e, -EPROTO, "header: version %u.%u, this side speaks %u.x",
+			          h->version >> 8, h->version & 0xff, PROTO_VERSION_MAJOR);
 	if (h->type == 0 || h->type > PROTO_ERROR)
-		return fail(e, -EPROTO, "header: unknown type %u", h->type);
+		return proto_fail(e, -EPROTO, "header: unknown type %u", h->type);
 	if (h->length > PROTO_MAX_PAYLOAD)
-		return fail(e, -EMSGSIZE, "header: length %u over the limit %u",
-			    (unsigned)h->length, PROTO_MAX_PAYLOAD);
+		return proto_fail(e, -EMSGSIZE, "header: length %u over the limit %u",
+			          (unsigned)h->length, PROTO_MAX_PAYLOAD);
 	if (h->flags & ~type_flags[h->type]) {
 		/* a newer minor version may define more flags: ignore them */
 		if (!newer_minor(h->version))
-			return fail(e, -EPROTO, "header: %s flags 0x%x unknown",
-				    proto_type_name(h->type), (unsigned)h->flags);
+			return proto_fail(e, -EPROTO, "header: %s flags 0x%x unknown",
+				          proto_type_name(h->type), (unsigned)h->flags);
 		h->flags &= type_flags[h->type];
 	}
 	return 0;
@@ -189,7 +182,7 @@ int proto_header_peek(const void *buf, size_t len, struct proto_header *h)
 
 static int truncated(struct ebuf *e, const char *what, uint32_t i)
 {
-	return fail(e, -EMSGSIZE, "%s %u: truncated", what, (unsigned)i);
+	return proto_fail(e, -EMSGSIZE, "%s %u: truncated", what, (unsigned)i);
 }
 
 static int dec_batch(struct rd *r, struct proto_msg *m, struct ebuf *e)
@@ -204,12 +197,12 @@ static int dec_batch(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	if (r->bad)
 		return truncated(e, "BATCH head", 0);
 	if (!fits(r, b->n_seqs, SEQ_FIXED))
-		return fail(e, -EMSGSIZE, "BATCH: n_seqs %u needs more than the %zu bytes left",
-			    (unsigned)b->n_seqs, left(r));
+		return proto_fail(e, -EMSGSIZE, "BATCH: n_seqs %u needs more than the %zu bytes left",
+			          (unsigned)b->n_seqs, left(r));
 	seqs = own(m, b->n_seqs, sizeof *seqs);
 	pool = own(m, left(r) / 4, sizeof *pool);
 	if (!seqs || !pool)
-		return fail(e, -ENOMEM, "BATCH: out of memory");
+		return proto_fail(e, -ENOMEM, "BATCH: out of memory");
 	b->seqs = seqs;
 	for (uint32_t i = 0; i < b->n_seqs; i++) {
 		struct proto_seq *s = &seqs[i];
@@ -226,8 +219,8 @@ static int dec_batch(struct rd *r, struct proto_msg *m, struct ebuf *e)
 		if (r->bad)
 			return truncated(e, "BATCH seq", i);
 		if (!fits(r, (uint64_t)s->n_tokens + s->n_stop, 4))
-			return fail(e, -EMSGSIZE, "BATCH seq %u: n_tokens %u + n_stop %u need more than the %zu bytes left",
-				    (unsigned)i, (unsigned)s->n_tokens, s->n_stop, left(r));
+			return proto_fail(e, -EMSGSIZE, "BATCH seq %u: n_tokens %u + n_stop %u need more than the %zu bytes left",
+				          (unsigned)i, (unsigned)s->n_tokens, s->n_stop, left(r));
 		/* each id read consumes 4 bytes that sized the pool */
 		rd32s(r, pool + used, s->n_tokens);
 		s->tokens = pool + used;
@@ -251,16 +244,16 @@ static int dec_table_tokens(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	if (r->bad)
 		return truncated(e, "TABLE token head", 0);
 	if (t->k == 0)
-		return fail(e, -EPROTO, "TABLE: per-token flag set with k 0");
+		return proto_fail(e, -EPROTO, "TABLE: per-token flag set with k 0");
 	per = (uint64_t)t->n_layers * t->k;
 	if (!fits(r, t->n_tokens, per * ENTRY))
-		return fail(e, -EMSGSIZE, "TABLE: n_tokens %u x n_layers %u x k %u need more than the %zu bytes left",
-			    (unsigned)t->n_tokens, t->n_layers, t->k, left(r));
+		return proto_fail(e, -EMSGSIZE, "TABLE: n_tokens %u x n_layers %u x k %u need more than the %zu bytes left",
+			          (unsigned)t->n_tokens, t->n_layers, t->k, left(r));
 	n = t->n_tokens * per;
 	ex = own(m, n, sizeof *ex);
 	w = own(m, n, sizeof *w);
 	if (!ex || !w)
-		return fail(e, -ENOMEM, "TABLE: out of memory");
+		return proto_fail(e, -ENOMEM, "TABLE: out of memory");
 	rdentries(r, ex, w, n);
 	t->tok_experts = ex;
 	t->tok_weights = w;
@@ -280,25 +273,25 @@ static int dec_table(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	if (r->bad)
 		return truncated(e, "TABLE head", 0);
 	if (t->n_layers > PROTO_MAX_LAYERS)
-		return fail(e, -EMSGSIZE, "TABLE: n_layers %u over the limit %u",
-			    t->n_layers, PROTO_MAX_LAYERS);
+		return proto_fail(e, -EMSGSIZE, "TABLE: n_layers %u over the limit %u",
+			          t->n_layers, PROTO_MAX_LAYERS);
 	if (!fits(r, t->n_layers, 2))
-		return fail(e, -EMSGSIZE, "TABLE: n_layers %u needs more than the %zu bytes left",
-			    t->n_layers, left(r));
+		return proto_fail(e, -EMSGSIZE, "TABLE: n_layers %u needs more than the %zu bytes left",
+			          t->n_layers, left(r));
 	cap = left(r) / ENTRY;
 	start = own(m, (uint64_t)t->n_layers + 1, sizeof *start);
 	ex = own(m, cap, sizeof *ex);
 	sc = own(m, cap, sizeof *sc);
 	if (!start || !ex || !sc)
-		return fail(e, -ENOMEM, "TABLE: out of memory");
+		return proto_fail(e, -ENOMEM, "TABLE: out of memory");
 	for (uint32_t l = 0; l < t->n_layers; l++) {
 		uint16_t c = rd16(r);
 
 		if (r->bad)
 			return truncated(e, "TABLE layer", l);
 		if (!fits(r, c, ENTRY))
-			return fail(e, -EMSGSIZE, "TABLE layer %u: count %u needs more than the %zu bytes left",
-				    (unsigned)l, c, left(r));
+			return proto_fail(e, -EMSGSIZE, "TABLE layer %u: count %u needs more than the %zu bytes left",
+				          (unsigned)l, c, left(r));
 		rdentries(r, ex + used, sc + used, c);
 		used += c;
 		start[l + 1] = used;
@@ -330,8 +323,8 @@ static int dec_trace(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	per = (uint64_t)t->n_layers * t->k;
 	rec = TOK_FIXED + per * (wts ? ENTRY : 2);
 	if (!fits(r, t->n_tokens, rec))
-		return fail(e, -EMSGSIZE, "TRACE: n_tokens %u of %llu bytes each need more than the %zu bytes left",
-			    (unsigned)t->n_tokens, (unsigned long long)rec, left(r));
+		return proto_fail(e, -EMSGSIZE, "TRACE: n_tokens %u of %llu bytes each need more than the %zu bytes left",
+			          (unsigned)t->n_tokens, (unsigned long long)rec, left(r));
 	ids = own(m, t->n_tokens, sizeof *ids);
 	pos = own(m, t->n_tokens, sizeof *pos);
 	tok = own(m, t->n_tokens, sizeof *tok);
@@ -339,7 +332,7 @@ static int dec_trace(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	if (wts)
 		w = own(m, t->n_tokens * per, sizeof *w);
 	if (!ids || !pos || !tok || !ex || (wts && !w))
-		return fail(e, -ENOMEM, "TRACE: out of memory");
+		return proto_fail(e, -ENOMEM, "TRACE: out of memory");
 	for (uint32_t i = 0; i < t->n_tokens; i++) {
 		ids[i] = rd64(r);
 		pos[i] = rd32(r);
@@ -380,12 +373,12 @@ static int dec_result(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	if (r->bad)
 		return truncated(e, "RESULT head", 0);
 	if (!fits(r, res->n_seqs, RSEQ_FIXED))
-		return fail(e, -EMSGSIZE, "RESULT: n_seqs %u needs more than the %zu bytes left",
-			    (unsigned)res->n_seqs, left(r));
+		return proto_fail(e, -EMSGSIZE, "RESULT: n_seqs %u needs more than the %zu bytes left",
+			          (unsigned)res->n_seqs, left(r));
 	seqs = own(m, res->n_seqs, sizeof *seqs);
 	pool = own(m, left(r) / 4, 4);
 	if (!seqs || !pool)
-		return fail(e, -ENOMEM, "RESULT: out of memory");
+		return proto_fail(e, -ENOMEM, "RESULT: out of memory");
 	res->seqs = seqs;
 	for (uint32_t i = 0; i < res->n_seqs; i++) {
 		struct proto_seq_result *s = &seqs[i];
@@ -400,8 +393,8 @@ static int dec_result(struct rd *r, struct proto_msg *m, struct ebuf *e)
 		if (r->bad)
 			return truncated(e, "RESULT seq", i);
 		if (!fits(r, (uint64_t)s->n_tokens + s->n_logits, 4))
-			return fail(e, -EMSGSIZE, "RESULT seq %u: n_tokens %u + n_logits %u need more than the %zu bytes left",
-				    (unsigned)i, (unsigned)s->n_tokens, (unsigned)s->n_logits, left(r));
+			return proto_fail(e, -EMSGSIZE, "RESULT seq %u: n_tokens %u + n_logits %u need more than the %zu bytes left",
+				          (unsigned)i, (unsigned)s->n_tokens, (unsigned)s->n_logits, left(r));
 		rd32s(r, pool + used, s->n_tokens);
 		s->tokens = pool + used;
 		used += s->n_tokens;
@@ -424,18 +417,18 @@ static int dec_error(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	if (r->bad)
 		return truncated(e, "ERROR head", 0);
 	if (n > PROTO_MAX_ERRMSG)
-		return fail(e, -EMSGSIZE, "ERROR: message length %u over the limit %u",
-			    (unsigned)n, PROTO_MAX_ERRMSG);
+		return proto_fail(e, -EMSGSIZE, "ERROR: message length %u over the limit %u",
+			          (unsigned)n, PROTO_MAX_ERRMSG);
 	if (!fits(r, n, 1))
-		return fail(e, -EMSGSIZE, "ERROR: message length %u but %zu bytes left",
-			    (unsigned)n, left(r));
+		return proto_fail(e, -EMSGSIZE, "ERROR: message length %u but %zu bytes left",
+			          (unsigned)n, left(r));
 	s = own(m, (uint64_t)n + 1, 1);
 	if (!s)
-		return fail(e, -ENOMEM, "ERROR: out of memory");
+		return proto_fail(e, -ENOMEM, "ERROR: out of memory");
 	memcpy(s, r->p + r->off, n);
 	r->off += n;
 	if (memchr(s, 0, n))
-		return fail(e, -EPROTO, "ERROR: message has a NUL byte");
+		return proto_fail(e, -EPROTO, "ERROR: message has a NUL byte");
 	m->error.msg = s;
 	return 0;
 }
@@ -457,24 +450,24 @@ int proto_decode_err(const void *buf, size_t len, struct proto_msg **out,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!out || (!buf && len))
-		return fail(&e, -EINVAL, "proto_decode: NULL argument");
+		return proto_fail(&e, -EINVAL, "proto_decode: NULL argument");
 	*out = NULL;
 	if ((rv = header(buf, len, &h, &e)) != 0)
 		return rv;
 	if (h.length != len - PROTO_HEADER_SIZE)
-		return fail(&e, -EMSGSIZE, "%s: header length %u but %zu payload bytes",
-			    proto_type_name(h.type), (unsigned)h.length,
-			    len - PROTO_HEADER_SIZE);
+		return proto_fail(&e, -EMSGSIZE, "%s: header length %u but %zu payload bytes",
+			          proto_type_name(h.type), (unsigned)h.length,
+			          len - PROTO_HEADER_SIZE);
 	m = calloc(1, sizeof *m);
 	if (!m)
-		return fail(&e, -ENOMEM, "proto_decode: out of memory");
+		return proto_fail(&e, -ENOMEM, "proto_decode: out of memory");
 	m->hdr = h;
 	r = (struct rd){ (const uint8_t *)buf + PROTO_HEADER_SIZE, h.length, 0, 0 };
 	rv = dec[h.type](&r, m, &e);
 	/* a newer minor version may append fields: ignore them */
 	if (rv == 0 && left(&r) && !newer_minor(h.version))
-		rv = fail(&e, -EMSGSIZE, "%s: %zu trailing bytes",
-			  proto_type_name(h.type), left(&r));
+		rv = proto_fail(&e, -EMSGSIZE, "%s: %zu trailing bytes",
+			        proto_type_name(h.type), left(&r));
 	/* content rules are shared with the encoders */
 	if (rv == 0 && (rv = proto_check(m, err, errlen)) == -EINVAL)
 		rv = -EPROTO;

@@ -3,14 +3,14 @@
 
 #include "tokenizer/tok_internal.h"
 
-/* Unicode Table 3-7: the well-formed byte sequences. */
-size_t utf8_valid_len(const unsigned char *s, size_t n)
+/* Unicode Table 3-7: the continuation bytes lead byte b needs (0: b is
+ * not a multi-byte lead) and the range allowed for the first of them. */
+static size_t lead(unsigned char b, unsigned char *lo, unsigned char *hi)
 {
-	unsigned char b = s[0], lo = 0x80, hi = 0xBF;
 	size_t need;
 
-	if (b < 0x80)
-		return 1;
+	*lo = 0x80;
+	*hi = 0xBF;
 	if (b >= 0xC2 && b <= 0xDF)
 		need = 1;
 	else if (b >= 0xE0 && b <= 0xEF)
@@ -20,13 +20,26 @@ size_t utf8_valid_len(const unsigned char *s, size_t n)
 	else
 		return 0;
 	if (b == 0xE0)
-		lo = 0xA0;
+		*lo = 0xA0;
 	else if (b == 0xED)
-		hi = 0x9F;
+		*hi = 0x9F;
 	else if (b == 0xF0)
-		lo = 0x90;
+		*lo = 0x90;
 	else if (b == 0xF4)
-		hi = 0x8F;
+		*hi = 0x8F;
+	return need;
+}
+
+/* The well-formed byte sequences. */
+size_t utf8_valid_len(const unsigned char *s, size_t n)
+{
+	unsigned char lo, hi;
+	size_t need;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (!(need = lead(s[0], &lo, &hi)))
+		return 0;
 	for (size_t i = 1; i <= need; i++) {
 		if (i >= n || s[i] < lo || s[i] > hi)
 			return 0;
@@ -40,25 +53,11 @@ size_t utf8_valid_len(const unsigned char *s, size_t n)
  * continuation bytes that were still acceptable (at least 1). */
 static size_t bad_len(const unsigned char *s, size_t n)
 {
-	unsigned char b = s[0], lo = 0x80, hi = 0xBF;
-	size_t need, i;
+	unsigned char lo, hi;
+	size_t need = lead(s[0], &lo, &hi), i;
 
-	if (b >= 0xC2 && b <= 0xDF)
-		need = 1;
-	else if (b >= 0xE0 && b <= 0xEF)
-		need = 2;
-	else if (b >= 0xF0 && b <= 0xF4)
-		need = 3;
-	else
+	if (!need)
 		return 1;
-	if (b == 0xE0)
-		lo = 0xA0;
-	else if (b == 0xED)
-		hi = 0x9F;
-	else if (b == 0xF0)
-		lo = 0x90;
-	else if (b == 0xF4)
-		hi = 0x8F;
 	for (i = 1; i <= need && i < n; i++) {
 		if (s[i] < lo || s[i] > hi)
 			break;
