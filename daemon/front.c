@@ -147,6 +147,39 @@ static void append_tokens(struct server *s, struct sseq *q, const uint32_t *t, u
 	}
 }
 
+/* Tells the worker to drop sequences nobody waits for any more. */
+static void send_cancel(struct server *s, const uint64_t *ids, uint32_t n)
+{
+	void *buf;
+	size_t len;
+
+	if (n && proto_encode_cancel(ids, n, &buf, &len) == 0) {
+		ipc_send(s->work, buf, len, 1);
+		free(buf);
+	}
+}
+
+void front_cancel(struct server *s, struct sreq *r)
+{
+	uint64_t ids[r->n_seqs + 1];
+	uint32_t n = 0;
+
+	for (int i = 0; i < r->n_seqs; i++) {
+		struct sseq *q = &r->seqs[i];
+
+		if (q->sent && !q->done) {
+			ids[n++] = q->id;
+			q->finish = PROTO_FINISH_CANCELLED;
+			q->done = true;
+			inflight_remove(s, q);
+			r->n_done++;
+		}
+	}
+	send_cancel(s, ids, n);
+	if (n && r->n_done == r->n_seqs)
+		front_complete(s, r);
+}
+
 static void on_seq_result(struct server *s, const struct proto_seq_result *sr,
 			  const struct proto_result *res)
 {
@@ -163,6 +196,8 @@ static void on_seq_result(struct server *s, const struct proto_seq_result *sr,
 	metric_add(s->m.tokens_out, NULL, (double)(q->n_tokens - from));
 	if (sr->n_logits && !q->logits && (q->logits = malloc(sr->n_logits * sizeof(float))))
 		memcpy(q->logits, sr->logits, sr->n_logits * sizeof(float));
+	if (q->finish == PROTO_FINISH_STOP && sr->finish == PROTO_FINISH_NONE)
+		send_cancel(s, &q->id, 1);  /* a stop string: the worker need not go on */
 	if (q->finish != PROTO_FINISH_STOP)
 		q->finish = sr->finish;
 	if (q->finish != PROTO_FINISH_NONE)
@@ -242,6 +277,14 @@ static uint32_t *u32_copy(const int32_t *v, size_t n)
 	return o;
 }
 
+static bool has_stop_seq(const struct sreq *r)
+{
+	for (size_t i = 0; i < r->creq.n_stop; i++)
+		if (r->creq.stop[i].n > 1)
+			return true;
+	return false;
+}
+
 /* The proto_seq of q; its arrays are malloc'd (freed by free_pseq). */
 static int make_pseq(const struct sseq *q, struct proto_seq *p)
 {
@@ -262,7 +305,9 @@ static int make_pseq(const struct sseq *q, struct proto_seq *p)
 		p->top_p = (float)r->creq.top_p;
 		p->seed = r->creq.has_seed ? r->creq.seed :
 			  q->id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)time(NULL);
-		p->flags = r->stream ? PROTO_SEQ_STREAM : 0;
+		/* Tokens come back as they are made when the client streams, and
+		 * when the front itself must watch for a stop string. */
+		p->flags = r->stream || r->n_stop_text || has_stop_seq(r) ? PROTO_SEQ_STREAM : 0;
 		stop = malloc((r->creq.n_stop + 1 + (size_t)r->n_extra_stop) * sizeof(uint32_t));
 		if (!stop)
 			return -ENOMEM;

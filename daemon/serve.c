@@ -167,6 +167,7 @@ static void on_client_gone(struct http_req *req, void *ctx)
 
 	(void)req;
 	r->http = NULL;
+	front_cancel(r->s, r);
 }
 
 /* Parses a completion or forward request and queues it. */

@@ -126,6 +126,9 @@ void front_stream_tokens(struct sreq *r, struct sseq *q, int from);
 void front_complete(struct server *s, struct sreq *r);
 /* The worker went away: every sequence it held fails with 503. */
 void front_worker_lost(struct server *s);
+/* The client left: the worker drops r's sequences it holds (no answer is
+ * owed); r completes once nothing of it is left in flight. */
+void front_cancel(struct server *s, struct sreq *r);
 
 /* front_text.c */
 int text_open(struct server *s, char *err, size_t n);

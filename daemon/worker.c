@@ -346,6 +346,24 @@ static void step(struct worker *w)
 	w->n_act = kept;
 }
 
+/* The front no longer wants these: drop them, answer nothing. */
+static void cancel(struct worker *w, const struct proto_cancel *c)
+{
+	int kept = 0;
+
+	for (int i = 0; i < w->n_act; i++) {
+		bool drop = false;
+
+		for (uint32_t j = 0; j < c->n_seqs && !drop; j++)
+			drop = w->act[i]->id == c->seq_ids[j];
+		if (drop)
+			wseq_free(w->act[i]);
+		else
+			w->act[kept++] = w->act[i];
+	}
+	w->n_act = kept;
+}
+
 static void poll_input(struct worker *w)
 {
 	int timeout = (w->n_act || w->n_pend) ? 0 : 100;
@@ -353,10 +371,13 @@ static void poll_input(struct worker *w)
 
 	while ((m = recv_msg(w->in, timeout))) {
 		timeout = 0;
-		if (m->hdr.type == PROTO_BATCH && w->n_pend < MAX_PENDING)
+		if (m->hdr.type == PROTO_BATCH && w->n_pend < MAX_PENDING) {
 			w->pend[w->n_pend++] = m;
-		else
-			proto_msg_free(m);
+			continue;
+		}
+		if (m->hdr.type == PROTO_CANCEL)
+			cancel(w, &m->cancel);
+		proto_msg_free(m);
 	}
 	drain_tables(w);
 	if (w->stats)

@@ -258,6 +258,16 @@ static int check_error(const struct proto_error *er, struct ebuf *e)
 	return 0;
 }
 
+static int check_cancel(const struct proto_cancel *c, struct ebuf *e)
+{
+	if (c->n_seqs > PROTO_MAX_SEQS)
+		return proto_fail(e, -EMSGSIZE, "CANCEL: %u sequences over the limit %u",
+			          (unsigned)c->n_seqs, PROTO_MAX_SEQS);
+	if (c->n_seqs && !c->seq_ids)
+		return proto_fail(e, -EINVAL, "CANCEL: seq_ids is NULL");
+	return 0;
+}
+
 int proto_check(const struct proto_msg *m, char *err, size_t errlen)
 {
 	struct ebuf e = { err, errlen };
@@ -270,6 +280,7 @@ int proto_check(const struct proto_msg *m, char *err, size_t errlen)
 	case PROTO_TRACE: return check_trace(&m->trace, &e);
 	case PROTO_RESULT: return check_result(&m->result, &e);
 	case PROTO_ERROR: return check_error(&m->error, &e);
+	case PROTO_CANCEL: return check_cancel(&m->cancel, &e);
 	}
 	return proto_fail(&e, -EINVAL, "type %u unknown", m->hdr.type);
 }
@@ -440,6 +451,13 @@ static void enc_error(struct wr *w, const struct proto_error *er)
 	w->off += n;
 }
 
+static void enc_cancel(struct wr *w, const struct proto_cancel *c)
+{
+	put(w, c->n_seqs, 4);
+	for (uint32_t i = 0; i < c->n_seqs; i++)
+		put(w, c->seq_ids[i], 8);
+}
+
 static void enc_body(struct wr *w, const struct proto_msg *m)
 {
 	switch (m->hdr.type) {
@@ -448,6 +466,7 @@ static void enc_body(struct wr *w, const struct proto_msg *m)
 	case PROTO_TRACE: enc_trace(w, &m->trace); break;
 	case PROTO_RESULT: enc_result(w, &m->result); break;
 	case PROTO_ERROR: enc_error(w, &m->error); break;
+	case PROTO_CANCEL: enc_cancel(w, &m->cancel); break;
 	}
 }
 
@@ -540,5 +559,14 @@ int proto_encode_error(int32_t code, const char *msg, uint64_t batch_id,
 
 	m.error.code = code;
 	m.error.msg = msg;
+	return proto_encode(&m, buf, len);
+}
+
+int proto_encode_cancel(const uint64_t *seq_ids, uint32_t n, void **buf, size_t *len)
+{
+	struct proto_msg m = { .hdr = { .type = PROTO_CANCEL } };
+
+	m.cancel.n_seqs = n;
+	m.cancel.seq_ids = seq_ids;
 	return proto_encode(&m, buf, len);
 }

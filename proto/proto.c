@@ -37,10 +37,10 @@ const char *proto_type_name(uint16_t type)
 	static const char *const names[] = {
 		[PROTO_BATCH] = "BATCH", [PROTO_TABLE] = "TABLE",
 		[PROTO_TRACE] = "TRACE", [PROTO_RESULT] = "RESULT",
-		[PROTO_ERROR] = "ERROR",
+		[PROTO_ERROR] = "ERROR", [PROTO_CANCEL] = "CANCEL",
 	};
 
-	if (type == 0 || type > PROTO_ERROR)
+	if (type == 0 || type > PROTO_CANCEL)
 		return "UNKNOWN";
 	return names[type];
 }
@@ -130,6 +130,7 @@ static const uint32_t type_flags[] = {
 	[PROTO_TRACE] = PROTO_F_TRACE_WEIGHTS,
 	[PROTO_RESULT] = PROTO_F_RESULT_MORE,
 	[PROTO_ERROR] = 0,
+	[PROTO_CANCEL] = 0,
 };
 
 static int newer_minor(uint16_t version)
@@ -156,7 +157,7 @@ static int header(const void *buf, size_t len, struct proto_header *h,
 	if (h->version >> 8 != PROTO_VERSION_MAJOR)
 		return proto_fail(e, -EPROTO, "header: version %u.%u, this side speaks %u.x",
 			          h->version >> 8, h->version & 0xff, PROTO_VERSION_MAJOR);
-	if (h->type == 0 || h->type > PROTO_ERROR)
+	if (h->type == 0 || h->type > PROTO_CANCEL)
 		return proto_fail(e, -EPROTO, "header: unknown type %u", h->type);
 	if (h->length > PROTO_MAX_PAYLOAD)
 		return proto_fail(e, -EMSGSIZE, "header: length %u over the limit %u",
@@ -433,13 +434,35 @@ static int dec_error(struct rd *r, struct proto_msg *m, struct ebuf *e)
 	return 0;
 }
 
+static int dec_cancel(struct rd *r, struct proto_msg *m, struct ebuf *e)
+{
+	uint32_t n = rd32(r);
+	uint64_t *ids;
+
+	if (r->bad)
+		return truncated(e, "CANCEL head", 0);
+	if (n > PROTO_MAX_SEQS)
+		return proto_fail(e, -EMSGSIZE, "CANCEL: %u sequences over the limit %u",
+			          (unsigned)n, PROTO_MAX_SEQS);
+	if (!fits(r, n, 8))
+		return proto_fail(e, -EMSGSIZE, "CANCEL: %u sequences but %zu bytes left",
+			          (unsigned)n, left(r));
+	if (!(ids = own(m, (uint64_t)n + 1, sizeof(*ids))))
+		return proto_fail(e, -ENOMEM, "CANCEL: out of memory");
+	for (uint32_t i = 0; i < n; i++)
+		ids[i] = rd64(r);
+	m->cancel.n_seqs = n;
+	m->cancel.seq_ids = ids;
+	return 0;
+}
+
 int proto_decode_err(const void *buf, size_t len, struct proto_msg **out,
 		     char *err, size_t errlen)
 {
 	static int (*const dec[])(struct rd *, struct proto_msg *, struct ebuf *) = {
 		[PROTO_BATCH] = dec_batch, [PROTO_TABLE] = dec_table,
 		[PROTO_TRACE] = dec_trace, [PROTO_RESULT] = dec_result,
-		[PROTO_ERROR] = dec_error,
+		[PROTO_ERROR] = dec_error, [PROTO_CANCEL] = dec_cancel,
 	};
 	struct ebuf e = { err, errlen };
 	struct proto_header h;

@@ -22,6 +22,7 @@ enum proto_type {
 	PROTO_TRACE = 3,    /* worker -> predictor (and front when routes asked) */
 	PROTO_RESULT = 4,   /* worker -> front */
 	PROTO_ERROR = 5,    /* anyone -> sender of batch_id */
+	PROTO_CANCEL = 6,   /* front -> worker: stop these sequences, answer nothing */
 };
 
 /* Header flags; a bit is defined only for the type named. */
@@ -166,6 +167,14 @@ struct proto_result {
 	int more;                  /* PROTO_F_RESULT_MORE */
 };
 
+/* ---- CANCEL: sequences the front no longer wants (client gone, stop
+ * string reached); the worker drops them without a RESULT. ---- */
+
+struct proto_cancel {
+	uint32_t n_seqs;           /* <= PROTO_MAX_SEQS */
+	const uint64_t *seq_ids;
+};
+
 /* ---- ERROR ---- */
 
 struct proto_error {
@@ -182,6 +191,7 @@ struct proto_msg {
 		struct proto_trace trace;
 		struct proto_result result;
 		struct proto_error error;
+		struct proto_cancel cancel;
 	};
 	void *own_[5];             /* private */
 };
@@ -215,6 +225,7 @@ int proto_encode_result(const struct proto_result *r, uint64_t batch_id,
 			void **buf, size_t *len);
 int proto_encode_error(int32_t code, const char *msg, uint64_t batch_id,
 		       void **buf, size_t *len);
+int proto_encode_cancel(const uint64_t *seq_ids, uint32_t n, void **buf, size_t *len);
 /* Encodes m's body by m->hdr.type with m->hdr.batch_id (version and flags
  * are derived, not copied): re-encodes a decoded message byte for byte. */
 int proto_encode(const struct proto_msg *m, void **buf, size_t *len);

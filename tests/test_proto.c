@@ -52,7 +52,9 @@ static const struct proto_result result2 = {
 	.n_seqs = 2, .seqs = rseqs, .more = 1,
 };
 
-#define N_SAMPLES 8
+#define N_SAMPLES 9
+
+static const uint64_t cancel_ids[3] = {7, 1ull << 40, 42};
 
 static void setup(void)
 {
@@ -73,6 +75,7 @@ static void sample(int i, void **buf, size_t *len)
 	case 5: rv = proto_encode_trace(&trace_now, 6, buf, len); break;
 	case 6: rv = proto_encode_result(&result2, 7, buf, len); break;
 	case 7: rv = proto_encode_error(-EIO, "worker: device lost", 8, buf, len); break;
+	case 8: rv = proto_encode_cancel(cancel_ids, 3, buf, len); break;
 	}
 	ck_assert_int_eq(rv, 0);
 }
@@ -238,6 +241,30 @@ START_TEST(trace_round_trip)
 		proto_msg_free(m);
 		free(buf);
 	}
+}
+END_TEST
+
+START_TEST(cancel_round_trip)
+{
+	struct proto_msg *m;
+	void *buf;
+	size_t len;
+
+	sample(8, &buf, &len);
+	ck_assert_uint_eq(len, PROTO_HEADER_SIZE + 4 + 3 * 8);
+	m = round_trip(buf, len);
+	ck_assert_uint_eq(m->hdr.type, PROTO_CANCEL);
+	ck_assert_uint_eq(m->cancel.n_seqs, 3);
+	MEM_EQ(m->cancel.seq_ids, cancel_ids, 3);
+	ck_assert_str_eq(proto_type_name(PROTO_CANCEL), "CANCEL");
+	proto_msg_free(m);
+	free(buf);
+	/* a count the bytes cannot hold */
+	ck_assert_int_eq(proto_encode_cancel(cancel_ids, 1, &buf, &len), 0);
+	patch(buf, PROTO_HEADER_SIZE, 1000, 4);
+	dec(buf, len, -EMSGSIZE);
+	free(buf);
+	ck_assert_int_eq(proto_encode_cancel(NULL, 1, &buf, &len), -EINVAL);
 }
 END_TEST
 
@@ -490,7 +517,7 @@ START_TEST(bad_header)
 	corrupt(0, 4, 0x0200, 2, -EPROTO);                    /* version 2.0 */
 	corrupt(0, 4, 0x0001, 2, -EPROTO);                    /* version 0.1 */
 	corrupt(0, 6, 0, 2, -EPROTO);                         /* types */
-	corrupt(0, 6, 6, 2, -EPROTO);
+	corrupt(0, 6, 7, 2, -EPROTO);  /* 6 is CANCEL */
 	corrupt(0, 6, 0xffff, 2, -EPROTO);
 	corrupt(0, 20, 1, 4, -EPROTO);                        /* BATCH has no flags */
 	corrupt(2, 20, 2, 4, -EPROTO);
@@ -734,6 +761,7 @@ int main(void)
 	tcase_add_test(tc, table_edges);
 	tcase_add_test(tc, trace_round_trip);
 	tcase_add_test(tc, result_error_round_trip);
+	tcase_add_test(tc, cancel_round_trip);
 	tcase_add_test(tc, layout);
 	tcase_add_test(tc, result_layout);
 	tcase_add_test(tc, every_truncation);

@@ -230,6 +230,57 @@ class Crashes(unittest.TestCase):
         mt.poll(used_again, mt.REQUEST_S, "a table from the restarted predictor")
 
 
+class Cancel(unittest.TestCase):
+    """A client that goes away mid-stream, and a stop string, stop the
+    worker's compute for that sequence (CANCEL), not only the answer."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = mt.Daemon(mt.big_model(), name="cancel").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.d.stop() == 0, cls.d.tail()
+
+    def steps(self):
+        return mt.metric(self.d.metrics(), "moed_decode_steps_total")
+
+    def wait_idle(self):
+        mt.poll(lambda: inflight(self.d) == 0, mt.REQUEST_S, "no sequence in flight")
+        # the worker's step counter stops moving once it has nothing to run
+        a = self.steps()
+        mt.poll(lambda: self.steps() == a, 2, "steps to settle")
+
+    def test_disconnect_mid_stream(self):
+        self.wait_idle()
+        before = self.steps()
+        seen = []
+
+        def stop_after_two(ev):
+            seen.append(ev)
+            if len(seen) == 2:
+                raise ConnectionAbortedError("client leaves")
+        try:
+            mt.stream(self.d.port, {"prompt": [1, 2, 3], "max_tokens": 4000,
+                                    "temperature": 0}, on_event=stop_after_two)
+        except ConnectionAbortedError:
+            pass
+        self.wait_idle()
+        # 4000 tokens would take ~4000 steps; the cancel stops it long before
+        self.assertLess(self.steps() - before, 2000, self.d.tail())
+        self.assertIn(" 499 ", self.d.log())
+
+    def test_stop_sequence_stops_the_worker(self):
+        full = self.d.complete([5, 6, 7], max_tokens=12)["choices"][0]["tokens"]
+        self.wait_idle()
+        before = self.steps()
+        r = self.d.complete([5, 6, 7], max_tokens=3000, stop=[full[4:6]])["choices"][0]
+        self.assertEqual(r["finish_reason"], "stop")
+        self.assertEqual(r["tokens"], full[:4])
+        self.wait_idle()
+        self.assertLess(self.steps() - before, 1000, self.d.tail())
+
+
 class GiveUp(unittest.TestCase):
     """supervisor.max_restarts=0: the first crash of a child is not restarted;
     the request it held fails, and /health says unhealthy from then on, with
