@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import unittest
 
 import moedtest as mt
@@ -248,8 +249,14 @@ class Cancel(unittest.TestCase):
     def wait_idle(self):
         mt.poll(lambda: inflight(self.d) == 0, mt.REQUEST_S, "no sequence in flight")
         # the worker's step counter stops moving once it has nothing to run
-        a = self.steps()
-        mt.poll(lambda: self.steps() == a, 2, "steps to settle")
+        last = [self.steps()]
+
+        def settled():
+            time.sleep(0.2)
+            now = self.steps()
+            same, last[0] = now == last[0], now
+            return same
+        mt.poll(settled, mt.REQUEST_S, "the worker's steps to stop")
 
     def test_disconnect_mid_stream(self):
         self.wait_idle()
