@@ -474,6 +474,13 @@ static int setup(struct server *s, char *err, size_t n)
 		snprintf(err, n, "no model: set model.path (--model DIR)");
 		return -EINVAL;
 	}
+	if (s->cfg.predictor.kind == CFG_PRED_ORACLE) {
+		/* It needs to know each token's place in a recorded trace, which
+		 * live traffic does not have. */
+		snprintf(err, n, "predictor.kind oracle replays a recorded trace and is for "
+			 "`moed eval-predictor`; serve with none, freq or cepr");
+		return -EINVAL;
+	}
 	snprintf(path, sizeof(path), "%s/config.json", s->cfg.model.path);
 	if ((rv = ld_config_read(path, &s->mc, err, n)) < 0 || (rv = text_open(s, err, n)) < 0)
 		return rv;
