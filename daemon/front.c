@@ -236,7 +236,7 @@ static void on_message(struct server *s, const void *buf, size_t len)
 		return;
 	}
 	if (m->hdr.type == PROTO_RESULT && m->hdr.batch_id == 0 && !m->result.n_seqs) {
-		s->worker_ready = true;
+		s->worker_ready = s->worker_started = true;
 	} else if (m->hdr.type == PROTO_RESULT) {
 		for (uint32_t i = 0; i < m->result.n_seqs; i++)
 			on_seq_result(s, &m->result.seqs[i], &m->result);

@@ -312,15 +312,24 @@ static void on_access(void *ctx, const struct http_access *a)
 }
 
 static void start_drain(struct server *s, const char *why);
+static void shutdown_now(struct server *s);
 
 static void on_child_exit(struct child *c, void *ctx, int64_t status, int sig)
 {
 	struct server *s = ctx;
 
-	(void)status;
 	(void)sig;
 	if (c != s->worker && c != s->predictor)
 		return;  /* stopped by shutdown_now */
+	if (c == s->worker && !s->worker_started && status != 0) {
+		/* It never came up (bad model file, backend missing...): its
+		 * error line is above; restarting would only repeat it. */
+		log_msg(LOG_ERR, "serve: the worker could not start (exit status %lld); stopping",
+			(long long)status);
+		s->exit_code = 1;
+		shutdown_now(s);
+		return;
+	}
 	metric_inc(s->m.restarts, (const char *[]){c == s->worker ? "worker" : "predictor"});
 	if (c == s->worker)
 		front_worker_lost(s);
@@ -557,5 +566,5 @@ int cmd_serve(int argc, char **argv)
 	text_close(s);
 	metrics_free(s->metrics);
 	log_msg(LOG_INFO, "stopped");
-	return 0;
+	return s->exit_code;
 }

@@ -86,6 +86,8 @@ struct server {
 	struct metrics_set m;
 	struct child *worker, *predictor;
 	bool worker_ready, ready_notified, draining;
+	bool worker_started;               /* the worker has been ready once */
+	int exit_code;
 	char auth_token[512];
 	struct tok *tok;                   /* NULL: the model has no tokenizer.json */
 	bool has_chat;
