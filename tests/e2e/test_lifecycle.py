@@ -288,6 +288,21 @@ class Cancel(unittest.TestCase):
         self.assertLess(self.steps() - before, 1000, self.d.tail())
 
 
+class BrokenModel(unittest.TestCase):
+    """A model file the worker cannot load: serve says why and exits 1."""
+
+    def test_truncated_weights(self):
+        model = mt.fixture_model()
+        os.unlink(os.path.join(model, "moed.pack"))
+        with open(os.path.join(model, "model.safetensors"), "r+b") as f:
+            f.truncate(1000)
+        d = mt.Daemon(model, name="broken")
+        d.start(wait=False)
+        self.assertEqual(d.wait_exit(), 1, d.tail())
+        self.assertIn("model.safetensors", d.log())
+        self.assertIn("the worker could not start", d.log())
+
+
 class GiveUp(unittest.TestCase):
     """supervisor.max_restarts=0: the first crash of a child is not restarted;
     the request it held fails, and /health says unhealthy from then on, with
