@@ -16,7 +16,9 @@
  *
  *   cuda_bench [--backend cuda|host] [--policy lru] [--fracs 1,0.5,0.25]
  *              [--prefetch none,cepr,oracle] [--json FILE] [--deadline S]
- *              [--prefill SxP] MODEL_DIR PACK
+ *              [--prefill SxP] [--f32-pack] MODEL_DIR PACK
+ * With the cuda backend and a bf16 model the pack holds bf16 experts (the
+ * backend widens them on load); --f32-pack keeps them f32.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -60,6 +62,7 @@ struct opts {
 	double fracs[MAXFRAC];
 	int n_fracs, modes[M_N], n_modes, pre_seqs, pre_len;
 	double deadline;
+	bool f32_pack;             /* --f32-pack: experts stored f32 even for cuda */
 };
 
 /* One sequence's routing during decode. */
@@ -599,7 +602,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	static const struct option lo[] = {
 		{"backend", 1, 0, 'b'}, {"policy", 1, 0, 'p'}, {"fracs", 1, 0, 'f'},
 		{"prefetch", 1, 0, 'x'}, {"json", 1, 0, 'j'}, {"deadline", 1, 0, 'd'},
-		{"prefill", 1, 0, 'P'}, {0, 0, 0, 0}};
+		{"prefill", 1, 0, 'P'}, {"f32-pack", 0, 0, 'F'}, {0, 0, 0, 0}};
 	int ch;
 
 	*o = (struct opts){.backend = "cuda", .pol = CACHE_LRU, .pre_seqs = 4, .pre_len = 512};
@@ -608,7 +611,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		    (ch == 'p' && cache_policy_parse(optarg, &o->pol)) ||
 		    (ch == 'f' && parse_list(optarg, o, 0)) ||
 		    (ch == 'x' && parse_list(optarg, o, 1)) ||
-		    (ch == 'j' && (o->json = optarg, 0)) ||
+		    (ch == 'j' && (o->json = optarg, 0)) || (ch == 'F' && (o->f32_pack = true, 0)) ||
 		    (ch == 'd' && (o->deadline = atof(optarg), 0)) ||
 		    (ch == 'P' && (sscanf(optarg, "%dx%d", &o->pre_seqs, &o->pre_len) != 2 ||
 				   o->pre_seqs < 1 || o->pre_seqs > 8 || o->pre_len < 1)) ||
@@ -638,12 +641,14 @@ int main(int argc, char **argv)
 	if (!b || parse(argc, argv, &b->o)) {
 		fprintf(stderr, "usage: cuda_bench [--backend cuda|host] [--policy fifo|lru|lfu] "
 			"[--fracs 1,0.5,...] [--prefetch none,cepr,oracle] [--json FILE] "
-			"[--deadline SECONDS] [--prefill SxP] MODEL_DIR PACK\n");
+			"[--deadline SECONDS] [--prefill SxP] [--f32-pack] MODEL_DIR PACK\n");
 		return 2;
 	}
 	b->t0 = now();
 	if (ld_model_open(b->o.model, &b->m, err, sizeof(err)) ||
-	    ld_store_ensure(b->m, b->o.pack, &b->st, err, sizeof(err))) {
+	    ld_store_ensure_dtype(b->m, b->o.pack, !strcmp(b->o.backend, "cuda") &&
+				  b->m->dtype == LD_BF16 && !b->o.f32_pack ? LD_BF16 : LD_F32,
+				  &b->st, err, sizeof(err))) {
 		fprintf(stderr, "cuda_bench: %s\n", err);
 		return 1;
 	}

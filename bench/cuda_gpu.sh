@@ -13,6 +13,7 @@
 # .deps: see shared/GPU.md, plus libpcre2-dev libpcre2-8-0 libpcre2-16-0
 # libpcre2-32-0 libpcre2-posix3 (tokenizer/).
 #   bench/cuda_gpu.sh [bench] [LAYERS]
+# CB_HF=0 skips transformers (hf_bench.py).
 # Local dry run without a GPU (host backend, a tiny model, no tests and no
 # transformers): CB_DRY=1 bench/cuda_gpu.sh bench
 set -u
@@ -56,14 +57,14 @@ mo() { LD_LIBRARY_PATH=${MOED_LD:-} "$@"; }
 say "machine: $(head -2 $W/machine.txt | tail -1)"
 [ -f build-gpu/build.ninja ] || mo meson setup build-gpu -Dcuda=enabled > $W/setup.log 2>&1 ||
 	{ tail -40 $W/setup.log | tee -a "$SUM"; finish 1; }
-mo timeout 300 ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache \
+mo timeout 300 ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache tests/test_exact tests/test_store \
 	bench/cuda_bench daemon/moed > $W/build.log 2>&1 ||
 	{ grep -E "error|FAILED" -A5 $W/build.log | head -40 | tee -a "$SUM"; finish 1; }
 say "built"
 if [ "$DRY" = 0 ]; then
-	mo timeout 120 meson test -C build-gpu --no-rebuild cuda engine cache --print-errorlogs \
+	mo timeout 120 meson test -C build-gpu --no-rebuild cuda engine cache exact store --print-errorlogs \
 		> $W/tests.log 2>&1
-	say "tests rc=$?: $(grep -E '^ *[0-9]+/3 ' $W/tests.log | tr -s ' ' | tr '\n' ';')"
+	say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $W/tests.log | tr -s ' ' | tr '\n' ';')"
 fi
 [ "${1:-}" = bench ] || finish 0
 
@@ -109,7 +110,7 @@ mo timeout $(lim 130) $B/bench/cuda_bench --backend $BE --policy lru \
 say "cuda_bench rc=$?"
 cat $W/cuda_bench.txt >> "$SUM"
 tail -5 $W/cuda_bench.err >> "$SUM"
-if [ "$DRY" = 0 ]; then
+if [ "$DRY" = 0 ] && [ "${CB_HF:-1}" != 0 ]; then
 	say "hf_bench, $(left)s left"
 	env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout $(lim 25) python3 \
 		bench/hf_bench.py $M $OUT/hf_bench.json --moed host=$W/moed_host.json \

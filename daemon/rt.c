@@ -71,7 +71,7 @@ int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 {
 	struct ld_expert_src src;
 	char pack[CFG_PATH_MAX];
-	int rv;
+	int rv, dt;
 
 	memset(rt, 0, sizeof(*rt));
 	if (!c->model.path[0]) {
@@ -87,7 +87,9 @@ int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 		snprintf(err, n, "model.pack: path too long");
 		goto fail;
 	}
-	if ((rv = ld_store_ensure(rt->model, pack, &rt->store, err, n)) < 0)
+	/* The CUDA backend widens a bf16 pack on load: half the PCIe bytes. */
+	dt = !strcmp(backend_name(c), "cuda") && rt->model->dtype == LD_BF16 ? LD_BF16 : LD_F32;
+	if ((rv = ld_store_ensure_dtype(rt->model, pack, dt, &rt->store, err, n)) < 0)
 		goto fail;
 	if ((rv = open_cache(c, rt, err, n)) < 0)
 		goto fail;

@@ -10,7 +10,9 @@
  * router of the olmoe_bf16 fixture (bench/results/cuda_correctness.md), so
  * it is opt-in.  Experts come from the expert source as device
  * pointers (f32 slots of the CUDA backend); each expert runs once per MoE
- * layer over all the chunk's rows routed to it.  The routes come back to the
+ * layer over all the chunk's rows routed to it.  A layer's experts are
+ * acquired before any of them runs (as far as the slots allow), so that
+ * their loads queue back to back while earlier experts compute.  The routes come back to the
  * host once per MoE layer: the hooks and the cache (which expert to acquire)
  * live there. */
 #include <cublas_v2.h>
@@ -62,6 +64,8 @@ struct eng_cuda {
 	struct eng_cu_rows rows;   /* pointers into drow */
 	/* pinned host */
 	int *hgrp, *hid, *cnt;
+	int *xid;                  /* a MoE layer's experts in use, ascending */
+	const float **xw;          /* their weights, once acquired */
 	float *hw, *hp, *hlog;
 };
 
@@ -206,7 +210,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
 	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hlog, C * V * f)))
 		return rc;
-	if (!(g->cnt = calloc(E + 1, sizeof(int))))
+	if (!(g->cnt = calloc(E + 1, sizeof(int))) || !(g->xid = calloc(E, sizeof(int))) ||
+	    !(g->xw = calloc(E, sizeof(*g->xw))))
 		return -ENOMEM;
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
 				       .cap = g->drow->cap, .kc = g->drow->kc,
@@ -319,6 +324,8 @@ void eng_cuda_close(struct eng_cuda *g)
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);
+	free(g->xid);
+	free(g->xw);
 	if (g->blas)
 		cublasDestroy(g->blas);
 	if (g->own_stream)
@@ -412,33 +419,77 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 	return 0;
 }
 
-/* One expert over its m rows (entries [at, at + m) of the groups). */
-static int expert(struct eng_cuda *g, int ml, int x, int at, int m)
+/* One acquired expert (weights w) over its m rows (entries [at, at + m) of
+ * the groups), then its release. */
+static int expert(struct eng_cuda *g, int ml, int x, const float *w, int at, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = c->hidden_size, I = c->moe_intermediate_size, K = c->top_k, rc;
 	const int *rws = g->dgrp + at;
 	const float *wts = (const float *)(g->dgrp + C * K) + at;
-	const float *w;
 
-	if ((rc = g->src.acquire(g->src.ctx, ml, x, &w)) < 0)
-		return rc;
-	if (!w)
-		return fail("expert source", "no device pointer for an expert");
-	if ((rc = eng_cu_gather(g->xe, g->xn, rws, m, H, g->st)) ||
-	    (rc = gemm(g, g->gu, g->xe, w, 0, m, H, 2 * I)) ||
-	    (rc = eng_cu_silu_mul(g->h, g->gu, m, I, g->st)) ||
-	    (rc = gemm(g, g->eo, g->h, w + (size_t)2 * I * H, 0, m, I, H)) ||
-	    (rc = eng_cu_scatter_add(g->tmp, g->eo, rws, wts, m, H, g->st))) {
-		if (g->src.release)
-			g->src.release(g->src.ctx, ml, x);
-		return rc > 0 ? fail("expert kernels", cudaGetErrorString((cudaError_t)rc)) : rc;
-	}
-	/* The GEMMs are queued, not done: the backend orders any reload of this
-	 * slot after the work queued on the compute stream so far. */
+	rc = eng_cu_gather(g->xe, g->xn, rws, m, H, g->st);
+	if (!rc && !(rc = gemm(g, g->gu, g->xe, w, 0, m, H, 2 * I)) &&
+	    !(rc = eng_cu_silu_mul(g->h, g->gu, m, I, g->st)) &&
+	    !(rc = gemm(g, g->eo, g->h, w + (size_t)2 * I * H, 0, m, I, H)))
+		rc = eng_cu_scatter_add(g->tmp, g->eo, rws, wts, m, H, g->st);
+	/* The GEMMs are queued, not done: release records them as the slot's
+	 * last use, and a reload of the slot waits for them. */
 	if (g->src.release)
 		g->src.release(g->src.ctx, ml, x);
+	return rc > 0 ? fail("expert kernels", cudaGetErrorString((cudaError_t)rc)) : rc;
+}
+
+/* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
+ * their loads queue back to back.  Those not next to run go through
+ * acquire_ahead where the source has it (no waiting, no taking prefetched
+ * experts' slots); stops early (0) when a slot is not to be had that way or
+ * the slots are all held, while acquired experts are still to run. */
+static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int run, int *acq)
+{
+	int rc;
+
+	for (; *acq < nx; ++*acq) {
+		int x = g->xid[*acq];
+
+		if (*acq > run && g->src.acquire_ahead)
+			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
+		else
+			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
+		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > run)
+			return 0;
+		if (rc < 0)
+			return rc;
+		if (!g->xw[*acq]) {
+			if (g->src.release)
+				g->src.release(g->src.ctx, ml, x);
+			return fail("expert source", "no device pointer for an expert");
+		}
+	}
 	return 0;
+}
+
+/* Runs the grouped experts in ascending order (the CPU engine's order, so
+ * the sums are the same), acquiring ahead as far as the slots allow. */
+static int experts(struct eng_cuda *g, int ml)
+{
+	int E = g->m->cfg.n_experts, nx = 0, acq = 0, run = 0, rc = 0;
+
+	for (int x = 0; x < E; x++)
+		if (g->cnt[x] > (x ? g->cnt[x - 1] : 0))
+			g->xid[nx++] = x;
+	while (run < nx && !rc) {
+		if ((rc = acquire_ahead(g, ml, nx, run, &acq)))
+			break;
+		int x = g->xid[run], at = x ? g->cnt[x - 1] : 0;
+
+		rc = expert(g, ml, x, g->xw[run], at, g->cnt[x] - at);
+		run++;
+	}
+	for (; run < acq; run++)   /* after a failure: the ones still held */
+		if (g->src.release)
+			g->src.release(g->src.ctx, ml, g->xid[run]);
+	return rc;
 }
 
 static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
@@ -460,14 +511,7 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 	if ((rc = group(g, h, rows, ml, n)))
 		return rc;
 	CU(cudaMemsetAsync(g->tmp, 0, (size_t)n * H * sizeof(float), g->st));
-	for (int x = 0, at = 0; x < E; x++) {
-		int m = g->cnt[x] - at;
-
-		if (m && (rc = expert(g, ml, x, at, m)))
-			return rc;
-		at = g->cnt[x];
-	}
-	return 0;
+	return experts(g, ml);
 }
 
 /* q/k/v in one GEMM, the family's q/k norms, clipping, RoPE, attention and

@@ -16,10 +16,13 @@ enum {
 	LD_BE_HOST_PTR = 1u << 0,   /* slot_ptr gives CPU-addressable memory */
 	LD_BE_VERIFY = 1u << 1,     /* load_async checks the expert's checksum */
 	LD_BE_DEV_PTR = 1u << 2,    /* slot_ptr gives a device address (CUDA) */
+	LD_BE_WIDEN_BF16 = 1u << 3, /* load_async takes LD_LOAD_BF16 */
 };
 
 enum {
 	LD_LOAD_URGENT = 1u << 0,   /* a demand miss: ahead of queued prefetches */
+	LD_LOAD_BF16 = 1u << 1,     /* src holds bytes of bf16 values; the slot gets
+				     * them widened to f32 (2 x bytes) */
 };
 
 struct ld_ticket {
@@ -52,6 +55,10 @@ struct ld_backend_ops {
 	/* Orders the device's compute stream after load t instead of blocking
 	 * the caller: 0, or a negative error. */
 	int (*stream_wait)(struct ld_backend *be, struct ld_ticket t);
+	/* Marks the work queued on the compute stream so far as the last that
+	 * reads slot: a later load into slot waits for that work and no other.
+	 * 0, or a negative error. */
+	int (*slot_used)(struct ld_backend *be, size_t slot);
 	/* Pins host memory that loads will read from (the store's mapping),
 	 * best effort: 0 when pinned, else a negative error and loads still work. */
 	int (*host_register)(struct ld_backend *be, const void *base, size_t bytes);

@@ -1,16 +1,20 @@
 /* The CUDA backend: slots in one cudaMalloc arena on one device (no managed
  * memory), filled on a dedicated copy stream; each load ends with its slot's
  * event.  The compute stream (dev_stream, which the CUDA engine runs on)
- * waits on a slot's event only when it needs that expert (stream_wait), and
- * every load first waits for the compute work queued before it, so a slot is
- * never overwritten under a GEMM still reading it.
+ * waits on a slot's event only when it needs that expert (stream_wait).  A
+ * load into a slot waits only for the compute that last read that slot (its
+ * "used" event, recorded on the compute stream by slot_used when the cache
+ * releases the expert), so a slot is never overwritten under a GEMM still
+ * reading it while loads into other slots overlap the compute.
  *
  * Host side: the store's mapping is pinned with cudaHostRegister (read-only
  * flag: a file mapping refuses the default one), so copies run at full PCIe
  * rate straight from it; when registration fails or is disabled, loads go
  * through a ring of pinned staging buffers (a CPU memcpy on the caller's
- * thread, then an async copy).  Weights are copied as stored (f32, pack
- * version 1). */
+ * thread, then an async copy).  Weights are copied as stored (f32), or, with
+ * LD_LOAD_BF16 (a bf16 pack), copied as bf16 into a device staging buffer
+ * and widened into the f32 slot on the copy stream: half the PCIe bytes,
+ * the same slot contents. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +23,7 @@
 #include <string.h>
 
 #include "loader/backend.h"
+#include "loader/cuda_widen.h"
 #include "loader/store.h"
 
 #define NSTAGE 4
@@ -29,9 +34,9 @@ struct cu {
 	int dev;
 	unsigned flags;
 	cudaStream_t copy, compute;
-	cudaEvent_t order;         /* compute's progress, recorded before a load */
 	uint8_t *pool;
 	cudaEvent_t *done;         /* per slot: its last load finished */
+	cudaEvent_t *used;         /* per slot: the last compute reading it */
 	uint64_t *sub_seq;         /* per slot: its last load's ticket */
 	uint64_t seq;
 	pthread_mutex_t mu;
@@ -41,6 +46,8 @@ struct cu {
 	cudaEvent_t stage_ev[NSTAGE];
 	unsigned stage_next;
 	bool staged;               /* staging ring allocated */
+	void *wstage;              /* device: bf16 loads land here first */
+	size_t wstage_bytes;
 };
 
 static struct cu *CUB(struct ld_backend *be)
@@ -67,8 +74,14 @@ static void cu_pool_free(struct ld_backend *be)
 		for (size_t i = 0; i < be->n_slots; i++)
 			if (c->done[i])
 				cudaEventDestroy(c->done[i]);
+	if (c->used)
+		for (size_t i = 0; i < be->n_slots; i++)
+			if (c->used[i])
+				cudaEventDestroy(c->used[i]);
 	cudaFree(c->pool);
 	free(c->done);
+	free(c->used);
+	c->used = NULL;
 	free(c->sub_seq);
 	c->pool = NULL;
 	c->done = NULL;
@@ -99,13 +112,16 @@ static int cu_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_byte
 	be->pool_locked = true;    /* device memory: nothing pages it out */
 	c->done = calloc(n_slots, sizeof(*c->done));
 	c->sub_seq = calloc(n_slots, sizeof(*c->sub_seq));
-	if (!c->done || !c->sub_seq) {
+	c->used = calloc(n_slots, sizeof(*c->used));
+	if (!c->done || !c->sub_seq || !c->used) {
 		cu_pool_free(be);
 		return -ENOMEM;
 	}
+	/* A never-recorded event is complete: a first load waits for nothing. */
 	for (size_t i = 0; i < n_slots; i++)
-		if (cudaEventCreateWithFlags(&c->done[i], cudaEventDisableTiming) != cudaSuccess) {
-			c->done[i] = NULL;
+		if (cudaEventCreateWithFlags(&c->done[i], cudaEventDisableTiming) != cudaSuccess ||
+		    cudaEventCreateWithFlags(&c->used[i], cudaEventDisableTiming) != cudaSuccess) {
+			cudaGetLastError();
 			cu_pool_free(be);
 			return -EIO;
 		}
@@ -163,6 +179,45 @@ static bool registered(const struct cu *c, const void *src, size_t bytes)
 		(size_t)(p - c->reg_base) <= c->reg_bytes - bytes;
 }
 
+static int copy_in(struct cu *c, uint8_t *dst, const void *src, size_t bytes)
+{
+	if (registered(c, src, bytes))
+		return io(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy));
+	return staged_copy(c, dst, src, bytes);
+}
+
+/* The bf16 staging buffer, at least bytes; mutex held. */
+static int wstage_ensure(struct cu *c, size_t bytes)
+{
+	if (c->wstage_bytes >= bytes)
+		return 0;
+	/* Queued widens may still read the old one. */
+	if (c->wstage && cudaStreamSynchronize(c->copy) != cudaSuccess)
+		return -EIO;
+	cudaFree(c->wstage);
+	c->wstage_bytes = 0;
+	if (cudaMalloc(&c->wstage, bytes) != cudaSuccess) {
+		cudaGetLastError();
+		c->wstage = NULL;
+		return -ENOMEM;
+	}
+	c->wstage_bytes = bytes;
+	return 0;
+}
+
+/* bf16 src: copied to the staging buffer, then widened into dst once the
+ * compute that last read the slot is done (stream order keeps the buffer's
+ * next copy after this widen). */
+static int load_bf16(struct cu *c, size_t slot, uint8_t *dst, const void *src, size_t bytes)
+{
+	int rc;
+
+	if ((rc = wstage_ensure(c, bytes)) || (rc = copy_in(c, c->wstage, src, bytes)) ||
+	    (rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))))
+		return rc;
+	return ld_cu_widen_bf16((float *)dst, c->wstage, bytes / 2, c->copy) ? -EIO : 0;
+}
+
 static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
 			 const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
 {
@@ -170,22 +225,22 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 	uint8_t *dst;
 	int rc;
 
-	(void)flags;               /* one copy stream: loads run in queue order */
-	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
+	bool bf16 = flags & LD_LOAD_BF16;  /* URGENT: one copy stream, queue order */
+
+	if (slot >= be->n_slots || (bf16 ? 2 * bytes : bytes) > be->slot_bytes || !src ||
+	    (bf16 && bytes % 2))
 		return -EINVAL;
 	/* No LD_BE_VERIFY: a checksum, when given, is checked on the host. */
 	if (checksum && ld_xxh64(src, bytes) != *checksum)
 		return -EBADMSG;
 	dst = c->pool + slot * be->slot_stride;
 	pthread_mutex_lock(&c->mu);
-	if ((rc = io(cudaSetDevice(c->dev))) ||
-	    (rc = io(cudaEventRecord(c->order, c->compute))) ||
-	    (rc = io(cudaStreamWaitEvent(c->copy, c->order, 0))))
+	if ((rc = io(cudaSetDevice(c->dev))))
 		goto out;
-	if (registered(c, src, bytes))
-		rc = io(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy));
-	else
-		rc = staged_copy(c, dst, src, bytes);
+	if (bf16)
+		rc = load_bf16(c, slot, dst, src, bytes);
+	else if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))))
+		rc = copy_in(c, dst, src, bytes);
 	if (rc || (rc = io(cudaEventRecord(c->done[slot], c->copy))))
 		goto out;
 	c->sub_seq[slot] = ++c->seq;
@@ -249,6 +304,20 @@ static int cu_stream_wait(struct ld_backend *be, struct ld_ticket t)
 	return io(cudaStreamWaitEvent(c->compute, ev, 0));
 }
 
+static int cu_slot_used(struct ld_backend *be, size_t slot)
+{
+	struct cu *c = CUB(be);
+	int rc;
+
+	if (slot >= be->n_slots)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	if (!(rc = io(cudaSetDevice(c->dev))))
+		rc = io(cudaEventRecord(c->used[slot], c->compute));
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
 static int cu_host_register(struct ld_backend *be, const void *base, size_t bytes)
 {
 	struct cu *c = CUB(be);
@@ -277,12 +346,13 @@ static void cu_close(struct ld_backend *be)
 	if (c->pool)
 		cu_pool_free(be);
 	cudaSetDevice(c->dev);
+	if (c->copy)
+		cudaStreamSynchronize(c->copy);
+	cudaFree(c->wstage);
 	for (int i = 0; i < NSTAGE && c->staged; i++) {
 		cudaFreeHost(c->stage[i]);
 		cudaEventDestroy(c->stage_ev[i]);
 	}
-	if (c->order)
-		cudaEventDestroy(c->order);
 	if (c->copy)
 		cudaStreamDestroy(c->copy);
 	if (c->compute)
@@ -293,7 +363,7 @@ static void cu_close(struct ld_backend *be)
 
 static const struct ld_backend_ops cuda_ops = {
 	.name = "cuda",
-	.caps = LD_BE_DEV_PTR,
+	.caps = LD_BE_DEV_PTR | LD_BE_WIDEN_BF16,
 	.pool_alloc = cu_pool_alloc,
 	.slot_ptr = cu_slot_ptr,
 	.load_async = cu_load_async,
@@ -302,6 +372,7 @@ static const struct ld_backend_ops cuda_ops = {
 	.pool_free = cu_pool_free,
 	.close = cu_close,
 	.stream_wait = cu_stream_wait,
+	.slot_used = cu_slot_used,
 	.host_register = cu_host_register,
 };
 
@@ -350,8 +421,6 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
 	if (e == cudaSuccess)
 		e = cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking);
-	if (e == cudaSuccess)
-		e = cudaEventCreateWithFlags(&c->order, cudaEventDisableTiming);
 	if (e != cudaSuccess) {
 		snprintf(err, errlen, "cuda backend: device %d: streams: %s", index,
 			 cudaGetErrorString(e));

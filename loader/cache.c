@@ -26,6 +26,7 @@
 
 #include "loader/backend.h"
 #include "loader/cache.h"
+#include "loader/safetensors.h"
 #include "loader/store.h"
 
 enum { S_EMPTY, S_LOADING, S_READY };
@@ -54,6 +55,7 @@ struct cache {
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;
 	bool dev_ptr;              /* slots are device memory (LD_BE_DEV_PTR) */
+	bool widen;                /* bf16 store, f32 slots (LD_LOAD_BF16) */
 	char err[512];
 };
 
@@ -251,7 +253,8 @@ static int start_load(struct cache *c, int si, int layer, int expert, bool prefe
 	rc = c->o.backend->ops->load_async(c->o.backend, (size_t)si,
 					   ld_store_expert(c->o.store, layer, expert),
 					   c->o.expert_bytes, s->checking ? &sum : NULL,
-					   prefetch ? 0 : LD_LOAD_URGENT, &s->ticket);
+					   (prefetch ? 0 : LD_LOAD_URGENT) |
+					   (c->widen ? LD_LOAD_BF16 : 0), &s->ticket);
 	if (rc) {
 		fail_slot(c, s, rc);
 		return rc;
@@ -306,8 +309,9 @@ out:
 	return rc;
 }
 
-/* Finds or loads (layer, expert) into a slot; mutex held. */
-static int lookup(struct cache *c, int layer, int expert, int *out)
+/* Finds or loads (layer, expert) into a slot; mutex held.  ahead: -EAGAIN
+ * rather than steal a prefetch pin or wait. */
+static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 {
 	struct cache_stats *st = &c->st[layer];
 	int si, rc;
@@ -323,7 +327,9 @@ static int lookup(struct cache *c, int layer, int expert, int *out)
 			s->freq++;
 			break;
 		}
-		if ((si = victim(c, false)) < 0 && (si = victim(c, true)) >= 0)
+		if ((si = victim(c, false)) < 0 && ahead)
+			return -EAGAIN;
+		if (si < 0 && (si = victim(c, true)) >= 0)
 			st->pin_steals++;
 		if (si >= 0) {
 			evict(c, &c->slots[si]);
@@ -342,7 +348,7 @@ static int lookup(struct cache *c, int layer, int expert, int *out)
 	return 0;
 }
 
-int cache_acquire(struct cache *c, int layer, int expert, const float **w)
+static int acquire(struct cache *c, int layer, int expert, bool ahead, const float **w)
 {
 	int si, rc;
 
@@ -351,7 +357,7 @@ int cache_acquire(struct cache *c, int layer, int expert, const float **w)
 		return -EINVAL;
 	pthread_mutex_lock(&c->mu);
 	c->tick++;
-	if ((rc = lookup(c, layer, expert, &si)))
+	if ((rc = lookup(c, layer, expert, ahead, &si)))
 		goto out;
 	struct slot *s = &c->slots[si];
 	s->use++;
@@ -375,14 +381,34 @@ out:
 	return rc;
 }
 
+int cache_acquire(struct cache *c, int layer, int expert, const float **w)
+{
+	return acquire(c, layer, expert, false, w);
+}
+
+int cache_acquire_ahead(struct cache *c, int layer, int expert, const float **w)
+{
+	return acquire(c, layer, expert, true, w);
+}
+
 void cache_release(struct cache *c, int layer, int expert)
 {
 	if (!valid(c, layer, expert))
 		return;
 	pthread_mutex_lock(&c->mu);
 	int si = c->map[key(c, layer, expert)];
-	if (si >= 0 && c->slots[si].use > 0)
+	if (si >= 0 && c->slots[si].use > 0) {
+		struct ld_backend *be = c->o.backend;
+		/* The GEMMs reading the slot are queued, not done: a reload of
+		 * this slot waits for them (a failure here leaves no ordering, so
+		 * keep the slot out of reach). */
+		if (c->dev_ptr && be->ops->slot_used && be->ops->slot_used(be, (size_t)si)) {
+			snprintf(c->err, sizeof(c->err), "cache: layer %d expert %d: recording "
+				 "the slot's last use failed; slot %d retired", layer, expert, si);
+			c->slots[si].pins++;
+		}
 		c->slots[si].use--;
+	}
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -484,6 +510,11 @@ static int src_acquire(void *ctx, int layer, int expert, const float **w)
 	return cache_acquire(ctx, layer, expert, w);
 }
 
+static int src_acquire_ahead(void *ctx, int layer, int expert, const float **w)
+{
+	return cache_acquire_ahead(ctx, layer, expert, w);
+}
+
 static void src_release(void *ctx, int layer, int expert)
 {
 	cache_release(ctx, layer, expert);
@@ -527,6 +558,7 @@ struct ld_expert_src cache_expert_src(struct cache *c)
 		s.run = src_run;
 
 	if (c->dev_ptr) {
+		s.acquire_ahead = src_acquire_ahead;
 		s.mem = LD_EXPERT_CUDA;
 		s.device = c->o.backend->dev_index;
 		s.stream = c->o.backend->dev_stream;
@@ -598,7 +630,15 @@ int cache_open(const struct cache_opts *o, struct cache **out)
 		c->verified = memset(c->verified, o->skip_verify ? 1 : 0, nk);
 		c->host_ptr = caps & LD_BE_HOST_PTR;
 		c->dev_ptr = caps & LD_BE_DEV_PTR;
-		if ((rc = o->backend->ops->pool_alloc(o->backend, o->n_slots, o->expert_bytes)))
+		/* A bf16 pack: only a backend that widens on load (the engine reads
+		 * f32 slots); the slots hold twice the stored bytes. */
+		c->widen = ld_store_info(o->store)->dtype == LD_BF16;
+		if (c->widen && !(caps & LD_BE_WIDEN_BF16)) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		if ((rc = o->backend->ops->pool_alloc(o->backend, o->n_slots,
+						      (c->widen ? 2 : 1) * o->expert_bytes)))
 			goto fail;
 		register_store(c);
 	}

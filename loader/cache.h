@@ -72,6 +72,9 @@ int cache_prefetch(struct cache *c, int layer, int expert);
 /* Blocks until resident (loading synchronously on a miss) and pins it while in
  * use.  *w gets the weights (NULL in sim mode). */
 int cache_acquire(struct cache *c, int layer, int expert, const float **w);
+/* As cache_acquire, for an expert wanted ahead of its turn: -EAGAIN instead
+ * of waiting for a slot or taking one that holds a prefetch pin. */
+int cache_acquire_ahead(struct cache *c, int layer, int expert, const float **w);
 void cache_release(struct cache *c, int layer, int expert);
 /* Pins (refcount) so eviction skips it; unpin drops one reference. */
 void cache_pin(struct cache *c, int layer, int expert);

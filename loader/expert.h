@@ -22,6 +22,10 @@ struct ld_expert_src {
 	 * out = down(silu(gate x) * up x).  Between acquire and release. */
 	int (*run)(void *ctx, int moe_layer, int expert, const float *x, int n, int hidden,
 		   int inter, float *out);
+	/* Optional: acquire for an expert wanted ahead of its turn (its load
+	 * then overlaps earlier experts' compute); -EAGAIN where acquire would
+	 * wait for a slot or take a prefetched expert's. */
+	int (*acquire_ahead)(void *ctx, int moe_layer, int expert, const float **w);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

@@ -200,18 +200,20 @@ static int check_shape(const char *path, const struct ld_pack_header *hd, size_t
 static int check_fields(const char *path, const struct ld_pack_header *hd, size_t size,
 			size_t table_bytes, char *err, size_t errlen)
 {
-	uint64_t want = 3ull * hd->hidden * hd->inter * sizeof(float);
+	uint64_t es = hd->dtype == LD_BF16 ? 2 : 4, want = 3ull * hd->hidden * hd->inter * es;
 
 	if (hd->file_bytes != size)
 		BAD("%s: truncated or extended: header says %" PRIu64 " bytes, file has %zu",
 		    path, hd->file_bytes, size);
-	if (hd->dtype != LD_F32)
-		BAD("%s: dtype %" PRIu32 ", this moed reads f32 (0)", path, hd->dtype);
+	if (hd->dtype != LD_F32 && hd->dtype != LD_BF16)
+		BAD("%s: dtype %" PRIu32 ", this moed reads f32 (0) and bf16 (2)", path,
+		    hd->dtype);
 	if (hd->align != LD_STORE_ALIGN)
 		BAD("%s: align %" PRIu32 ", expected %u", path, hd->align, LD_STORE_ALIGN);
 	if (hd->expert_bytes != want)
-		BAD("%s: expert_bytes %" PRIu64 ", 3 x %" PRIu32 " x %" PRIu32 " floats is %"
-		    PRIu64, path, hd->expert_bytes, hd->hidden, hd->inter, want);
+		BAD("%s: expert_bytes %" PRIu64 ", 3 x %" PRIu32 " x %" PRIu32 " values of %"
+		    PRIu64 " bytes is %" PRIu64, path, hd->expert_bytes, hd->hidden, hd->inter,
+		    es, want);
 	if (hd->data_offset % LD_STORE_ALIGN ||
 	    hd->data_offset < hd->table_offset + table_bytes || hd->data_offset > size)
 		BAD("%s: data_offset %" PRIu64 " not aligned or inside the table", path,

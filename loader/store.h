@@ -1,5 +1,6 @@
-/* The pack store (host tier): every expert of a model in the compute dtype
- * (f32), one contiguous 4096-aligned block per expert, behind a header with
+/* The pack store (host tier): every expert of a model in f32 (the CPU
+ * engine's dtype) or, for a bf16 checkpoint, bf16 (the CUDA backend widens
+ * on load: half the PCIe bytes), one contiguous 4096-aligned block per expert, behind a header with
  * the format version, a hash of the source model, a layout table and
  * checksums.  Format: loader/PACK_FORMAT.md.
  *
@@ -53,7 +54,7 @@ struct ld_store_info {
 	int n_experts;             /* per layer */
 	int hidden;
 	int inter;                 /* expert MLP width */
-	int dtype;                 /* enum ld_dtype; always LD_F32 in version 1 */
+	int dtype;                 /* enum ld_dtype: LD_F32 or LD_BF16 */
 	size_t expert_bytes;       /* gate [I][H] | up [I][H] | down [H][I] */
 	uint64_t model_hash;       /* ld_store_model_hash of the source */
 	size_t file_bytes;
@@ -86,6 +87,10 @@ int ld_store_model_hash(const char *dir, uint64_t *out, char *err, size_t errlen
  * progress line goes to stderr when stderr is a TTY. */
 int ld_store_pack(const struct ld_model *m, const char *out_path, bool progress,
 		  char *err, size_t errlen);
+/* As ld_store_pack, experts stored as dtype: LD_F32, or LD_BF16 when the
+ * checkpoint's experts are bf16 (exact); else -EINVAL. */
+int ld_store_pack_dtype(const struct ld_model *m, const char *out_path, int dtype,
+			bool progress, char *err, size_t errlen);
 
 /* Maps path read-only (MAP_SHARED) and validates magic, version, sizes,
  * header checksum, the layout table's bounds and, when expect_hash is not 0,
@@ -102,6 +107,10 @@ void ld_store_close(struct ld_store *s);
  * validation is replaced. */
 int ld_store_ensure(const struct ld_model *m, const char *pack_path,
 		    struct ld_store **out, char *err, size_t errlen);
+/* As ld_store_ensure for a pack of experts stored as dtype; a valid pack of
+ * another dtype is replaced too. */
+int ld_store_ensure_dtype(const struct ld_model *m, const char *pack_path, int dtype,
+			  struct ld_store **out, char *err, size_t errlen);
 
 const struct ld_store_info *ld_store_info(const struct ld_store *s);
 const char *ld_store_path(const struct ld_store *s);

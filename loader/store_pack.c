@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "loader/model.h"
+#include "loader/st_write.h"
 #include "loader/store.h"
 
 /* ---- model hash ---- */
@@ -227,9 +228,10 @@ static void show_progress(bool on, size_t done, size_t total, size_t stride)
 		fputc('\n', stderr);
 }
 
-/* Fills the header for m; the table's offsets follow it. */
-static int plan(const struct ld_model *m, struct ld_pack_header *hd, size_t *stride,
-		char *err, size_t errlen)
+/* Fills the header for m, experts stored as dtype; the table's offsets
+ * follow it. */
+static int plan(const struct ld_model *m, int dtype, struct ld_pack_header *hd,
+		size_t *stride, char *err, size_t errlen)
 {
 	const struct ld_config *cfg = &m->cfg;
 	size_t floats = ld_expert_floats(cfg), h = (size_t)cfg->hidden_size;
@@ -243,13 +245,13 @@ static int plan(const struct ld_model *m, struct ld_pack_header *hd, size_t *str
 	memset(hd, 0, sizeof(*hd));
 	memcpy(hd->magic, LD_STORE_MAGIC, 8);
 	hd->version = LD_STORE_VERSION;
-	hd->dtype = LD_F32;
+	hd->dtype = (uint32_t)dtype;
 	hd->n_layers = (uint32_t)cfg->n_moe_layers;
 	hd->n_experts = (uint32_t)cfg->n_experts;
 	hd->hidden = (uint32_t)h;
 	hd->inter = (uint32_t)(floats / (3 * h));
 	hd->align = LD_STORE_ALIGN;
-	hd->expert_bytes = floats * sizeof(float);
+	hd->expert_bytes = floats * (dtype == LD_BF16 ? 2 : sizeof(float));
 	hd->table_offset = sizeof(*hd);
 	hd->data_offset = round_up(sizeof(*hd) + n * sizeof(struct ld_pack_entry),
 				   LD_STORE_ALIGN);
@@ -263,15 +265,21 @@ static int write_experts(const struct ld_model *m, int fd, struct ld_pack_header
 			 char *err, size_t errlen)
 {
 	size_t n = (size_t)hd->n_layers * hd->n_experts;
-	float *buf = aligned_alloc(LD_STORE_ALIGN, stride);
+	/* f32 first, whatever is stored. */
+	size_t fbytes = round_up(3ull * hd->hidden * hd->inter * sizeof(float), LD_STORE_ALIGN);
+	float *buf = aligned_alloc(LD_STORE_ALIGN, fbytes);
 	int rc = 0;
 
 	if (!buf) {
-		snprintf(err, errlen, "%s: out of memory (%zu bytes)", tmp, stride);
+		snprintf(err, errlen, "%s: out of memory (%zu bytes)", tmp, fbytes);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
 		ld_expert_copy(m, (int)(i / hd->n_experts), (int)(i % hd->n_experts), buf);
+		/* In place: value j is read before bytes [2j, 2j + 2) are written.
+		 * Exact: the checkpoint's experts are bf16 (ld_store_pack_dtype). */
+		if (hd->dtype == LD_BF16)
+			ld_from_f32(buf, buf, LD_BF16, hd->expert_bytes / 2);
 		t[i].offset = hd->data_offset + i * stride;
 		t[i].checksum = ld_xxh64(buf, hd->expert_bytes);
 		if ((rc = pwrite_all(fd, buf, hd->expert_bytes, (off_t)t[i].offset))) {
@@ -329,6 +337,12 @@ out:
 int ld_store_pack(const struct ld_model *m, const char *out_path, bool progress,
 		  char *err, size_t errlen)
 {
+	return ld_store_pack_dtype(m, out_path, LD_F32, progress, err, errlen);
+}
+
+int ld_store_pack_dtype(const struct ld_model *m, const char *out_path, int dtype,
+			bool progress, char *err, size_t errlen)
+{
 	struct ld_pack_header hd;
 	size_t stride, tlen = strlen(out_path) + 16;
 	char *tmp = malloc(tlen);
@@ -338,7 +352,13 @@ int ld_store_pack(const struct ld_model *m, const char *out_path, bool progress,
 	if (!tmp)
 		return -ENOMEM;
 	snprintf(tmp, tlen, "%s.tmp.XXXXXX", out_path);
-	if ((rc = plan(m, &hd, &stride, err, errlen)))
+	if (dtype != LD_F32 && (dtype != LD_BF16 || m->dtype != LD_BF16)) {
+		snprintf(err, errlen, "%s: experts are %s: cannot pack them as %s exactly",
+			 m->dir, ld_dtype_name(m->dtype), ld_dtype_name((enum ld_dtype)dtype));
+		rc = -EINVAL;
+		goto fail;
+	}
+	if ((rc = plan(m, dtype, &hd, &stride, err, errlen)))
 		goto fail;
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
 		rc = -errno;
@@ -372,21 +392,35 @@ fail:
 int ld_store_ensure(const struct ld_model *m, const char *pack_path,
 		    struct ld_store **out, char *err, size_t errlen)
 {
+	return ld_store_ensure_dtype(m, pack_path, LD_F32, out, err, errlen);
+}
+
+int ld_store_ensure_dtype(const struct ld_model *m, const char *pack_path, int dtype,
+			  struct ld_store **out, char *err, size_t errlen)
+{
 	uint64_t hash;
 	int rc;
 
 	if ((rc = ld_store_model_hash(m->dir, &hash, err, errlen)))
 		return rc;
 	rc = ld_store_open(pack_path, hash, out, err, errlen);
-	if (rc == 0)
+	if (rc == 0 && ld_store_info(*out)->dtype == dtype)
 		return 0;
+	if (rc == 0) {
+		snprintf(err, errlen, "%s: experts stored as %s, %s wanted", pack_path,
+			 ld_dtype_name((enum ld_dtype)ld_store_info(*out)->dtype),
+			 ld_dtype_name((enum ld_dtype)dtype));
+		ld_store_close(*out);
+		*out = NULL;
+		rc = -ESTALE;
+	}
 	if (rc != -ENOENT && rc != -EBADMSG && rc != -ESTALE && rc != -EPROTO)
 		return rc;
 	if (rc == -ENOENT)
 		fprintf(stderr, "moed: packing the experts of %s into %s\n", m->dir, pack_path);
 	else
 		fprintf(stderr, "moed: %s; repacking\n", err);
-	if ((rc = ld_store_pack(m, pack_path, true, err, errlen)))
+	if ((rc = ld_store_pack_dtype(m, pack_path, dtype, true, err, errlen)))
 		return rc;
 	return ld_store_open(pack_path, hash, out, err, errlen);
 }

@@ -259,6 +259,35 @@ START_TEST(pin_pressure)
 }
 END_TEST
 
+/* acquire_ahead neither steals a prefetched expert's slot nor waits. */
+START_TEST(acquire_ahead_no_steal)
+{
+	struct cache *c = sim(CACHE_LRU, 2, 1);
+	struct cache_stats s;
+	const float *w;
+
+	ck_assert_int_eq(cache_prefetch(c, 0, 0), 0);
+	ck_assert_int_eq(cache_acquire_ahead(c, 0, 1, &w), 0);
+	/* Slot 0 prefetch-pinned, slot 1 held: no slot without stealing. */
+	ck_assert_int_eq(cache_acquire_ahead(c, 0, 2, &w), -EAGAIN);
+	ck_assert_uint_eq(resident(c), SET(0, 1));
+	ck_assert_int_eq(cache_acquire_ahead(c, 0, 0, &w), 0);  /* a hit */
+	cache_release(c, 0, 0);
+	cache_release(c, 0, 1);
+	/* 1 is released and unpinned: ahead may take its slot now. */
+	ck_assert_int_eq(cache_acquire_ahead(c, 0, 2, &w), 0);
+	ck_assert_uint_eq(resident(c), SET(0, 2));
+	/* A plain acquire still steals the prefetch pin when it must. */
+	ck_assert_int_eq(cache_prefetch(c, 0, 3), -ENOSPC);
+	ck_assert_int_eq(cache_acquire(c, 0, 4, &w), 0);
+	ck_assert_uint_eq(resident(c), SET(2, 4));
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.pin_steals, 1);
+	ck_assert_uint_eq(s.misses, 3);
+	cache_close(c);
+}
+END_TEST
+
 START_TEST(prefetch_pins)
 {
 	struct cache *c = sim(CACHE_LRU, 3, 2);
@@ -633,6 +662,7 @@ int main(void)
 	tcase_add_test(tc, prefetch_counters);
 	tcase_add_test(tc, pin_pressure);
 	tcase_add_test(tc, prefetch_pins);
+	tcase_add_test(tc, acquire_ahead_no_steal);
 	tcase_add_test(tc, budget_below_topk);
 	suite_add_tcase(s, tc);
 	TCase *th = tcase_create("host");

@@ -41,8 +41,11 @@ struct world {
 	struct eng *e;
 };
 
-/* Packs fixture name once (per process) and opens model, store, a CUDA
- * backend, a cache of n_slots (0: all) and the engine on top. */
+/* Experts packed as f32 even for a bf16 checkpoint (else bf16 there). */
+static bool force_f32;
+
+/* Packs fixture name once (per process and dtype) and opens model, store, a
+ * CUDA backend, a cache of n_slots (0: all) and the engine on top. */
 static void open_world(const char *name, size_t n_slots, enum cache_policy p,
 		       unsigned be_flags, struct world *w)
 {
@@ -50,12 +53,15 @@ static void open_world(const char *name, size_t n_slots, enum cache_policy p,
 	struct ld_expert_src src;
 
 	snprintf(dir, sizeof(dir), "%s/%s", getenv("MOED_FIXTURES"), name);
-	snprintf(pack, sizeof(pack), "%s/%s.pack", tmpdir, name);
 	memset(w, 0, sizeof(*w));
 	ck_assert_msg(ld_model_open(dir, &w->m, err, sizeof(err)) == 0, "%s", err);
+	int dt = w->m->dtype == LD_BF16 && !force_f32 ? LD_BF16 : LD_F32;
+	snprintf(pack, sizeof(pack), "%s/%s.%s.pack", tmpdir, name, ld_dtype_name(dt));
 	if (access(pack, F_OK))
-		ck_assert_msg(ld_store_pack(w->m, pack, false, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_msg(ld_store_pack_dtype(w->m, pack, dt, false, err, sizeof(err)) == 0,
+			      "%s", err);
 	ck_assert_msg(ld_store_open(pack, 0, &w->st, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(ld_store_info(w->st)->dtype, dt);
 	ck_assert_msg(ld_backend_cuda_open(0, be_flags, &w->be, err, sizeof(err)) == 0, "%s",
 		      err);
 	const struct ld_store_info *in = ld_store_info(w->st);
@@ -111,7 +117,25 @@ START_TEST(backend_direct)
 		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 1), n,
 					    cudaMemcpyDeviceToHost), cudaSuccess);
 		ck_assert_msg(!memcmp(back, src, n), "pass %d: slot differs from source", pass);
+		/* bf16 load: n / 2 bytes widened into n bytes of f32 bits. */
+		ck_assert_int_eq(be->ops->load_async(be, 2, src, n / 2, NULL, LD_LOAD_BF16, &t),
+				 0);
+		ck_assert_int_eq(be->ops->wait(be, t), 0);
+		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 2), n,
+					    cudaMemcpyDeviceToHost), cudaSuccess);
+		for (size_t i = 0; i < n / 4; i++) {
+			uint16_t h;
+			uint32_t want, got;
+
+			memcpy(&h, src + 2 * i, 2);
+			want = (uint32_t)h << 16;
+			memcpy(&got, back + 4 * i, 4);
+			ck_assert_msg(got == want, "pass %d: bf16 value %zu: %08x, want %08x",
+				      pass, i, got, want);
+		}
 	}
+	ck_assert(ld_backend_caps(be) & LD_BE_WIDEN_BF16);
+	ck_assert_int_eq(be->ops->load_async(be, 2, src, n, NULL, LD_LOAD_BF16, &t), -EINVAL);
 	uint64_t bad = ld_xxh64(src, n) + 1;
 	ck_assert_int_eq(be->ops->load_async(be, 0, src, n, &bad, 0, &t), -EBADMSG);
 	ck_assert_int_eq(be->ops->load_async(be, 3, src, n, NULL, 0, &t), -EINVAL);
@@ -248,7 +272,19 @@ START_TEST(exact_every_budget)
 	size_t nl = (size_t)(STEPS + 1) * V;
 	float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
 	run_seq(&w, &f.cases[3], false, ref);
+	bool bf16 = w.m->dtype == LD_BF16;
 	close_world(&w);
+	if (bf16) {   /* bf16 pack widened on load == f32 pack, bit for bit */
+		force_f32 = true;
+		open_world(name, 0, CACHE_LRU, 0, &w);
+		force_f32 = false;
+		run_seq(&w, &f.cases[3], false, got);
+		ck_assert_uint_eq(ld_store_info(w.st)->dtype, LD_F32);
+		ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)), "%s: bf16 pack differs from "
+			      "f32 pack (max %g)", name, max_abs_diff(ref, got, (int)nl));
+		printf("cuda exact %s: bf16 pack and f32 pack: identical\n", name);
+		close_world(&w);
+	}
 	size_t budgets[] = {1, 2, 3, (size_t)all / 4, (size_t)all / 2, (size_t)all - 1};
 	for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
 		for (int p = 0; p < 3; p++)

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "loader/backend.h"
+#include "loader/cache.h"
 #include "loader/model.h"
 #include "loader/store.h"
 #include "tests/refs.h"
@@ -369,6 +371,56 @@ START_TEST(ensure)
 }
 END_TEST
 
+/* bf16 experts: half the bytes, the same values; ensure repacks to the
+ * dtype asked for; an f32 checkpoint cannot be packed as bf16; the host
+ * backend (no widening) refuses a bf16 store. */
+START_TEST(bf16_pack)
+{
+	char dir[512], path[512];
+	struct ld_store *s = NULL;
+	struct cache *c = NULL;
+	struct ld_backend *be;
+
+	fixture_dir("olmoe_bf16", dir, sizeof(dir));
+	struct ld_model *m = open_model(dir);
+	pack_path(path, sizeof(path), "b.pack");
+	ck_assert_int_eq(ld_store_pack_dtype(m, path, LD_BF16, false, err, sizeof(err)), 0);
+	ck_assert_int_eq(ld_store_open(path, 0, &s, err, sizeof(err)), 0);
+	const struct ld_store_info *in = ld_store_info(s);
+	size_t nf = ld_expert_floats(&m->cfg);
+	ck_assert_int_eq(in->dtype, LD_BF16);
+	ck_assert_uint_eq(in->expert_bytes, nf * 2);
+	ck_assert_int_eq(ld_store_verify_all(s, err, sizeof(err)), 0);
+	float *want = malloc(nf * sizeof(float)), *got = malloc(nf * sizeof(float));
+	ld_expert_copy(m, 1, 3, want);
+	ld_to_f32(got, ld_store_expert(s, 1, 3), LD_BF16, nf);
+	ck_assert(!memcmp(want, got, nf * sizeof(float)));
+	struct cache_opts o = {.n_layers = in->n_layers, .n_experts = in->n_experts,
+			       .expert_bytes = in->expert_bytes, .n_slots = 4,
+			       .policy = CACHE_LRU, .store = s};
+	ck_assert_int_eq(ld_backend_host_open(&be, err, sizeof(err)), 0);
+	o.backend = be;
+	ck_assert_int_eq(cache_open(&o, &c), -EINVAL);
+	ld_backend_close(be);
+	ld_store_close(s);
+	ck_assert_int_eq(ld_store_ensure_dtype(m, path, LD_F32, &s, err, sizeof(err)), 0);
+	ck_assert_int_eq(ld_store_info(s)->dtype, LD_F32);
+	ld_store_close(s);
+	ck_assert_int_eq(ld_store_ensure_dtype(m, path, LD_BF16, &s, err, sizeof(err)), 0);
+	ck_assert_int_eq(ld_store_info(s)->dtype, LD_BF16);
+	ld_store_close(s);
+	free(want);
+	free(got);
+	ld_model_close(m);
+	fixture_dir("mixtral_f32", dir, sizeof(dir));
+	m = open_model(dir);
+	ck_assert_int_eq(ld_store_pack_dtype(m, path, LD_BF16, false, err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "exactly"));
+	ld_model_close(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -384,6 +436,7 @@ int main(void)
 	tcase_add_test(tc, wrong_model);
 	tcase_add_test(tc, corrupt_expert);
 	tcase_add_test(tc, ensure);
+	tcase_add_test(tc, bf16_pack);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
