@@ -14,7 +14,7 @@ struct command {
 
 static const struct command commands[] = {
 	{"serve", cmd_serve, "serve a model over HTTP (front + supervisor)"},
-	{"run", cmd_run, "one-shot inference on token ids"},
+	{"run", cmd_run, "one-shot inference on token ids or text"},
 	{"mkmodel", cmd_mkmodel, "write a synthetic HF-layout MoE model"},
 	{"pack", cmd_pack, "pack a model's experts into a store file"},
 	{"worker", cmd_worker, "inference worker (started by serve)"},
