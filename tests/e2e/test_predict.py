@@ -50,5 +50,39 @@ class SkewedModel(unittest.TestCase):
                                delta=expert_bytes * 1e-3)
 
 
+class TrustMode(unittest.TestCase):
+    """predictor.mode trust (SiDA): predictions replace the router; the answer
+    reports its agreement with the router, and the daemon keeps serving."""
+
+    def test_trust_reports_fidelity(self):
+        model = mt.make_model("--skewed", name="trust")
+        d = mt.Daemon(model, name="trust", sets=["predictor.mode=trust",
+                                                 "predictor.kind=cepr"]).start()
+        try:
+            recalls = []
+            for i in range(6):  # the worker's tables learn online
+                r = d.complete([1 + i, 2, 3, 4, 5, 6, 7, 8], max_tokens=24)
+                self.assertEqual(len(r["choices"][0]["tokens"]), 24)
+                rec = r["moe"]["predicted_recall"]
+                self.assertIsNotNone(rec)
+                self.assertGreaterEqual(rec, 0.0)
+                self.assertLessEqual(rec, 1.0)
+                recalls.append(rec)
+            self.assertGreater(max(recalls), 0.0, recalls)
+            m = d.metrics()
+            self.assertGreater(mt.metric(m, "moed_predictor_recall"), 0.0)
+            self.assertIn("mode trust", d.log())
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_trust_needs_a_predictor(self):
+        model = mt.make_model(name="trust-none")
+        d = mt.Daemon(model, name="trust-none", sets=["predictor.mode=trust",
+                                                      "predictor.kind=none"])
+        d.start(wait=False)
+        self.assertEqual(d.wait_exit(), 1, d.tail())
+        self.assertIn("trust needs a predictor", d.log())
+
+
 if __name__ == "__main__":
     mt.main()
