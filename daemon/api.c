@@ -19,6 +19,7 @@ struct seq_rules {
 	const char *field;
 	bool stop;                       /* scalar allowed; flat ids are singles */
 	bool *text;                      /* set when text was given */
+	struct api_completion_req *keep; /* stop: the strings are kept here too */
 };
 
 /* A request error: the message into err, -EINVAL back. */
@@ -92,6 +93,19 @@ static int id_array(const struct seq_rules *r, json_t *a, const char *name,
 	return seqs_push(out, ids, n);
 }
 
+static int keep_text(struct api_completion_req *q, const char *t)
+{
+	char **v = realloc(q->stop_text, (q->n_stop_text + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	q->stop_text = v;
+	if (!(v[q->n_stop_text] = strdup(t)))
+		return -ENOMEM;
+	q->n_stop_text++;
+	return 0;
+}
+
 static int text(const struct seq_rules *r, json_t *s, const char *name,
 		struct seqs *out, char *err, size_t en)
 {
@@ -121,6 +135,10 @@ static int text(const struct seq_rules *r, json_t *s, const char *name,
 			return rv;
 		}
 	*r->text = true;
+	if (r->keep && (rv = keep_text(r->keep, json_string_value(s))) < 0) {
+		free(ids);
+		return rv;
+	}
 	return seqs_push(out, ids, n);
 }
 
@@ -341,10 +359,10 @@ static int sequences(json_t *o, const char *key, const struct api_limits *lim,
 }
 
 static int stops(json_t *o, const struct api_limits *lim, const struct api_tokenizer *tok,
-		 struct seqs *out, char *err, size_t en)
+		 struct api_completion_req *req, struct seqs *out, char *err, size_t en)
 {
 	struct seq_rules sr = { .lim = lim, .tok = tok, .field = "stop", .stop = true,
-				.text = &(bool){ false } };
+				.text = &(bool){ false }, .keep = req };
 	int maxs = lim->max_stop > 0 ? lim->max_stop : 16;
 	json_t *v = json_object_get(o, "stop");
 	int rv;
@@ -380,7 +398,7 @@ int api_parse_completion(const char *body, size_t len, const struct api_limits *
 	}
 	if ((rv = sequences(root, "prompt", lim, tok, &out->text_prompt, out->max_tokens,
 			    &p, err, errlen)) < 0 ||
-	    (rv = stops(root, lim, tok, &s, err, errlen)) < 0)
+	    (rv = stops(root, lim, tok, out, &s, err, errlen)) < 0)
 		goto fail;
 	json_decref(root);
 	out->prompts = p.v;
@@ -392,7 +410,7 @@ fail:
 	json_decref(root);
 	seqs_free(p.v, p.n);
 	seqs_free(s.v, s.n);
-	memset(out, 0, sizeof(*out));
+	api_completion_req_free(out);
 	return rv;
 }
 
@@ -400,6 +418,9 @@ void api_completion_req_free(struct api_completion_req *r)
 {
 	seqs_free(r->prompts, r->n_prompts);
 	seqs_free(r->stop, r->n_stop);
+	for (size_t i = 0; i < r->n_stop_text; i++)
+		free(r->stop_text[i]);
+	free(r->stop_text);
 	memset(r, 0, sizeof(*r));
 }
 

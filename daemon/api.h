@@ -66,6 +66,8 @@ struct api_completion_req {
 	bool stream;
 	bool text_prompt;                /* the prompt came as text */
 	char model[128];
+	char **stop_text;                /* stop given as text (also encoded in stop) */
+	size_t n_stop_text;
 };
 
 struct api_forward_req {

@@ -11,6 +11,7 @@
 #include "daemon/rt.h"
 #include "engine/sample.h"
 #include "loader/cache.h"
+#include "loader/errfmt.h"
 #include "predictor/trace.h"
 #include "tokenizer/tok.h"
 
@@ -23,6 +24,7 @@ struct run_opts {
 	const char *trace;
 	const char *prompt;        /* text: needs the model's tokenizer.json */
 	struct tok *tok;
+	char err[512];             /* the first error, printed once by cmd_run */
 };
 
 /* Router choices of the prompt, [moe_layer][pos][k], and the trace file. */
@@ -72,21 +74,18 @@ static int parse_tokens(const char *s, struct run_opts *o)
 	return o->n_tokens ? 0 : -EINVAL;
 }
 
-static int num(const char *flag, const char *v, double lo, double hi, double *out)
+static int num(struct run_opts *o, const char *flag, const char *v, double lo, double hi,
+	       double *out)
 {
 	char *end;
 	double d;
 
-	if (!v) {
-		fprintf(stderr, "moed run: %s needs a value\n", flag);
-		return -EINVAL;
-	}
+	if (!v)
+		return ld_fail(o->err, sizeof(o->err), -EINVAL, "%s needs a value", flag);
 	d = strtod(v, &end);
-	if (end == v || *end || !(d >= lo && d <= hi)) {
-		fprintf(stderr, "moed run: %s: '%s' is not a number in [%g, %g]\n",
-			flag, v, lo, hi);
-		return -EINVAL;
-	}
+	if (end == v || *end || !(d >= lo && d <= hi))
+		return ld_fail(o->err, sizeof(o->err), -EINVAL,
+			       "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
 	*out = d;
 	return 0;
 }
@@ -105,10 +104,9 @@ static int run_flag(void *ctx, int argc, char **argv)
 		exit(0);
 	}
 	if (!strcmp(f, "--tokens")) {
-		if (!v || parse_tokens(v, o) < 0) {
-			fprintf(stderr, "moed run: --tokens: expected ids like 1,2,3\n");
-			return -EINVAL;
-		}
+		if (!v || parse_tokens(v, o) < 0)
+			return ld_fail(o->err, sizeof(o->err), -EINVAL,
+				       "--tokens: expected ids like 1,2,3");
 		return 2;
 	}
 	if (!strcmp(f, "--prompt")) {
@@ -124,17 +122,17 @@ static int run_flag(void *ctx, int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(f, "--max-tokens")) {
-		if (num(f, v, 0, 1 << 20, &d) < 0)
+		if (num(o, f, v, 0, 1 << 20, &d) < 0)
 			return -EINVAL;
 		o->max_tokens = (int)d;
 		return 2;
 	}
 	if (!strcmp(f, "--temperature"))
-		return num(f, v, 0, 100, &o->temperature) < 0 ? -EINVAL : 2;
+		return num(o, f, v, 0, 100, &o->temperature) < 0 ? -EINVAL : 2;
 	if (!strcmp(f, "--top-p"))
-		return num(f, v, 0, 1, &o->top_p) < 0 ? -EINVAL : 2;
+		return num(o, f, v, 0, 1, &o->top_p) < 0 ? -EINVAL : 2;
 	if (!strcmp(f, "--seed")) {
-		if (num(f, v, 0, 1.8e19, &d) < 0)
+		if (num(o, f, v, 0, 1.8e19, &d) < 0)
 			return -EINVAL;
 		o->seed = strtoull(v, NULL, 10);
 		return 2;
@@ -168,17 +166,10 @@ static json_t *stats_json(struct rt *rt)
 	json_object_set_new(o, "slots", json_integer((json_int_t)rt->n_slots));
 	json_object_set_new(o, "policy", json_string(cache_policy_name(rt->policy)));
 	for (int l = -1; l < c->n_moe_layers; l++) {
-		json_t *x = json_object();
+		json_t *x;
 
 		cache_get_stats(rt->cache, l, &s);
-		json_object_set_new(x, "hits", json_integer((json_int_t)s.hits));
-		json_object_set_new(x, "misses", json_integer((json_int_t)s.misses));
-		json_object_set_new(x, "prefetched_used", json_integer((json_int_t)s.prefetched_used));
-		json_object_set_new(x, "prefetched_unused", json_integer((json_int_t)s.prefetched_unused));
-		json_object_set_new(x, "evictions", json_integer((json_int_t)s.evictions));
-		json_object_set_new(x, "loads", json_integer((json_int_t)s.loads));
-		json_object_set_new(x, "bytes_loaded", json_integer((json_int_t)s.bytes_loaded));
-		json_object_set_new(x, "stall_seconds", json_real(s.stall_seconds));
+		x = rt_cache_stats_json(&s);
 		if (l < 0)
 			json_object_update(o, x), json_decref(x);
 		else
@@ -230,7 +221,7 @@ static void print_json(struct rt *rt, const struct run_opts *o,
 	json_decref(root);
 }
 
-static int generate(struct rt *rt, const struct run_opts *o)
+static int generate(struct rt *rt, struct run_opts *o)
 {
 	const struct ld_config *c = &rt->model->cfg;
 	struct route_rec r = {.n_pos = o->n_tokens, .k = c->top_k};
@@ -249,7 +240,7 @@ static int generate(struct rt *rt, const struct run_opts *o)
 	}
 	if (o->trace && (rv = pred_trace_writer_open(o->trace, c->n_moe_layers, c->n_experts,
 						     c->top_k, &r.trace)) < 0) {
-		fprintf(stderr, "moed run: --trace %s: %s\n", o->trace, strerror(-rv));
+		ld_errf(o->err, sizeof(o->err), "--trace %s: %s", o->trace, strerror(-rv));
 		goto out;
 	}
 	eng_rng_seed(&rng, o->seed);
@@ -288,7 +279,7 @@ out:
 		int trv = pred_trace_writer_close(r.trace);
 
 		if (rv == 0 && (r.trace_err || trv))
-			fprintf(stderr, "moed run: --trace %s: write failed: %s\n", o->trace,
+			ld_errf(o->err, sizeof(o->err), "--trace %s: write failed: %s", o->trace,
 				strerror(-(r.trace_err ? r.trace_err : trv)));
 		if (rv == 0 && (r.trace_err || trv))
 			rv = r.trace_err ? r.trace_err : trv;
@@ -343,7 +334,7 @@ int cmd_run(int argc, char **argv)
 
 	cfg_defaults(&cfg);
 	if (cfg_parse_args(&cfg, argc - 1, argv + 1, run_flag, &o, err, sizeof(err)) < 0) {
-		fprintf(stderr, "moed run: %s\n", err);
+		fprintf(stderr, "moed run: %s\n", o.err[0] ? o.err : err);
 		free(o.tokens);
 		return 2;
 	}
@@ -371,7 +362,7 @@ int cmd_run(int argc, char **argv)
 		}
 	rv = generate(&rt, &o);
 	if (rv < 0)
-		fprintf(stderr, "moed run: %s\n", strerror(-rv));
+		fprintf(stderr, "moed run: %s\n", o.err[0] ? o.err : strerror(-rv));
 	rt_close(&rt);
 	free(o.tokens);
 	tok_close(o.tok);

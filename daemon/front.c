@@ -90,9 +90,6 @@ void sreq_free(struct sreq *r)
 		free(r->seqs[i].routes);
 		text_seq_free(&r->seqs[i]);
 	}
-	for (size_t i = 0; i < r->n_stop_text; i++)
-		free(r->stop_text[i]);
-	free(r->stop_text);
 	free(r->seqs);
 	api_completion_req_free(&r->creq);
 	api_forward_req_free(&r->freq);
@@ -307,7 +304,7 @@ static int make_pseq(const struct sseq *q, struct proto_seq *p)
 			  q->id * 0x9e3779b97f4a7c15ULL ^ (uint64_t)time(NULL);
 		/* Tokens come back as they are made when the client streams, and
 		 * when the front itself must watch for a stop string. */
-		p->flags = r->stream || r->n_stop_text || has_stop_seq(r) ? PROTO_SEQ_STREAM : 0;
+		p->flags = r->stream || r->creq.n_stop_text || has_stop_seq(r) ? PROTO_SEQ_STREAM : 0;
 		stop = malloc((r->creq.n_stop + 1 + (size_t)r->n_extra_stop) * sizeof(uint32_t));
 		if (!stop)
 			return -ENOMEM;

@@ -84,8 +84,8 @@ static bool cut_at_stop(struct sseq *q)
 
 	if (!q->text)
 		return false;
-	for (size_t i = 0; i < r->n_stop_text; i++) {
-		char *at = strstr(q->text, r->stop_text[i]);
+	for (size_t i = 0; i < r->creq.n_stop_text; i++) {
+		char *at = strstr(q->text, r->creq.stop_text[i]);
 
 		if (at && (!best || at < best))
 			best = at;
@@ -148,27 +148,6 @@ void text_seq_free(struct sseq *q)
 		tok_stream_free(&q->ts);
 	free(q->text);
 	free(q->text_end);
-}
-
-/* "stop" given as text: kept for matching on the decoded output. */
-int text_stop_strings(const char *body, size_t len, struct sreq *r)
-{
-	json_t *root = json_loadb(body, len, 0, NULL), *v, *e;
-	size_t i;
-
-	v = root ? json_object_get(root, "stop") : NULL;
-	if (json_is_string(v)) {
-		r->stop_text = calloc(1, sizeof(char *));
-		if (r->stop_text && (r->stop_text[0] = strdup(json_string_value(v))))
-			r->n_stop_text = 1;
-	} else if (json_is_array(v) && json_is_string(json_array_get(v, 0))) {
-		r->stop_text = calloc(json_array_size(v) + 1, sizeof(char *));
-		json_array_foreach(v, i, e)
-			if (r->stop_text && json_is_string(e) && json_string_length(e))
-				r->stop_text[r->n_stop_text++] = strdup(json_string_value(e));
-	}
-	json_decref(root);
-	return 0;
 }
 
 static const char *const roles[] = {"system", "user", "assistant"};

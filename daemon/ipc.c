@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "daemon/ipc.h"
+#include "daemon/log.h"
 #include "proto/proto.h"
 
 static const struct {
@@ -110,4 +111,23 @@ int ipc_recv(nng_socket s, void **buf, size_t *len, int timeout_ms)
 	if (rv == NNG_ECLOSED)
 		return -ECANCELED;
 	return rv ? -EIO : 0;
+}
+
+struct proto_msg *ipc_recv_msg(nng_socket s, int timeout_ms, const char *who,
+			       uint64_t *dropped)
+{
+	struct proto_msg *m = NULL;
+	char err[256];
+	void *buf;
+	size_t len;
+
+	if (ipc_recv(s, &buf, &len, timeout_ms) < 0)
+		return NULL;
+	if (proto_decode_err(buf, len, &m, err, sizeof(err)) < 0) {
+		log_msg(LOG_WARNING, "%s: dropped a malformed message: %s", who, err);
+		(*dropped)++;
+		m = NULL;
+	}
+	nng_free(buf, len);
+	return m;
 }

@@ -5,6 +5,7 @@
 
 #include <nng/nng.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The links, and who listens on each. */
 enum ipc_link {
@@ -28,5 +29,12 @@ int ipc_send(nng_socket s, const void *buf, size_t len, int nonblock);
 /* Receives one message into *buf (free with nng_free(*buf, *len)).
  * timeout_ms < 0 blocks, 0 polls.  -ETIMEDOUT / -EAGAIN when none. */
 int ipc_recv(nng_socket s, void **buf, size_t *len, int timeout_ms);
+
+struct proto_msg;
+
+/* ipc_recv + proto_decode: a malformed message is logged as who's, counted
+ * in *dropped and skipped (NULL is returned, as when none came). */
+struct proto_msg *ipc_recv_msg(nng_socket s, int timeout_ms, const char *who,
+			       uint64_t *dropped);
 
 #endif

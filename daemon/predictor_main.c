@@ -52,20 +52,7 @@ static enum pred_kind kind_of(int cfg_kind)
 
 static struct proto_msg *recv_msg(struct predictor *p, nng_socket s, int timeout)
 {
-	void *buf;
-	size_t len;
-	struct proto_msg *m = NULL;
-	char err[256];
-
-	if (ipc_recv(s, &buf, &len, timeout) < 0)
-		return NULL;
-	if (proto_decode_err(buf, len, &m, err, sizeof(err)) < 0) {
-		p->dropped++;
-		log_msg(LOG_WARNING, "predictor: dropped a malformed message: %s", err);
-		m = NULL;
-	}
-	nng_free(buf, len);
-	return m;
+	return ipc_recv_msg(s, timeout, "predictor", &p->dropped);
 }
 
 /* The table of one batch: per layer the union of its tokens' predicted
@@ -120,29 +107,13 @@ out:
 static void learn(struct predictor *p, const struct proto_msg *m)
 {
 	const struct proto_trace *t = &m->trace;
-	size_t per = (size_t)t->n_layers * t->k;
-	int *cur = malloc(per * sizeof(int)), *prev = malloc(per * sizeof(int));
 
-	if (t->n_layers != p->mc.n_moe_layers || t->k != p->mc.top_k || !cur || !prev) {
+	if (t->n_layers != p->mc.n_moe_layers || t->k != p->mc.top_k) {
 		p->dropped++;
-		goto out;
+		return;
 	}
-	for (uint32_t r = 0; r < t->n_tokens; r++) {
-		struct pred_tok tok = {.token = (int)t->tokens[r], .index = -1, .cur = cur};
-
-		for (size_t i = 0; i < per; i++)
-			cur[i] = t->experts[r * per + i];
-		if (r > 0 && t->seq_ids[r - 1] == t->seq_ids[r]) {
-			for (size_t i = 0; i < per; i++)
-				prev[i] = t->experts[(r - 1) * per + i];
-			tok.prev = prev;
-		}
-		pred_observe(p->p, &tok);
-		p->observed++;
-	}
-out:
-	free(cur);
-	free(prev);
+	pred_observe_rows(p->p, t->experts, t->seq_ids, t->tokens, t->n_tokens);
+	p->observed += t->n_tokens;
 }
 
 static void save_state(struct predictor *p)

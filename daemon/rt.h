@@ -3,6 +3,8 @@
 #ifndef DAEMON_RT_H
 #define DAEMON_RT_H
 
+#include <jansson.h>
+
 #include "daemon/config.h"
 #include "engine/engine.h"
 #include "loader/model.h"
@@ -31,5 +33,10 @@ int rt_check(const struct moed_config *c, char *err, size_t n);
 size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc);
 /* Experts worth predicting per layer: the slots' share, at least top-k. */
 int rt_want_per_layer(const struct moed_config *c, const struct ld_config *mc);
+
+/* The counters of one layer (or all) as JSON, for `run --json` and
+ * /v1/experts.  New reference. */
+struct cache_stats;
+json_t *rt_cache_stats_json(const struct cache_stats *c);
 
 #endif

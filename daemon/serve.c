@@ -44,28 +44,36 @@ static bool predictor_ok(const struct server *s)
 	return s->cfg.predictor.kind == CFG_PRED_NONE || child_running(s->predictor);
 }
 
+/* Reads auth.token_file.  On failure the token is not replaced: auth_broken
+ * is set instead, so that every protected request is refused rather than
+ * let through. */
 static int read_token(struct server *s, char *err, size_t n)
 {
+	char tok[sizeof(s->auth_token)];
 	FILE *f;
 	size_t len;
 
-	s->auth_token[0] = 0;
-	if (!s->cfg.auth.token_file[0])
+	if (!s->cfg.auth.token_file[0]) {
+		s->auth_token[0] = 0;
+		s->auth_broken = false;
 		return 0;
+	}
+	s->auth_broken = true;
 	if (!(f = fopen(s->cfg.auth.token_file, "r"))) {
 		snprintf(err, n, "auth.token_file %s: %s", s->cfg.auth.token_file, strerror(errno));
 		return -errno;
 	}
-	len = fread(s->auth_token, 1, sizeof(s->auth_token) - 1, f);
+	len = fread(tok, 1, sizeof(tok) - 1, f);
 	fclose(f);
-	s->auth_token[len] = 0;
-	while (len && (s->auth_token[len - 1] == '\n' || s->auth_token[len - 1] == '\r' ||
-		       s->auth_token[len - 1] == ' '))
-		s->auth_token[--len] = 0;
+	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
+		len--;
+	tok[len] = 0;
 	if (!len) {
 		snprintf(err, n, "auth.token_file %s: empty", s->cfg.auth.token_file);
 		return -EINVAL;
 	}
+	memcpy(s->auth_token, tok, len + 1);
+	s->auth_broken = false;
 	return 0;
 }
 
@@ -76,6 +84,8 @@ static bool authorized(const struct server *s, struct http_req *req)
 	size_t n = strlen(s->auth_token);
 	unsigned char diff = 0;
 
+	if (s->auth_broken)
+		return false;
 	if (!s->auth_token[0])
 		return true;
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -199,10 +209,8 @@ static void handle_generate(struct server *s, struct http_req *req, enum req_kin
 	else
 		rv = api_parse_completion(body, len, &lim, s->tok ? &tk : NULL, &r->creq, err,
 					  sizeof(err));
-	if (rv == 0 && kind == REQ_COMPLETION && s->tok) {
-		text_stop_strings(body, len, r);
+	if (rv == 0 && kind == REQ_COMPLETION)
 		text_default_stops(s, r);
-	}
 	free(chat_body);
 	if (rv < 0) {
 		respond_status(s, req, ep, rv == -ENOMEM ? 500 : 400, err, NULL);
@@ -430,24 +438,29 @@ static void on_sigterm(uv_signal_t *h, int sig)
 
 /* SIGHUP: the token file and the log level are re-read; everything else
  * needs a restart. */
+/* SIGHUP: the command line (and the --config files it names) is read again;
+ * log.level and auth.token_file take effect, everything else needs a
+ * restart. */
 static void on_sighup(uv_signal_t *h, int sig)
 {
 	struct server *s = h->data;
-	struct moed_config c = s->cfg;
+	struct moed_config c;
 	char err[512];
 
 	(void)sig;
 	notify("RELOADING=1");
-	if (cfg_load_file(&c, s->cfg_file, err, sizeof(err)) == 0) {
+	cfg_defaults(&c);
+	if (cfg_parse_args(&c, s->argc, s->argv, cmd_help_flag, (void *)"", err, sizeof(err)) < 0) {
+		log_msg(LOG_ERR, "reload: %s (nothing changed)", err);
+	} else {
 		log_set_level((int)c.log.level);
 		s->cfg.log.level = c.log.level;
+		memcpy(s->cfg.auth.token_file, c.auth.token_file, sizeof(c.auth.token_file));
+		if (read_token(s, err, sizeof(err)) < 0)
+			log_msg(LOG_ERR, "reload: %s (auth now refuses every request)", err);
+		else
+			log_msg(LOG_INFO, "reloaded the auth token and log level");
 	}
-	if (read_token(s, err, sizeof(err)) < 0)
-		log_msg(LOG_ERR, "reload: %s (auth now refuses every request)", err);
-	else
-		log_msg(LOG_INFO, "reloaded the auth token and log level");
-	if (!s->auth_token[0] && s->cfg.auth.token_file[0])
-		snprintf(s->auth_token, sizeof(s->auth_token), "\x01-unreadable-token-file");
 	notify("READY=1");
 }
 
@@ -545,6 +558,8 @@ int cmd_serve(int argc, char **argv)
 	char err[1024];
 
 	cfg_defaults(&s->cfg);
+	s->argc = argc - 1;
+	s->argv = argv + 1;
 	if (cfg_parse_args(&s->cfg, argc - 1, argv + 1, cmd_help_flag, (void *)usage_text, err,
 			   sizeof(err)) < 0) {
 		fprintf(stderr, "moed serve: %s\n", err);

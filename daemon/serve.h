@@ -62,8 +62,6 @@ struct sreq {
 	int64_t created;
 	const char *endpoint;
 	bool chat;                 /* /v1/chat/completions */
-	char **stop_text;          /* stop strings, matched on the decoded text */
-	size_t n_stop_text;
 	int32_t extra_stop[4];     /* stop tokens not asked for: eos, <|im_end|> */
 	int n_extra_stop;
 };
@@ -89,6 +87,9 @@ struct server {
 	bool worker_started;               /* the worker has been ready once */
 	int exit_code;
 	char auth_token[512];
+	bool auth_broken;                  /* token file unreadable: refuse all */
+	int argc;                          /* the command line, read again on SIGHUP */
+	char **argv;
 	struct tok *tok;                   /* NULL: the model has no tokenizer.json */
 	bool has_chat;
 	enum tok_chat chat_kind;
@@ -141,7 +142,6 @@ int text_encode_cb(void *ctx, const char *text, size_t len, int32_t **ids, size_
 bool text_push(struct server *s, struct sseq *q);
 void text_flush(struct server *s, struct sseq *q);
 void text_seq_free(struct sseq *q);
-int text_stop_strings(const char *body, size_t len, struct sreq *r);
 void text_default_stops(const struct server *s, struct sreq *r);
 /* A chat request body -> a completion request body with the rendered
  * conversation's token ids as its prompt. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/rt.h"
 #include "daemon/serve.h"
 #include "daemon/shstats.h"
 
@@ -149,16 +150,6 @@ void serve_handle_metrics(struct server *s, struct http_req *req)
 	serve_metrics_request(s, "/metrics", 200, 0);
 }
 
-static json_t *stats_json(const struct cache_stats *c)
-{
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "hits", (json_int_t)c->hits,
-			 "misses", (json_int_t)c->misses, "prefetched_used",
-			 (json_int_t)c->prefetched_used, "prefetched_unused",
-			 (json_int_t)c->prefetched_unused, "evictions", (json_int_t)c->evictions,
-			 "loads", (json_int_t)c->loads, "bytes_loaded", (json_int_t)c->bytes_loaded,
-			 "stall_seconds", c->stall_seconds);
-}
-
 void serve_handle_experts(struct server *s, struct http_req *req)
 {
 	struct shstats st;
@@ -171,7 +162,7 @@ void serve_handle_experts(struct server *s, struct http_req *req)
 	}
 	layers = json_array();
 	for (uint32_t l = 0; l < st.h.n_layers; l++) {
-		json_t *res = json_array(), *o = stats_json(&st.layers[l]);
+		json_t *res = json_array(), *o = rt_cache_stats_json(&st.layers[l]);
 
 		for (uint32_t x = 0; x < st.h.n_experts; x++)
 			if (st.resident[(size_t)l * st.h.n_experts + x])

@@ -14,7 +14,7 @@ struct child {
 	struct child_opts o;
 	uv_process_t proc;
 	uv_timer_t timer;
-	bool running, stopping, gave_up, proc_open;
+	bool running, stopping, gave_up;
 	double crashes[MAX_CRASHES];   /* times of recent crashes, seconds */
 	int n_crashes;
 	uint64_t restarts;
@@ -77,7 +77,6 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 	c->running = false;
 	c->pending_closes++;
 	uv_close((uv_handle_t *)p, on_handle_closed);
-	c->proc_open = false;
 	if (!c->stopping)
 		log_msg(sig ? LOG_ERR : LOG_WARNING, "%s (pid %d) exited: status %lld signal %d",
 			c->o.name, p->pid, (long long)status, sig);
@@ -131,7 +130,6 @@ static void spawn(struct child *c)
 		return;
 	}
 	c->running = true;
-	c->proc_open = true;
 	c->started = now_s(c);
 	log_msg(LOG_INFO, "started %s (pid %d)", c->o.name, c->proc.pid);
 }

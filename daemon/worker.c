@@ -36,13 +36,10 @@ static void send_result(struct worker *w, struct wseq *s, int table_status)
 	struct proto_result res = {.table_status = (uint32_t)table_status,
 				   .moe = s->moe, .n_seqs = 1, .seqs = &r,
 				   .more = !final};
-	uint32_t toks[s->n_gen + 1];
 	void *buf;
 	size_t len;
 
-	for (int i = from; i < s->n_gen; i++)
-		toks[i - from] = (uint32_t)s->gen[i];
-	r.tokens = toks;
+	r.tokens = s->gen + from;
 	if (final && s->logits && (s->flags & PROTO_SEQ_WANT_LOGITS)) {
 		r.n_logits = (uint32_t)w->vocab;
 		r.logits = s->logits;
@@ -80,20 +77,7 @@ static uint64_t n_malformed;
 
 static struct proto_msg *recv_msg(nng_socket s, int timeout_ms)
 {
-	void *buf;
-	size_t len;
-	struct proto_msg *m = NULL;
-	char err[256];
-
-	if (ipc_recv(s, &buf, &len, timeout_ms) < 0)
-		return NULL;
-	if (proto_decode_err(buf, len, &m, err, sizeof(err)) < 0) {
-		log_msg(LOG_WARNING, "worker: dropped a malformed message: %s", err);
-		n_malformed++;
-		m = NULL;
-	}
-	nng_free(buf, len);
-	return m;
+	return ipc_recv_msg(s, timeout_ms, "worker", &n_malformed);
 }
 
 static void drain_tables(struct worker *w)
@@ -423,7 +407,6 @@ static int setup(struct worker *w, char *err, size_t n)
 	w->k = mc->top_k;
 	w->vocab = mc->vocab_size;
 	w->expert_bytes = ld_expert_floats(mc) * sizeof(float);
-	w->want = rt_want_per_layer(&w->cfg, mc);
 	w->want_next = w->cfg.predictor.prefetch_k ? w->cfg.predictor.prefetch_k : w->k;
 	if (w->want_next > w->n_experts)
 		w->want_next = w->n_experts;

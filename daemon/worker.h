@@ -27,7 +27,7 @@ struct worker {
 	struct pred *freq;         /* trust mode, prompt tokens: P(expert | token) */
 	bool trust;                /* predictor.mode = trust: predictions replace the router */
 	bool norm_topk;
-	int want, n_layers, k, vocab, n_experts;
+	int n_layers, k, vocab, n_experts;
 	int want_next;             /* decode: experts predicted for the next layer */
 	size_t expert_bytes;
 	struct wseq *act[MAX_ACTIVE];

@@ -156,10 +156,9 @@ static void on_route(void *ctx, void *user, int layer, int pos, int token,
 		dst[i] = (uint16_t)x;
 		s->cur[layer * k + i] = x;
 		s->moe.experts_used++;
-		if (s->overridden)
-			;  /* counted by override_route against the router */
-		else if (w->phase == PH_PREFILL ? w->predicted[x] :
-			 (s->pmask_layer == layer && s->pmask[x]))
+		/* In trust mode override_route counted agreement with the router. */
+		if (!s->overridden && (w->phase == PH_PREFILL ? w->predicted[x] :
+				       (s->pmask_layer == layer && s->pmask[x])))
 			s->moe.experts_predicted_used++;
 		if (cache_resident(w->rt.cache, layer, x)) {
 			s->moe.hits++;
@@ -176,8 +175,6 @@ static void on_route(void *ctx, void *user, int layer, int pos, int token,
 /* Learns from the call's rows and publishes them as one TRACE. */
 void worker_finish_call(struct worker *w)
 {
-	size_t per = (size_t)w->n_layers * w->k;
-	int *cur = malloc(per * sizeof(int)), *prev = malloc(per * sizeof(int));
 	struct proto_trace tr = {
 		.n_layers = (uint16_t)w->n_layers, .n_experts = (uint16_t)w->n_experts,
 		.k = (uint16_t)w->k, .n_tokens = (uint32_t)w->tr_n,
@@ -187,25 +184,10 @@ void worker_finish_call(struct worker *w)
 	void *buf;
 	size_t len;
 
-	if (w->pred && pred_learns(w->pred) && cur && prev) {
-		for (int r = 0; r < w->tr_n; r++) {
-			struct pred_tok t = {.token = (int)w->tr_tok[r], .index = -1,
-					     .cur = cur, .prev = NULL};
-
-			for (size_t i = 0; i < per; i++)
-				cur[i] = w->tr_exp[r * per + i];
-			if (r > 0 && w->tr_seq[r - 1] == w->tr_seq[r]) {
-				for (size_t i = 0; i < per; i++)
-					prev[i] = w->tr_exp[(r - 1) * per + i];
-				t.prev = prev;
-			}
-			pred_observe(w->pred, &t);
-			if (w->freq)
-				pred_observe(w->freq, &t);
-		}
-	}
-	free(cur);
-	free(prev);
+	if (w->pred && pred_learns(w->pred))
+		pred_observe_rows(w->pred, w->tr_exp, w->tr_seq, w->tr_tok, (size_t)w->tr_n);
+	if (w->freq)
+		pred_observe_rows(w->freq, w->tr_exp, w->tr_seq, w->tr_tok, (size_t)w->tr_n);
 	if (w->stats) {
 		struct shstats_head *h = shstats_head(w->stats);
 

@@ -29,7 +29,7 @@ int wseq_new(struct eng *e, const struct proto_seq *ps, uint64_t batch, int kind
 		rv = -ERANGE;
 		goto fail;
 	}
-	w->gen = calloc((size_t)w->max_tokens + 1, sizeof(int));
+	w->gen = calloc((size_t)w->max_tokens + 1, sizeof(*w->gen));
 	w->stop = calloc((size_t)w->n_stop + 1, sizeof(uint32_t));
 	w->cur = malloc((route ? route : 1) * sizeof(int));
 	w->prev = malloc((route ? route : 1) * sizeof(int));
@@ -68,7 +68,7 @@ void wseq_take(struct wseq *w, const float *logits, int vocab, float *scratch)
 {
 	int t = eng_sample(logits, vocab, w->temperature, w->top_p, &w->rng, scratch);
 
-	w->gen[w->n_gen++] = t;
+	w->gen[w->n_gen++] = (uint32_t)t;
 	w->next = t;
 	for (int i = 0; i < w->n_stop; i++)
 		if ((uint32_t)t == w->stop[i]) {

@@ -17,7 +17,8 @@ struct wseq {
 	float temperature, top_p;
 	int kind;                  /* enum proto_kind */
 	int n_prompt, max_tokens;
-	int *gen, n_gen, n_sent;   /* generated ids; how many already streamed */
+	uint32_t *gen;             /* generated ids, as RESULT carries them */
+	int n_gen, n_sent;         /* how many; how many already streamed */
 	uint32_t *stop;
 	int n_stop;
 	int next;                  /* token to feed at the next step */

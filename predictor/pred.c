@@ -65,7 +65,10 @@ int pred_open(enum pred_kind kind, int n_layers, int n_experts, int top_k,
 	p->sums = calloc((size_t)n_layers * n_experts, sizeof(*p->sums));
 	p->guess = calloc(n_experts, sizeof(*p->guess));
 	p->roll = calloc((size_t)n_layers * top_k, sizeof(*p->roll));
-	if (!p->pop || !p->pop_total || !p->s || !p->sums || !p->guess || !p->roll)
+	p->row_cur = calloc((size_t)n_layers * top_k, sizeof(int));
+	p->row_prev = calloc((size_t)n_layers * top_k, sizeof(int));
+	if (!p->pop || !p->pop_total || !p->s || !p->sums || !p->guess || !p->roll ||
+	    !p->row_cur || !p->row_prev)
 		goto fail;
 	if (p->ops->init && (rv = p->ops->init(p)) < 0)
 		goto fail;
@@ -88,7 +91,28 @@ void pred_close(struct pred *p)
 	free(p->sums);
 	free(p->guess);
 	free(p->roll);
+	free(p->row_cur);
+	free(p->row_prev);
 	free(p);
+}
+
+void pred_observe_rows(struct pred *p, const uint16_t *experts, const uint64_t *seq_ids,
+		       const uint32_t *tokens, size_t n)
+{
+	size_t per = (size_t)p->L * p->k;
+
+	for (size_t r = 0; r < n; r++) {
+		struct pred_tok t = {.token = (int)tokens[r], .index = -1, .cur = p->row_cur};
+
+		for (size_t i = 0; i < per; i++)
+			p->row_cur[i] = experts[r * per + i];
+		if (r > 0 && seq_ids[r - 1] == seq_ids[r]) {
+			for (size_t i = 0; i < per; i++)
+				p->row_prev[i] = experts[(r - 1) * per + i];
+			t.prev = p->row_prev;
+		}
+		pred_observe(p, &t);
+	}
 }
 
 static void pop_observe(struct pred *p, const struct pred_tok *t)

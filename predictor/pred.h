@@ -56,6 +56,11 @@ int pred_learns(const struct pred *p);
 
 /* Learns from one token's true routing; t->cur must hold every layer. */
 void pred_observe(struct pred *p, const struct pred_tok *t);
+/* Learns from n tokens' routing laid out as a TRACE carries it: experts
+ * [n][layers][top_k], each token's sequence id and token id; a token follows
+ * the row before it when both have the same sequence id.  Allocates nothing. */
+void pred_observe_rows(struct pred *p, const uint16_t *experts, const uint64_t *seq_ids,
+		       const uint32_t *tokens, size_t n);
 
 /* Up to want experts for `layer`, best first, into out; returns how many. */
 int pred_predict_layer(struct pred *p, const struct pred_tok *t, int layer, int want, int *out);

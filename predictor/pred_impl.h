@@ -54,6 +54,7 @@ struct pred {
 	double *sums;              /* [L][E] scratch: batch table sums */
 	int *roll;                 /* [L][k] scratch: batch roll-out path */
 	int *guess;                /* [E] scratch */
+	int *row_cur, *row_prev;   /* [L][k] scratch: pred_observe_rows */
 	void *impl;
 };
 

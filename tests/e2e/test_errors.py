@@ -3,6 +3,7 @@ syntax), 401, 404, 405, 408, 413, 431, 429 -- each a JSON error naming what
 was wrong, and the daemon healthy afterwards."""
 import json
 import os
+import signal
 import threading
 import unittest
 
@@ -236,6 +237,35 @@ class Auth(unittest.TestCase):
         r = self.d.get("/health")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["status"], "ok")
+
+
+class AuthReload(unittest.TestCase):
+    """SIGHUP re-reads auth.token_file: a new token takes effect; a token
+    file that cannot be read makes every protected request 401, never open."""
+
+    def test_reload_token(self):
+        tf = os.path.join(mt.tmpdir(), "token")
+        with open(tf, "w") as f:
+            f.write("first\n")
+        d = mt.Daemon(mt.fixture_model("mixtral_f32"), name="auth-reload",
+                      sets=["auth.token_file=" + tf]).start()
+        try:
+            def status(tok):
+                return d.get("/v1/models", headers={"Authorization": "Bearer " + tok}).status
+            self.assertEqual(status("first"), 200)
+            with open(tf, "w") as f:
+                f.write("second\n")
+            d.signal(signal.SIGHUP)
+            mt.poll(lambda: status("second") == 200, mt.REQUEST_S, "the new token")
+            self.assertEqual(status("first"), 401)
+            os.unlink(tf)
+            d.signal(signal.SIGHUP)
+            mt.poll(lambda: status("second") == 401, mt.REQUEST_S, "auth to close")
+            mt.assert_error(self, d.get("/v1/models"), 401)
+            self.assertIn("auth now refuses every request", d.log())
+            self.assertEqual(d.get("/health").status, 200)
+        finally:
+            self.assertEqual(d.stop(), 0, d.tail())
 
 
 class QueueFull(unittest.TestCase):

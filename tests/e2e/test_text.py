@@ -118,7 +118,18 @@ class Text(unittest.TestCase):
         mt.assert_error(self, post("/v1/chat/completions", {"max_tokens": 3}), 400, "messages")
         mt.assert_error(self, post("/v1/chat/completions", {"messages": [
             {"role": "user", "content": "x"}], "n": 2}), 400, "n")
+        mt.assert_error(self, post("/v1/chat/completions", {"messages": [
+            {"role": "user", "content": "x"}], "tools": [{"type": "function"}]}), 400, "tools")
+        mt.assert_error(self, post("/v1/chat/completions", {"messages": [
+            {"role": "user", "content": "x"}], "prompt": "x"}), 400, "prompt")
+        mt.assert_error(self, post("/v1/chat/completions", "not json"), 400)
         mt.assert_error(self, post("/v1/tokenize", {"prompt": 5}), 400, "prompt")
+        mt.assert_error(self, post("/v1/tokenize", {"prompt": "x", "add_special_tokens": 1}),
+                        400, "add_special_tokens")
+        mt.assert_error(self, post("/v1/detokenize", {"tokens": "x"}), 400, "tokens")
+        mt.assert_error(self, post("/v1/detokenize", {"tokens": [1],
+                                                      "skip_special_tokens": "yes"}),
+                        400, "skip_special_tokens")
         mt.assert_error(self, post("/v1/detokenize", {"tokens": [1, 99999]}), 400, "tokens[1]")
         mt.assert_error(self, post("/v1/completions", {"prompt": "", "max_tokens": 2}),
                         400, "prompt")
