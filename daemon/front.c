@@ -230,6 +230,7 @@ static void on_message(struct server *s, const void *buf, size_t len)
 
 	if (proto_decode_err(buf, len, &m, err, sizeof(err)) < 0) {
 		log_msg(LOG_WARNING, "front: dropped a malformed message: %s", err);
+		metric_inc(s->m.malformed, NULL);
 		return;
 	}
 	if (m->hdr.type == PROTO_RESULT && m->hdr.batch_id == 0 && !m->result.n_seqs) {

@@ -225,6 +225,9 @@ int cmd_predictor(int argc, char **argv)
 		}
 	}
 	save_state(p);
+	log_msg(LOG_INFO, "predictor: %llu tables sent, %llu tokens learned, %llu malformed "
+		"messages dropped", (unsigned long long)p->tables, (unsigned long long)p->observed,
+		(unsigned long long)p->dropped);
 	rv = 0;
 out:
 	if (p->p) {

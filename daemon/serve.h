@@ -69,7 +69,7 @@ struct sreq {
 struct metrics_set {
 	struct metric *requests, *latency, *tokens_in, *tokens_out, *queue_depth;
 	struct metric *batch_seqs, *batch_tokens, *restarts, *inflight;
-	struct metric *table_status, *recall;
+	struct metric *table_status, *recall, *malformed;
 };
 
 struct server {

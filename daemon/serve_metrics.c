@@ -42,6 +42,9 @@ void serve_metrics_init(struct server *s)
 	s->m.restarts = metrics_counter(m, "moed_child_exits_total",
 					"Child process exits (each followed by a restart unless "
 					"the supervisor gave up)", child);
+	s->m.malformed = metrics_counter(m, "moed_front_malformed_messages_total",
+					 "Messages from the worker the front could not decode "
+					 "(dropped)", NULL);
 	s->m.table_status = metrics_counter(m, "moed_worker_results_total",
 					    "Worker result messages by the state of the "
 					    "predictor's table for their batch (used, late, none)",

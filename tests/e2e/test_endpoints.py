@@ -121,6 +121,11 @@ class Endpoints(unittest.TestCase):
             mt.metric(m1, "moed_http_request_duration_seconds_count", endpoint=ep) -
             mt.metric(m0, "moed_http_request_duration_seconds_count", endpoint=ep), 2)
         self.assertEqual(mt.metric(m1, "moed_up"), 1)
+        # every message decoded: the malformed counters exist and stay at 0
+        for name in ("moed_front_malformed_messages_total",
+                     "moed_worker_malformed_messages_total"):
+            self.assertIn((name, frozenset()), m1, name)
+            self.assertEqual(mt.metric(m1, name), 0)
         self.assertGreater(mt.metric(m1, "moed_cache_slots"), 0)
         for layer in range(self.cfg["num_hidden_layers"]):
             for name in ("moed_cache_hits_total", "moed_cache_misses_total",
