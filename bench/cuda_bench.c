@@ -1,27 +1,69 @@
 /* Throughput of the engine's CUDA path over GPU expert slots (issue 6): for
  * all experts resident and for each cache budget (fraction of all experts),
  *   prefill  S prompts of P tokens in one eng_batch (tok/s),
- *   decode   batch 1 and batch B (tok/s),
+ *   decode   batch 1 and batch 16 (tok/s),
  * with host-to-GPU bytes and expert acquires per token and the cache
- * counters of each phase.  Budgets run with no prefetch (misses load on
- * demand) and/or with the worker's decode-time next-layer prefetch
- * (daemon/worker_route.c's scheme, done here with the same hooks):
- *   cepr    FLAME's predictor, trained in the resident run on other prompts,
- *           then learning online as the worker does;
- *   oracle  the resident run's own routes replayed: what any predictor
- *           could at best give this engine path.
- * Prefill has no prefetch (the worker's comes from the predictor process's
- * batch table).  Every budget's greedy tokens are compared with the resident
- * run's (the path is exact).  One JSON object per configuration (--json).
+ * counters of each phase.  Every budget's greedy tokens are compared with
+ * the resident run's (the path is exact).  One JSON object per
+ * configuration (--json).  The backend is opened once; each configuration
+ * opens its cache (slot count) and engine on it.
  *
- *   cuda_bench [--backend cuda|host] [--policy lru] [--fracs 1,0.5,0.25]
- *              [--prefetch none,cepr,oracle] [--json FILE] [--deadline S]
- *              [--prefill SxP] [--f32-pack] MODEL_DIR PACK
- * With the cuda backend and a bf16 model the pack holds bf16 experts (the
- * backend widens them on load); --f32-pack keeps them f32.
+ * Prefetch modes (bench/bench_route.c; "prompt call" = any eng_batch of
+ * prompts: the timed prefill and the prompt before each decode phase):
+ *   none    misses load on demand.
+ *   all     DeepSpeed/accelerate-style layer-ahead prefetch: when MoE layer
+ *           l starts, layer l-1's prefetch pins go and all E experts of
+ *           layer l+1 are cache_prefetch'ed (pinned until l+1 has passed),
+ *           as far as slots allow (refusals: "prefetch_refused").  Decode
+ *           wraps (the last layer prefetches the next step's layer 0); a
+ *           prompt call stops at its last layer.
+ *   freq, cepr  the daemon's use of a predictor.  Prompt calls: the
+ *           predictor process's batch table (pred_predict_batch over the
+ *           call's tokens, want = slots / layers in [top_k, E], as
+ *           rt_want_per_layer), its layer 0 prefetched before the call, then
+ *           the worker's before_moe (unpin l-1, prefetch table layers l and
+ *           l+1), all pins dropped after the call.  Decode: the worker's
+ *           next-layer scheme (worker_route.c prefetch_next): after the
+ *           router of layer l, top_k experts of layer l+1 (after the last
+ *           layer: layer 0 of the next token) are predicted, prefetched and
+ *           pinned until their layer has passed.  cepr: FLAME's predictor
+ *           from the token's path, as the worker.  freq: P(expert | layer,
+ *           token id) with the id being decoded (layer 0 of the next token:
+ *           id unknown, freq's per-layer popularity); the daemon itself
+ *           runs freq only in the predictor process (tables) and always
+ *           predicts decode with cepr, so freq's decode rows put freq in
+ *           cepr's place.  Both are trained in the resident run on the
+ *           decode tokens of 16 other prompts (--train-steps each), loaded
+ *           into every budget run, and learn online after each decode step.
+ *   oracle  decode as cepr, but from the resident run's own routes (the
+ *           bound for any predictor on this path); prompt calls: none.
+ * Policies: none, all and oracle run with lru only (the list is ignored);
+ * freq and cepr run with every policy of --policy.  The resident run: lru.
+ *
+ * Routing: synthetic (the model's router; mkmodel --skewed) or
+ * trace:PATH, replayed: override_route replaces each token's experts with
+ * the trace's for that layer (weights: the router's probabilities of them,
+ * renormalised when norm_topk_prob).  Consecutive trace tokens feed a
+ * sequence's consecutive positions; disjoint parts, in this order: the b1
+ * sequence, the 16 b16 sequences, 16 training prompts (also the warm-up's),
+ * the prefill prompts (the rest of the trace, wrapped when shorter).
+ * Training steps shrink to fit 3/4 of what b1 and b16 leave.  The trace has
+ * no token ids: in replay, freq keys on -1 (per-layer popularity).  With
+ * override_route set the engine's CUDA fast path (only taken when it is
+ * NULL) is off in every replay row, the resident one included: replay
+ * rows run the host-synchronised path ("override_route": true;
+ * "fast_calls": the engine's forward calls that took the fast path).
+ *
+ *   cuda_bench [--backend cuda|host] [--policy lru,fifo,lfu] [--fracs 1,0.5,...]
+ *              [--prefetch none,all,freq,cepr,oracle] [--routing synthetic|trace:PATH]
+ *              [--json FILE] [--deadline S] [--prefill SxP] [--steps1 W,S]
+ *              [--steps16 W,S] [--train-steps N] [--f32-pack] MODEL_DIR PACK
+ * Modes run in --prefetch's order, each over its policies, then budgets;
+ * none starts past --deadline.  --steps1/--steps16: warm-up and timed
+ * decode steps at batch 1 (8,64) and 16 (4,32); --train-steps 48.  cuda
+ * backend, bf16 model: the pack holds bf16 experts (--f32-pack: f32).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,81 +74,44 @@
 #include <cuda_runtime_api.h>
 #endif
 
-#include "engine/engine.h"
+#include "bench/bench_opts.h"
+#include "bench/bench_route.h"
 #include "engine/sample.h"
 #include "loader/backend.h"
-#include "loader/cache.h"
-#include "loader/model.h"
 #include "loader/store.h"
-#include "predictor/pred.h"
 
 #define NSEQ 17                /* seq 0: batch-1 decode; 1..16: batch decode */
-#define MAXPOS 128
-#define PROMPT 32
-#define WARM 8
-#define STEPS 64
-#define BATCH 16
-#define BPROMPT 8
-#define BWARM 4
-#define BSTEPS 32
-#define TSTEPS 48              /* cepr training: BATCH sequences, decode steps */
-#define MAXFRAC 8
-
-enum mode { M_NONE, M_CEPR, M_ORACLE, M_N };
-enum phase { PH_OFF, PH_DECODE };
-static const char *const mode_name[M_N] = {"none", "cepr", "oracle"};
-
-struct opts {
-	const char *backend, *json, *model, *pack;
-	enum cache_policy pol;
-	double fracs[MAXFRAC];
-	int n_fracs, modes[M_N], n_modes, pre_seqs, pre_len;
-	double deadline;
-	bool f32_pack;             /* --f32-pack: experts stored f32 even for cuda */
-};
-
-/* One sequence's routing during decode. */
-struct bseq {
-	struct eng_seq *s;
-	int id;                    /* row of the route record, -1: none */
-	int tok, has_prev;
-	int *cur, *prev;           /* [L][K], -1 unknown */
-};
+#define MAXPOS BO_MAXPOS
+#define PROMPT BO_PROMPT
+#define BATCH BO_BATCH         /* b16, and the training prompts */
+#define BPROMPT BO_BPROMPT
 
 struct bench {
-	struct opts o;
+	struct bench_opts o;
 	struct ld_model *m;
 	struct ld_store *st;
-	int L, E, K, V;
+	struct ld_backend *be;
+	struct pred_trace *trace;
+	char routing[128];
+	int L, E, K, V, tsteps;
 	int *rec;                  /* resident routes [NSEQ][MAXPOS][L][K] */
 	int ref[NSEQ][MAXPOS];     /* resident greedy tokens, -1 none */
 	int ref_pre[8];
-	int have_ref;
-	char pred_path[64];
-	int have_pred;
+	size_t part[BO_NPART][2];  /* replay: bo_plan_trace */
+	char pred_path[2][64];     /* trained freq, cepr */
+	int have_pred[2];
 	FILE *json;
-	double t0;
+	double t0, be_secs;
 };
 
 /* One configuration. */
 struct run {
 	struct bench *b;
-	struct cache *ca;
+	struct br_ctx h;
 	struct eng *e;
-	struct pred *p;
-	enum mode mode;
-	enum phase phase;
-	int record, learn, same;
+	enum cache_policy pol;
+	int same;
 	int gen[NSEQ][MAXPOS];
-	uint64_t n_pf, n_pf_fail;
-	int pnext[256];
-};
-
-struct res {                   /* one phase */
-	int tokens;
-	double secs;
-	struct cache_stats s;
-	uint64_t n_pf;
 };
 
 static double now(void)
@@ -122,144 +127,16 @@ static int tok(int i, int V)
 	return (int)(((unsigned)i * 2654435761u >> 7) % (unsigned)V);
 }
 
-static int *rec_at(struct bench *b, int id, int pos, int layer)
+static int seqs_new(struct run *r, struct br_seq *bs, int n, int id0, int cap)
 {
-	return b->rec + (((size_t)id * MAXPOS + (size_t)pos) * (size_t)b->L + (size_t)layer) *
-		(size_t)b->K;
-}
-
-static void seq_clear(struct bench *b, struct bseq *s)
-{
-	for (int i = 0; i < b->L * b->K; i++)
-		s->cur[i] = s->prev[i] = -1;
-	s->has_prev = 0;
-}
-
-static void before_moe(void *ctx, int layer, const int *tokens, int n)
-{
-	struct run *r = ctx;
-
-	(void)tokens;
-	(void)n;
-	/* The layer before has passed: its prefetch pins go. */
-	if (r->phase == PH_DECODE && r->mode != M_NONE)
-		cache_unpin_layer(r->ca, layer > 0 ? layer - 1 : r->b->L - 1);
-}
-
-/* The experts of the layer after `layer` for this token (layer 0 of the
- * next token after the last layer): how many went into r->pnext. */
-static int predict_next(struct run *r, struct bseq *s, int layer, int pos, int *next)
-{
-	struct bench *b = r->b;
-	struct pred_tok t = {.token = -1, .index = -1, .cur = s->cur,
-			     .prev = s->has_prev ? s->prev : NULL};
-	int np = pos;
-
-	*next = layer + 1;
-	if (*next == b->L) {
-		*next = 0;
-		np = pos + 1;
-		t.cur = NULL;
-		t.prev = s->cur;
-	}
-	if (r->mode == M_CEPR)
-		return pred_predict_layer(r->p, &t, *next, b->K, r->pnext);
-	if (s->id < 0 || np >= MAXPOS || rec_at(b, s->id, np, *next)[0] < 0)
-		return 0;
-	memcpy(r->pnext, rec_at(b, s->id, np, *next), (size_t)b->K * sizeof(int));
-	return b->K;
-}
-
-static void on_route(void *ctx, void *user, int layer, int pos, int token,
-		     const int *experts, const float *w, int k)
-{
-	struct run *r = ctx;
-	struct bseq *s = user;
-	struct bench *b = r->b;
-	int next, n;
-
-	(void)token;
-	(void)w;
-	if (!s)
-		return;
-	if (r->record && s->id >= 0 && pos < MAXPOS)
-		memcpy(rec_at(b, s->id, pos, layer), experts, (size_t)k * sizeof(int));
-	if (r->phase != PH_DECODE)
-		return;
-	memcpy(s->cur + (size_t)layer * k, experts, (size_t)k * sizeof(int));
-	if (r->mode == M_NONE)
-		return;
-	n = predict_next(r, s, layer, pos, &next);
-	for (int i = 0; i < n; i++) {
-		if (cache_prefetch(r->ca, next, r->pnext[i]) == 0)
-			r->n_pf++;
-		else
-			r->n_pf_fail++;
-	}
-}
-
-/* After a decode step: learn each sequence's full path (as the worker does
- * after a call), then it becomes the previous token's. */
-static void end_step(struct run *r, struct bseq *const *ss, int n)
-{
-	struct bench *b = r->b;
-
-	for (int i = 0; i < n; i++) {
-		struct bseq *s = ss[i];
-		struct pred_tok t = {.token = s->tok, .index = -1, .cur = s->cur,
-				     .prev = s->has_prev ? s->prev : NULL};
-		int *tmp;
-
-		if (r->p && r->learn && s->cur[(b->L - 1) * b->K] >= 0)
-			pred_observe(r->p, &t);
-		tmp = s->prev;
-		s->prev = s->cur;
-		s->cur = tmp;
-		s->has_prev = 1;
-		for (int j = 0; j < b->L * b->K; j++)
-			s->cur[j] = -1;
-	}
-}
-
-static void snap(struct run *r, struct res *x)
-{
-	cache_get_stats(r->ca, -1, &x->s);
-	x->n_pf = r->n_pf;
-	x->secs = now();
-}
-
-static void delta(struct run *r, struct res *x, int tokens)
-{
-	struct cache_stats s;
-
-	cache_get_stats(r->ca, -1, &s);
-	x->secs = now() - x->secs;
-	x->tokens = tokens;
-	x->n_pf = r->n_pf - x->n_pf;
-	x->s.hits = s.hits - x->s.hits;
-	x->s.misses = s.misses - x->s.misses;
-	x->s.prefetched_used = s.prefetched_used - x->s.prefetched_used;
-	x->s.prefetched_unused = s.prefetched_unused - x->s.prefetched_unused;
-	x->s.evictions = s.evictions - x->s.evictions;
-	x->s.loads = s.loads - x->s.loads;
-	x->s.bytes_loaded = s.bytes_loaded - x->s.bytes_loaded;
-	x->s.stall_seconds = s.stall_seconds - x->s.stall_seconds;
-	x->s.prefetch_nospace = s.prefetch_nospace - x->s.prefetch_nospace;
-	x->s.pin_steals = s.pin_steals - x->s.pin_steals;
-}
-
-static int seqs_new(struct run *r, struct bseq *bs, int n, int id0, int cap)
-{
-	struct bench *b = r->b;
 	int rv;
 
 	for (int i = 0; i < n; i++) {
 		bs[i].id = id0 < 0 ? -1 : id0 + i;
-		bs[i].cur = malloc((size_t)b->L * b->K * sizeof(int));
-		bs[i].prev = malloc((size_t)b->L * b->K * sizeof(int));
-		if (!bs[i].cur || !bs[i].prev)
-			return -ENOMEM;
-		seq_clear(b, &bs[i]);
+		if ((rv = br_seq_init(&r->h, &bs[i])))
+			return rv;
+		bo_set_part(r->b->trace ? r->b->part : NULL, r->b->o.pre_len, &bs[i],
+			    id0 < 0 ? BO_TRAIN : id0 == 0 ? BO_B1 : BO_B16, id0 > 0 ? id0 - 1 + i : i);
 		if ((rv = eng_seq_new_cap(r->e, cap, &bs[i].s)))
 			return rv;
 		eng_seq_set_user(bs[i].s, &bs[i]);
@@ -267,29 +144,41 @@ static int seqs_new(struct run *r, struct bseq *bs, int n, int id0, int cap)
 	return 0;
 }
 
-static void seqs_free(struct bseq *bs, int n)
+static void seqs_free(struct br_seq *bs, int n)
 {
 	for (int i = 0; i < n; i++) {
 		eng_seq_free(bs[i].s);
-		free(bs[i].cur);
-		free(bs[i].prev);
+		br_seq_free(&bs[i]);
 		memset(&bs[i], 0, sizeof(bs[i]));
 	}
+}
+
+/* One prompt call (eng_batch) with the mode's prompt-call prefetch. */
+static int prompt_call(struct run *r, struct eng_seq *const *es, const int *const *pt,
+		       const int *pn, int n, float *logits)
+{
+	int rv;
+
+	r->h.phase = BR_PREFILL;
+	if (!(rv = br_call_begin(&r->h, pt, pn, n)))
+		rv = eng_batch(r->e, es, pt, pn, n, logits);
+	br_call_end(&r->h);
+	r->h.phase = BR_OFF;
+	return rv;
 }
 
 /* n sequences: prompts of plen tokens (token ids from base), then warm +
  * steps decode steps together, the last `steps` timed into x.  Generated
  * tokens go to r->gen[id0 + i] (id0 >= 0). */
 static int decode(struct run *r, int n, int id0, int base, int plen, int warm, int steps,
-		  float *logits, struct res *x)
+		  float *logits, struct br_res *x)
 {
 	struct bench *b = r->b;
-	struct bseq bs[BATCH] = {0};
+	struct br_seq bs[BATCH] = {0};
 	struct eng_seq *es[BATCH];
-	struct bseq *ps[BATCH];
-	int prompts[BATCH][PROMPT], next[BATCH], rv;
+	struct br_seq *ps[BATCH];
+	int prompts[BATCH][PROMPT], next[BATCH], pn[BATCH], rv;
 	const int *pt[BATCH];
-	int pn[BATCH];
 
 	if ((rv = seqs_new(r, bs, n, id0, plen + warm + steps + 1)))
 		goto out;
@@ -301,38 +190,40 @@ static int decode(struct run *r, int n, int id0, int base, int plen, int warm, i
 		pt[i] = prompts[i];
 		pn[i] = plen;
 	}
-	r->phase = PH_OFF;
-	if ((rv = eng_batch(r->e, es, pt, pn, n, logits)))
+	if ((rv = prompt_call(r, es, pt, pn, n, logits)))
 		goto out;
 	for (int i = 0; i < n; i++)
 		next[i] = eng_argmax(logits + (size_t)i * b->V, b->V);
-	r->phase = PH_DECODE;
+	r->h.phase = BR_DECODE;
 	for (int st = 0; st < warm + steps && !rv; st++) {
 		if (st == warm)
-			snap(r, x);
+			br_res_start(&r->h, x);
 		for (int i = 0; i < n; i++) {
 			bs[i].tok = next[i];
 			if (id0 >= 0 && plen + st < MAXPOS)
 				r->gen[id0 + i][plen + st] = next[i];
 		}
 		if (!(rv = eng_step(r->e, es, next, n, logits)))
-			end_step(r, ps, n);
+			br_end_step(&r->h, ps, n);
 		for (int i = 0; i < n; i++)
 			next[i] = eng_argmax(logits + (size_t)i * b->V, b->V);
 	}
 	if (!rv)
-		delta(r, x, n * steps);
+		br_res_end(&r->h, x, n * steps);
 out:
-	r->phase = PH_OFF;
+	r->h.phase = BR_OFF;
+	if (r->h.mode != BR_NONE && r->h.ca)
+		cache_unpin_all(r->h.ca);
 	seqs_free(bs, n);
 	return rv;
 }
 
 /* S prompts of P tokens in one eng_batch, timed. */
-static int prefill(struct run *r, float *logits, struct res *x, int *argmax)
+static int prefill(struct run *r, float *logits, struct br_res *x, int *argmax)
 {
 	struct bench *b = r->b;
 	int S = b->o.pre_seqs, P = b->o.pre_len, rv = 0;
+	struct br_seq bs[8] = {0};
 	struct eng_seq *s[8] = {0};
 	int *tk = malloc((size_t)S * P * sizeof(int)), n[8];
 	const int *tp[8];
@@ -344,102 +235,66 @@ static int prefill(struct run *r, float *logits, struct res *x, int *argmax)
 			tk[i * P + j] = tok(20000 + i * P + j, b->V);
 		tp[i] = tk + (size_t)i * P;
 		n[i] = P;
-		rv = eng_seq_new_cap(r->e, P, &s[i]);
+		bs[i].id = -1;
+		bo_set_part(b->trace ? b->part : NULL, P, &bs[i], BO_PRE, i);
+		if (!(rv = br_seq_init(&r->h, &bs[i])) && !(rv = eng_seq_new_cap(r->e, P, &s[i])))
+			eng_seq_set_user(s[i], &bs[i]);
 	}
 	if (!rv) {
-		snap(r, x);
-		if (!(rv = eng_batch(r->e, s, tp, n, S, logits)))
-			delta(r, x, S * P);
+		br_res_start(&r->h, x);
+		if (!(rv = prompt_call(r, s, tp, n, S, logits)))
+			br_res_end(&r->h, x, S * P);
 		for (int i = 0; i < S && !rv; i++)
 			argmax[i] = eng_argmax(logits + (size_t)i * b->V, b->V);
 	}
-	for (int i = 0; i < S; i++)
+	for (int i = 0; i < S; i++) {
 		eng_seq_free(s[i]);
+		br_seq_free(&bs[i]);
+	}
 	free(tk);
 	return rv;
 }
 
-/* Resident run: every expert loaded off the clock; with cepr asked for, the
- * predictor learns from BATCH other prompts and is saved for the budgets. */
+/* Resident run: every expert loaded off the clock; with freq or cepr asked
+ * for, they learn from BATCH other prompts and are saved for the budgets. */
 static int resident_prep(struct run *r, float *logits)
 {
+	static const enum pred_kind kind[2] = {PRED_FREQ, PRED_CEPR};
 	struct bench *b = r->b;
-	const struct ld_config *c = &b->m->cfg;
-	struct res x;
+	struct br_res x;
 	char err[256];
-	int rv;
+	int rv = 0;
 
-	for (int l = 0; l < c->n_moe_layers; l++)
-		for (int e = 0; e < c->n_experts; e++) {
+	for (int l = 0; l < b->L; l++)
+		for (int e = 0; e < b->E; e++) {
 			const float *w;
-			if ((rv = cache_acquire(r->ca, l, e, &w)))
+			if ((rv = cache_acquire(r->h.ca, l, e, &w)))
 				return rv;
-			cache_release(r->ca, l, e);
+			cache_release(r->h.ca, l, e);
 		}
-	if (!b->o.modes[M_CEPR])
-		return 0;
-	if ((rv = pred_open(PRED_CEPR, b->L, b->E, b->K, NULL, &r->p)))
+	for (int i = 0; i < 2 && !rv; i++)
+		if (b->o.modes[i ? BR_CEPR : BR_FREQ])
+			rv = pred_open(kind[i], b->L, b->E, b->K, NULL, &r->h.obs[i]);
+	if (rv || (!r->h.obs[0] && !r->h.obs[1]))
 		return rv;
-	r->learn = 1;
-	if ((rv = decode(r, BATCH, -1, 5000, BPROMPT, 0, TSTEPS, logits, &x)))
+	if ((rv = decode(r, BATCH, -1, 5000, BPROMPT, 0, b->tsteps, logits, &x)))
 		return rv;
-	snprintf(b->pred_path, sizeof(b->pred_path), "/tmp/cuda_bench_cepr.%d", (int)getpid());
-	if ((rv = pred_save(r->p, b->pred_path, err, sizeof(err)))) {
-		fprintf(stderr, "cuda_bench: %s\n", err);
-		return rv;
+	for (int i = 0; i < 2; i++) {
+		if (!r->h.obs[i])
+			continue;
+		snprintf(b->pred_path[i], sizeof(b->pred_path[i]), "/tmp/cuda_bench_%s.%d",
+			 pred_kind_name(kind[i]), (int)getpid());
+		if ((rv = pred_save(r->h.obs[i], b->pred_path[i], err, sizeof(err)))) {
+			fprintf(stderr, "cuda_bench: %s\n", err);
+			return rv;
+		}
+		b->have_pred[i] = 1;
+		pred_close(r->h.obs[i]);
+		r->h.obs[i] = NULL;
 	}
-	b->have_pred = 1;
-	fprintf(stderr, "cuda_bench: cepr trained on %d tokens (%.2f s)\n", BATCH * TSTEPS,
-		x.secs);
-	pred_close(r->p);
-	r->p = NULL;
-	r->learn = 0;
+	fprintf(stderr, "cuda_bench: predictors trained on %d decode tokens (%.2f s)\n",
+		BATCH * b->tsteps, x.secs);
 	return 0;
-}
-
-static void put_res(FILE *f, const char *name, const struct res *x, int last)
-{
-	double t = x->tokens ? (double)x->tokens : 1;
-
-	fprintf(f, "\"%s\": {\"tokens\": %d, \"seconds\": %.6f, \"tok_s\": %.3f, "
-		"\"bytes_per_token\": %.1f, \"acquires_per_token\": %.4f, \"hits\": %llu, "
-		"\"misses\": %llu, \"loads\": %llu, \"bytes_loaded\": %llu, "
-		"\"prefetched_used\": %llu, \"prefetched_unused\": %llu, \"prefetches\": %llu, "
-		"\"prefetch_nospace\": %llu, \"pin_steals\": %llu, \"evictions\": %llu, "
-		"\"stall_seconds\": %.6f}%s", name, x->tokens, x->secs,
-		x->secs > 0 ? x->tokens / x->secs : 0, (double)x->s.bytes_loaded / t,
-		(double)(x->s.hits + x->s.misses) / t, (unsigned long long)x->s.hits,
-		(unsigned long long)x->s.misses, (unsigned long long)x->s.loads,
-		(unsigned long long)x->s.bytes_loaded, (unsigned long long)x->s.prefetched_used,
-		(unsigned long long)x->s.prefetched_unused, (unsigned long long)x->n_pf,
-		(unsigned long long)x->s.prefetch_nospace, (unsigned long long)x->s.pin_steals,
-		(unsigned long long)x->s.evictions, x->s.stall_seconds, last ? "" : ", ");
-}
-
-static int open_backend(struct bench *b, struct ld_backend **be)
-{
-	char err[512];
-	int rv;
-
-#ifdef HAVE_CUDA
-	if (!strcmp(b->o.backend, "cuda"))
-		rv = ld_backend_cuda_open(0, 0, be, err, sizeof(err));
-	else
-#endif
-		rv = ld_backend_open(b->o.backend, be, err, sizeof(err));
-	if (rv)
-		fprintf(stderr, "cuda_bench: %s\n", err);
-	return rv;
-}
-
-static void sync_dev(struct bench *b)
-{
-#ifdef HAVE_CUDA
-	if (!strcmp(b->o.backend, "cuda"))
-		cudaDeviceSynchronize();
-#else
-	(void)b;
-#endif
 }
 
 /* Compares this run's generated tokens with the resident run's. */
@@ -464,234 +319,275 @@ static int distinct(const int *t, int n)
 	return d;
 }
 
-static void report(struct bench *b, struct run *r, double frac, size_t slots, size_t all,
-		   double setup, const struct res *pre, const struct res *d1, const struct res *db)
+/* The JSON object's fields before the phases. */
+static void put_head(FILE *f, struct bench *b, struct run *r, double frac, size_t slots,
+		     size_t all, double setup, int ref)
 {
-	FILE *f = b->json;
-	/* -1: this is the reference run. */
-	double ident = r->record ? -1 : r->same;
+	const struct bench_opts *o = &b->o;
 
-	printf("| %s | %s | %.1f%% (%zu/%zu) | %.1f | %.2f | %.2f | %.1f | %.1f | %.3f | %s |\n",
-	       cache_policy_name(b->o.pol), mode_name[r->mode], 100.0 * (double)slots / (double)all,
-	       slots, all, pre->tokens / pre->secs, d1->tokens / d1->secs, db->tokens / db->secs,
+	fprintf(f, "{\"backend\": \"%s\", \"routing\": \"%s\", \"override_route\": %s, "
+		"\"policy\": \"%s\", \"prefetch\": \"%s\", \"frac\": %.4f, \"slots\": %zu, "
+		"\"all_experts\": %zu, \"expert_bytes\": %zu, \"layers\": %d, \"experts\": %d, "
+		"\"top_k\": %d, \"table_want\": %d, \"backend_open_seconds\": %.3f, "
+		"\"setup_seconds\": %.3f, \"steps\": {\"b1\": [%d, %d, %d], \"b16\": [%d, %d, %d], "
+		"\"prefill\": [%d, %d], \"train\": [%d, %d, %d]}, \"tokens_identical\": %s, "
+		"\"d1_distinct_tokens\": %d, \"prefetch_refused\": %llu, \"freq_keyed\": %s, "
+		"\"fast_calls\": %llu, ",
+		o->backend, b->routing, b->trace ? "true" : "false", cache_policy_name(r->pol),
+		br_mode_name[r->h.mode], frac, slots, all, ld_store_info(b->st)->expert_bytes,
+		b->L, b->E, b->K, r->h.want, b->be_secs, setup, PROMPT, o->w1, o->s1, BPROMPT,
+		o->w16, o->s16, o->pre_seqs, o->pre_len, BATCH, BPROMPT, b->tsteps,
+		ref ? "null" : r->same ? "true" : "false",
+		distinct(r->gen[0] + PROMPT, o->w1 + o->s1), (unsigned long long)r->h.n_pf_fail,
+		r->h.keyed ? "true" : "false", (unsigned long long)eng_fast_steps(r->e));
+	if (b->trace)
+		fprintf(f, "\"trace_tokens\": %zu, \"trace_parts\": {\"b1\": [%zu, %zu], "
+			"\"b16\": [%zu, %zu], \"train\": [%zu, %zu], \"prefill\": [%zu, %zu]}, ",
+			b->trace->n_tokens, b->part[BO_B1][0], b->part[BO_B1][1], b->part[BO_B16][0],
+			b->part[BO_B16][1], b->part[BO_TRAIN][0], b->part[BO_TRAIN][1],
+			b->part[BO_PRE][0], b->part[BO_PRE][1]);
+}
+
+static void report(struct bench *b, struct run *r, double frac, size_t slots, size_t all,
+		   double setup, const struct br_res *pre, const struct br_res *d1, const struct br_res *db)
+{
+	int ref = frac >= 1;
+
+	printf("| %s | %s | %s | %.1f%% (%zu/%zu) | %.1f | %.2f | %.2f | %.1f | %.1f | %.3f | %s |\n",
+	       b->routing, cache_policy_name(r->pol), br_mode_name[r->h.mode],
+	       100.0 * (double)slots / (double)all, slots, all, pre->tokens / pre->secs,
+	       d1->tokens / d1->secs, db->tokens / db->secs,
 	       (double)d1->s.bytes_loaded / d1->tokens / 1048576.0,
 	       (double)db->s.bytes_loaded / db->tokens / 1048576.0,
 	       (double)d1->s.hits / (double)(d1->s.hits + d1->s.misses ? d1->s.hits + d1->s.misses : 1),
-	       ident < 0 ? "ref" : ident ? "yes" : "NO");
+	       ref ? "ref" : r->same ? "yes" : "NO");
 	fflush(stdout);
-	if (!f)
+	if (!b->json)
 		return;
-	fprintf(f, "{\"backend\": \"%s\", \"policy\": \"%s\", \"prefetch\": \"%s\", "
-		"\"frac\": %.4f, \"slots\": %zu, \"all_experts\": %zu, \"expert_bytes\": %zu, "
-		"\"layers\": %d, \"experts\": %d, \"top_k\": %d, \"setup_seconds\": %.3f, "
-		"\"tokens_identical\": %s, \"d1_distinct_tokens\": %d, \"prefetch_refused\": %llu, ",
-		b->o.backend, cache_policy_name(b->o.pol), mode_name[r->mode], frac, slots, all,
-		ld_store_info(b->st)->expert_bytes, b->L, b->E, b->K, setup,
-		ident < 0 ? "null" : ident ? "true" : "false",
-		distinct(r->gen[0] + PROMPT, WARM + STEPS), (unsigned long long)r->n_pf_fail);
-	put_res(f, "prefill", pre, 0);
-	put_res(f, "decode_b1", d1, 0);
-	put_res(f, "decode_b16", db, 1);
-	fprintf(f, "}\n");
-	fflush(f);
+	put_head(b->json, b, r, frac, slots, all, setup, ref);
+	br_res_json(b->json, "prefill", pre, 0);
+	br_res_json(b->json, "decode_b1", d1, 0);
+	br_res_json(b->json, "decode_b16", db, 1);
+	fprintf(b->json, "}\n");
+	fflush(b->json);
 }
 
-static int run(struct bench *b, double frac, enum mode mode)
+/* Cache, engine, hooks and (freq/cepr) the trained predictor. */
+static int setup_run(struct bench *b, struct run *r, size_t slots)
 {
-	const struct ld_config *c = &b->m->cfg;
-	size_t all = (size_t)c->n_moe_layers * (size_t)c->n_experts;
+	int ctx = b->o.pre_len, rv;
+	char err[256];
+
+	r->h.norm_topk = b->m->cfg.norm_topk_prob;
+	r->h.keyed = !b->trace;
+	r->h.rec = b->rec;
+	r->h.maxpos = MAXPOS;
+	r->h.trace = b->trace;
+	/* The predictor process's table length: rt_want_per_layer. */
+	r->h.want = (int)(slots / (size_t)b->L);
+	r->h.want = r->h.want < b->K ? b->K : r->h.want > b->E ? b->E : r->h.want;
+	struct cache_opts o = {.n_layers = b->L, .n_experts = b->E,
+			       .expert_bytes = ld_store_info(b->st)->expert_bytes,
+			       .n_slots = slots, .policy = r->pol, .store = b->st,
+			       .backend = b->be, .skip_verify = true};
+	if ((rv = cache_open(&o, &r->h.ca)))
+		return rv;
+	struct ld_expert_src src = cache_expert_src(r->h.ca);
+	int need[3] = {PROMPT + b->o.w1 + b->o.s1, BPROMPT + b->o.w16 + b->o.s16,
+		       BPROMPT + b->tsteps};
+	for (int i = 0; i < 3; i++)
+		ctx = ctx > need[i] + 8 ? ctx : need[i] + 8;
+	if ((rv = eng_open(b->m, &src, ctx, &r->e)))
+		return rv;
+	br_set_hooks(&r->h, r->e);
+	if (r->h.mode != BR_FREQ && r->h.mode != BR_CEPR)
+		return 0;
+	int i = r->h.mode == BR_CEPR;
+	if ((rv = pred_open(i ? PRED_CEPR : PRED_FREQ, b->L, b->E, b->K, NULL, &r->h.p)))
+		return rv;
+	if ((rv = pred_load(r->h.p, b->pred_path[i], err, sizeof(err))))
+		fprintf(stderr, "cuda_bench: %s\n", err);
+	r->h.learn = 1;
+	return rv;
+}
+
+static int run(struct bench *b, double frac, enum br_mode mode, enum cache_policy pol)
+{
+	size_t all = (size_t)b->L * (size_t)b->E;
 	size_t slots = frac >= 1 ? all : (size_t)((double)all * frac);
 	struct run *r = calloc(1, sizeof(*r));
-	struct ld_backend *be = NULL;
 	float *logits = malloc((size_t)BATCH * b->V * sizeof(float));
-	struct res pre = {0}, d1 = {0}, db = {0};
-	int pam[8] = {0}, rv = -ENOMEM, ctx = b->o.pre_len;
+	struct br_res pre = {0}, d1 = {0}, db = {0}, w;
+	int pam[8] = {0}, rv = -ENOMEM;
 	double t0 = now();
 	char err[256];
 
-	if (!r || !logits)
+	if (!r || !logits || (rv = br_init(&r->h, b->L, b->E, b->K)))
 		goto out;
 	r->b = b;
-	r->mode = mode;
+	r->pol = pol;
+	r->h.mode = mode;
 	memset(r->gen, 0xff, sizeof(r->gen));
 	slots = slots ? slots : 1;
-	if ((rv = open_backend(b, &be)))
+	if ((rv = setup_run(b, r, slots)) || (frac >= 1 && (rv = resident_prep(r, logits))))
 		goto out;
-	struct cache_opts o = {.n_layers = c->n_moe_layers, .n_experts = c->n_experts,
-			       .expert_bytes = ld_store_info(b->st)->expert_bytes,
-			       .n_slots = slots, .policy = b->o.pol, .store = b->st,
-			       .backend = be, .skip_verify = true};
-	if ((rv = cache_open(&o, &r->ca)))
-		goto out;
-	struct ld_expert_src src = cache_expert_src(r->ca);
-	ctx = ctx > PROMPT + WARM + STEPS + 8 ? ctx : PROMPT + WARM + STEPS + 8;
-	if ((rv = eng_open(b->m, &src, ctx, &r->e)))
-		goto out;
-	struct eng_hooks h = {.before_moe = before_moe, .on_route = on_route, .ctx = r};
-	eng_set_hooks(r->e, &h);
-	if (frac >= 1 && (rv = resident_prep(r, logits)))
-		goto out;
-	if (mode == M_CEPR) {
-		if ((rv = pred_open(PRED_CEPR, b->L, b->E, b->K, NULL, &r->p)) ||
-		    (rv = pred_load(r->p, b->pred_path, err, sizeof(err))))
-			goto out;
-		r->learn = 1;
-	}
 	/* Warm-up off the clock (cuBLAS handles, first launches). */
-	{
-		struct res w;
-		if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, logits, &w)))
-			goto out;
-	}
-	sync_dev(b);
-	double setup = now() - t0;
-	r->record = frac >= 1;
-	if ((rv = prefill(r, logits, &pre, pam)) ||
-	    (rv = decode(r, 1, 0, 0, PROMPT, WARM, STEPS, logits, &d1)) ||
-	    (rv = decode(r, BATCH, 1, 1000, BPROMPT, BWARM, BSTEPS, logits, &db)))
+	if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, logits, &w)))
 		goto out;
-	if (frac >= 1 && mode == M_NONE) {
+#ifdef HAVE_CUDA
+	if (!strcmp(b->o.backend, "cuda"))
+		cudaDeviceSynchronize();
+#endif
+	double setup = now() - t0;
+	r->h.record = frac >= 1;
+	if ((rv = prefill(r, logits, &pre, pam)) ||
+	    (rv = decode(r, 1, 0, 0, PROMPT, b->o.w1, b->o.s1, logits, &d1)) ||
+	    (rv = decode(r, BATCH, 1, 1000, BPROMPT, b->o.w16, b->o.s16, logits, &db)))
+		goto out;
+	if (frac >= 1) {
 		memcpy(b->ref, r->gen, sizeof(b->ref));
 		memcpy(b->ref_pre, pam, sizeof(pam));
-		b->have_ref = 1;
 	} else {
 		r->same = same_tokens(b, r, pam);
 	}
 	report(b, r, frac, slots, all, setup, &pre, &d1, &db);
 out:
 	if (rv) {
-		fprintf(stderr, "cuda_bench: %s %s %.3f: error %d\n", cache_policy_name(b->o.pol),
-			mode_name[mode], frac, rv);
-		if (r && r->ca) {
-			cache_last_error(r->ca, err, sizeof(err));
+		fprintf(stderr, "cuda_bench: %s %s %s %.3f: error %d\n", b->routing,
+			cache_policy_name(pol), br_mode_name[mode], frac, rv);
+		if (r && r->h.ca) {
+			cache_last_error(r->h.ca, err, sizeof(err));
 			fprintf(stderr, "cuda_bench: cache: %s\n", err);
 		}
 	}
 	if (r) {
 		eng_close(r->e);
-		cache_close(r->ca);
-		pred_close(r->p);
+		cache_close(r->h.ca);
+		pred_close(r->h.p);
+		for (int i = 0; i < 2; i++)
+			pred_close(r->h.obs[i]);
+		br_fini(&r->h);
 	}
-	ld_backend_close(be);
 	free(logits);
 	free(r);
 	return rv;
 }
 
-static int parse_list(char *s, struct opts *o, int modes)
+
+/* Model, store, routing record, trace and backend. */
+static int open_all(struct bench *b)
 {
-	for (char *t = strtok(s, ","); t; t = strtok(NULL, ",")) {
-		if (!modes) {
-			if (o->n_fracs == MAXFRAC)
-				return -EINVAL;
-			o->fracs[o->n_fracs++] = atof(t);
-			continue;
-		}
-		int m = 0;
-		while (m < M_N && strcmp(t, mode_name[m]))
-			m++;
-		if (m == M_N)
-			return -EINVAL;
-		o->modes[m] = 1;
+	char err[512];
+	int rv;
+	double t;
+
+	if ((rv = ld_model_open(b->o.model, &b->m, err, sizeof(err))) ||
+	    (rv = ld_store_ensure_dtype(b->m, b->o.pack, !strcmp(b->o.backend, "cuda") &&
+					b->m->dtype == LD_BF16 && !b->o.f32_pack ? LD_BF16 : LD_F32,
+					&b->st, err, sizeof(err))))
+		goto fail;
+	b->L = b->m->cfg.n_moe_layers;
+	b->E = b->m->cfg.n_experts;
+	b->K = b->m->cfg.top_k;
+	b->V = b->m->cfg.vocab_size;
+	b->tsteps = b->o.tsteps;
+	snprintf(b->routing, sizeof(b->routing), "synthetic");
+	if (b->o.trace) {
+		const char *base = strrchr(b->o.trace, '/');
+
+		if ((rv = pred_trace_load(b->o.trace, &b->trace, err, sizeof(err))) ||
+		    (rv = br_trace_check(b->trace, b->o.trace, b->L, b->E, b->K, err, sizeof(err))) ||
+		    (rv = bo_plan_trace(&b->o, b->trace->n_tokens, b->o.trace, b->part, &b->tsteps,
+					err, sizeof(err))))
+			goto fail;
+		snprintf(b->routing, sizeof(b->routing), "replay:%s", base ? base + 1 : b->o.trace);
 	}
-	return 0;
+	if (!(b->rec = malloc((size_t)NSEQ * MAXPOS * b->L * b->K * sizeof(int))) ||
+	    (b->o.json && !(b->json = fopen(b->o.json, "a")))) {
+		snprintf(err, sizeof(err), "%s: %s", b->o.json ? b->o.json : "routes",
+			 strerror(errno));
+		rv = -errno;
+		goto fail;
+	}
+	memset(b->rec, 0xff, (size_t)NSEQ * MAXPOS * b->L * b->K * sizeof(int));
+	memset(b->ref, 0xff, sizeof(b->ref));
+	t = now();
+#ifdef HAVE_CUDA
+	if (!strcmp(b->o.backend, "cuda"))
+		rv = ld_backend_cuda_open(0, 0, &b->be, err, sizeof(err));
+	else
+#endif
+		rv = ld_backend_open(b->o.backend, &b->be, err, sizeof(err));
+	b->be_secs = now() - t;
+	if (!rv)
+		return 0;
+fail:
+	fprintf(stderr, "cuda_bench: %s\n", err);
+	return rv ? rv : -EINVAL;
 }
 
-static int parse(int argc, char **argv, struct opts *o)
+/* Resident first (reference tokens, routes, training), then each prefetch
+ * mode in --prefetch's order, over its policies, over the budgets. */
+static int run_all(struct bench *b)
 {
-	static const struct option lo[] = {
-		{"backend", 1, 0, 'b'}, {"policy", 1, 0, 'p'}, {"fracs", 1, 0, 'f'},
-		{"prefetch", 1, 0, 'x'}, {"json", 1, 0, 'j'}, {"deadline", 1, 0, 'd'},
-		{"prefill", 1, 0, 'P'}, {"f32-pack", 0, 0, 'F'}, {0, 0, 0, 0}};
-	int ch;
+	const struct bench_opts *o = &b->o;
+	int rv = run(b, 1, BR_NONE, CACHE_LRU);
 
-	*o = (struct opts){.backend = "cuda", .pol = CACHE_LRU, .pre_seqs = 4, .pre_len = 512};
-	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if ((ch == 'b' && (o->backend = optarg, 0)) ||
-		    (ch == 'p' && cache_policy_parse(optarg, &o->pol)) ||
-		    (ch == 'f' && parse_list(optarg, o, 0)) ||
-		    (ch == 'x' && parse_list(optarg, o, 1)) ||
-		    (ch == 'j' && (o->json = optarg, 0)) || (ch == 'F' && (o->f32_pack = true, 0)) ||
-		    (ch == 'd' && (o->deadline = atof(optarg), 0)) ||
-		    (ch == 'P' && (sscanf(optarg, "%dx%d", &o->pre_seqs, &o->pre_len) != 2 ||
-				   o->pre_seqs < 1 || o->pre_seqs > 8 || o->pre_len < 1)) ||
-		    ch == '?')
-			return -EINVAL;
+	for (int i = 0; i < o->n_modes && !rv; i++) {
+		enum br_mode m = o->order[i];
+		int pred = m == BR_FREQ || m == BR_CEPR;
+
+		if (pred && !b->have_pred[m == BR_CEPR])
+			continue;
+		for (int p = 0; p < (pred ? o->n_pols : 1) && !rv; p++) {
+			enum cache_policy pol = pred ? o->pols[p] : CACHE_LRU;
+
+			for (int f = 0; f < o->n_fracs && !rv; f++) {
+				if (o->fracs[f] >= 1)
+					continue;
+				if (o->deadline > 0 && now() - b->t0 > o->deadline) {
+					printf("| %s | %s | %s | %.1f%% | skipped: past --deadline "
+					       "%.0f s |\n", b->routing, cache_policy_name(pol),
+					       br_mode_name[m], 100 * o->fracs[f], o->deadline);
+					continue;
+				}
+				rv = run(b, o->fracs[f], m, pol);
+			}
+		}
 	}
-	if (argc - optind != 2)
-		return -EINVAL;
-	o->model = argv[optind];
-	o->pack = argv[optind + 1];
-	if (!o->n_fracs)
-		o->fracs[o->n_fracs++] = 1;
-	if (!o->n_modes)
-		for (int m = 0; m < M_N; m++)
-			o->n_modes += o->modes[m];
-	if (!o->n_modes)
-		o->modes[M_NONE] = o->n_modes = 1;
-	return 0;
+	return rv;
 }
 
 int main(int argc, char **argv)
 {
 	struct bench *b = calloc(1, sizeof(*b));
-	char err[512];
-	int rv = 0;
+	int rv;
 
-	if (!b || parse(argc, argv, &b->o)) {
-		fprintf(stderr, "usage: cuda_bench [--backend cuda|host] [--policy fifo|lru|lfu] "
-			"[--fracs 1,0.5,...] [--prefetch none,cepr,oracle] [--json FILE] "
-			"[--deadline SECONDS] [--prefill SxP] [--f32-pack] MODEL_DIR PACK\n");
+	if (!b || bo_parse(argc, argv, &b->o)) {
+		fputs(bo_usage, stderr);
+		free(b);
 		return 2;
 	}
 	b->t0 = now();
-	if (ld_model_open(b->o.model, &b->m, err, sizeof(err)) ||
-	    ld_store_ensure_dtype(b->m, b->o.pack, !strcmp(b->o.backend, "cuda") &&
-				  b->m->dtype == LD_BF16 && !b->o.f32_pack ? LD_BF16 : LD_F32,
-				  &b->st, err, sizeof(err))) {
-		fprintf(stderr, "cuda_bench: %s\n", err);
-		return 1;
+	if (!(rv = open_all(b))) {
+		fprintf(stderr, "cuda_bench: model, store and backend open (%.2f s, backend %.2f s)"
+			"; routing %s\n", now() - b->t0, b->be_secs, b->routing);
+		printf("| routing | policy | prefetch | budget (slots) | prefill tok/s (%dx%d) "
+		       "| decode tok/s b1 | decode tok/s b%d | H2D MiB/token b1 "
+		       "| H2D MiB/token b%d | hit rate b1 | tokens = resident |\n"
+		       "|---|---|---|---|---|---|---|---|---|---|---|\n",
+		       b->o.pre_seqs, b->o.pre_len, BATCH, BATCH);
+		rv = run_all(b);
 	}
-	b->L = b->m->cfg.n_moe_layers;
-	b->E = b->m->cfg.n_experts;
-	b->K = b->m->cfg.top_k;
-	b->V = b->m->cfg.vocab_size;
-	b->rec = malloc((size_t)NSEQ * MAXPOS * b->L * b->K * sizeof(int));
-	if (!b->rec || (b->o.json && !(b->json = fopen(b->o.json, "a")))) {
-		perror("cuda_bench");
-		return 1;
-	}
-	memset(b->rec, 0xff, (size_t)NSEQ * MAXPOS * b->L * b->K * sizeof(int));
-	memset(b->ref, 0xff, sizeof(b->ref));
-	fprintf(stderr, "cuda_bench: model and store open (%.2f s)\n", now() - b->t0);
-	printf("| policy | prefetch | budget (slots) | prefill tok/s (%dx%d) | decode tok/s b1 "
-	       "| decode tok/s b%d | H2D MiB/token b1 | H2D MiB/token b%d | hit rate b1 "
-	       "| tokens = resident |\n|---|---|---|---|---|---|---|---|---|---|\n",
-	       b->o.pre_seqs, b->o.pre_len, BATCH, BATCH);
-	/* Resident first (reference tokens, routes, cepr training), then each
-	 * prefetch mode over every budget. */
-	rv = run(b, 1, M_NONE);
-	for (int m = 0; m < M_N && !rv; m++) {
-		if (!b->o.modes[m] || (m == M_CEPR && !b->have_pred))
-			continue;
-		for (int i = 0; i < b->o.n_fracs && !rv; i++) {
-			if (b->o.fracs[i] >= 1)
-				continue;
-			if (b->o.deadline > 0 && now() - b->t0 > b->o.deadline) {
-				printf("| %s | %s | %.1f%% | skipped: past --deadline %.0f s |\n",
-				       cache_policy_name(b->o.pol), mode_name[m],
-				       100 * b->o.fracs[i], b->o.deadline);
-				continue;
-			}
-			rv = run(b, b->o.fracs[i], (enum mode)m);
-		}
-	}
-	if (b->have_pred)
-		unlink(b->pred_path);
+	for (int i = 0; i < 2; i++)
+		if (b->have_pred[i])
+			unlink(b->pred_path[i]);
 	if (b->json)
 		fclose(b->json);
+	ld_backend_close(b->be);
 	ld_store_close(b->st);
 	ld_model_close(b->m);
+	pred_trace_free(b->trace);
 	free(b->rec);
 	free(b);
 	return rv ? 1 : 0;

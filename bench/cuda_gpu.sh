@@ -2,19 +2,34 @@
 # On the GPU host (offline, Ubuntu): unpack the Debian packages carried in
 # .deps into /opt/deps, build with -Dcuda=enabled, run the CUDA, engine and
 # cache tests; then, with "bench", issue 6's benchmark on an OLMoE-shaped
-# synthetic bf16 model with skewed routing (LAYERS layers, default 8):
-#   moed run --json on the host and cuda backends (for the logits check),
-#   bench/cuda_bench (resident; 50/25/12.5% budgets, lru, prefetch none,
-#   cepr and oracle), bench/hf_bench.py (transformers resident and with
-#   accelerate offload, and the logits check), bench/cuda_report.py (tables
-#   and the plot).  Each stage has a time limit inside BUDGET seconds (520)
-#   so that whatever finished comes back.  Results in $OUT (or ./out):
-#   summary.txt, cuda_bench.jsonl, hf_bench.json, cuda_bench.png, logs.tgz.
+# synthetic bf16 model with skewed routing (LAYERS layers, default 16):
+#   ROUTING=synthetic (default): moed run --json on the host and cuda
+#     backends (for the logits check), bench/cuda_bench's matrix with the
+#     model's own router (resident; 50/25/12.5% budgets x prefetch none, all,
+#     cepr and freq with lru/fifo/lfu, oracle), bench/hf_bench.py
+#     (transformers resident and with accelerate offload, and the logits
+#     check; CB_HF=0 skips it), bench/cuda_report.py (tables, plot).
+#   ROUTING=trace: the same cuda_bench matrix with routing replayed from the
+#     trace file TRACE (an OLMoE trace, 16 layers x 64 experts, top-8: a copy
+#     of shared/traces/nvmoe-olmoe-all.tokens.jsonl carried with the tree;
+#     ../shared is not on the GPU machine).  No tests, no moed run, no
+#     transformers.  Without a readable TRACE the replay is skipped, saying so.
+#   ROUTING=both: both matrices in one call (about twice the time).
+# Each stage has a time limit inside BUDGET seconds (520) so that whatever
+# finished comes back; cuda_bench starts no configuration past its deadline.
+# Results in $OUT (or ./out): summary.txt, cuda_bench.jsonl (synthetic),
+# cuda_bench_replay.jsonl, hf_bench.json, cuda_bench.png,
+# cuda_bench_replay.png, logs.tgz.  The model is kept in /dev/shm and reused
+# by a later call on the same machine when its shape matches.
 # .deps: see shared/GPU.md, plus libpcre2-dev libpcre2-8-0 libpcre2-16-0
 # libpcre2-32-0 libpcre2-posix3 (tokenizer/).
 #   bench/cuda_gpu.sh [bench] [LAYERS]
-# CB_HF=0 skips transformers (hf_bench.py).
-# Local dry run without a GPU (host backend, a tiny model, no tests and no
+#   ROUTING=trace TRACE=path/nvmoe-olmoe-all.tokens.jsonl bench/cuda_gpu.sh bench
+# Step counts (cuda_bench options): CB_STEPS1 (b1 warm-up,timed: 4,32),
+# CB_STEPS16 (2,16), CB_PREFILL (2x256), CB_MODES (none,all,cepr,freq,oracle),
+# CB_POLICY (lru,fifo,lfu).  CB_BUILD: build dir (build-gpu).
+# Local dry run without a GPU (host backend, tiny models: 16 experts/top-4
+# for synthetic, the trace's 64 experts/top-8 for replay; no tests, no
 # transformers): CB_DRY=1 bench/cuda_gpu.sh bench
 set -u
 T0=$(date +%s)
@@ -22,18 +37,34 @@ BUDGET=${BUDGET:-520}
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 W=/tmp/cb; rm -rf $W; mkdir -p $W
 SUM=$OUT/summary.txt; : > "$SUM"
-LAYERS=${2:-8}
+LAYERS=${2:-16}
 DRY=${CB_DRY:-0}
+ROUTING=${ROUTING:-synthetic}
+TRACE=${TRACE:-}
+B=${CB_BUILD:-build-gpu}
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$SUM"; }
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 # Seconds left less $1, at least 10.
 lim() { local x=$(( $(left) - $1 )); [ $x -lt 10 ] && x=10; echo $x; }
 finish() {
-	cp -f build-gpu/meson-logs/testlog.txt $W/ 2>/dev/null
+	cp -f $B/meson-logs/testlog.txt $W/ 2>/dev/null
 	tar czf "$OUT/logs.tgz" -C $W . 2>/dev/null
 	say "done"
 	exit "${1:-0}"
 }
+SYN=1; REP=1
+case $ROUTING in
+synthetic) REP=0 ;;
+trace) SYN=0 ;;
+both) ;;
+*) say "ROUTING=$ROUTING: synthetic, trace or both"; finish 2 ;;
+esac
+if [ $REP = 1 ] && { [ -z "$TRACE" ] || [ ! -r "$TRACE" ]; }; then
+	say "replay skipped: TRACE='$TRACE' is not a readable file (give TRACE=path to a copy of" \
+		"nvmoe-olmoe-all.tokens.jsonl carried with the tree; ../shared is not on this machine)"
+	REP=0
+	[ $SYN = 0 ] && finish 1
+fi
 
 D=/opt/deps; L=$D/usr/lib/x86_64-linux-gnu
 if [ "$DRY" = 0 ]; then
@@ -55,70 +86,108 @@ mo() { LD_LIBRARY_PATH=${MOED_LD:-} "$@"; }
 	lscpu | head -20; free -g; df -h /dev/shm /tmp; nvcc --version | tail -2; uname -a
 } > $W/machine.txt 2>&1
 say "machine: $(head -2 $W/machine.txt | tail -1)"
-[ -f build-gpu/build.ninja ] || mo meson setup build-gpu -Dcuda=enabled > $W/setup.log 2>&1 ||
+[ -f $B/build.ninja ] || mo meson setup $B -Dcuda=enabled > $W/setup.log 2>&1 ||
 	{ tail -40 $W/setup.log | tee -a "$SUM"; finish 1; }
-mo timeout 300 ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache tests/test_exact tests/test_store \
+mo timeout 300 ninja -C $B tests/test_cuda tests/test_engine tests/test_cache tests/test_exact tests/test_store \
 	bench/cuda_bench daemon/moed > $W/build.log 2>&1 ||
 	{ grep -E "error|FAILED" -A5 $W/build.log | head -40 | tee -a "$SUM"; finish 1; }
 say "built"
-if [ "$DRY" = 0 ]; then
-	mo timeout 120 meson test -C build-gpu --no-rebuild cuda engine cache exact store --print-errorlogs \
+if [ "$DRY" = 0 ] && [ $SYN = 1 ]; then
+	mo timeout 120 meson test -C $B --no-rebuild cuda engine cache exact store --print-errorlogs \
 		> $W/tests.log 2>&1
 	say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $W/tests.log | tr -s ' ' | tr '\n' ';')"
 fi
 [ "${1:-}" = bench ] || finish 0
 
-B=build-gpu; BE=cuda
+BE=cuda
+HF=${CB_HF:-1}; [ "$DRY" != 0 ] && HF=0
 M=/dev/shm/olmoe_bench
 [ "$(df --output=avail -k /dev/shm | tail -1)" -gt 30000000 ] || M=/tmp/olmoe_bench
 shape="--experts 64 --top-k 8 --hidden 2048 --heads 16 --intermediate 1024 --vocab 50304"
+MR=$M; rshape=$shape
 if [ "$DRY" != 0 ]; then
-	BE=host; M=/tmp/olmoe_dry
+	BE=host; M=/tmp/olmoe_dry; MR=/tmp/olmoe_dry_replay
 	shape="--experts 16 --top-k 4 --hidden 128 --heads 4 --intermediate 64 --vocab 512"
+	rshape="--experts 64 --top-k 8 --hidden 64 --heads 4 --intermediate 32 --vocab 512"
 fi
-for be in host $BE; do
-	mo timeout 60 $B/daemon/moed run --model tests/fixtures/olmoe_bf16 \
-		--set model.pack=$W/olmoe_fx.pack --tokens 5,17,42,99,3 --max-tokens 16 \
-		--backend $be > $W/run_fixture_$be.txt 2>&1
-	say "fixture run $be rc=$?: $(tail -1 $W/run_fixture_$be.txt)"
-done
-rm -rf $M $M.pack
-say "mkmodel $LAYERS layers into $M"
-mo timeout 240 $B/daemon/moed mkmodel --out $M --family olmoe --layers $LAYERS $shape \
-	--dtype bf16 --skewed > $W/mkmodel.log 2>&1 || { tail -5 $W/mkmodel.log | tee -a "$SUM"; finish 1; }
-say "$(tail -1 $W/mkmodel.log)"
-mo timeout 240 $B/daemon/moed pack --model $M --out $M.pack --quiet > $W/pack.log 2>&1 ||
-	{ tail -5 $W/pack.log | tee -a "$SUM"; finish 1; }
-say "$(tail -1 $W/pack.log)"
-P=5,17,42,99,3,250,1000,7
-[ "$DRY" != 0 ] && P=5,17,42,99,3,250,100,7
-for be in host $BE; do
-	extra="--slots 64"; [ $be = cuda ] && extra=""
-	mo timeout 90 $B/daemon/moed run --model $M --set model.pack=$M.pack --tokens $P \
-		--max-tokens 16 --max-ctx 64 --backend $be $extra --json > $W/moed_$be.json \
-		2> $W/moed_$be.err
-	say "moed run $be rc=$?: $(head -c 120 $W/moed_$be.json)"
-done
-# cuda_bench starts no configuration after its deadline; leave ~170 s for
-# transformers.
-dl=$(lim 170)
-[ "$DRY" != 0 ] && pre=--prefill=4x64 || pre=--prefill=4x512
-say "cuda_bench, deadline ${dl}s"
-mo timeout $(lim 130) $B/bench/cuda_bench --backend $BE --policy lru \
-	--fracs 1,0.5,0.25,0.125 --prefetch none,cepr,oracle $pre --json $OUT/cuda_bench.jsonl \
-	--deadline $dl $M $M.pack > $W/cuda_bench.txt 2> $W/cuda_bench.err
-say "cuda_bench rc=$?"
-cat $W/cuda_bench.txt >> "$SUM"
-tail -5 $W/cuda_bench.err >> "$SUM"
-if [ "$DRY" = 0 ] && [ "${CB_HF:-1}" != 0 ]; then
-	say "hf_bench, $(left)s left"
-	env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout $(lim 25) python3 \
-		bench/hf_bench.py $M $OUT/hf_bench.json --moed host=$W/moed_host.json \
-		--moed cuda=$W/moed_cuda.json --prompt $P --deadline $(lim 100) \
-		> $W/hf_bench.log 2>&1
-	say "hf_bench rc=$?"
-	tail -15 $W/hf_bench.log >> "$SUM"
+# mkmodel DIR LAYERS SHAPE: reused when DIR.stamp says the same shape.
+mkm() {
+	local stamp="$2 $3 bf16 skewed"
+	if [ -f "$1/config.json" ] && [ "$(cat "$1.stamp" 2>/dev/null)" = "$stamp" ]; then
+		say "reusing $1 ($2 layers)"
+		return 0
+	fi
+	rm -rf "$1" "$1.pack" "$1.stamp"
+	say "mkmodel $2 layers into $1"
+	mo timeout 240 $B/daemon/moed mkmodel --out "$1" --family olmoe --layers $2 $3 \
+		--dtype bf16 --skewed > $W/mkmodel.log 2>&1 || { tail -5 $W/mkmodel.log | tee -a "$SUM"; return 1; }
+	say "$(tail -1 $W/mkmodel.log)"
+	echo "$stamp" > "$1.stamp"
+}
+STEPS="--steps1 ${CB_STEPS1:-4,32} --steps16 ${CB_STEPS16:-2,16} --prefill ${CB_PREFILL:-2x256}"
+MODES=${CB_MODES:-none,all,cepr,freq,oracle}
+# cbench JSONL ROUTING MODEL RESERVE: the matrix; no configuration starts
+# later than RESERVE + 40 s before the end of BUDGET.
+cbench() {
+	local dl=$(lim $(( $4 + 40 )))
+	say "cuda_bench $2, deadline ${dl}s"
+	mo timeout $(lim $4) $B/bench/cuda_bench --backend $BE --policy ${CB_POLICY:-lru,fifo,lfu} \
+		--fracs 1,0.5,0.25,0.125 --prefetch $MODES --routing "$2" $STEPS --json "$1" \
+		--deadline $dl $3 $3.pack > $W/cb_$(basename "$1" .jsonl).txt \
+		2> $W/cb_$(basename "$1" .jsonl).err
+	say "cuda_bench $2 rc=$?"
+	cat $W/cb_$(basename "$1" .jsonl).txt >> "$SUM"
+	tail -5 $W/cb_$(basename "$1" .jsonl).err >> "$SUM"
+}
+# report MODEL JSONL HF_JSON PNG
+report() {
+	env -u LD_LIBRARY_PATH timeout 60 python3 bench/cuda_report.py "$1/config.json" \
+		"$2" "$3" "$4" >> "$SUM" 2>&1
+}
+
+if [ $SYN = 1 ]; then
+	BES=host; [ $BE = host ] || BES="host $BE"
+	for be in $BES; do
+		mo timeout 60 $B/daemon/moed run --model tests/fixtures/olmoe_bf16 \
+			--set model.pack=$W/olmoe_fx.pack --tokens 5,17,42,99,3 --max-tokens 16 \
+			--backend $be > $W/run_fixture_$be.txt 2>&1
+		say "fixture run $be rc=$?: $(tail -1 $W/run_fixture_$be.txt)"
+	done
+	mkm $M $LAYERS "$shape" || finish 1
+	if [ ! -f $M.pack ]; then
+		mo timeout 240 $B/daemon/moed pack --model $M --out $M.pack --quiet > $W/pack.log 2>&1 ||
+			{ tail -5 $W/pack.log | tee -a "$SUM"; finish 1; }
+		say "$(tail -1 $W/pack.log)"
+	fi
+	P=5,17,42,99,3,250,1000,7
+	[ "$DRY" != 0 ] && P=5,17,42,99,3,250,100,7
+	if [ $HF = 1 ]; then
+		for be in $BES; do
+			extra="--slots 64"; [ $be = cuda ] && extra=""
+			mo timeout 90 $B/daemon/moed run --model $M --set model.pack=$M.pack --tokens $P \
+				--max-tokens 16 --max-ctx 64 --backend $be $extra --json > $W/moed_$be.json \
+				2> $W/moed_$be.err
+			say "moed run $be rc=$?: $(head -c 120 $W/moed_$be.json)"
+		done
+	fi
+	# Leave ~130 s for transformers (or ~30 s for the rest).
+	r=30; [ $HF = 1 ] && r=130; [ $REP = 1 ] && r=$(( r + ($(left) - r) / 2 ))
+	cbench $OUT/cuda_bench.jsonl synthetic $M $r
+	if [ $HF = 1 ]; then
+		say "hf_bench, $(left)s left"
+		env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout $(lim 25) python3 \
+			bench/hf_bench.py $M $OUT/hf_bench.json --moed host=$W/moed_host.json \
+			--moed cuda=$W/moed_cuda.json --prompt $P --deadline $(lim 100) \
+			> $W/hf_bench.log 2>&1
+		say "hf_bench rc=$?"
+		tail -15 $W/hf_bench.log >> "$SUM"
+	fi
+	report $M $OUT/cuda_bench.jsonl $OUT/hf_bench.json $OUT/cuda_bench.png
 fi
-env -u LD_LIBRARY_PATH timeout 60 python3 bench/cuda_report.py $M/config.json \
-	$OUT/cuda_bench.jsonl $OUT/hf_bench.json $OUT/cuda_bench.png >> "$SUM" 2>&1
+if [ $REP = 1 ]; then
+	# The trace's shape: 16 MoE layers (cuda_bench refuses another shape).
+	mkm $MR 16 "$rshape" || finish 1
+	cbench $OUT/cuda_bench_replay.jsonl "trace:$TRACE" $MR 30
+	report $MR $OUT/cuda_bench_replay.jsonl /dev/null $OUT/cuda_bench_replay.png
+fi
 finish 0

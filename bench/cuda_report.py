@@ -4,11 +4,15 @@ bench/cuda_bench's JSON lines and bench/hf_bench.py's JSON, with issue 6's
 targets:
   batch-1 decode, all resident  >= 0.5 x HBM roofline, the roofline being
       4.8 TB/s / bytes of weights one decode step must read;
-  each budget >= 0.9 x min(all-resident tok/s, 55 GB/s / H2D bytes per token).
+  each budget >= 0.9 x min(all-resident tok/s, 55 GB/s / H2D bytes per token),
+      per phase, against the resident row of the same routing.
 Weight bytes are counted as moed holds them on the GPU (dense bf16, router
-f32, experts f32 as pack v1 stores them) and as the checkpoint's bf16.
+and norms f32, experts at the pack's expert_bytes: the GPU slots hold the
+pack's dtype) and as the checkpoint's bf16.  One table per routing mode
+(synthetic router, or a replayed trace); rows carry the cache policy and the
+prefetch mode (none, all, freq, cepr, oracle).
 
-  cuda_report.py CONFIG_JSON MOED_JSONL HF_JSON [PNG]
+  cuda_report.py CONFIG_JSON MOED_JSONL[,MOED_JSONL...] HF_JSON [PNG]
 """
 import json
 import math
@@ -16,11 +20,13 @@ import sys
 
 HBM = 4.8e12
 PCIE = 55e9
+MODES = ["none", "all", "freq", "cepr", "oracle"]
+POLICIES = ["lru", "fifo", "lfu"]
 
 
 def weights(cfg, expert_bytes):
     """(dense bytes per step as moed holds them, same in bf16, expert bytes
-    moed, expert bytes bf16)."""
+    as the GPU slots hold them, expert bytes bf16)."""
     H, V, L = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
     nh, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
     hd = cfg.get("head_dim") or H // nh
@@ -32,9 +38,17 @@ def weights(cfg, expert_bytes):
     return moed, bf16, expert_bytes, 3 * H * I * 2
 
 
-def load(cfg_path, moed_path, hf_path):
+def load(cfg_path, moed_paths, hf_path):
     cfg = json.load(open(cfg_path))
-    rows = [json.loads(x) for x in open(moed_path) if x.strip()]
+    rows = []
+    for p in moed_paths.split(","):
+        try:
+            rows += [json.loads(x) for x in open(p) if x.strip()]
+        except OSError as e:
+            print(f"{p}: {e}", file=sys.stderr)
+    for r in rows:
+        r.setdefault("routing", "synthetic")
+        r.setdefault("policy", "lru")
     try:
         hf = json.load(open(hf_path))
     except (OSError, ValueError):
@@ -42,10 +56,7 @@ def load(cfg_path, moed_path, hf_path):
     return cfg, rows, hf
 
 
-def analyse(cfg, rows):
-    res = next((r for r in rows if r["frac"] >= 1), None)
-    if not res:
-        return None
+def roofline(cfg, res):
     dm, db, em, eb = weights(cfg, res["expert_bytes"])
     L, K = res["layers"], res["top_k"]
     a16 = res["decode_b16"]["acquires_per_token"] * 16
@@ -58,24 +69,38 @@ def analyse(cfg, rows):
     roof["b1_roof_bf16"] = HBM / roof["b1_bytes_bf16"]
     roof["b16_roof_moed"] = 16 * HBM / roof["b16_bytes_moed"]
     roof["b16_roof_bf16"] = 16 * HBM / roof["b16_bytes_bf16"]
-    out = []
+    return roof
+
+
+def analyse(cfg, rows):
+    """{routing: (roofline of its first resident row, [entry])}; a budget row
+    is measured against the last resident row of its routing before it."""
+    out = {}
+    res = {}
     for r in rows:
+        rt = r["routing"]
+        if r["frac"] >= 1:
+            res[rt] = r
+            if rt not in out:
+                out[rt] = (roofline(cfg, r), [])
+        if rt not in res:
+            continue
+        base = res[rt]
+        roof = roofline(cfg, base)
         e = {"r": r}
-        for ph, base in (("decode_b1", res["decode_b1"]["tok_s"]),
-                         ("decode_b16", res["decode_b16"]["tok_s"]),
-                         ("prefill", res["prefill"]["tok_s"])):
+        for ph in ("decode_b1", "decode_b16", "prefill"):
             bpt = r[ph]["bytes_per_token"]
             bound = PCIE / bpt if bpt > 0 else float("inf")
             if r["frac"] < 1:
-                tgt = 0.9 * min(base, bound)
+                tgt = 0.9 * min(base[ph]["tok_s"], bound)
             elif ph == "decode_b1":      # resident: half the HBM roofline
                 tgt = 0.5 * roof["b1_roof_moed"]
             else:
                 tgt = float("nan")       # the issue sets none
             e[ph] = {"tok_s": r[ph]["tok_s"], "pcie_bound": bound, "target": tgt,
                      "ratio": r[ph]["tok_s"] / tgt}
-        out.append(e)
-    return roof, out
+        out[rt][1].append(e)
+    return out
 
 
 def fmt(x, d=1):
@@ -87,14 +112,11 @@ def fmt(x, d=1):
     return f"{math.floor(x * 10**d) / 10**d:.{d}f}"
 
 
-def tables(cfg, rows, hf):
-    a = analyse(cfg, rows)
-    if not a:
-        print("no resident run")
-        return None
-    roof, out = a
-    print("### Roofline (HBM 4.8 TB/s)\n")
-    print("| | bytes/step moed (experts f32) | bytes/step bf16 | roofline tok/s moed | "
+def roof_table(roof, r):
+    eb = r["expert_bytes"] / 1e6
+    print(f"### Roofline (HBM 4.8 TB/s; experts at the pack's {fmt(eb, 2)} MB, as the GPU "
+          "slots hold them)\n")
+    print("| | bytes/step moed | bytes/step bf16 checkpoint | roofline tok/s moed | "
           "roofline tok/s bf16 |\n|---|---|---|---|---|")
     for b in ("b1", "b16"):
         print(f"| decode {b} | {fmt(roof[b + '_bytes_moed'] / 1e9, 3)} GB | "
@@ -102,20 +124,29 @@ def tables(cfg, rows, hf):
               f"{fmt(roof[b + '_roof_bf16'])} |")
     print(f"\n(b16: {fmt(roof['b16_experts_per_step'], 2)} distinct experts per step, "
           "measured in the resident run.)\n")
-    print("### moed CUDA path\n")
-    print("| prefetch | budget (slots) | prefill tok/s | / target | decode b1 tok/s | "
-          "b1 target | / target | decode b16 tok/s | b16 target | / target | "
+
+
+def row_table(rt, entries):
+    note = ""
+    if entries and entries[0]["r"].get("override_route"):
+        note = (" (replayed routing: override_route is set, so every row, the resident one "
+                "included, runs the engine's host-synchronised path, not the CUDA fast path; "
+                "the trace has no token ids, so freq is per-layer popularity)")
+    print(f"### moed CUDA path, routing {rt}{note}\n")
+    print("| routing | policy | prefetch | budget (slots) | prefill tok/s | / target | "
+          "decode b1 tok/s | b1 target | / target | decode b16 tok/s | b16 target | / target | "
           "H2D MiB/tok b1 | H2D MiB/tok b16 | H2D MiB/tok prefill | hit rate b1 | "
           "hit rate b16 | tokens = resident |")
-    print("|" + "---|" * 16)
-    for e in out:
+    print("|" + "---|" * 18)
+    for e in entries:
         r = e["r"]
         d1, d16 = r["decode_b1"], r["decode_b16"]
         hr = d1["hits"] / max(1, d1["hits"] + d1["misses"])
         hr16 = d16["hits"] / max(1, d16["hits"] + d16["misses"])
         same = {None: "(reference)", True: "yes", False: "NO"}[r["tokens_identical"]]
         mode = r["prefetch"] if r["frac"] < 1 else "-"
-        print(f"| {mode} | {100 * r['frac']:g}% ({r['slots']}) | "
+        pol = r["policy"] if r["frac"] < 1 else "-"
+        print(f"| {rt} | {pol} | {mode} | {100 * r['frac']:g}% ({r['slots']}) | "
               f"{fmt(r['prefill']['tok_s'])} | {fmt(e['prefill']['ratio'], 3)} | "
               f"{fmt(d1['tok_s'], 2)} | {fmt(e['decode_b1']['target'], 2)} | "
               f"{fmt(e['decode_b1']['ratio'], 3)} | {fmt(d16['tok_s'], 2)} | "
@@ -123,14 +154,31 @@ def tables(cfg, rows, hf):
               f"{fmt(d1['bytes_per_token'] / 2**20)} | {fmt(d16['bytes_per_token'] / 2**20)} | "
               f"{fmt(r['prefill']['bytes_per_token'] / 2**20)} | {fmt(hr, 3)} | "
               f"{fmt(hr16, 3)} | {same} |")
-    res = out[0]["r"] if out[0]["r"]["frac"] >= 1 else None
-    if res:
+
+
+def tables(cfg, rows, hf):
+    a = analyse(cfg, rows)
+    if not a:
+        print("no resident run")
+        return None
+    for rt, (roof, entries) in a.items():
+        res = next((e["r"] for e in entries if e["r"]["frac"] >= 1), None)
+        roof_table(roof, res)
+        row_table(rt, entries)
         b1 = res["decode_b1"]["tok_s"]
-        print(f"\nResident batch-1 decode: {fmt(b1, 2)} tok/s = "
+        print(f"\nResident batch-1 decode ({rt}): {fmt(b1, 2)} tok/s = "
               f"{fmt(b1 / roof['b1_roof_moed'], 4)} x roofline (moed bytes), "
-              f"{fmt(b1 / roof['b1_roof_bf16'], 4)} x roofline (bf16 bytes); target 0.5.")
+              f"{fmt(b1 / roof['b1_roof_bf16'], 4)} x roofline (bf16 bytes); target 0.5. "
+              f"Engine calls on the CUDA fast path in the resident run: "
+              f"{res.get('fast_calls', 'not recorded')}.\n")
+        s = res.get("steps")
+        if s:
+            print(f"Steps: b1 prompt {s['b1'][0]}, {s['b1'][1]} warm-up + {s['b1'][2]} timed; "
+                  f"b16 prompt {s['b16'][0]}, {s['b16'][1]} + {s['b16'][2]}; prefill "
+                  f"{s['prefill'][0]}x{s['prefill'][1]}; predictors trained on "
+                  f"{s['train'][0]} prompts x {s['train'][2]} decode steps.\n")
     if hf:
-        print("\n### transformers\n")
+        print("### transformers\n")
         for k in ("resident", "offload"):
             h = hf.get(k, {})
             if "decode_b1" in h:
@@ -139,7 +187,20 @@ def tables(cfg, rows, hf):
                       f"{fmt(h['prefill']['tok_s'])} tok/s")
             else:
                 print(f"- {k}: {h}")
-    return roof, out
+    return a
+
+
+def series(entries):
+    """[(label, mode, [entries])]: none, all, oracle once; freq and cepr per policy."""
+    out = []
+    for m in MODES:
+        pols = POLICIES if m in ("freq", "cepr") else ["lru"]
+        for p in pols:
+            pts = [e for e in entries if e["r"]["frac"] < 1 and e["r"]["prefetch"] == m
+                   and e["r"]["policy"] == p]
+            if pts:
+                out.append((m if m not in ("freq", "cepr") else f"{m} {p}", m, pts))
+    return out
 
 
 def plot(cfg, rows, hf, png):
@@ -150,59 +211,67 @@ def plot(cfg, rows, hf, png):
     a = analyse(cfg, rows)
     if not a:
         return
-    roof, out = a
-    fig, ax = plt.subplots(1, 3, figsize=(17, 5))
-    modes = ["none", "cepr", "oracle"]
-    colors = {"none": "tab:blue", "cepr": "tab:orange", "oracle": "tab:green"}
-    fracs = sorted({e["r"]["frac"] for e in out}, reverse=True)
-    xs = {f: i for i, f in enumerate(fracs)}
-    w = 0.2
-    for p, ph in enumerate(("decode_b1", "decode_b16")):
-        for j, m in enumerate(modes):
-            pts = [e for e in out if e["r"]["prefetch"] == m]
-            if not pts:
-                continue
-            x = [xs[e["r"]["frac"]] + (j - 1) * w for e in pts]
-            ax[p].bar(x, [e[ph]["tok_s"] for e in pts], w, color=colors[m],
-                      label=f"moed, prefetch {m}")
-            ax[p].scatter(x, [e[ph]["target"] for e in pts], marker="_", s=300, color="k",
-                          zorder=3, label="target" if j == 0 else None)
-        key = "b1" if ph == "decode_b1" else "b16"
-        lim = roof[key + "_roof_moed"] * (0.5 if key == "b1" else 1)
-        ax[p].axhline(lim, ls="--", color="gray",
-                      label=("0.5 x " if key == "b1" else "") + "HBM roofline (moed bytes)")
-        for k, c, f in (("resident", "tab:red", 1.0), ("offload", "tab:purple", 0.25)):
-            h = hf.get(k, {})
-            if ph in h and f in xs:
-                ax[p].bar(xs[f] + 2 * w, h[ph]["tok_s"], w, color=c,
-                          label=f"transformers {k}")
-        ax[p].set_xticks(range(len(fracs)), [f"{100 * f:g}%" for f in fracs])
-        ax[p].set_xlabel("experts resident on GPU (budget)")
-        ax[p].set_ylabel("tokens/s")
-        ax[p].set_yscale("log")
-        ax[p].set_title(f"decode, batch {1 if key == 'b1' else 16}")
-        ax[p].legend(fontsize=7)
-    for j, m in enumerate(modes):
-        pts = [e for e in out if e["r"]["prefetch"] == m and e["r"]["frac"] < 1]
-        if pts:
-            x = [xs[e["r"]["frac"]] + (j - 1) * w for e in pts]
+    colors = {"none": "tab:blue", "all": "tab:gray", "freq": "tab:orange", "cepr": "tab:red",
+              "oracle": "tab:green"}
+    hatch = {"lru": "", "fifo": "//", "lfu": ".."}
+    fig, axs = plt.subplots(len(a), 3, figsize=(19, 5 * len(a)), squeeze=False)
+    for row, (rt, (roof, entries)) in enumerate(a.items()):
+        ax = axs[row]
+        ser = series(entries)
+        fracs = sorted({e["r"]["frac"] for e in entries}, reverse=True)
+        xs = {f: i for i, f in enumerate(fracs)}
+        nb = len(ser) + (2 if rt == "synthetic" and hf else 0)
+        w = 0.8 / max(1, nb)
+        res = next(e for e in entries if e["r"]["frac"] >= 1)
+        for p, ph in enumerate(("decode_b1", "decode_b16")):
+            ax[p].bar(xs[1.0] if 1.0 in xs else 0, res[ph]["tok_s"], w, color="k",
+                      label="moed, all resident")
+            for j, (lab, m, pts) in enumerate(ser):
+                x = [xs[e["r"]["frac"]] + (j - nb / 2 + 0.5) * w for e in pts]
+                ax[p].bar(x, [e[ph]["tok_s"] for e in pts], w, color=colors[m],
+                          hatch=hatch[pts[0]["r"]["policy"]], edgecolor="white",
+                          label=f"moed, {lab}")
+                ax[p].scatter(x, [e[ph]["target"] for e in pts], marker="_", s=120,
+                              color="k", zorder=3, label="target" if j == 0 else None)
+            key = "b1" if ph == "decode_b1" else "b16"
+            lim = roof[key + "_roof_moed"] * (0.5 if key == "b1" else 1)
+            ax[p].axhline(lim, ls="--", color="gray",
+                          label=("0.5 x " if key == "b1" else "") + "HBM roofline (moed bytes)")
+            for k, c, f, j in (("resident", "tab:purple", 1.0, nb - 2),
+                               ("offload", "tab:brown", 0.25, nb - 1)):
+                h = hf.get(k, {}) if rt == "synthetic" else {}
+                if ph in h and f in xs:
+                    ax[p].bar(xs[f] + (j - nb / 2 + 0.5) * w, h[ph]["tok_s"], w, color=c,
+                              label=f"transformers {k}")
+            ax[p].set_xticks(range(len(fracs)), [f"{100 * f:g}%" for f in fracs])
+            ax[p].set_xlabel("experts resident on GPU (budget)")
+            ax[p].set_ylabel("tokens/s")
+            ax[p].set_yscale("log")
+            ax[p].set_title(f"{rt}: decode, batch {1 if key == 'b1' else 16}")
+            ax[p].legend(fontsize=6, ncol=2)
+        for j, (lab, m, pts) in enumerate(ser):
+            x = [xs[e["r"]["frac"]] + (j - nb / 2 + 0.5) * w for e in pts]
             ax[2].bar(x, [e["r"]["decode_b1"]["bytes_per_token"] / 2**20 for e in pts], w,
-                      color=colors[m], label=f"b1, prefetch {m}")
+                      color=colors[m], hatch=hatch[pts[0]["r"]["policy"]], edgecolor="white",
+                      label=f"b1, {lab}")
             ax[2].scatter(x, [e["r"]["decode_b16"]["bytes_per_token"] / 2**20 for e in pts],
-                          color=colors[m], edgecolor="k", zorder=3,
-                          label=f"b16, prefetch {m}")
-    ax[2].set_xticks(range(len(fracs)), [f"{100 * f:g}%" for f in fracs])
-    ax[2].set_ylabel("host-to-GPU MiB per token")
-    ax[2].set_title("PCIe traffic per decoded token")
-    ax[2].legend(fontsize=7)
-    L = out[0]["r"]["layers"]
-    fig.suptitle(f"moed CUDA path vs transformers, OLMoE-shaped synthetic bf16 model "
-                 f"({L} layers, 64 experts, top-8), one H200")
+                          color=colors[m], edgecolor="k", zorder=3, s=14,
+                          label="b16 (dots)" if j == 0 else None)
+        ax[2].set_xticks(range(len(fracs)), [f"{100 * f:g}%" for f in fracs])
+        ax[2].set_ylabel("host-to-GPU MiB per token")
+        ax[2].set_title(f"{rt}: PCIe traffic per decoded token")
+        ax[2].legend(fontsize=6, ncol=2)
+    r0 = rows[0]
+    fig.suptitle(f"moed CUDA path, OLMoE-shaped synthetic bf16 model ({r0['layers']} layers, "
+                 f"{r0['experts']} experts, top-{r0['top_k']}), backend {r0['backend']}")
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    fig.savefig(png, dpi=100)
 
 
 def main():
+    if len(sys.argv) < 4:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     cfg, rows, hf = load(sys.argv[1], sys.argv[2], sys.argv[3])
     tables(cfg, rows, hf)
     if len(sys.argv) > 4:

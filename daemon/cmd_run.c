@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/cmds.h"
 #include "daemon/config.h"
@@ -179,9 +180,36 @@ static json_t *stats_json(struct rt *rt)
 	return o;
 }
 
+/* Wall time of the prompt's forward and of the decode steps. */
+struct run_time {
+	double prefill, decode;
+	int steps;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static json_t *timing_json(struct rt *rt, const struct run_time *tm)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "prefill_seconds", json_real(tm->prefill));
+	json_object_set_new(o, "decode_seconds", json_real(tm->decode));
+	json_object_set_new(o, "decode_steps", json_integer(tm->steps));
+	json_object_set_new(o, "decode_tok_s", json_real(tm->decode > 0 ? tm->steps / tm->decode
+							  : 0));
+	json_object_set_new(o, "fast_steps", json_integer((json_int_t)eng_fast_steps(rt->eng)));
+	return o;
+}
+
 static void print_json(struct rt *rt, const struct run_opts *o,
 		       const struct route_rec *r, const int *gen, int n_gen,
-		       const float *last_logits)
+		       const float *last_logits, const struct run_time *tm)
 {
 	const struct ld_config *c = &rt->model->cfg;
 	json_t *root = json_object(), *t = json_array(), *lg = json_array();
@@ -216,6 +244,7 @@ static void print_json(struct rt *rt, const struct run_opts *o,
 	json_object_set_new(root, "last_logits", lg);
 	json_object_set_new(root, "routes", routes);
 	json_object_set_new(root, "moe", stats_json(rt));
+	json_object_set_new(root, "timing", timing_json(rt, tm));
 	json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
 	putchar('\n');
 	json_decref(root);
@@ -232,6 +261,8 @@ static int generate(struct rt *rt, struct run_opts *o)
 	float *last = calloc((size_t)c->vocab_size, sizeof(float));
 	float *scratch = calloc(2 * (size_t)c->vocab_size, sizeof(float));
 	int *gen = calloc((size_t)o->max_tokens + 1, sizeof(int)), n_gen = 0, rv;
+	struct run_time tm = {0};
+	double t0;
 
 	r.ids = calloc((size_t)c->n_moe_layers * o->n_tokens * c->top_k + 1, sizeof(int));
 	if (!logits || !last || !scratch || !gen || !r.ids) {
@@ -247,9 +278,12 @@ static int generate(struct rt *rt, struct run_opts *o)
 	eng_set_hooks(rt->eng, &h);
 	if ((rv = eng_seq_new(rt->eng, &s)) < 0)
 		goto out;
+	t0 = mono();
 	if ((rv = eng_forward(rt->eng, s, o->tokens, o->n_tokens, logits)) < 0)
 		goto out;
+	tm.prefill = mono() - t0;
 	memcpy(last, logits, (size_t)c->vocab_size * sizeof(float));
+	t0 = mono();
 	while (n_gen < o->max_tokens) {
 		int next = eng_sample(logits, c->vocab_size, o->temperature,
 				      o->top_p, &rng, scratch);
@@ -259,9 +293,11 @@ static int generate(struct rt *rt, struct run_opts *o)
 			break;
 		if ((rv = eng_forward(rt->eng, s, &next, 1, logits)) < 0)
 			goto out;
+		tm.steps++;
 	}
+	tm.decode = mono() - t0;
 	if (o->json) {
-		print_json(rt, o, &r, gen, n_gen, last);
+		print_json(rt, o, &r, gen, n_gen, last, &tm);
 	} else if (o->tok) {
 		char *text = NULL;
 		size_t len = 0;

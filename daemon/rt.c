@@ -60,10 +60,20 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 	if ((rv = ld_backend_open_conf(backend_name(c), &bc, &rt->backend, err, n)) < 0)
 		return rv;
 	o.backend = rt->backend;
-	if ((rv = cache_open(&o, &rt->cache)) < 0)
+	if ((rv = cache_open(&o, &rt->cache)) < 0) {
 		snprintf(err, n, "cache of %zu slots x %zu bytes on backend %s: %s",
 			 o.n_slots, o.expert_bytes, backend_name(c), strerror(-rv));
-	return rv;
+		return rv;
+	}
+	/* Slots for every expert on a GPU: load them all now, so that decode
+	 * steps run as CUDA graphs from the first request. */
+	if ((ld_backend_caps(rt->backend) & LD_BE_DEV_PTR) &&
+	    o.n_slots >= (size_t)o.n_layers * (size_t)o.n_experts &&
+	    (rv = cache_load_all(rt->cache)) < 0) {
+		cache_last_error(rt->cache, err, n);
+		return rv;
+	}
+	return 0;
 }
 
 int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
@@ -87,7 +97,8 @@ int rt_open(const struct moed_config *c, int max_ctx, struct rt *rt,
 		snprintf(err, n, "model.pack: path too long");
 		goto fail;
 	}
-	/* The CUDA backend widens a bf16 pack on load: half the PCIe bytes. */
+	/* On the CUDA backend a bf16 checkpoint's experts stay bf16 in the pack
+	 * and in the slots: half the PCIe and HBM bytes of f32. */
 	dt = !strcmp(backend_name(c), "cuda") && rt->model->dtype == LD_BF16 ? LD_BF16 : LD_F32;
 	if ((rv = ld_store_ensure_dtype(rt->model, pack, dt, &rt->store, err, n)) < 0)
 		goto fail;

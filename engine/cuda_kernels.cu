@@ -1,11 +1,12 @@
-// The CUDA engine's elementwise, normalisation, attention and routing
-// kernels.  GEMMs are cuBLAS's (engine/engine_cuda.c).  The arithmetic
+// The CUDA engine's elementwise, normalisation and attention kernels.
+// GEMMs and the MoE kernels: engine/cuda_moe.cu and cuBLAS.  The arithmetic
 // follows engine/engine.c's CPU code step for step (same f32 operations,
 // same order where a row is processed by one thread), so the two paths differ
 // only by reduction order and the GEMMs.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "engine/cuda_common.cuh"
 #include "engine/cuda_kernels.h"
 
 #define ST(s) ((cudaStream_t)(s))
@@ -19,28 +20,6 @@ static unsigned blocks(size_t n, unsigned threads)
 {
 	size_t b = (n + threads - 1) / threads;
 	return (unsigned)(b < 65535u * 16u ? (b ? b : 1) : 65535u * 16u);
-}
-
-// Sum (or max) over the block; every thread gets the result.  blockDim.x is
-// a multiple of 32, at most 1024.
-template <bool MAX>
-__device__ float block_reduce(float v, float *sh)
-{
-	for (int o = 16; o > 0; o >>= 1) {
-		float u = __shfl_xor_sync(0xffffffffu, v, o);
-		v = MAX ? fmaxf(v, u) : v + u;
-	}
-	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	__syncthreads();
-	if (!lane)
-		sh[warp] = v;
-	__syncthreads();
-	v = lane < nw ? sh[lane] : (MAX ? -INFINITY : 0.0f);
-	for (int o = 16; o > 0; o >>= 1) {
-		float u = __shfl_xor_sync(0xffffffffu, v, o);
-		v = MAX ? fmaxf(v, u) : v + u;
-	}
-	return v;
 }
 
 __global__ void k_embed(float *x, const void *table, int bf16, const int *tok, int H)
@@ -78,9 +57,9 @@ __global__ void k_rmsnorm(float *y, int ys, const float *x, int xs, const float 
 int eng_cu_rmsnorm(float *y, int ystride, const float *x, int xstride, const float *w,
 		   int n, int groups, int dim, float eps, void *stream)
 {
-	int th = dim >= 256 ? 256 : (dim + 31) / 32 * 32;
-
-	k_rmsnorm<<<dim3(n, groups), th, 0, ST(stream)>>>(y, ystride, x, xstride, w, dim,
+	/* 256 threads whatever dim: the GEMVs that fold the norm in
+	 * (engine/cuda_moe.cu) reduce the same way, so the values agree. */
+	k_rmsnorm<<<dim3(n, groups), 256, 0, ST(stream)>>>(y, ystride, x, xstride, w, dim,
 							 eps);
 	return launched();
 }
@@ -111,64 +90,88 @@ int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream)
 	return launched();
 }
 
-__global__ void k_clamp(float *v, size_t n, float lim)
+// One block per (row, head of q or of k): the family's q/k norms (norm 1:
+// over all of q and all of k, as OLMoE, each block reducing the whole vector;
+// 2: per head, as Qwen3-MoE), clipping, RoPE (rotate_half) at the row's
+// position; q heads go to q, k heads (with their v head, clipped) into the
+// row's sequence cache at (layer, pos).  engine.c's steps in its order.  The
+// input is not written, so blocks may read all of it.
+__global__ void k_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, int hd,
+			  int norm, const float *qw, const float *kw, float eps, float clip,
+			  const float *inv_freq, struct eng_cu_rows r, int layer)
 {
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		v[i] = v[i] < -lim ? -lim : v[i] > lim ? lim : v[i];
-}
+	__shared__ float sh[32], v[512];
+	int t = blockIdx.x, h = blockIdx.y, qd = heads * hd, kvd = kv_heads * hd, half = hd / 2;
+	bool isq = h < heads;
+	const float *row = qkv + (size_t)t * D, *src = isq ? row : row + qd;
+	const float *nw = isq ? qw : kw;
+	int hh = isq ? h : h - heads, dim = isq ? qd : kvd;
+	float inv = 1.0f;
 
-int eng_cu_clamp(float *v, size_t n, float lim, void *stream)
-{
-	k_clamp<<<blocks(n, 256), 256, 0, ST(stream)>>>(v, n, lim);
-	return launched();
-}
+	if (norm == 1) {
+		float ss = 0;
+		for (int i = threadIdx.x; i < dim; i += blockDim.x)
+			ss += src[i] * src[i];
+		ss = block_reduce<false>(ss, sh);
+		inv = 1.0f / sqrtf(ss / (float)dim + eps);
+	} else if (norm == 2) {
+		float ss = 0;
+		for (int i = threadIdx.x; i < hd; i += blockDim.x)
+			ss += src[hh * hd + i] * src[hh * hd + i];
+		ss = block_reduce<false>(ss, sh);
+		inv = 1.0f / sqrtf(ss / (float)hd + eps);
+	}
+	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+		float x = src[hh * hd + i];
+		if (norm)
+			x = nw[norm == 1 ? hh * hd + i : i] * (x * inv);
+		if (clip > 0)
+			x = x < -clip ? -clip : x > clip ? clip : x;
+		v[i] = x;
+	}
+	__syncthreads();
+	float *dst = isq ? q + (size_t)t * qd + (size_t)hh * hd :
+		r.kc[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
+	for (int i = threadIdx.x; i < half; i += blockDim.x) {
+		float a = inv_freq[i] * (float)r.pos[t], c = cosf(a), s = sinf(a);
+		float x1 = v[i], x2 = v[i + half];
 
-__global__ void k_rope(float *v, int stride, int heads, int hd, const float *inv_freq,
-		       const int *pos)
-{
-	int half = hd / 2;
-	float *row = v + (size_t)blockIdx.x * stride;
-
-	for (int j = threadIdx.x; j < heads * half; j += blockDim.x) {
-		int h = j / half, i = j % half;
-		float a = inv_freq[i] * (float)pos[blockIdx.x], c = cosf(a), s = sinf(a);
-		float *p = row + (size_t)h * hd;
-		float x1 = p[i], x2 = p[i + half];
-
-		p[i] = x1 * c - x2 * s;
-		p[i + half] = x2 * c + x1 * s;
+		dst[i] = x1 * c - x2 * s;
+		dst[i + half] = x2 * c + x1 * s;
+	}
+	if (isq)
+		return;
+	float *vd = r.vc[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
+	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+		float x = row[qd + kvd + hh * hd + i];
+		vd[i] = clip > 0 ? (x < -clip ? -clip : x > clip ? clip : x) : x;
 	}
 }
 
-int eng_cu_rope(float *v, int stride, int heads, int hd, const float *inv_freq,
-		const int *pos, int n, void *stream)
+int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, int hd, int norm,
+		   const float *qw, const float *kw, float eps, float clip,
+		   const float *inv_freq, const struct eng_cu_rows *r, int layer, int n,
+		   void *stream)
 {
-	k_rope<<<n, 128, 0, ST(stream)>>>(v, stride, heads, hd, inv_freq, pos);
+	if (hd > 512 || hd % 2)
+		return (int)cudaErrorInvalidValue;
+	k_qk_prep<<<dim3(n, heads + kv_heads), 128, 0, ST(stream)>>>(
+		q, qkv, D, heads, kv_heads, hd, norm, qw, kw, eps, clip, inv_freq, *r, layer);
 	return launched();
 }
 
-__global__ void k_kv_store(const float *qkv, int stride, int koff, int voff,
-			   struct eng_cu_rows r, int layer, int kvd)
-{
-	int t = blockIdx.x;
-	size_t at = ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd;
-	const float *src = qkv + (size_t)t * stride;
-
-	for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
-		r.kc[t][at + i] = src[koff + i];
-		r.vc[t][at + i] = src[voff + i];
-	}
-}
-
-// One block per (row, head): scores over the row's sequence, softmax, then
-// the weighted sum of values, as the CPU's attend() does it.
+// One block (ATT_THREADS) per (row, head).  Scores: each warp takes four
+// positions at a time, lanes across the head's dimensions (coalesced reads
+// of the cached keys); softmax over the block; the weighted sum of values
+// the same way round (warps over positions, lanes over dimensions).
+#define ATT_THREADS 512
 __global__ void k_attend(float *att, const float *qkv, int stride, struct eng_cu_rows r,
 			 int layer, int heads, int kv_heads, int hd, float *scores,
 			 int max_ctx)
 {
-	__shared__ float sh[32];
+	__shared__ float sh[32], part[ATT_THREADS / 32 * 512];
 	int t = blockIdx.x, h = blockIdx.y, len = r.pos[t] + 1, kvd = kv_heads * hd;
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	size_t lofs = (size_t)layer * r.cap[t] * kvd;
 	const float *q = qkv + (size_t)t * stride + (size_t)h * hd;
 	const float *kc = r.kc[t] + lofs + (size_t)(h / (heads / kv_heads)) * hd;
@@ -176,94 +179,74 @@ __global__ void k_attend(float *att, const float *qkv, int stride, struct eng_cu
 	float *sc = scores + ((size_t)t * heads + h) * max_ctx;
 	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, sum = 0;
 
-	for (int j = threadIdx.x; j < len; j += blockDim.x) {
-		const float *k = kc + (size_t)j * kvd;
-		float d = 0;
+	/* Four positions per pass: their loads are in flight together. */
+	for (int j0 = warp * 4; j0 < len; j0 += nw * 4) {
+		float d[4] = {0, 0, 0, 0};
 
-		for (int i = 0; i < hd; i++)
-			d += q[i] * k[i];
-		sc[j] = d * scale;
-		mx = fmaxf(mx, sc[j]);
+		for (int i = lane; i < hd; i += 32)
+#pragma unroll
+			for (int u = 0; u < 4; u++)
+				if (j0 + u < len)
+					d[u] += q[i] * kc[(size_t)(j0 + u) * kvd + i];
+#pragma unroll
+		for (int u = 0; u < 4; u++) {
+			for (int o = 16; o > 0; o >>= 1)
+				d[u] += __shfl_xor_sync(0xffffffffu, d[u], o);
+			if (j0 + u < len) {
+				if (!lane)
+					sc[j0 + u] = d[u] * scale;
+				mx = fmaxf(mx, d[u] * scale);
+			}
+		}
 	}
 	mx = block_reduce<true>(mx, sh);
+	__syncthreads();
 	for (int j = threadIdx.x; j < len; j += blockDim.x) {
 		sc[j] = expf(sc[j] - mx);
 		sum += sc[j];
 	}
 	sum = block_reduce<false>(sum, sh);
 	__syncthreads();
-	float *o = att + (size_t)t * heads * hd + (size_t)h * hd;
+	for (int j = threadIdx.x; j < len; j += blockDim.x)
+		sc[j] /= sum;
+	__syncthreads();
+	/* Warp w sums the positions j = w, w + nw, ... of 128 dimensions at a
+	 * time (four per lane, coalesced rows); then the warps' sums in order. */
+	for (int i0 = 0; i0 < hd; i0 += 128) {
+		float a[4] = {0, 0, 0, 0};
+
+#pragma unroll 4
+		for (int j = warp; j < len; j += nw) {
+			const float *vr = vc + (size_t)j * kvd + i0 + lane;
+			float pj = sc[j];
+#pragma unroll
+			for (int u = 0; u < 4; u++)
+				if (i0 + lane + 32 * u < hd)
+					a[u] += pj * vr[32 * u];
+		}
+#pragma unroll
+		for (int u = 0; u < 4; u++)
+			if (i0 + lane + 32 * u < hd)
+				part[warp * hd + i0 + lane + 32 * u] = a[u];
+	}
+	__syncthreads();
 	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
 		float acc = 0;
-
-		for (int j = 0; j < len; j++)
-			acc += (sc[j] / sum) * vc[(size_t)j * kvd + i];
-		o[i] = acc;
+		for (int k = 0; k < nw; k++)
+			acc += part[k * hd + i];
+		att[(size_t)t * heads * hd + (size_t)h * hd + i] = acc;
 	}
 }
 
-int eng_cu_attention(float *att, const float *qkv, int stride, int koff, int voff,
-		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
-		     int hd, float *scores, int max_ctx, void *stream)
+int eng_cu_attention(float *att, const float *qkv, int stride, const struct eng_cu_rows *r,
+		     int layer, int n, int heads, int kv_heads, int hd, float *scores, int max_ctx,
+		     void *stream)
 {
-	int rc;
-
-	k_kv_store<<<n, 128, 0, ST(stream)>>>(qkv, stride, koff, voff, *r, layer,
-					      kv_heads * hd);
-	if ((rc = launched()))
-		return rc;
-	k_attend<<<dim3(n, heads), 128, 0, ST(stream)>>>(att, qkv, stride, *r, layer, heads,
-							 kv_heads, hd, scores, max_ctx);
-	return launched();
-}
-
-// One thread per row, the CPU's route() verbatim: softmax, k passes of
-// argmax (ties to the lowest id), ids ascending.
-__global__ void k_route(float *p_all, int *ids_all, float *w_all, int n, int E, int K,
-			int norm)
-{
-	int t = blockIdx.x * blockDim.x + threadIdx.x;
-	if (t >= n)
-		return;
-	float *p = p_all + (size_t)t * E, mx = p[0], sum = 0, ksum = 0;
-	int *ids = ids_all + (size_t)t * K;
-	float *w = w_all + (size_t)t * K;
-
-	for (int i = 1; i < E; i++)
-		mx = fmaxf(mx, p[i]);
-	for (int i = 0; i < E; i++) {
-		p[i] = expf(p[i] - mx);
-		sum += p[i];
-	}
-	for (int i = 0; i < E; i++)
-		p[i] /= sum;
-	for (int k = 0; k < K; k++) {
-		int best = -1;
-
-		for (int i = 0; i < E; i++) {
-			bool used = false;
-			for (int u = 0; u < k; u++)
-				used |= ids[u] == i;
-			if (!used && (best < 0 || p[i] > p[best]))
-				best = i;
-		}
-		ids[k] = best;
-		ksum += p[best];
-	}
-	for (int a = 1; a < K; a++)          // insertion sort by id
-		for (int b = a; b > 0 && ids[b - 1] > ids[b]; b--) {
-			int x = ids[b];
-			ids[b] = ids[b - 1];
-			ids[b - 1] = x;
-		}
-	for (int k = 0; k < K; k++)
-		w[k] = norm ? p[ids[k]] / ksum : p[ids[k]];
-}
-
-int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
-		 void *stream)
-{
-	k_route<<<(n + 63) / 64, 64, 0, ST(stream)>>>(p, ids, w, n, E, K, norm);
+	if (hd > ATT_THREADS)
+		return (int)cudaErrorInvalidValue;
+	k_attend<<<dim3(n, heads), ATT_THREADS, 0, ST(stream)>>>(att, qkv, stride, *r, layer,
+								 heads, kv_heads, hd, scores,
+								 max_ctx);
 	return launched();
 }
 
@@ -298,35 +281,5 @@ __global__ void k_gather(float *xe, const float *x, const int *rows, int H)
 int eng_cu_gather(float *xe, const float *x, const int *rows, int m, int H, void *stream)
 {
 	k_gather<<<m, 256, 0, ST(stream)>>>(xe, x, rows, H);
-	return launched();
-}
-
-__global__ void k_scatter_add(float *y, const float *eo, const int *rows, const float *w,
-			      int H)
-{
-	float *d = y + (size_t)rows[blockIdx.x] * H, wt = w[blockIdx.x];
-	const float *s = eo + (size_t)blockIdx.x * H;
-
-	for (int i = threadIdx.x; i < H; i += blockDim.x)
-		d[i] += wt * s[i];
-}
-
-int eng_cu_scatter_add(float *y, const float *eo, const int *rows, const float *w, int m,
-		       int H, void *stream)
-{
-	k_scatter_add<<<m, 256, 0, ST(stream)>>>(y, eo, rows, w, H);
-	return launched();
-}
-
-__global__ void k_add(float *x, const float *y, size_t n)
-{
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		x[i] += y[i];
-}
-
-int eng_cu_add(float *x, const float *y, size_t n, void *stream)
-{
-	k_add<<<blocks(n, 256), 256, 0, ST(stream)>>>(x, y, n);
 	return launched();
 }

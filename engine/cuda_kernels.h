@@ -27,33 +27,26 @@ int eng_cu_rmsnorm(float *y, int ystride, const float *x, int xstride, const flo
 /* f32 -> bf16, and bf16 -> f32 (exact), n elements. */
 int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream);
 int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream);
-/* v = clamp(v, -lim, lim). */
-int eng_cu_clamp(float *v, size_t n, float lim, void *stream);
-/* rotate_half RoPE, in place, on heads of hd at row t (stride floats apart)
- * with position pos[t]; inv_freq [hd / 2]. */
-int eng_cu_rope(float *v, int stride, int heads, int hd, const float *inv_freq,
-		const int *pos, int n, void *stream);
-/* Stores each row's k and v (at qkv + t * stride + koff / voff) into its
- * sequence cache at (layer, pos), then causal GQA attention of the q heads
- * (at qkv + t * stride) over positions 0..pos into att [n][heads * hd].
+/* Per row of qkv ([n][D], D = (heads + 2 kv_heads) hd, not written): the
+ * q/k norms (norm 1: over all of q and all of k, weights [qd] and [kvd];
+ * 2: per head, weights [hd]; 0: none), q, k and v clamped to +-clip (clip >
+ * 0), RoPE (inv_freq [hd / 2]) on the q and k heads at the row's position;
+ * q into q [n][heads hd], k and v into the row's sequence cache at (layer,
+ * pos).  hd even, <= 512. */
+int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, int hd, int norm,
+		   const float *qw, const float *kw, float eps, float clip,
+		   const float *inv_freq, const struct eng_cu_rows *r, int layer, int n,
+		   void *stream);
+/* Causal GQA attention of each row's q heads (at q + t * stride) over its
+ * sequence's cached positions 0..pos into att [n][heads * hd]; hd <= 512.
  * scores: scratch of n * heads * max_ctx floats. */
-int eng_cu_attention(float *att, const float *qkv, int stride, int koff, int voff,
-		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
-		     int hd, float *scores, int max_ctx, void *stream);
-/* Softmax over each row's E logits (in place: probabilities), top-k,
- * optional renormalisation; ids ascending with their weights. */
-int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
-		 void *stream);
+int eng_cu_attention(float *att, const float *qkv, int stride, const struct eng_cu_rows *r,
+		     int layer, int n, int heads, int kv_heads, int hd, float *scores,
+		     int max_ctx, void *stream);
 /* h[t][i] = silu(gu[t][i]) * gu[t][I + i]. */
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream);
 /* xe[r] = x[rows[r]], rows of H. */
 int eng_cu_gather(float *xe, const float *x, const int *rows, int m, int H, void *stream);
-/* y[rows[r]] += w[r] * eo[r] (rows distinct). */
-int eng_cu_scatter_add(float *y, const float *eo, const int *rows, const float *w, int m,
-		       int H, void *stream);
-/* x += y. */
-int eng_cu_add(float *x, const float *y, size_t n, void *stream);
-
 #ifdef __cplusplus
 }
 #endif

@@ -230,6 +230,16 @@ int eng_max_batch(void)
 	return CHUNK;
 }
 
+uint64_t eng_fast_steps(const struct eng *e)
+{
+#ifdef HAVE_CUDA
+	return e->cu ? eng_cuda_fast_steps(e->cu) : 0;
+#else
+	(void)e;
+	return 0;
+#endif
+}
+
 /* y[n][out] = x[n][in] . W[out][in]^T */
 static void matmul(float *y, const float *x, const float *w, int n, int in,
 		   int out)

@@ -4,6 +4,8 @@
 #ifndef ENG_ENGINE_H
 #define ENG_ENGINE_H
 
+#include <stdint.h>
+
 #include "loader/expert.h"
 #include "loader/model.h"
 
@@ -64,5 +66,9 @@ int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *toke
 int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
 	     int n, float *logits);
 int eng_max_batch(void);
+
+/* Forward calls that ran as one CUDA graph with every expert resident (the
+ * CUDA path's fast way, engine/engine_cuda_run.c); 0 on the CPU. */
+uint64_t eng_fast_steps(const struct eng *e);
 
 #endif

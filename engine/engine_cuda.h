@@ -5,6 +5,7 @@
 #define ENG_ENGINE_CUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/engine.h"
 
@@ -34,5 +35,7 @@ void eng_cuda_kv_free(struct eng_cuda *g, float *kc, float *vc);
  * go to logits + out * vocab (when logits is not NULL). */
 int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits);
+/* Chunks run the fast way (one CUDA graph, every expert resident). */
+uint64_t eng_cuda_fast_steps(const struct eng_cuda *g);
 
 #endif

@@ -16,13 +16,12 @@ enum {
 	LD_BE_HOST_PTR = 1u << 0,   /* slot_ptr gives CPU-addressable memory */
 	LD_BE_VERIFY = 1u << 1,     /* load_async checks the expert's checksum */
 	LD_BE_DEV_PTR = 1u << 2,    /* slot_ptr gives a device address (CUDA) */
-	LD_BE_WIDEN_BF16 = 1u << 3, /* load_async takes LD_LOAD_BF16 */
+	LD_BE_BF16_SLOTS = 1u << 3, /* slots may hold a bf16 pack's experts as
+				     * stored (the CUDA engine reads bf16) */
 };
 
 enum {
 	LD_LOAD_URGENT = 1u << 0,   /* a demand miss: ahead of queued prefetches */
-	LD_LOAD_BF16 = 1u << 1,     /* src holds bytes of bf16 values; the slot gets
-				     * them widened to f32 (2 x bytes) */
 };
 
 struct ld_ticket {

@@ -11,10 +11,10 @@
  * flag: a file mapping refuses the default one), so copies run at full PCIe
  * rate straight from it; when registration fails or is disabled, loads go
  * through a ring of pinned staging buffers (a CPU memcpy on the caller's
- * thread, then an async copy).  Weights are copied as stored (f32), or, with
- * LD_LOAD_BF16 (a bf16 pack), copied as bf16 into a device staging buffer
- * and widened into the f32 slot on the copy stream: half the PCIe bytes,
- * the same slot contents. */
+ * thread, then an async copy).  Weights are copied as stored: f32, or bf16
+ * for a bf16 pack (the CUDA engine computes on bf16 slots directly).  The
+ * registration outlives the pool, so a cache reopened with another slot
+ * count on the same backend does not pin the store again. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "loader/backend.h"
-#include "loader/cuda_widen.h"
 #include "loader/store.h"
 
 #define NSTAGE 4
@@ -46,8 +45,6 @@ struct cu {
 	cudaEvent_t stage_ev[NSTAGE];
 	unsigned stage_next;
 	bool staged;               /* staging ring allocated */
-	void *wstage;              /* device: bf16 loads land here first */
-	size_t wstage_bytes;
 };
 
 static struct cu *CUB(struct ld_backend *be)
@@ -66,10 +63,6 @@ static void cu_pool_free(struct ld_backend *be)
 
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->copy);
-	if (c->reg_base)
-		cudaHostUnregister((void *)c->reg_base);
-	c->reg_base = NULL;
-	c->reg_bytes = 0;
 	if (c->done)
 		for (size_t i = 0; i < be->n_slots; i++)
 			if (c->done[i])
@@ -186,38 +179,6 @@ static int copy_in(struct cu *c, uint8_t *dst, const void *src, size_t bytes)
 	return staged_copy(c, dst, src, bytes);
 }
 
-/* The bf16 staging buffer, at least bytes; mutex held. */
-static int wstage_ensure(struct cu *c, size_t bytes)
-{
-	if (c->wstage_bytes >= bytes)
-		return 0;
-	/* Queued widens may still read the old one. */
-	if (c->wstage && cudaStreamSynchronize(c->copy) != cudaSuccess)
-		return -EIO;
-	cudaFree(c->wstage);
-	c->wstage_bytes = 0;
-	if (cudaMalloc(&c->wstage, bytes) != cudaSuccess) {
-		cudaGetLastError();
-		c->wstage = NULL;
-		return -ENOMEM;
-	}
-	c->wstage_bytes = bytes;
-	return 0;
-}
-
-/* bf16 src: copied to the staging buffer, then widened into dst once the
- * compute that last read the slot is done (stream order keeps the buffer's
- * next copy after this widen). */
-static int load_bf16(struct cu *c, size_t slot, uint8_t *dst, const void *src, size_t bytes)
-{
-	int rc;
-
-	if ((rc = wstage_ensure(c, bytes)) || (rc = copy_in(c, c->wstage, src, bytes)) ||
-	    (rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))))
-		return rc;
-	return ld_cu_widen_bf16((float *)dst, c->wstage, bytes / 2, c->copy) ? -EIO : 0;
-}
-
 static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
 			 const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
 {
@@ -225,10 +186,8 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 	uint8_t *dst;
 	int rc;
 
-	bool bf16 = flags & LD_LOAD_BF16;  /* URGENT: one copy stream, queue order */
-
-	if (slot >= be->n_slots || (bf16 ? 2 * bytes : bytes) > be->slot_bytes || !src ||
-	    (bf16 && bytes % 2))
+	(void)flags;               /* URGENT: one copy stream, queue order */
+	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
 		return -EINVAL;
 	/* No LD_BE_VERIFY: a checksum, when given, is checked on the host. */
 	if (checksum && ld_xxh64(src, bytes) != *checksum)
@@ -237,9 +196,7 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 	pthread_mutex_lock(&c->mu);
 	if ((rc = io(cudaSetDevice(c->dev))))
 		goto out;
-	if (bf16)
-		rc = load_bf16(c, slot, dst, src, bytes);
-	else if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))))
+	if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))))
 		rc = copy_in(c, dst, src, bytes);
 	if (rc || (rc = io(cudaEventRecord(c->done[slot], c->copy))))
 		goto out;
@@ -325,7 +282,7 @@ static int cu_host_register(struct ld_backend *be, const void *base, size_t byte
 	if (c->flags & LD_BE_CUDA_NO_REGISTER)
 		return -ENOTSUP;
 	if (c->reg_base)
-		return -EBUSY;
+		return base == c->reg_base && bytes == c->reg_bytes ? 0 : -EBUSY;
 	cudaSetDevice(c->dev);
 	if (cudaHostRegister((void *)base, bytes, cudaHostRegisterReadOnly) != cudaSuccess) {
 		cudaGetLastError();
@@ -348,7 +305,8 @@ static void cu_close(struct ld_backend *be)
 	cudaSetDevice(c->dev);
 	if (c->copy)
 		cudaStreamSynchronize(c->copy);
-	cudaFree(c->wstage);
+	if (c->reg_base)
+		cudaHostUnregister((void *)c->reg_base);
 	for (int i = 0; i < NSTAGE && c->staged; i++) {
 		cudaFreeHost(c->stage[i]);
 		cudaEventDestroy(c->stage_ev[i]);
@@ -363,7 +321,7 @@ static void cu_close(struct ld_backend *be)
 
 static const struct ld_backend_ops cuda_ops = {
 	.name = "cuda",
-	.caps = LD_BE_DEV_PTR | LD_BE_WIDEN_BF16,
+	.caps = LD_BE_DEV_PTR | LD_BE_BF16_SLOTS,
 	.pool_alloc = cu_pool_alloc,
 	.slot_ptr = cu_slot_ptr,
 	.load_async = cu_load_async,

@@ -55,7 +55,8 @@ struct cache {
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;
 	bool dev_ptr;              /* slots are device memory (LD_BE_DEV_PTR) */
-	bool widen;                /* bf16 store, f32 slots (LD_LOAD_BF16) */
+	bool bf16;                 /* bf16 store: slots hold bf16 */
+	const void **dtab;         /* resident_all's table, once all are ready */
 	char err[512];
 };
 
@@ -253,8 +254,7 @@ static int start_load(struct cache *c, int si, int layer, int expert, bool prefe
 	rc = c->o.backend->ops->load_async(c->o.backend, (size_t)si,
 					   ld_store_expert(c->o.store, layer, expert),
 					   c->o.expert_bytes, s->checking ? &sum : NULL,
-					   (prefetch ? 0 : LD_LOAD_URGENT) |
-					   (c->widen ? LD_LOAD_BF16 : 0), &s->ticket);
+					   prefetch ? 0 : LD_LOAD_URGENT, &s->ticket);
 	if (rc) {
 		fail_slot(c, s, rc);
 		return rc;
@@ -550,6 +550,61 @@ static int src_run(void *ctx, int layer, int expert, const float *x, int n, int 
 	return cache_run_expert(ctx, layer, expert, x, n, hidden, inter, out);
 }
 
+/* The table of every expert's device pointer, built once all are ready in a
+ * pool that holds them all (nothing can be evicted after that). */
+static const void *const *src_resident_all(void *ctx)
+{
+	struct cache *c = ctx;
+	size_t nk = (size_t)c->o.n_layers * (size_t)c->o.n_experts;
+	const void **t = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->dtab || c->o.n_slots < nk)
+		goto out;
+	if (c->n_loading)
+		reap(c);
+	for (size_t k = 0; k < nk; k++)
+		if (c->map[k] < 0 || c->slots[c->map[k]].state != S_READY)
+			goto out;
+	if (!(t = malloc(nk * sizeof(*t))))
+		goto out;
+	for (size_t k = 0; k < nk; k++)
+		t[k] = c->o.backend->ops->slot_ptr(c->o.backend, (size_t)c->map[k]);
+	c->dtab = t;
+out:
+	pthread_mutex_unlock(&c->mu);
+	return c->dtab;
+}
+
+static void src_note_hits(void *ctx, int layer, int n)
+{
+	struct cache *c = ctx;
+
+	pthread_mutex_lock(&c->mu);
+	c->st[layer].hits += (uint64_t)n;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int cache_load_all(struct cache *c)
+{
+	int rc = 0;
+
+	if (c->o.n_slots < (size_t)c->o.n_layers * (size_t)c->o.n_experts)
+		return -ENOSPC;
+	for (int l = 0; l < c->o.n_layers && !rc; l++)
+		for (int x = 0; x < c->o.n_experts && !rc; x++)
+			rc = cache_prefetch(c, l, x);
+	cache_unpin_all(c);
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->o.n_slots && !rc; i++) {
+		if (!c->sim && c->slots[i].state == S_LOADING)
+			rc = wait_loaded(c, &c->slots[i], c->slots[i].layer);
+		c->slots[i].by_prefetch = false;   /* a warm-up, not a prediction */
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
 struct ld_expert_src cache_expert_src(struct cache *c)
 {
 	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release, .ctx = c};
@@ -559,6 +614,9 @@ struct ld_expert_src cache_expert_src(struct cache *c)
 
 	if (c->dev_ptr) {
 		s.acquire_ahead = src_acquire_ahead;
+		s.bf16 = c->bf16;
+		s.resident_all = src_resident_all;
+		s.note_hits = src_note_hits;
 		s.mem = LD_EXPERT_CUDA;
 		s.device = c->o.backend->dev_index;
 		s.stream = c->o.backend->dev_stream;
@@ -630,15 +688,13 @@ int cache_open(const struct cache_opts *o, struct cache **out)
 		c->verified = memset(c->verified, o->skip_verify ? 1 : 0, nk);
 		c->host_ptr = caps & LD_BE_HOST_PTR;
 		c->dev_ptr = caps & LD_BE_DEV_PTR;
-		/* A bf16 pack: only a backend that widens on load (the engine reads
-		 * f32 slots); the slots hold twice the stored bytes. */
-		c->widen = ld_store_info(o->store)->dtype == LD_BF16;
-		if (c->widen && !(caps & LD_BE_WIDEN_BF16)) {
+		/* A bf16 pack: only on a backend whose engine reads bf16 slots. */
+		c->bf16 = ld_store_info(o->store)->dtype == LD_BF16;
+		if (c->bf16 && !(caps & LD_BE_BF16_SLOTS)) {
 			rc = -EINVAL;
 			goto fail;
 		}
-		if ((rc = o->backend->ops->pool_alloc(o->backend, o->n_slots,
-						      (c->widen ? 2 : 1) * o->expert_bytes)))
+		if ((rc = o->backend->ops->pool_alloc(o->backend, o->n_slots, o->expert_bytes)))
 			goto fail;
 		register_store(c);
 	}
@@ -672,6 +728,7 @@ void cache_close(struct cache *c)
 	free(c->map);
 	free(c->verified);
 	free(c->st);
+	free(c->dtab);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

@@ -86,6 +86,11 @@ void cache_unpin_layer(struct cache *c, int layer);
 /* 1 when (layer, expert) holds a slot (ready or still loading). */
 int cache_resident(const struct cache *c, int layer, int expert);
 
+/* With a slot for every expert: starts loading every one not resident and
+ * waits for all (0), so that the engine can run them without acquires (see
+ * ld_expert_src.resident_all).  -ENOSPC with fewer slots, or a load's error. */
+int cache_load_all(struct cache *c);
+
 /* layer -1: totals. */
 void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s);
 void cache_reset_stats(struct cache *c);

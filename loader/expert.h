@@ -5,8 +5,9 @@
 #define LD_EXPERT_H
 
 struct ld_expert_src {
-	/* Makes expert (moe_layer, expert) readable and returns its f32 weights
-	 * (layout of ld_expert_floats) in *w; it stays valid until release. */
+	/* Makes expert (moe_layer, expert) readable and returns its weights
+	 * (layout of ld_expert_floats; f32, or bf16 when bf16 is set) in *w; it
+	 * stays valid until release. */
 	int (*acquire)(void *ctx, int moe_layer, int expert, const float **w);
 	void (*release)(void *ctx, int moe_layer, int expert);
 	void *ctx;
@@ -26,6 +27,15 @@ struct ld_expert_src {
 	 * then overlaps earlier experts' compute); -EAGAIN where acquire would
 	 * wait for a slot or take a prefetched expert's. */
 	int (*acquire_ahead)(void *ctx, int moe_layer, int expert, const float **w);
+	/* The weights acquire hands out are bf16 values (LD_EXPERT_CUDA only). */
+	int bf16;
+	/* Optional: when every expert is resident, loaded and can never be
+	 * evicted (slots for all of them), the device pointers of all experts,
+	 * [moe_layer * n_experts + expert], valid until the source closes;
+	 * else NULL.  The engine then reads experts without acquire/release
+	 * and reports its uses with note_hits. */
+	const void *const *(*resident_all)(void *ctx);
+	void (*note_hits)(void *ctx, int moe_layer, int n);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

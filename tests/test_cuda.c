@@ -43,6 +43,8 @@ struct world {
 
 /* Experts packed as f32 even for a bf16 checkpoint (else bf16 there). */
 static bool force_f32;
+/* Load every expert at open (all slots): decode then takes the fast way. */
+static bool warm;
 
 /* Packs fixture name once (per process and dtype) and opens model, store, a
  * CUDA backend, a cache of n_slots (0: all) and the engine on top. */
@@ -71,6 +73,8 @@ static void open_world(const char *name, size_t n_slots, enum cache_policy p,
 			       .n_slots = n_slots ? n_slots : all, .policy = p,
 			       .store = w->st, .backend = w->be};
 	ck_assert_int_eq(cache_open(&o, &w->c), 0);
+	if (warm)
+		ck_assert_int_eq(cache_load_all(w->c), 0);
 	src = cache_expert_src(w->c);
 	ck_assert_int_eq(src.mem, LD_EXPERT_CUDA);
 	ck_assert_int_eq(eng_open(w->m, &src, 128, &w->e), 0);
@@ -117,28 +121,22 @@ START_TEST(backend_direct)
 		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 1), n,
 					    cudaMemcpyDeviceToHost), cudaSuccess);
 		ck_assert_msg(!memcmp(back, src, n), "pass %d: slot differs from source", pass);
-		/* bf16 load: n / 2 bytes widened into n bytes of f32 bits. */
-		ck_assert_int_eq(be->ops->load_async(be, 2, src, n / 2, NULL, LD_LOAD_BF16, &t),
-				 0);
-		ck_assert_int_eq(be->ops->wait(be, t), 0);
-		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 2), n,
-					    cudaMemcpyDeviceToHost), cudaSuccess);
-		for (size_t i = 0; i < n / 4; i++) {
-			uint16_t h;
-			uint32_t want, got;
-
-			memcpy(&h, src + 2 * i, 2);
-			want = (uint32_t)h << 16;
-			memcpy(&got, back + 4 * i, 4);
-			ck_assert_msg(got == want, "pass %d: bf16 value %zu: %08x, want %08x",
-				      pass, i, got, want);
-		}
 	}
-	ck_assert(ld_backend_caps(be) & LD_BE_WIDEN_BF16);
-	ck_assert_int_eq(be->ops->load_async(be, 2, src, n, NULL, LD_LOAD_BF16, &t), -EINVAL);
+	ck_assert(ld_backend_caps(be) & LD_BE_BF16_SLOTS);
+	/* A new pool on the same backend keeps the registration. */
+	be->ops->pool_free(be);
+	ck_assert_int_eq(be->ops->pool_alloc(be, 4, n), 0);
+	ck_assert_int_eq(be->ops->host_register(be, src, n), 0);
+	ck_assert_int_eq(be->ops->host_register(be, src, n / 2), -EBUSY);
+	ck_assert_int_eq(be->ops->load_async(be, 3, src, n, NULL, 0, &t), 0);
+	ck_assert_int_eq(be->ops->wait(be, t), 0);
+	memset(back, 0, n);
+	ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 3), n, cudaMemcpyDeviceToHost),
+			 cudaSuccess);
+	ck_assert_msg(!memcmp(back, src, n), "new pool: slot differs from source");
 	uint64_t bad = ld_xxh64(src, n) + 1;
 	ck_assert_int_eq(be->ops->load_async(be, 0, src, n, &bad, 0, &t), -EBADMSG);
-	ck_assert_int_eq(be->ops->load_async(be, 3, src, n, NULL, 0, &t), -EINVAL);
+	ck_assert_int_eq(be->ops->load_async(be, 4, src, n, NULL, 0, &t), -EINVAL);
 	ld_backend_close(be);          /* unregisters src */
 	ck_assert_int_eq(ld_backend_cuda_open(0, LD_BE_CUDA_NO_REGISTER, &be2, err,
 					      sizeof(err)), 0);
@@ -218,10 +216,24 @@ START_TEST(fixtures)
 	struct world w;
 
 	ref_load(name, &f);
-	open_world(name, 0, CACHE_LRU, 0, &w);
-	for (int i = 0; i < f.n_cases; i++)
-		check_case(&w, name, &f.cases[i]);
-	close_world(&w);
+	for (int pass = 0; pass < 2; pass++) {
+		/* 0: through the cache (graphs off: once the prompts have loaded
+		 * every expert the fast way would take over); 1: the fast way. */
+		warm = pass;
+		setenv("MOED_CUDA_GRAPHS", pass ? "1" : "0", 1);
+		open_world(name, 0, CACHE_LRU, 0, &w);
+		unsetenv("MOED_CUDA_GRAPHS");
+		for (int i = 0; i < f.n_cases; i++)
+			check_case(&w, name, &f.cases[i]);
+		printf("cuda %s: %llu fast steps\n", name,
+		       (unsigned long long)eng_fast_steps(w.e));
+		if (pass)
+			ck_assert_uint_gt(eng_fast_steps(w.e), 0);
+		else
+			ck_assert_uint_eq(eng_fast_steps(w.e), 0);
+		close_world(&w);
+		warm = false;
+	}
 	ref_free(&f);
 }
 END_TEST
@@ -267,14 +279,17 @@ START_TEST(exact_every_budget)
 	enum cache_policy pol[] = {CACHE_FIFO, CACHE_LRU, CACHE_LFU};
 
 	ref_load(name, &f);
+	warm = true;   /* the reference: every expert resident, the fast way */
 	open_world(name, 0, CACHE_LRU, 0, &w);
+	warm = false;
 	int V = w.m->cfg.vocab_size, all = w.m->cfg.n_moe_layers * w.m->cfg.n_experts;
 	size_t nl = (size_t)(STEPS + 1) * V;
 	float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
 	run_seq(&w, &f.cases[3], false, ref);
+	ck_assert_uint_eq(eng_fast_steps(w.e), STEPS);
 	bool bf16 = w.m->dtype == LD_BF16;
 	close_world(&w);
-	if (bf16) {   /* bf16 pack widened on load == f32 pack, bit for bit */
+	if (bf16) {   /* bf16 slots == f32 slots of the same values, bit for bit */
 		force_f32 = true;
 		open_world(name, 0, CACHE_LRU, 0, &w);
 		force_f32 = false;
@@ -300,6 +315,7 @@ START_TEST(exact_every_budget)
 					      "(max %g)", name, budgets[b], cache_policy_name(pol[p]),
 					      pf, max_abs_diff(ref, got, (int)nl));
 				ck_assert_uint_gt(st.misses + st.prefetched_used, 0);
+				ck_assert_uint_eq(eng_fast_steps(w.e), 0);
 				printf("cuda exact %s: %zu/%d slots %s prefetch %d%s: identical; "
 				       "hits %llu misses %llu loads %llu\n", name, budgets[b], all,
 				       cache_policy_name(pol[p]), pf, fl ? " staged" : "",
@@ -313,40 +329,56 @@ START_TEST(exact_every_budget)
 }
 END_TEST
 
-/* A batched step equals each sequence's own step (within GEMM-shape rounding);
- * prefill in one call equals token-by-token decode. */
+/* A batched step equals each sequence's own step, bit for bit (the GEMV
+ * path's sums do not depend on the row count), through the cache and the
+ * fast way; prefill in one call equals token-by-token decode (within
+ * GEMM-shape rounding). */
 START_TEST(batch_and_prefill)
 {
 	struct ref_fixture f;
 	struct world w;
-	struct eng_seq *a[4], *b[4];
+	struct eng_seq *a[4], *b[4], *c1;
 	float la[4 * 160], lb[160], lc[160];
 	int next[4];
 
 	ref_load("qwen3moe_f32_sharded", &f);
+	warm = _i;
+	setenv("MOED_CUDA_GRAPHS", _i ? "1" : "0", 1);
 	open_world("qwen3moe_f32_sharded", 0, CACHE_LRU, 0, &w);
+	unsetenv("MOED_CUDA_GRAPHS");
+	warm = false;
 	for (int i = 0; i < 4; i++) {
 		struct ref_case *rc = &f.cases[i];
 
 		ck_assert_int_eq(eng_seq_new(w.e, &a[i]), 0);
 		ck_assert_int_eq(eng_seq_new(w.e, &b[i]), 0);
+		ck_assert_int_eq(eng_seq_new(w.e, &c1), 0);
 		ck_assert_int_eq(eng_forward(w.e, a[i], rc->prompt, rc->n_prompt, lb), 0);
+		ck_assert_int_eq(eng_forward(w.e, b[i], rc->prompt, rc->n_prompt, lc), 0);
+		ck_assert(!memcmp(lb, lc, sizeof(lb)));
 		for (int j = 0; j < rc->n_prompt; j++)
-			ck_assert_int_eq(eng_forward(w.e, b[i], rc->prompt + j, 1, lc), 0);
+			ck_assert_int_eq(eng_forward(w.e, c1, rc->prompt + j, 1, lc), 0);
 		ck_assert_msg(max_abs_diff(lb, lc, 160) < 1e-4, "prefill vs decode %g",
 			      max_abs_diff(lb, lc, 160));
+		eng_seq_free(c1);
 		next[i] = rc->greedy[0];
 	}
 	for (int step = 0; step < 3; step++) {
 		ck_assert_int_eq(eng_step(w.e, a, next, 4, la), 0);
 		for (int i = 0; i < 4; i++) {
 			ck_assert_int_eq(eng_forward(w.e, b[i], &next[i], 1, lb), 0);
-			ck_assert_msg(max_abs_diff(la + i * 160, lb, 160) < 1e-4, "step vs "
-				      "forward %g", max_abs_diff(la + i * 160, lb, 160));
+			ck_assert_msg(!memcmp(la + i * 160, lb, sizeof(lb)), "step vs forward "
+				      "(fast %d): max %g", _i, max_abs_diff(la + i * 160, lb, 160));
 			ck_assert_int_eq(eng_argmax(lb, 160), f.cases[i].greedy[step + 1]);
 			next[i] = eng_argmax(lb, 160);
 		}
 	}
+	printf("cuda batch (fast %d): 3 steps of 4 rows = single steps, bit for bit; "
+	       "%llu fast steps\n", _i, (unsigned long long)eng_fast_steps(w.e));
+	if (_i)
+		ck_assert_uint_gt(eng_fast_steps(w.e), 0);
+	else
+		ck_assert_uint_eq(eng_fast_steps(w.e), 0);
 	for (int i = 0; i < 4; i++) {
 		eng_seq_free(a[i]);
 		eng_seq_free(b[i]);
@@ -386,7 +418,7 @@ int main(void)
 	tcase_add_test(tc, backend_direct);
 	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
-	tcase_add_test(tc, batch_and_prefill);
+	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* CUDA does not survive fork() after it is initialised. */

@@ -1,0 +1,65 @@
+#!/bin/bash
+# On the GPU host: build with CUDA, run the CUDA/engine/cache tests, then
+# decode timings of `moed run --json` (its "timing" object) on the issue's
+# 16-layer OLMoE-shaped bf16 model: all experts resident (CUDA graphs, then
+# MOED_CUDA_GRAPHS=0), and a 25% budget.  .deps carried (shared/GPU.md).
+# Results in $OUT/quick.txt.   bench/cuda_quick.sh [LAYERS] [STEPS]
+set -u
+T0=$(date +%s)
+OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"; S=$OUT/quick.txt; : > $S
+say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
+LAYERS=${1:-16}; STEPS=${2:-256}
+D=/opt/deps; L=$D/usr/lib/x86_64-linux-gnu
+trap 'tar czf $OUT/logs.tgz -C /tmp/quick . 2>/dev/null' EXIT
+mkdir -p $D; for f in .deps/*.deb; do dpkg -x "$f" $D; done
+export PKG_CONFIG_SYSROOT_DIR=$D PKG_CONFIG_PATH=$L/pkgconfig:$L/openblas-pthread/pkgconfig
+export CPATH=$D/usr/include LIBRARY_PATH=$L:$L/openblas-pthread
+export LD_LIBRARY_PATH=$L:$L/openblas-pthread
+mkdir -p /usr/share/include
+[ -e /usr/share/llhttp ] || ln -s $D/usr/share/llhttp /usr/share/llhttp
+[ -e /usr/share/include/llhttp ] || ln -s $D/usr/share/include/llhttp /usr/share/include/llhttp
+say "$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"
+[ -f build-gpu/build.ninja ] || meson setup build-gpu -Dcuda=enabled > $OUT/setup.log 2>&1 ||
+	{ tail -30 $OUT/setup.log >> $S; exit 1; }
+ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache tests/test_exact \
+	tests/test_store daemon/moed > $OUT/build.log 2>&1 ||
+	{ grep -E "error|FAILED" -A5 $OUT/build.log | head -60 >> $S; exit 1; }
+say built
+timeout 200 meson test -C build-gpu --no-rebuild cuda engine cache exact store --print-errorlogs \
+	> $OUT/tests.log 2>&1
+say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $OUT/tests.log | tr -s ' ' | tr '\n' ';')"
+W=/tmp/quick; rm -rf $W; mkdir -p $W
+cp build-gpu/meson-logs/testlog.txt $W/ 2>/dev/null
+grep -E ":[EF]:|Assertion|differs" build-gpu/meson-logs/testlog.txt | head -20 >> $S
+grep -E "^cuda " build-gpu/meson-logs/testlog.txt | grep -v "identical" | head -40 >> $S
+grep -cE "^cuda exact .*identical" build-gpu/meson-logs/testlog.txt >> $S
+if [ -x build-gpu/bench/cuda_kprof ] || ninja -C build-gpu bench/cuda_kprof >> $OUT/build.log 2>&1; then
+	for a in "1 128" "16 128" "1 1024"; do build-gpu/bench/cuda_kprof $a >> $S 2>&1; done
+fi
+[ "${QUICK_BENCH:-1}" = 0 ] && exit 0
+M=/dev/shm/olmoe_bench; moed=build-gpu/daemon/moed
+$moed mkmodel --out $M --family olmoe --layers $LAYERS --experts 64 --top-k 8 --hidden 2048 \
+	--heads 16 --intermediate 1024 --vocab 50304 --dtype bf16 --skewed > $W/mkmodel.log 2>&1
+say "$(tail -1 $W/mkmodel.log)"
+P=5,17,42,99,3,250,1000,7
+run() {   # run NAME ENV=VALUE [moed run flags]
+	local name=$1 ev=$2; shift 2
+	env $ev timeout 150 $moed run --model $M --set model.pack=$M.pack --tokens $P \
+		--max-tokens $STEPS --max-ctx 512 --backend cuda --json "$@" > $W/run_$name.json \
+		2> $W/run_$name.err
+	say "$name rc=$?: $(python3 -c "import json;d=json.load(open('$W/run_$name.json'));print(d['timing'], d['tokens'][:12], 'hits', d['moe']['hits'], 'misses', d['moe']['misses'])" 2>&1 | tail -2)"
+}
+run resident MOED_CUDA_PROFILE=1
+grep "cuda profile" $W/run_resident.err >> $S
+run nographs MOED_CUDA_GRAPHS=0
+run budget25 MOED_X=1 --slots $(( LAYERS * 16 ))
+# Kernel durations of the prompt and 3 decode steps without graphs (ncu
+# replays each kernel; gpu__time_duration excludes launch gaps).
+if which ncu > /dev/null 2>&1 && [ "${QUICK_NCU:-1}" != 0 ]; then
+	MOED_CUDA_GRAPHS=0 timeout 240 ncu --metrics gpu__time_duration.sum --csv \
+		$moed run --model $M --set model.pack=$M.pack --tokens $P --max-tokens 4 \
+		--max-ctx 512 --backend cuda > $W/ncu.csv 2> $W/ncu.err
+	say "ncu rc=$? lines $(wc -l < $W/ncu.csv)"
+	cp $W/ncu.csv $OUT/ 2>/dev/null; tail -3 $W/ncu.err >> $S
+fi
+say done

@@ -1,0 +1,548 @@
+// Small-batch GEMV and the MoE layer's kernels (engine/cuda_moe.h).  A
+// decode step reads every weight once for a handful of rows, so these are
+// bound by memory bandwidth: one warp per output row streams the row in
+// 16-byte loads and keeps up to ENG_CU_GEMV_MAX rows' sums in registers.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "engine/cuda_common.cuh"
+#include "engine/cuda_moe.h"
+
+#define ST(s) ((cudaStream_t)(s))
+#define WARPS 8                    // rows per block
+
+static int launched(void)
+{
+	return (int)cudaGetLastError();
+}
+
+extern "C" size_t eng_cu_grp_bytes(int E, int entries)
+{
+	return (size_t)(1 + 3 * E + 2 * entries) * sizeof(int);
+}
+
+extern "C" struct eng_cu_grp eng_cu_grp_at(void *base, int E, int entries)
+{
+	int *p = (int *)base;
+	struct eng_cu_grp g = {p, p + 1, p + 1 + E, p + 1 + 2 * E, p + 1 + 3 * E,
+			       (float *)(p + 1 + 3 * E + entries)};
+	return g;
+}
+
+extern "C" int eng_cu_gemv_ok(int in)
+{
+	return in > 0 && in % 8 == 0;
+}
+
+__device__ __forceinline__ void load8(const float *w, float o[8])
+{
+	float4 a = __ldg((const float4 *)w), b = __ldg((const float4 *)w + 1);
+
+	o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
+	o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+}
+
+__device__ __forceinline__ void load8(const __nv_bfloat16 *w, float o[8])
+{
+	uint4 v = __ldg((const uint4 *)w);
+
+	o[0] = __uint_as_float(v.x << 16), o[1] = __uint_as_float(v.x & 0xffff0000u);
+	o[2] = __uint_as_float(v.y << 16), o[3] = __uint_as_float(v.y & 0xffff0000u);
+	o[4] = __uint_as_float(v.z << 16), o[5] = __uint_as_float(v.z & 0xffff0000u);
+	o[6] = __uint_as_float(v.w << 16), o[7] = __uint_as_float(v.w & 0xffff0000u);
+}
+
+// Eight inputs at xr; with nw (the norm's weights at the same place), as the
+// RMSNorm of the row would give them: nw * (x * inv).
+__device__ __forceinline__ void load_x8(const float *xr, const float *nw, float inv, float o[8])
+{
+	float4 a = *(const float4 *)xr, b = *(const float4 *)(xr + 4);
+
+	o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
+	o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+	if (nw) {
+		float4 u = __ldg((const float4 *)nw), v = __ldg((const float4 *)nw + 1);
+		o[0] = u.x * (o[0] * inv), o[1] = u.y * (o[1] * inv);
+		o[2] = u.z * (o[2] * inv), o[3] = u.w * (o[3] * inv);
+		o[4] = v.x * (o[4] * inv), o[5] = v.y * (o[5] * inv);
+		o[6] = v.z * (o[6] * inv), o[7] = v.w * (o[7] * inv);
+	}
+}
+
+__device__ __forceinline__ float dot8(const float *w, const float *x, float s)
+{
+	s = fmaf(w[0], x[0], s), s = fmaf(w[1], x[1], s);
+	s = fmaf(w[2], x[2], s), s = fmaf(w[3], x[3], s);
+	s = fmaf(w[4], x[4], s), s = fmaf(w[5], x[5], s);
+	s = fmaf(w[6], x[6], s), s = fmaf(w[7], x[7], s);
+	return s;
+}
+
+// acc[t] = w . xp[t] over in (a multiple of 8) for t < m <= NM; every lane
+// gets the totals.  The order of operations depends only on in.  With nw,
+// the inputs are normalised on the fly (scales sinv[t], see block_inv).
+template <typename WT, int NM>
+__device__ __forceinline__ void warp_dot(const WT *w, int in, const float *const *xp, int m,
+					 float *acc, const float *nw, const float *sinv)
+{
+	int lane = threadIdx.x & 31;
+
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		acc[t] = 0.0f;
+#pragma unroll 4
+	for (int c = lane * 8; c < in; c += 256) {
+		float wv[8], xv[8];
+
+		load8(w + c, wv);
+#pragma unroll
+		for (int t = 0; t < NM; t++) {
+			if (t >= m)
+				break;
+			load_x8(xp[t] + c, nw ? nw + c : NULL, nw ? sinv[t] : 1.0f, xv);
+			acc[t] = dot8(wv, xv, acc[t]);
+		}
+	}
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		for (int o = 16; o > 0; o >>= 1)
+			acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+}
+
+// warp_dot of two weight rows over the same inputs in one pass (more loads
+// in flight); each row's sums come out exactly as warp_dot's.
+template <typename WT, int NM>
+__device__ __forceinline__ void warp_dot2(const WT *w0, const WT *w1, int in,
+					  const float *const *xp, int m, float *a0, float *a1,
+					  const float *nw, const float *sinv)
+{
+	int lane = threadIdx.x & 31;
+
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		a0[t] = a1[t] = 0.0f;
+#pragma unroll 2
+	for (int c = lane * 8; c < in; c += 256) {
+		float u[8], v[8], xv[8];
+
+		load8(w0 + c, u);
+		load8(w1 + c, v);
+#pragma unroll
+		for (int t = 0; t < NM; t++) {
+			if (t >= m)
+				break;
+			load_x8(xp[t] + c, nw ? nw + c : NULL, nw ? sinv[t] : 1.0f, xv);
+			a0[t] = dot8(u, xv, a0[t]);
+			a1[t] = dot8(v, xv, a1[t]);
+		}
+	}
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		for (int o = 16; o > 0; o >>= 1) {
+			a0[t] += __shfl_xor_sync(0xffffffffu, a0[t], o);
+			a1[t] += __shfl_xor_sync(0xffffffffu, a1[t], o);
+		}
+}
+
+template <typename WT, int NM>
+__global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n, int in,
+		       int out, int add, const float *nw, float eps)
+{
+	__shared__ float sh[32], sinv[NM];
+	int r = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+	const float *xp[NM];
+	float acc[NM];
+
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
+	if (nw)
+		block_inv<NM>(xp, n, in, eps, sinv, sh);
+	if (r >= out)
+		return;
+	warp_dot<WT, NM>(w + (size_t)r * in, in, xp, n, acc, nw, sinv);
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		if (t < n && lane == t) {
+			float *d = y + (size_t)t * ldy + r;
+			*d = add ? *d + acc[t] : acc[t];
+		}
+}
+
+// For few output rows: one block per output row, its 256 threads splitting
+// the row in 8-element chunks (thread i takes chunks i, i + 256, ...), the
+// partial sums added over the block in a fixed order.
+template <typename WT, int NM>
+__global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const WT *w, int n,
+			     int in, int add, const float *nw, float eps)
+{
+	__shared__ float part[WARPS][NM], sh[32], sinv[NM];
+	int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const WT *wr = w + (size_t)r * in;
+	const float *xp[NM];
+	float acc[NM];
+
+#pragma unroll
+	for (int t = 0; t < NM; t++) {
+		acc[t] = 0.0f;
+		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
+	}
+	if (nw)
+		block_inv<NM>(xp, n, in, eps, sinv, sh);
+	for (int c = threadIdx.x * 8; c < in; c += 32 * WARPS * 8) {
+		float wv[8], xv[8];
+
+		load8(wr + c, wv);
+#pragma unroll
+		for (int t = 0; t < NM; t++) {
+			if (t >= n)
+				break;
+			load_x8(xp[t] + c, nw ? nw + c : NULL, nw ? sinv[t] : 1.0f, xv);
+			acc[t] = dot8(wv, xv, acc[t]);
+		}
+	}
+#pragma unroll
+	for (int t = 0; t < NM; t++) {
+		for (int o = 16; o > 0; o >>= 1)
+			acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+		if (!lane)
+			part[warp][t] = acc[t];
+	}
+	__syncthreads();
+	if (threadIdx.x < n) {
+		int t = threadIdx.x;
+		float s = 0.0f;
+		for (int k = 0; k < WARPS; k++)
+			s += part[k][t];
+		float *d = y + (size_t)t * ldy + r;
+		*d = add ? *d + s : s;
+	}
+}
+
+// Power of two >= m (1..16), for the template's row count.
+static int rows_of(int m)
+{
+	return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16;
+}
+
+#define DISPATCH(NM_EXPR, BF16, CALL)                                                     \
+	do {                                                                              \
+		switch (rows_of(NM_EXPR)) {                                               \
+		case 1: if (BF16) CALL(__nv_bfloat16, 1); else CALL(float, 1); break;     \
+		case 2: if (BF16) CALL(__nv_bfloat16, 2); else CALL(float, 2); break;     \
+		case 4: if (BF16) CALL(__nv_bfloat16, 4); else CALL(float, 4); break;     \
+		case 8: if (BF16) CALL(__nv_bfloat16, 8); else CALL(float, 8); break;     \
+		default: if (BF16) CALL(__nv_bfloat16, 16); else CALL(float, 16); break;  \
+		}                                                                         \
+	} while (0)
+
+extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
+			   int n, int in, int out, int add, const float *nw, float eps,
+			   void *stream)
+{
+	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(in))
+		return (int)cudaErrorInvalidValue;
+	unsigned nb = (unsigned)((out + WARPS - 1) / WARPS);
+	/* Few rows: too few warps to keep the memory busy one row each. */
+	if (out <= ENG_CU_SPLIT_ROWS) {
+#define SPLIT(T, N) k_gemv_split<T, N><<<out, 32 * WARPS, 0, ST(stream)>>>(y, ldy, x, ldx, \
+		(const T *)w, n, in, add, nw, eps)
+		DISPATCH(n, bf16, SPLIT);
+#undef SPLIT
+		return launched();
+	}
+#define GEMV(T, N) k_gemv<T, N><<<nb, 32 * WARPS, 0, ST(stream)>>>(y, ldy, x, ldx, \
+		(const T *)w, n, in, out, add, nw, eps)
+	DISPATCH(n, bf16, GEMV);
+#undef GEMV
+	return launched();
+}
+
+// ---- routing ----
+
+// Largest (v, i), ties to the lowest i; i < 0: no candidate.
+__device__ __forceinline__ void warp_argmax(float &v, int &i)
+{
+	for (int o = 16; o > 0; o >>= 1) {
+		float ov = __shfl_xor_sync(0xffffffffu, v, o);
+		int oi = __shfl_xor_sync(0xffffffffu, i, o);
+		if (oi >= 0 && (i < 0 || ov > v || (ov == v && oi < i)))
+			v = ov, i = oi;
+	}
+}
+
+// One warp per row: the CPU's route() (softmax with a sequential sum, k
+// passes of argmax with ties to the lowest id, ids ascending), lanes sharing
+// the elementwise work; p is the warp's shared-memory copy of the row,
+// written back as the probabilities.
+__device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K, int norm)
+{
+	int lane = threadIdx.x & 31;
+	unsigned used = 0;          // bit q: expert lane + 32 q is chosen (E <= 1024)
+	float mx = -INFINITY, ksum = 0;
+
+	for (int i = lane; i < E; i += 32) {
+		p[i] = pg[i];
+		mx = fmaxf(mx, p[i]);
+	}
+	for (int o = 16; o > 0; o >>= 1)
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+	for (int i = lane; i < E; i += 32)
+		p[i] = expf(p[i] - mx);
+	__syncwarp();
+	float sum = 0;
+	if (!lane)
+		for (int i = 0; i < E; i++)
+			sum += p[i];
+	sum = __shfl_sync(0xffffffffu, sum, 0);
+	for (int i = lane; i < E; i += 32)
+		pg[i] = p[i] = p[i] / sum;
+	__syncwarp();
+	for (int k = 0; k < K; k++) {
+		float bv = -1.0f;
+		int bi = -1;
+
+		for (int i = lane, q = 0; i < E; i += 32, q++)
+			if (!((used >> q) & 1u) && (bi < 0 || p[i] > bv))
+				bv = p[i], bi = i;
+		warp_argmax(bv, bi);
+		if ((bi & 31) == lane)
+			used |= 1u << (bi >> 5);
+		ksum += bv;
+	}
+	/* Chosen ids in ascending order: by q, then by lane. */
+	for (int q = 0, base = 0; q * 32 < E; q++) {
+		bool mine = (used >> q) & 1u;
+		unsigned b = __ballot_sync(0xffffffffu, mine);
+		if (mine) {
+			int at = base + __popc(b & ((1u << lane) - 1u)), x = lane + 32 * q;
+			ids[at] = x;
+			w[at] = norm ? p[x] / ksum : p[x];
+		}
+		base += __popc(b);
+	}
+}
+
+// Shared memory: [warps][E] rows, then (group) [E] counts, [E] offsets and
+// the entries' ids and weights.
+__global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			struct eng_cu_grp g, int group)
+{
+	extern __shared__ float smem[];
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K;
+	float *p = smem + (size_t)warp * E;
+	int *cnt = (int *)(smem + (size_t)nw * E), *off = cnt + E, *sid = off + E;
+	float *sw = (float *)(sid + (group ? total : 0));
+
+	for (int t = warp; t < n; t += nw)
+		route_row(pg + (size_t)t * E, p, ids + (size_t)t * K, w + (size_t)t * K, E, K, norm);
+	if (!group)
+		return;
+	__syncthreads();
+	for (int i = threadIdx.x; i < total; i += blockDim.x)
+		sid[i] = ids[i], sw[i] = w[i];
+	__syncthreads();
+	for (int x = threadIdx.x; x < E; x += blockDim.x) {
+		int c = 0;
+		for (int i = 0; i < total; i++)
+			c += sid[i] == x;
+		cnt[x] = c;
+	}
+	__syncthreads();
+	if (!threadIdx.x) {
+		int j = 0, at = 0;
+		for (int x = 0; x < E; x++) {
+			off[x] = at;
+			if (cnt[x]) {
+				g.xid[j] = x, g.start[j] = at, g.cnt[j] = cnt[x];
+				j++;
+			}
+			at += cnt[x];
+		}
+		*g.nact = j;
+	}
+	__syncthreads();
+	for (int x = threadIdx.x; x < E; x += blockDim.x) {
+		int at = off[x];
+		for (int i = 0; i < total && cnt[x]; i++)
+			if (sid[i] == x) {
+				g.row[at] = i / K;
+				g.wt[at++] = sw[i];
+			}
+	}
+}
+
+extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
+			    struct eng_cu_grp g, int group, void *stream)
+{
+	int warps = n < 32 ? n : 32, total = group ? n * K : 0;
+
+	while (warps > 1 && (size_t)warps * E * 4 > 32768)
+		warps--;
+	size_t sm = ((size_t)warps * E + 2 * (size_t)E + 2 * (size_t)total) * 4;
+	if (K > 32 || sm > 48 * 1024)
+		return (int)cudaErrorInvalidValue;
+	k_route<<<1, 32 * warps, sm, ST(stream)>>>(p, ids, w, n, E, K, norm, g, group);
+	return launched();
+}
+
+// ---- experts ----
+
+template <typename WT>
+__device__ __forceinline__ const WT *expert_w(struct eng_cu_grp g, const void *const *tab,
+					      const void *w, int j)
+{
+	return (const WT *)(w ? w : tab[g.xid[j]]);
+}
+
+template <typename WT, int NM>
+__global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
+			 const void *const *tab, const void *w1, int j0, const float *nw, float eps)
+{
+	__shared__ float sh[32], sinv[NM];
+	int j = j0 + blockIdx.y, i = blockIdx.x * WARPS + (threadIdx.x >> 5);
+	int lane = threadIdx.x & 31;
+
+	if (j >= *g.nact)
+		return;
+	const WT *w = expert_w<WT>(g, tab, w1, j);
+	int st = g.start[j], m = g.cnt[j];
+	const float *xp[NM];
+	float ga[NM], ua[NM];
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		xp[t] = x + (size_t)g.row[st + (t < m ? t : 0)] * H;
+	if (nw)
+		block_inv<NM>(xp, m, H, eps, sinv, sh);
+	if (i >= I)
+		return;
+	warp_dot2<WT, NM>(w + (size_t)i * H, w + ((size_t)I + i) * H, H, xp, m, ga, ua, nw, sinv);
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		if (t < m && lane == t)
+			hb[(size_t)(st + t) * I + i] = ga[t] / (1.0f + expf(-ga[t])) * ua[t];
+}
+
+template <typename WT, int NM>
+__global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
+			   const void *const *tab, const void *w1, int j0)
+{
+	int j = j0 + blockIdx.y, h = blockIdx.x * WARPS + (threadIdx.x >> 5);
+	int lane = threadIdx.x & 31;
+
+	if (j >= *g.nact || h >= H)
+		return;
+	const WT *w = expert_w<WT>(g, tab, w1, j) + (size_t)2 * I * H;
+	int st = g.start[j], m = g.cnt[j];
+	const float *xp[NM];
+	float acc[NM];
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
+	warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc, NULL, NULL);
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		if (t < m && lane == t)
+			eo[(size_t)(st + t) * H + h] = acc[t];
+}
+
+// One block per output dimension h: its warps take the experts in turn (the
+// dot of down's row h with each entry's hidden vector, as k_moe_down), then
+// thread t adds row t's entries in ascending order, as k_moe_combine.
+template <typename WT, int NM>
+__global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
+			       const void *const *tab, int n, int entries)
+{
+	__shared__ float dot[ENG_CU_GEMV_MAX * 32];
+	int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+	int h = blockIdx.x, nact = *g.nact;
+
+	for (int j = warp; j < nact; j += nw) {
+		const WT *w = expert_w<WT>(g, tab, NULL, j) + (size_t)2 * I * H;
+		int st = g.start[j], m = g.cnt[j];
+		const float *xp[NM];
+		float acc[NM];
+#pragma unroll
+		for (int t = 0; t < NM; t++)
+			xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
+		warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc, NULL, NULL);
+#pragma unroll
+		for (int t = 0; t < NM; t++)
+			if (t < m && lane == t)
+				dot[st + t] = acc[t];
+	}
+	__syncthreads();
+	if (threadIdx.x < n) {
+		float acc = 0.0f;
+		for (int e = 0; e < entries; e++)
+			if (g.row[e] == (int)threadIdx.x)
+				acc = fmaf(g.wt[e], dot[e], acc);
+		x[(size_t)threadIdx.x * H + h] += acc;
+	}
+}
+
+__global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
+			      int entries)
+{
+	int t = blockIdx.x;
+
+	for (int h = threadIdx.x; h < H; h += blockDim.x) {
+		float acc = 0.0f;
+		for (int e = 0; e < entries; e++)
+			if (g.row[e] == t)
+				acc = fmaf(g.wt[e], eo[(size_t)e * H + h], acc);
+		x[(size_t)t * H + h] += acc;
+	}
+}
+
+static bool moe_args_ok(int H, int I, int mmax)
+{
+	return mmax >= 1 && mmax <= ENG_CU_GEMV_MAX && eng_cu_gemv_ok(H) && eng_cu_gemv_ok(I);
+}
+
+extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
+			     const void *const *tab, const void *w, int bf16, int j0, int nj,
+			     int mmax, const float *nw, float eps, void *stream)
+{
+	if (!moe_args_ok(H, I, mmax) || nj < 1 || (w && nj != 1))
+		return (int)cudaErrorInvalidValue;
+	dim3 grid((unsigned)((I + WARPS - 1) / WARPS), (unsigned)nj);
+#define GU(T, N) k_moe_gu<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(hb, x, H, I, g, tab, w, j0, \
+									  nw, eps)
+	DISPATCH(mmax, bf16, GU);
+#undef GU
+	return launched();
+}
+
+extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
+			       const void *const *tab, const void *w, int bf16, int j0, int nj,
+			       int mmax, void *stream)
+{
+	if (!moe_args_ok(H, I, mmax) || nj < 1 || (w && nj != 1))
+		return (int)cudaErrorInvalidValue;
+	dim3 grid((unsigned)((H + WARPS - 1) / WARPS), (unsigned)nj);
+#define DN(T, N) k_moe_down<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(eo, hb, H, I, g, tab, w, j0)
+	DISPATCH(mmax, bf16, DN);
+#undef DN
+	return launched();
+}
+
+extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
+				   const void *const *tab, int bf16, int n, int K, void *stream)
+{
+	if (!moe_args_ok(H, I, n) || n * K > ENG_CU_GEMV_MAX * 32)
+		return (int)cudaErrorInvalidValue;
+#define DA(T, N) k_moe_down_add<T, N><<<H, 32 * WARPS, 0, ST(stream)>>>(x, hb, H, I, g, tab, n, \
+									 n * K)
+	DISPATCH(n, bf16, DA);
+#undef DA
+	return launched();
+}
+
+extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
+				  int entries, int n, void *stream)
+{
+	k_moe_combine<<<n, 256, 0, ST(stream)>>>(x, eo, H, g, entries);
+	return launched();
+}

@@ -1,0 +1,76 @@
+/* The CUDA engine's small-batch kernels (engine/cuda_moe.cu), callable from
+ * C: GEMV on bf16 or f32 weights for up to ENG_CU_GEMV_MAX rows, the MoE
+ * layer's routing, grouping and expert FFNs.  Activations f32, f32
+ * accumulation.  Each dot product runs in one warp in a fixed order (lane l
+ * takes elements [8 c + 0, 8 c + 8) for c = l, l + 32, ...; then a butterfly
+ * over the lanes), whatever the number of rows or experts in the launch, so
+ * a single expert launched alone and all of a layer's experts launched at
+ * once give the same bits; f32 and bf16 weights of equal value too.
+ * Launchers return the launch's cudaError_t as an int. */
+#ifndef ENG_CUDA_MOE_H
+#define ENG_CUDA_MOE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ENG_CU_GEMV_MAX 16
+/* eng_cu_gemv with at most this many output rows splits each row over a
+ * block instead of a warp (a fixed choice per shape, so still the same bits
+ * for any row count). */
+#define ENG_CU_SPLIT_ROWS 256
+
+/* A MoE layer's rows grouped per expert, in device memory: nact experts in
+ * use, ascending (xid[j]), expert j's entries [start[j], start[j] + cnt[j]),
+ * each a row (ascending within an expert) and its routing weight.  One
+ * allocation: eng_cu_grp_bytes(E, entries) bytes, laid out by
+ * eng_cu_grp_at (the host mirror uses the same layout). */
+struct eng_cu_grp {
+	int *nact, *xid, *start, *cnt, *row;
+	float *wt;
+};
+size_t eng_cu_grp_bytes(int E, int entries);
+struct eng_cu_grp eng_cu_grp_at(void *base, int E, int entries);
+
+/* 1 when in (a row's length) suits the GEMV kernels. */
+int eng_cu_gemv_ok(int in);
+/* y[t][o] = (add ? y[t][o] : 0) + W[o] . x[t], t < n <= ENG_CU_GEMV_MAX;
+ * W [out][in] (bf16 when bf16, else f32); y and x rows ldy, ldx apart.  With
+ * nw (RMSNorm weights [in], eps), x[t] is RMS-normalised on the way in,
+ * with exactly eng_cu_rmsnorm's values. */
+int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
+		int in, int out, int add, const float *nw, float eps, void *stream);
+/* Softmax over each row's E logits in p (in place), top-k (ties to the
+ * lowest id), ids ascending with their weights (renormalised when norm)
+ * into ids/w [n][K]; with group, also g for these n rows. */
+int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
+		 struct eng_cu_grp g, int group, void *stream);
+/* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped):
+ * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
+ * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up
+ * [I][H], down [H][I]); each expert has at most mmax <= ENG_CU_GEMV_MAX
+ * entries.  With nw, x rows are RMS-normalised on the way in (as eng_cu_gemv). */
+int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
+		  const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
+		  const float *nw, float eps, void *stream);
+/* eo[e][H] = down . hb[e] for the entries of experts j0 .. j0 + nj - 1. */
+int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
+		    const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
+		    void *stream);
+/* x[t] += sum over t's entries e, ascending: wt[e] * eo[e] (fused multiply-
+ * add from 0), for t < n; entries of rows >= n are ignored. */
+int eng_cu_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g, int entries,
+		       int n, void *stream);
+/* The down projections of all nact experts of g and the combine above in
+ * one launch (same bits as eng_cu_moe_down then eng_cu_moe_combine); n rows
+ * of K entries each, n <= ENG_CU_GEMV_MAX, K <= 32. */
+int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
+			const void *const *tab, int bf16, int n, int K, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,87 @@
+/* Internals shared by engine/engine_cuda.c (setup) and engine_cuda_run.c
+ * (the forward pass). */
+#ifndef ENG_ENGINE_CUDA_INT_H
+#define ENG_ENGINE_CUDA_INT_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/cuda_kernels.h"
+#include "engine/cuda_moe.h"
+#include "engine/engine_cuda.h"
+
+#define C ENG_CUDA_MAX_ROWS
+#define GMAX ENG_CU_GEMV_MAX      /* rows of a fast (graph) step */
+
+struct dlayer {
+	void *qkv, *o;             /* [qd + 2 kvd][H], [H][qd]; dense dtype */
+	void *mlp_gu, *mlp_down;   /* dense MLP layers: [2I][H], [H][I] */
+	float *attn_norm, *mlp_norm, *q_norm, *k_norm;
+	float *router;             /* [E][H], f32 */
+};
+
+/* The chunk's rows as the kernels read them; one pinned copy, one device copy. */
+struct rowtab {
+	float *kc[C], *vc[C];
+	int tok[C], pos[C], cap[C], out[C];
+	int sel[C];                /* the rows with out >= 0 */
+};
+
+struct eng_cuda {
+	const struct ld_model *m;
+	struct ld_expert_src src;
+	int dev, max_ctx, qd, kvd, D, ni, bf16, H, E, K, NE;
+	bool act16;                /* bf16 activations on bf16 GEMMs (opt-in) */
+	bool graphs;               /* fast path allowed (MOED_CUDA_GRAPHS != 0) */
+	bool gemv_dims;            /* every GEMM's input length suits the GEMVs */
+	cudaStream_t st;
+	bool own_stream;
+	cublasHandle_t blas;
+	struct dlayer *L;
+	void *embed, *lm_head;
+	float *final_norm, *inv_freq;
+	/* device scratch, C rows */
+	float *x, *xn, *qkv, *q, *att, *rlog, *rw, *xe, *gu, *h, *scores, *logits;
+	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
+	void *xb;
+	float *wf;                 /* a bf16 matrix widened to f32, [max dense] */
+	int *rid;
+	void *dgrpb, *hgrpb;       /* a layer's expert groups, device and pinned */
+	struct eng_cu_grp dg, hg;
+	struct rowtab *hrow, *drow;
+	struct eng_cu_rows rows;   /* pointers into drow */
+	/* pinned host */
+	int *hid;
+	float *hw, *hp, *hlog;
+	int *cnt;
+	int *xid;                  /* a MoE layer's experts in use, ascending */
+	const float **xw;          /* their weights, once acquired */
+	/* fast path: every expert resident, one CUDA graph per row count */
+	const void *const *htab;   /* the source's table (NULL until resident) */
+	const void **dtab;         /* its device copy */
+	int *fr_id;                /* routes of a fast step, [moe][GMAX][K], device */
+	float *fr_w;
+	int *hfr_id;               /* pinned copies */
+	float *hfr_w;
+	cudaGraphExec_t gx[GMAX + 1];
+	uint64_t fast_steps;
+	/* MOED_CUDA_PROFILE: where a fast step's time goes (printed at close) */
+	bool prof;
+	cudaEvent_t pev[2];
+	double p_pre, p_gpu, p_wait, p_post, p_between, p_last;
+};
+
+int eng_cuda_fail(const char *what, const char *why);
+void eng_cuda_prof_print(const struct eng_cuda *g);
+
+#define CU(x) do { cudaError_t e_ = (x); \
+	if (e_ != cudaSuccess) return eng_cuda_fail(#x, cudaGetErrorString(e_)); } while (0)
+#define KR(x) do { int e_ = (x); \
+	if (e_) return eng_cuda_fail(#x, cudaGetErrorString((cudaError_t)e_)); } while (0)
+#define BL(x) do { cublasStatus_t e_ = (x); \
+	if (e_ != CUBLAS_STATUS_SUCCESS) return eng_cuda_fail(#x, cublasGetStatusString(e_)); \
+	} while (0)
+
+#endif

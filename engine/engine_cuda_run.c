@@ -1,0 +1,510 @@
+/* The CUDA forward pass: the CPU engine's math on one GPU, activations f32.
+ *
+ * GEMMs: up to ENG_CU_GEMV_MAX rows (decode) run in engine/cuda_moe.cu's
+ * GEMV kernels straight on the bf16 (or f32) weights; more rows (prefill) go
+ * through cublasGemmEx with f32 accumulation, a bf16 matrix widened exactly
+ * into an f32 scratch first.  Rounding the activations to bf16 instead
+ * (tensor cores, MOED_CUDA_BF16_ACTIVATIONS=1) flipped a near-tie in the
+ * router of the olmoe_bf16 fixture (bench/results/cuda_correctness.md), so
+ * it is opt-in.
+ *
+ * MoE layers, two ways with the same arithmetic (so the same bits):
+ * - through the expert source: the routes come to the host (hooks, cache),
+ *   the rows are grouped per expert, a layer's experts are acquired before
+ *   any runs (their loads queue back to back while earlier ones compute),
+ *   each expert runs over all its rows, then one kernel sums each row's
+ *   experts in ascending order;
+ * - fast: when every expert is resident for good (ld_expert_src.resident_all)
+ *   and a step has at most ENG_CU_GEMV_MAX rows that all want logits,
+ *   routing, grouping and the experts stay on the GPU and the whole step is
+ *   one CUDA graph (one per row count): no host round trip per layer and
+ *   no launch gaps.  Hooks that only observe run after the step;
+ *   override_route (trust mode) needs the host, so it takes the first way.
+ *   MOED_CUDA_GRAPHS=0 turns the fast way off. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine_cuda_int.h"
+
+static bool gemv_rows(int n, int in)
+{
+	return n <= GMAX && eng_cu_gemv_ok(in);
+}
+
+/* Whether a chunk of n rows runs its GEMMs as GEMVs with the RMSNorms folded
+ * in (no normalised copy of x is written). */
+static bool fused(const struct eng_cuda *g, int n)
+{
+	return n <= GMAX && g->gemv_dims;
+}
+
+/* What a layer's GEMMs read: x with its RMSNorm weights nw folded in, or
+ * (nw NULL) rows already normalised. */
+struct lin {
+	const float *x, *nw;
+};
+
+/* y[n][out] (+)= x[n][in] . W[out][in]^T; f32 accumulation and output.  W in
+ * bf16 when bf16.  add: y += (y must not alias x).  A folded norm (a.nw)
+ * needs the GEMV path. */
+static int gemm(struct eng_cuda *g, float *y, struct lin a, const void *w, int bf16, int n,
+		int in, int out, int add)
+{
+	const float one = 1.0f, beta = add ? 1.0f : 0.0f;
+	cudaDataType_t t = bf16 && g->act16 ? CUDA_R_16BF : CUDA_R_32F;
+	const float *x = a.x;
+	const void *b = x;
+
+	if (gemv_rows(n, in)) {
+		KR(eng_cu_gemv(y, out, x, in, w, bf16, n, in, out, add, a.nw,
+			       (float)g->m->cfg.rms_eps, g->st));
+		return 0;
+	}
+	if (a.nw)
+		return -EINVAL;
+	if (bf16 && g->act16) {
+		KR(eng_cu_to_bf16(g->xb, x, (size_t)n * in, g->st));
+		b = g->xb;
+	} else if (bf16) {
+		KR(eng_cu_from_bf16(g->wf, w, (size_t)out * in, g->st));
+		w = g->wf;
+	}
+	BL(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, t, in, b, t,
+			in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* Host side of routing: the hooks, then the rows grouped per expert (ascending
+ * expert id, rows ascending within one; the layout eng_cu_route's grouping
+ * writes on the GPU), uploaded once.  *mmax: the most rows of one expert. */
+static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng_cuda_row *rows,
+		 int ml, int n, int *mmax)
+{
+	int E = g->E, K = g->K, total = n * K, j = 0;
+	struct eng_cu_grp hg = g->hg;
+
+	for (int t = 0; t < n; t++) {
+		int *ids = g->hid + (size_t)t * K;
+		float *w = g->hw + (size_t)t * K;
+
+		if (h->override_route)
+			h->override_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok, ids,
+					  w, K, g->hp + (size_t)t * E, E);
+		if (h->on_route)
+			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok, ids, w,
+				    K);
+	}
+	memset(g->cnt, 0, (size_t)(E + 1) * sizeof(int));
+	for (int i = 0; i < total; i++) {
+		if (g->hid[i] < 0 || g->hid[i] >= E)
+			return -EINVAL;
+		g->cnt[g->hid[i] + 1]++;
+	}
+	*mmax = 0;
+	for (int x = 0; x < E; x++) {
+		int c = g->cnt[x + 1];
+
+		if (c) {
+			hg.xid[j] = x, hg.start[j] = g->cnt[x], hg.cnt[j] = c;
+			*mmax = c > *mmax ? c : *mmax;
+			j++;
+		}
+		g->cnt[x + 1] += g->cnt[x];
+	}
+	*hg.nact = j;
+	/* cnt[x] is now expert x's first entry; filling advances it. */
+	for (int i = 0; i < total; i++) {
+		int at = g->cnt[g->hid[i]]++;
+
+		hg.row[at] = i / K;
+		hg.wt[at] = g->hw[i];
+	}
+	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, eng_cu_grp_bytes(E, g->NE),
+			   cudaMemcpyHostToDevice, g->st));
+	return 0;
+}
+
+/* Expert j of the groups (weights w, m rows from entry at; input a) into
+ * eo.  More than GMAX rows (prefill): cuBLAS on the normalised rows. */
+static int expert_ffn(struct eng_cuda *g, struct lin a, int j, const void *w, int at, int m)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, rc;
+	float eps = (float)c->rms_eps;
+
+	if (gemv_rows(m, H) && eng_cu_gemv_ok(I)) {
+		KR(eng_cu_moe_gu(g->hb, a.x, H, I, g->dg, NULL, w, b, j, 1, m, a.nw, eps, g->st));
+		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
+		return 0;
+	}
+	if (a.nw)
+		return -EINVAL;
+	float *hj = g->hb + (size_t)at * I;
+	KR(eng_cu_gather(g->xe, a.x, g->dg.row + at, m, H, g->st));
+	if ((rc = gemm(g, g->gu, (struct lin){g->xe, NULL}, w, b, m, H, 2 * I, 0)))
+		return rc;
+	KR(eng_cu_silu_mul(hj, g->gu, m, I, g->st));
+	const void *down = (const char *)w + (size_t)2 * I * H * (b ? 2 : 4);
+	return gemm(g, g->eo + (size_t)at * H, (struct lin){hj, NULL}, down, b, m, I, H, 0);
+}
+
+/* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
+ * their loads queue back to back.  Those not next to run go through
+ * acquire_ahead where the source has it (no waiting, no taking prefetched
+ * experts' slots); stops early (0) when a slot is not to be had that way or
+ * the slots are all held, while acquired experts are still to run. */
+static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int run, int *acq)
+{
+	int rc;
+
+	for (; *acq < nx; ++*acq) {
+		int x = g->xid[*acq];
+
+		if (*acq > run && g->src.acquire_ahead)
+			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
+		else
+			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
+		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > run)
+			return 0;
+		if (rc < 0)
+			return rc;
+		if (!g->xw[*acq]) {
+			if (g->src.release)
+				g->src.release(g->src.ctx, ml, x);
+			return eng_cuda_fail("expert source", "no device pointer for an expert");
+		}
+	}
+	return 0;
+}
+
+/* Runs the grouped experts in ascending order, acquiring ahead as far as the
+ * slots allow; each is released once its kernels are queued (the release
+ * records them as the slot's last use: a reload waits for them). */
+static int experts(struct eng_cuda *g, struct lin a, int ml)
+{
+	struct eng_cu_grp hg = g->hg;
+	int nx = *hg.nact, acq = 0, run = 0, rc = 0;
+
+	for (int j = 0; j < nx; j++)
+		g->xid[j] = hg.xid[j];
+	while (run < nx && !rc) {
+		if ((rc = acquire_ahead(g, ml, nx, run, &acq)))
+			break;
+		rc = expert_ffn(g, a, run, g->xw[run], hg.start[run], hg.cnt[run]);
+		if (g->src.release)
+			g->src.release(g->src.ctx, ml, g->xid[run]);
+		run++;
+	}
+	for (; run < acq; run++)   /* after a failure: the ones still held */
+		if (g->src.release)
+			g->src.release(g->src.ctx, ml, g->xid[run]);
+	return rc;
+}
+
+/* A MoE layer through the expert source; adds into x. */
+static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
+	       const struct eng_cuda_row *rows, struct lin a, int ml, int n)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int H = g->H, E = g->E, K = g->K, rc, mmax;
+	size_t nk = (size_t)n * K;
+
+	if ((rc = gemm(g, g->rlog, a, d->router, 0, n, H, E, 0)))
+		return rc;
+	KR(eng_cu_route(g->rlog, g->rid, g->rw, n, E, K, c->norm_topk_prob, g->dg, 0, g->st));
+	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
+	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+	if (h->override_route)
+		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
+				   cudaMemcpyDeviceToHost, g->st));
+	CU(cudaStreamSynchronize(g->st));
+	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, a, ml)))
+		return rc;
+	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg, (int)nk, n, g->st));
+	return 0;
+}
+
+/* A MoE layer of a fast step: everything on the GPU, routes recorded for
+ * the hooks. */
+static int moe_fast(struct eng_cuda *g, const struct dlayer *d, struct lin a, int ml, int n)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int H = g->H, E = g->E, K = g->K, I = c->moe_intermediate_size, b = g->src.bf16;
+	int nj = n * K < E ? n * K : E, rc;
+	const void *const *tab = g->dtab + (size_t)ml * E;
+	size_t at = (size_t)ml * GMAX * K;
+
+	if ((rc = gemm(g, g->rlog, a, d->router, 0, n, H, E, 0)))
+		return rc;
+	KR(eng_cu_route(g->rlog, g->fr_id + at, g->fr_w + at, n, E, K, c->norm_topk_prob,
+			g->dg, 1, g->st));
+	KR(eng_cu_moe_gu(g->hb, a.x, H, I, g->dg, tab, NULL, b, 0, nj, n, a.nw,
+			 (float)c->rms_eps, g->st));
+	KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, K, g->st));
+	return 0;
+}
+
+/* q/k/v in one GEMM; the family's q/k norms, clipping, RoPE and the KV
+ * store in one kernel; attention; the output projection added into x. */
+static int attn(struct eng_cuda *g, const struct dlayer *d, struct lin a, int li, int n)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int H = g->H, hd = c->head_dim, D = g->D, qd = g->qd, rc;
+	int norm = c->family == LD_OLMOE ? 1 : c->family == LD_QWEN3_MOE ? 2 : 0;
+
+	if ((rc = gemm(g, g->qkv, a, d->qkv, g->bf16, n, H, D, 0)))
+		return rc;
+	KR(eng_cu_qk_prep(g->q, g->qkv, D, c->n_heads, c->n_kv_heads, hd, norm, d->q_norm,
+			  d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
+			  g->inv_freq, &g->rows, li, n, g->st));
+	KR(eng_cu_attention(g->att, g->q, qd, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd,
+			    g->scores, g->max_ctx, g->st));
+	return gemm(g, g->x, (struct lin){g->att, NULL}, d->o, g->bf16, n, qd, H, 1);
+}
+
+/* The input of a GEMM after RMSNorm nw of x: folded into the GEMVs, or
+ * (more rows) written to xn first. */
+static int norm_in(struct eng_cuda *g, const float *nw, int n, struct lin *a)
+{
+	*a = (struct lin){g->x, nw};
+	if (fused(g, n))
+		return 0;
+	KR(eng_cu_rmsnorm(g->xn, g->H, g->x, g->H, nw, n, 1, g->H, (float)g->m->cfg.rms_eps,
+			  g->st));
+	*a = (struct lin){g->xn, NULL};
+	return 0;
+}
+
+/* One layer; h and rows NULL: the fast step's MoE. */
+static int layer(struct eng_cuda *g, const struct eng_hooks *h,
+		 const struct eng_cuda_row *rows, int li, int n)
+{
+	const struct ld_config *c = &g->m->cfg;
+	const struct ld_layer *L = &g->m->layers[li];
+	const struct dlayer *d = &g->L[li];
+	int H = g->H, I = c->intermediate_size, rc;
+	struct lin a;
+
+	if ((rc = norm_in(g, d->attn_norm, n, &a)) || (rc = attn(g, d, a, li, n)) ||
+	    (rc = norm_in(g, d->mlp_norm, n, &a)))
+		return rc;
+	if (L->moe_index >= 0 && !h)
+		return moe_fast(g, d, a, L->moe_index, n);
+	if (L->moe_index >= 0) {
+		if (h->before_moe)
+			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
+		return moe(g, h, d, rows, a, L->moe_index, n);
+	}
+	if ((rc = gemm(g, g->gu, a, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
+		return rc;
+	KR(eng_cu_silu_mul(g->h, g->gu, n, I, g->st));
+	return gemm(g, g->x, (struct lin){g->h, NULL}, d->mlp_down, g->bf16, n, I, H, 1);
+}
+
+/* Final norm and lm_head for the m rows that want logits (drow->sel), queued. */
+static int head(struct eng_cuda *g, int m)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int H = g->H, V = c->vocab_size;
+
+	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
+	if (fused(g, m))
+		return gemm(g, g->logits, (struct lin){g->xe, g->final_norm}, g->lm_head, g->bf16,
+			    m, H, V, 0);
+	KR(eng_cu_rmsnorm(g->xn, H, g->xe, H, g->final_norm, m, 1, H, (float)c->rms_eps,
+			  g->st));
+	return gemm(g, g->logits, (struct lin){g->xn, NULL}, g->lm_head, g->bf16, m, H, V, 0);
+}
+
+/* The logits of the m selected rows to the host, after a synchronize. */
+static int logits_out(struct eng_cuda *g, int m, float *logits)
+{
+	int V = g->m->cfg.vocab_size;
+
+	CU(cudaMemcpyAsync(g->hlog, g->logits, (size_t)m * V * sizeof(float),
+			   cudaMemcpyDeviceToHost, g->st));
+	CU(cudaStreamSynchronize(g->st));
+	for (int i = 0; i < m; i++)
+		memcpy(logits + (size_t)g->hrow->out[g->hrow->sel[i]] * V,
+		       g->hlog + (size_t)i * V, (size_t)V * sizeof(float));
+	return 0;
+}
+
+/* The whole fast step for n rows, queued (captured into a graph). */
+static int fast_body(struct eng_cuda *g, int n)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int rc;
+
+	KR(eng_cu_embed(g->x, g->embed, g->bf16, g->rows.tok, n, g->H, g->st));
+	for (int li = 0; li < c->n_layers; li++)
+		if ((rc = layer(g, NULL, NULL, li, n)))
+			return rc;
+	return head(g, n);
+}
+
+static int capture(struct eng_cuda *g, int n)
+{
+	cudaGraph_t gr = NULL;
+	int rc;
+
+	CU(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
+	rc = fast_body(g, n);
+	cudaError_t e = cudaStreamEndCapture(g->st, &gr);
+	if (!rc && e != cudaSuccess)
+		rc = eng_cuda_fail("cudaStreamEndCapture", cudaGetErrorString(e));
+	if (!rc && (e = cudaGraphInstantiate(&g->gx[n], gr, 0)) != cudaSuccess)
+		rc = eng_cuda_fail("cudaGraphInstantiate", cudaGetErrorString(e));
+	if (gr)
+		cudaGraphDestroy(gr);
+	if (rc)
+		g->gx[n] = NULL;
+	return rc;
+}
+
+/* Whether this chunk can take the fast way; uploads the experts' table the
+ * first time the source says all are resident. */
+static bool fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
+{
+	const struct ld_config *c = &g->m->cfg;
+
+	if (!g->graphs || m != n || h->override_route || !g->src.resident_all || !fused(g, n))
+		return false;
+	if (!g->htab) {
+		const void *const *t = g->src.resident_all(g->src.ctx);
+		size_t bytes = (size_t)c->n_moe_layers * g->E * sizeof(void *);
+
+		if (!t || cudaMemcpy(g->dtab, t, bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+			return false;
+		g->htab = t;
+	}
+	return true;
+}
+
+/* The hooks of a fast step: before_moe of every layer ahead of it, the
+ * routes after it. */
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* MOED_CUDA_PROFILE: host time before the launch, GPU time of the graph,
+ * the wait for it, host time after, and the caller's time between steps. */
+static void prof_step(struct eng_cuda *g, const double t[4])
+{
+	float ms = 0;
+
+	cudaEventElapsedTime(&ms, g->pev[0], g->pev[1]);
+	g->p_pre += t[1] - t[0];
+	g->p_gpu += ms * 1e-3;
+	g->p_wait += t[2] - t[1];
+	g->p_post += t[3] - t[2];
+	if (g->p_last > 0)
+		g->p_between += t[0] - g->p_last;
+	g->p_last = t[3];
+}
+
+void eng_cuda_prof_print(const struct eng_cuda *g)
+{
+	double n = g->fast_steps ? (double)g->fast_steps : 1;
+
+	if (g->prof && g->fast_steps)
+		fprintf(stderr, "moed: cuda profile: %llu fast steps, per step (us): host before "
+			"launch %.1f, graph on GPU %.1f, launch to logits on host %.1f, host "
+			"after %.1f, caller between steps %.1f\n",
+			(unsigned long long)g->fast_steps, g->p_pre / n * 1e6, g->p_gpu / n * 1e6,
+			g->p_wait / n * 1e6, g->p_post / n * 1e6, g->p_between / n * 1e6);
+}
+
+static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
+		      const struct eng_cuda_row *rows, int n, float *logits)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int K = g->K, rc;
+	size_t fr = (size_t)c->n_moe_layers * GMAX * K;
+	double tm[4] = {g->prof ? mono() : 0, 0, 0, 0};
+
+	for (int ml = 0; ml < c->n_moe_layers && h->before_moe; ml++)
+		h->before_moe(h->ctx, ml, g->hrow->tok, n);
+	if (!g->gx[n] && (rc = capture(g, n)))
+		return rc;
+	if (g->prof) {
+		tm[1] = mono();
+		cudaEventRecord(g->pev[0], g->st);
+	}
+	CU(cudaGraphLaunch(g->gx[n], g->st));
+	if (g->prof)
+		cudaEventRecord(g->pev[1], g->st);
+	CU(cudaMemcpyAsync(g->hfr_id, g->fr_id, fr * sizeof(int), cudaMemcpyDeviceToHost,
+			   g->st));
+	CU(cudaMemcpyAsync(g->hfr_w, g->fr_w, fr * sizeof(float), cudaMemcpyDeviceToHost,
+			   g->st));
+	if ((rc = logits_out(g, n, logits)))
+		return rc;
+	if (g->prof)
+		tm[2] = mono();
+	g->fast_steps++;
+	for (int ml = 0; ml < c->n_moe_layers; ml++) {
+		if (g->src.note_hits)
+			g->src.note_hits(g->src.ctx, ml, n * K);
+		for (int t = 0; t < n && h->on_route; t++) {
+			size_t at = ((size_t)ml * GMAX + t) * K;
+			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
+				    g->hfr_id + at, g->hfr_w + at, K);
+		}
+	}
+	if (g->prof) {
+		tm[3] = mono();
+		prof_step(g, tm);
+	}
+	return 0;
+}
+
+int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
+		   const struct eng_cuda_row *rows, int n, float *logits)
+{
+	const struct ld_config *c = &g->m->cfg;
+	struct rowtab *r = g->hrow;
+	int rc = 0, m = 0;
+
+	if (n < 1 || n > C)
+		return -EINVAL;
+	CU(cudaSetDevice(g->dev));
+	/* The previous chunk ended with a synchronize: r is free to refill. */
+	for (int t = 0; t < n; t++) {
+		r->kc[t] = rows[t].kc;
+		r->vc[t] = rows[t].vc;
+		r->tok[t] = rows[t].tok;
+		r->pos[t] = rows[t].pos;
+		r->cap[t] = rows[t].cap;
+		r->out[t] = rows[t].out;
+		if (rows[t].out >= 0)
+			r->sel[m++] = t;
+	}
+	CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
+	if (logits && fast_ok(g, h, n, m)) {
+		rc = fast_chunk(g, h, rows, n, logits);
+		goto out;
+	}
+	KR(eng_cu_embed(g->x, g->embed, g->bf16, g->rows.tok, n, g->H, g->st));
+	for (int li = 0; li < c->n_layers; li++)
+		if ((rc = layer(g, h, rows, li, n)))
+			goto out;
+	if (m && logits && !(rc = head(g, m)))
+		rc = logits_out(g, m, logits);
+out:
+	if (cudaStreamSynchronize(g->st) != cudaSuccess && !rc)
+		rc = eng_cuda_fail("cudaStreamSynchronize", cudaGetErrorString(cudaGetLastError()));
+	return rc;
+}
+
+uint64_t eng_cuda_fast_steps(const struct eng_cuda *g)
+{
+	return g->fast_steps;
+}
