@@ -89,13 +89,16 @@ say "machine: $(head -2 $W/machine.txt | tail -1)"
 [ -f $B/build.ninja ] || mo meson setup $B -Dcuda=enabled > $W/setup.log 2>&1 ||
 	{ tail -40 $W/setup.log | tee -a "$SUM"; finish 1; }
 mo timeout 300 ninja -C $B tests/test_cuda tests/test_engine tests/test_cache tests/test_exact tests/test_store \
-	bench/cuda_bench daemon/moed > $W/build.log 2>&1 ||
+	bench/cuda_bench bench/cuda_kprof daemon/moed > $W/build.log 2>&1 ||
 	{ grep -E "error|FAILED" -A5 $W/build.log | head -40 | tee -a "$SUM"; finish 1; }
 say "built"
 if [ "$DRY" = 0 ] && [ $SYN = 1 ]; then
 	mo timeout 120 meson test -C $B --no-rebuild cuda engine cache exact store --print-errorlogs \
 		> $W/tests.log 2>&1
 	say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $W/tests.log | tr -s ' ' | tr '\n' ';')"
+	grep -E ":[EF]:|Assertion" $B/meson-logs/testlog.txt | head -10 | tee -a "$SUM"
+	# Per-kernel times at the bench's shape (one decode row, context 128).
+	mo timeout 60 $B/bench/cuda_kprof 1 128 >> "$SUM" 2>&1
 fi
 [ "${1:-}" = bench ] || finish 0
 
@@ -161,6 +164,14 @@ if [ $SYN = 1 ]; then
 	fi
 	P=5,17,42,99,3,250,1000,7
 	[ "$DRY" != 0 ] && P=5,17,42,99,3,250,100,7
+	# Where a resident decode step's time goes (engine's MOED_CUDA_PROFILE).
+	if [ "$DRY" = 0 ]; then
+		MOED_CUDA_PROFILE=1 mo timeout 120 $B/daemon/moed run --model $M \
+			--set model.pack=$M.pack --tokens $P --max-tokens 256 --max-ctx 512 \
+			--backend cuda --json > $W/moed_profile.json 2> $W/moed_profile.err
+		say "moed run cuda 256 tokens rc=$?: $(python3 -c "import json;print(json.load(open('$W/moed_profile.json'))['timing'])" 2>&1 | tail -1)"
+		grep "cuda profile" $W/moed_profile.err | tee -a "$SUM"
+	fi
 	if [ $HF = 1 ]; then
 		for be in $BES; do
 			extra="--slots 64"; [ $be = cuda ] && extra=""

@@ -76,31 +76,31 @@ struct ctx {
 static int f_qkv(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->wqkv, 1, c->n, H, 3 * H, 0, c->norm, 1e-5f, 0);
+	return eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->wqkv, 1, c->n, H, 3 * H, 0, 0);
 }
 
 static int f_o(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_gemv(c->x, H, c->att, H, c->wo, 1, c->n, H, H, 1, NULL, 0, 0);
+	return eng_cu_gemv(c->x, H, c->att, H, c->wo, 1, c->n, H, H, 1, 0);
 }
 
 static int f_o4k(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_gemv(c->qkv, 2 * H, c->xn, H, c->wqkv, 1, c->n, H, 2 * H, 0, NULL, 0, 0);
+	return eng_cu_gemv(c->qkv, 2 * H, c->xn, H, c->wqkv, 1, c->n, H, 2 * H, 0, 0);
 }
 
 static int f_router(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_gemv(c->rlog, E, c->xn, H, c->router, 0, c->n, H, E, 0, c->norm, 1e-5f, 0);
+	return eng_cu_gemv(c->rlog, E, c->xn, H, c->router, 0, c->n, H, E, 0, 0);
 }
 
 static int f_lm(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_gemv(c->logits, V, c->xn, H, c->wlm, 1, c->n, H, V, 0, c->norm, 1e-5f, 0);
+	return eng_cu_gemv(c->logits, V, c->xn, H, c->wlm, 1, c->n, H, V, 0, 0);
 }
 
 static int f_route(void *p)
@@ -113,7 +113,7 @@ static int f_gu(void *p)
 {
 	struct ctx *c = p;
 	int nj = c->n * K < E ? c->n * K : E;
-	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->tab, NULL, 1, 0, nj, c->n, c->norm, 1e-5f, 0);
+	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->tab, NULL, 1, 0, nj, c->n, 0);
 }
 
 static int f_down(void *p)
@@ -187,14 +187,14 @@ int main(int argc, char **argv)
 	f_route(&c);
 	cudaDeviceSynchronize();
 	printf("n = %d, context %d\n", n, c.ctxlen);
-	timeit("gemv qkv +norm 2048->6144", f_qkv, &c, 3.0 * H * H * 2);
+	timeit("gemv qkv 2048->6144", f_qkv, &c, 3.0 * H * H * 2);
 	timeit("gemv o 2048->2048 +x", f_o, &c, 1.0 * H * H * 2);
 	timeit("gemv 2048->4096 (warps)", f_o4k, &c, 2.0 * H * H * 2);
-	timeit("gemv router +norm f32 ->64", f_router, &c, 1.0 * E * H * 4);
-	timeit("gemv lm_head +norm ->50304", f_lm, &c, 1.0 * V * H * 2);
+	timeit("gemv router f32 ->64", f_router, &c, 1.0 * E * H * 4);
+	timeit("gemv lm_head ->50304", f_lm, &c, 1.0 * V * H * 2);
 	timeit("route + group", f_route, &c, 0);
 	int nj = n * K < E ? n * K : E;
-	timeit("moe gate/up +norm (all)", f_gu, &c, (double)nj * 2 * I * H * 2);
+	timeit("moe gate/up (all experts)", f_gu, &c, (double)nj * 2 * I * H * 2);
 	timeit("moe down + combine", f_down, &c, (double)nj * I * H * 2);
 	timeit("rmsnorm 2048", f_norm, &c, 0);
 	timeit("q/k norms, rope, kv store", f_prep, &c, 0);

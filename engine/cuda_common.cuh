@@ -26,24 +26,4 @@ __device__ float block_reduce(float v, float *sh)
 	return v;
 }
 
-// RMSNorm's scale of each of the m rows xp[t] (in floats), as k_rmsnorm
-// computes it with a block of 256 threads: 1 / sqrt(mean(x^2) + eps) into
-// sinv[t].  Every thread of the block must call it.
-template <int NM>
-__device__ void block_inv(const float *const *xp, int m, int in, float eps, float *sinv,
-			  float *sh)
-{
-	for (int t = 0; t < NM; t++) {
-		if (t >= m)
-			break;
-		float ss = 0;
-		for (int i = threadIdx.x; i < in; i += blockDim.x)
-			ss += xp[t][i] * xp[t][i];
-		ss = block_reduce<false>(ss, sh);
-		if (!threadIdx.x)
-			sinv[t] = 1.0f / sqrtf(ss / (float)in + eps);
-	}
-	__syncthreads();
-}
-
 #endif

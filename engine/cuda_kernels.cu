@@ -57,8 +57,6 @@ __global__ void k_rmsnorm(float *y, int ys, const float *x, int xs, const float 
 int eng_cu_rmsnorm(float *y, int ystride, const float *x, int xstride, const float *w,
 		   int n, int groups, int dim, float eps, void *stream)
 {
-	/* 256 threads whatever dim: the GEMVs that fold the norm in
-	 * (engine/cuda_moe.cu) reduce the same way, so the values agree. */
 	k_rmsnorm<<<dim3(n, groups), 256, 0, ST(stream)>>>(y, ystride, x, xstride, w, dim,
 							 eps);
 	return launched();

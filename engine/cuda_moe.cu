@@ -6,7 +6,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "engine/cuda_common.cuh"
 #include "engine/cuda_moe.h"
 
 #define ST(s) ((cudaStream_t)(s))
@@ -53,21 +52,13 @@ __device__ __forceinline__ void load8(const __nv_bfloat16 *w, float o[8])
 	o[6] = __uint_as_float(v.w << 16), o[7] = __uint_as_float(v.w & 0xffff0000u);
 }
 
-// Eight inputs at xr; with nw (the norm's weights at the same place), as the
-// RMSNorm of the row would give them: nw * (x * inv).
-__device__ __forceinline__ void load_x8(const float *xr, const float *nw, float inv, float o[8])
+// Eight inputs at xr.
+__device__ __forceinline__ void load_x8(const float *xr, float o[8])
 {
 	float4 a = *(const float4 *)xr, b = *(const float4 *)(xr + 4);
 
 	o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
 	o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
-	if (nw) {
-		float4 u = __ldg((const float4 *)nw), v = __ldg((const float4 *)nw + 1);
-		o[0] = u.x * (o[0] * inv), o[1] = u.y * (o[1] * inv);
-		o[2] = u.z * (o[2] * inv), o[3] = u.w * (o[3] * inv);
-		o[4] = v.x * (o[4] * inv), o[5] = v.y * (o[5] * inv);
-		o[6] = v.z * (o[6] * inv), o[7] = v.w * (o[7] * inv);
-	}
 }
 
 __device__ __forceinline__ float dot8(const float *w, const float *x, float s)
@@ -80,11 +71,10 @@ __device__ __forceinline__ float dot8(const float *w, const float *x, float s)
 }
 
 // acc[t] = w . xp[t] over in (a multiple of 8) for t < m <= NM; every lane
-// gets the totals.  The order of operations depends only on in.  With nw,
-// the inputs are normalised on the fly (scales sinv[t], see block_inv).
+// gets the totals.  The order of operations depends only on in.
 template <typename WT, int NM>
 __device__ __forceinline__ void warp_dot(const WT *w, int in, const float *const *xp, int m,
-					 float *acc, const float *nw, const float *sinv)
+					 float *acc)
 {
 	int lane = threadIdx.x & 31;
 
@@ -100,7 +90,7 @@ __device__ __forceinline__ void warp_dot(const WT *w, int in, const float *const
 		for (int t = 0; t < NM; t++) {
 			if (t >= m)
 				break;
-			load_x8(xp[t] + c, nw ? nw + c : NULL, nw ? sinv[t] : 1.0f, xv);
+			load_x8(xp[t] + c, xv);
 			acc[t] = dot8(wv, xv, acc[t]);
 		}
 	}
@@ -114,8 +104,7 @@ __device__ __forceinline__ void warp_dot(const WT *w, int in, const float *const
 // in flight); each row's sums come out exactly as warp_dot's.
 template <typename WT, int NM>
 __device__ __forceinline__ void warp_dot2(const WT *w0, const WT *w1, int in,
-					  const float *const *xp, int m, float *a0, float *a1,
-					  const float *nw, const float *sinv)
+					  const float *const *xp, int m, float *a0, float *a1)
 {
 	int lane = threadIdx.x & 31;
 
@@ -132,7 +121,7 @@ __device__ __forceinline__ void warp_dot2(const WT *w0, const WT *w1, int in,
 		for (int t = 0; t < NM; t++) {
 			if (t >= m)
 				break;
-			load_x8(xp[t] + c, nw ? nw + c : NULL, nw ? sinv[t] : 1.0f, xv);
+			load_x8(xp[t] + c, xv);
 			a0[t] = dot8(u, xv, a0[t]);
 			a1[t] = dot8(v, xv, a1[t]);
 		}
@@ -147,9 +136,8 @@ __device__ __forceinline__ void warp_dot2(const WT *w0, const WT *w1, int in,
 
 template <typename WT, int NM>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n, int in,
-		       int out, int add, const float *nw, float eps)
+		       int out, int add)
 {
-	__shared__ float sh[32], sinv[NM];
 	int r = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
 	const float *xp[NM];
 	float acc[NM];
@@ -157,11 +145,9 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
-	if (nw)
-		block_inv<NM>(xp, n, in, eps, sinv, sh);
 	if (r >= out)
 		return;
-	warp_dot<WT, NM>(w + (size_t)r * in, in, xp, n, acc, nw, sinv);
+	warp_dot<WT, NM>(w + (size_t)r * in, in, xp, n, acc);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < n && lane == t) {
@@ -175,9 +161,9 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 // partial sums added over the block in a fixed order.
 template <typename WT, int NM>
 __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const WT *w, int n,
-			     int in, int add, const float *nw, float eps)
+			     int in, int add)
 {
-	__shared__ float part[WARPS][NM], sh[32], sinv[NM];
+	__shared__ float part[WARPS][NM];
 	int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const WT *wr = w + (size_t)r * in;
 	const float *xp[NM];
@@ -188,8 +174,6 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 		acc[t] = 0.0f;
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
 	}
-	if (nw)
-		block_inv<NM>(xp, n, in, eps, sinv, sh);
 	for (int c = threadIdx.x * 8; c < in; c += 32 * WARPS * 8) {
 		float wv[8], xv[8];
 
@@ -198,7 +182,7 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 		for (int t = 0; t < NM; t++) {
 			if (t >= n)
 				break;
-			load_x8(xp[t] + c, nw ? nw + c : NULL, nw ? sinv[t] : 1.0f, xv);
+			load_x8(xp[t] + c, xv);
 			acc[t] = dot8(wv, xv, acc[t]);
 		}
 	}
@@ -238,8 +222,7 @@ static int rows_of(int m)
 	} while (0)
 
 extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
-			   int n, int in, int out, int add, const float *nw, float eps,
-			   void *stream)
+			   int n, int in, int out, int add, void *stream)
 {
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(in))
 		return (int)cudaErrorInvalidValue;
@@ -247,13 +230,13 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 	/* Few rows: too few warps to keep the memory busy one row each. */
 	if (out <= ENG_CU_SPLIT_ROWS) {
 #define SPLIT(T, N) k_gemv_split<T, N><<<out, 32 * WARPS, 0, ST(stream)>>>(y, ldy, x, ldx, \
-		(const T *)w, n, in, add, nw, eps)
+		(const T *)w, n, in, add)
 		DISPATCH(n, bf16, SPLIT);
 #undef SPLIT
 		return launched();
 	}
 #define GEMV(T, N) k_gemv<T, N><<<nb, 32 * WARPS, 0, ST(stream)>>>(y, ldy, x, ldx, \
-		(const T *)w, n, in, out, add, nw, eps)
+		(const T *)w, n, in, out, add)
 	DISPATCH(n, bf16, GEMV);
 #undef GEMV
 	return launched();
@@ -272,10 +255,9 @@ __device__ __forceinline__ void warp_argmax(float &v, int &i)
 	}
 }
 
-// One warp per row: the CPU's route() (softmax with a sequential sum, k
-// passes of argmax with ties to the lowest id, ids ascending), lanes sharing
-// the elementwise work; p is the warp's shared-memory copy of the row,
-// written back as the probabilities.
+// One warp per row: the CPU's route() (softmax, k passes of argmax with
+// ties to the lowest id, ids ascending), lanes sharing the work; p is the
+// warp's shared-memory copy of the row, written back as the probabilities.
 __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K, int norm)
 {
 	int lane = threadIdx.x & 31;
@@ -292,10 +274,10 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 		p[i] = expf(p[i] - mx);
 	__syncwarp();
 	float sum = 0;
-	if (!lane)
-		for (int i = 0; i < E; i++)
-			sum += p[i];
-	sum = __shfl_sync(0xffffffffu, sum, 0);
+	for (int i = lane; i < E; i += 32)
+		sum += p[i];
+	for (int o = 16; o > 0; o >>= 1)
+		sum += __shfl_xor_sync(0xffffffffu, sum, o);
 	for (int i = lane; i < E; i += 32)
 		pg[i] = p[i] = p[i] / sum;
 	__syncwarp();
@@ -398,9 +380,8 @@ __device__ __forceinline__ const WT *expert_w(struct eng_cu_grp g, const void *c
 
 template <typename WT, int NM>
 __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
-			 const void *const *tab, const void *w1, int j0, const float *nw, float eps)
+			 const void *const *tab, const void *w1, int j0)
 {
-	__shared__ float sh[32], sinv[NM];
 	int j = j0 + blockIdx.y, i = blockIdx.x * WARPS + (threadIdx.x >> 5);
 	int lane = threadIdx.x & 31;
 
@@ -413,11 +394,9 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = x + (size_t)g.row[st + (t < m ? t : 0)] * H;
-	if (nw)
-		block_inv<NM>(xp, m, H, eps, sinv, sh);
 	if (i >= I)
 		return;
-	warp_dot2<WT, NM>(w + (size_t)i * H, w + ((size_t)I + i) * H, H, xp, m, ga, ua, nw, sinv);
+	warp_dot2<WT, NM>(w + (size_t)i * H, w + ((size_t)I + i) * H, H, xp, m, ga, ua);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < m && lane == t)
@@ -440,7 +419,7 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-	warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc, NULL, NULL);
+	warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < m && lane == t)
@@ -466,7 +445,7 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 #pragma unroll
 		for (int t = 0; t < NM; t++)
 			xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-		warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc, NULL, NULL);
+		warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc);
 #pragma unroll
 		for (int t = 0; t < NM; t++)
 			if (t < m && lane == t)
@@ -503,13 +482,12 @@ static bool moe_args_ok(int H, int I, int mmax)
 
 extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 			     const void *const *tab, const void *w, int bf16, int j0, int nj,
-			     int mmax, const float *nw, float eps, void *stream)
+			     int mmax, void *stream)
 {
 	if (!moe_args_ok(H, I, mmax) || nj < 1 || (w && nj != 1))
 		return (int)cudaErrorInvalidValue;
 	dim3 grid((unsigned)((I + WARPS - 1) / WARPS), (unsigned)nj);
-#define GU(T, N) k_moe_gu<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(hb, x, H, I, g, tab, w, j0, \
-									  nw, eps)
+#define GU(T, N) k_moe_gu<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(hb, x, H, I, g, tab, w, j0)
 	DISPATCH(mmax, bf16, GU);
 #undef GU
 	return launched();

@@ -37,11 +37,9 @@ struct eng_cu_grp eng_cu_grp_at(void *base, int E, int entries);
 /* 1 when in (a row's length) suits the GEMV kernels. */
 int eng_cu_gemv_ok(int in);
 /* y[t][o] = (add ? y[t][o] : 0) + W[o] . x[t], t < n <= ENG_CU_GEMV_MAX;
- * W [out][in] (bf16 when bf16, else f32); y and x rows ldy, ldx apart.  With
- * nw (RMSNorm weights [in], eps), x[t] is RMS-normalised on the way in,
- * with exactly eng_cu_rmsnorm's values. */
+ * W [out][in] (bf16 when bf16, else f32); y and x rows ldy, ldx apart. */
 int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
-		int in, int out, int add, const float *nw, float eps, void *stream);
+		int in, int out, int add, void *stream);
 /* Softmax over each row's E logits in p (in place), top-k (ties to the
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */
@@ -51,10 +49,10 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
  * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
  * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up
  * [I][H], down [H][I]); each expert has at most mmax <= ENG_CU_GEMV_MAX
- * entries.  With nw, x rows are RMS-normalised on the way in (as eng_cu_gemv). */
+ * entries. */
 int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 		  const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
-		  const float *nw, float eps, void *stream);
+		  void *stream);
 /* eo[e][H] = down . hb[e] for the entries of experts j0 .. j0 + nj - 1. */
 int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 		    const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,

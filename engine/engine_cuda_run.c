@@ -34,37 +34,26 @@ static bool gemv_rows(int n, int in)
 	return n <= GMAX && eng_cu_gemv_ok(in);
 }
 
-/* Whether a chunk of n rows runs its GEMMs as GEMVs with the RMSNorms folded
- * in (no normalised copy of x is written). */
-static bool fused(const struct eng_cuda *g, int n)
+/* Whether a chunk of n rows runs all its GEMMs as GEMVs (the fast way's
+ * condition). */
+static bool all_gemv(const struct eng_cuda *g, int n)
 {
 	return n <= GMAX && g->gemv_dims;
 }
 
-/* What a layer's GEMMs read: x with its RMSNorm weights nw folded in, or
- * (nw NULL) rows already normalised. */
-struct lin {
-	const float *x, *nw;
-};
-
 /* y[n][out] (+)= x[n][in] . W[out][in]^T; f32 accumulation and output.  W in
- * bf16 when bf16.  add: y += (y must not alias x).  A folded norm (a.nw)
- * needs the GEMV path. */
-static int gemm(struct eng_cuda *g, float *y, struct lin a, const void *w, int bf16, int n,
+ * bf16 when bf16.  add: y += (y must not alias x). */
+static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int bf16, int n,
 		int in, int out, int add)
 {
 	const float one = 1.0f, beta = add ? 1.0f : 0.0f;
 	cudaDataType_t t = bf16 && g->act16 ? CUDA_R_16BF : CUDA_R_32F;
-	const float *x = a.x;
 	const void *b = x;
 
 	if (gemv_rows(n, in)) {
-		KR(eng_cu_gemv(y, out, x, in, w, bf16, n, in, out, add, a.nw,
-			       (float)g->m->cfg.rms_eps, g->st));
+		KR(eng_cu_gemv(y, out, x, in, w, bf16, n, in, out, add, g->st));
 		return 0;
 	}
-	if (a.nw)
-		return -EINVAL;
 	if (bf16 && g->act16) {
 		KR(eng_cu_to_bf16(g->xb, x, (size_t)n * in, g->st));
 		b = g->xb;
@@ -127,28 +116,25 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 	return 0;
 }
 
-/* Expert j of the groups (weights w, m rows from entry at; input a) into
- * eo.  More than GMAX rows (prefill): cuBLAS on the normalised rows. */
-static int expert_ffn(struct eng_cuda *g, struct lin a, int j, const void *w, int at, int m)
+/* Expert j of the groups (weights w, m rows from entry at) into eo; more
+ * than GMAX rows (prefill) through cuBLAS. */
+static int expert_ffn(struct eng_cuda *g, int j, const void *w, int at, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, rc;
-	float eps = (float)c->rms_eps;
 
 	if (gemv_rows(m, H) && eng_cu_gemv_ok(I)) {
-		KR(eng_cu_moe_gu(g->hb, a.x, H, I, g->dg, NULL, w, b, j, 1, m, a.nw, eps, g->st));
+		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
 		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
 		return 0;
 	}
-	if (a.nw)
-		return -EINVAL;
 	float *hj = g->hb + (size_t)at * I;
-	KR(eng_cu_gather(g->xe, a.x, g->dg.row + at, m, H, g->st));
-	if ((rc = gemm(g, g->gu, (struct lin){g->xe, NULL}, w, b, m, H, 2 * I, 0)))
+	KR(eng_cu_gather(g->xe, g->xn, g->dg.row + at, m, H, g->st));
+	if ((rc = gemm(g, g->gu, g->xe, w, b, m, H, 2 * I, 0)))
 		return rc;
 	KR(eng_cu_silu_mul(hj, g->gu, m, I, g->st));
 	const void *down = (const char *)w + (size_t)2 * I * H * (b ? 2 : 4);
-	return gemm(g, g->eo + (size_t)at * H, (struct lin){hj, NULL}, down, b, m, I, H, 0);
+	return gemm(g, g->eo + (size_t)at * H, hj, down, b, m, I, H, 0);
 }
 
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
@@ -183,7 +169,7 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int run, int *acq)
 /* Runs the grouped experts in ascending order, acquiring ahead as far as the
  * slots allow; each is released once its kernels are queued (the release
  * records them as the slot's last use: a reload waits for them). */
-static int experts(struct eng_cuda *g, struct lin a, int ml)
+static int experts(struct eng_cuda *g, int ml)
 {
 	struct eng_cu_grp hg = g->hg;
 	int nx = *hg.nact, acq = 0, run = 0, rc = 0;
@@ -193,7 +179,7 @@ static int experts(struct eng_cuda *g, struct lin a, int ml)
 	while (run < nx && !rc) {
 		if ((rc = acquire_ahead(g, ml, nx, run, &acq)))
 			break;
-		rc = expert_ffn(g, a, run, g->xw[run], hg.start[run], hg.cnt[run]);
+		rc = expert_ffn(g, run, g->xw[run], hg.start[run], hg.cnt[run]);
 		if (g->src.release)
 			g->src.release(g->src.ctx, ml, g->xid[run]);
 		run++;
@@ -206,13 +192,13 @@ static int experts(struct eng_cuda *g, struct lin a, int ml)
 
 /* A MoE layer through the expert source; adds into x. */
 static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
-	       const struct eng_cuda_row *rows, struct lin a, int ml, int n)
+	       const struct eng_cuda_row *rows, int ml, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, E = g->E, K = g->K, rc, mmax;
 	size_t nk = (size_t)n * K;
 
-	if ((rc = gemm(g, g->rlog, a, d->router, 0, n, H, E, 0)))
+	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
 		return rc;
 	KR(eng_cu_route(g->rlog, g->rid, g->rw, n, E, K, c->norm_topk_prob, g->dg, 0, g->st));
 	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
@@ -221,7 +207,7 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
-	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, a, ml)))
+	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, ml)))
 		return rc;
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg, (int)nk, n, g->st));
 	return 0;
@@ -229,7 +215,7 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 
 /* A MoE layer of a fast step: everything on the GPU, routes recorded for
  * the hooks. */
-static int moe_fast(struct eng_cuda *g, const struct dlayer *d, struct lin a, int ml, int n)
+static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, E = g->E, K = g->K, I = c->moe_intermediate_size, b = g->src.bf16;
@@ -237,45 +223,31 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, struct lin a, in
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
 
-	if ((rc = gemm(g, g->rlog, a, d->router, 0, n, H, E, 0)))
+	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
 		return rc;
 	KR(eng_cu_route(g->rlog, g->fr_id + at, g->fr_w + at, n, E, K, c->norm_topk_prob,
 			g->dg, 1, g->st));
-	KR(eng_cu_moe_gu(g->hb, a.x, H, I, g->dg, tab, NULL, b, 0, nj, n, a.nw,
-			 (float)c->rms_eps, g->st));
+	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, n, g->st));
 	KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, K, g->st));
 	return 0;
 }
 
 /* q/k/v in one GEMM; the family's q/k norms, clipping, RoPE and the KV
  * store in one kernel; attention; the output projection added into x. */
-static int attn(struct eng_cuda *g, const struct dlayer *d, struct lin a, int li, int n)
+static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, hd = c->head_dim, D = g->D, qd = g->qd, rc;
 	int norm = c->family == LD_OLMOE ? 1 : c->family == LD_QWEN3_MOE ? 2 : 0;
 
-	if ((rc = gemm(g, g->qkv, a, d->qkv, g->bf16, n, H, D, 0)))
+	if ((rc = gemm(g, g->qkv, g->xn, d->qkv, g->bf16, n, H, D, 0)))
 		return rc;
 	KR(eng_cu_qk_prep(g->q, g->qkv, D, c->n_heads, c->n_kv_heads, hd, norm, d->q_norm,
 			  d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
 			  g->inv_freq, &g->rows, li, n, g->st));
 	KR(eng_cu_attention(g->att, g->q, qd, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd,
 			    g->scores, g->max_ctx, g->st));
-	return gemm(g, g->x, (struct lin){g->att, NULL}, d->o, g->bf16, n, qd, H, 1);
-}
-
-/* The input of a GEMM after RMSNorm nw of x: folded into the GEMVs, or
- * (more rows) written to xn first. */
-static int norm_in(struct eng_cuda *g, const float *nw, int n, struct lin *a)
-{
-	*a = (struct lin){g->x, nw};
-	if (fused(g, n))
-		return 0;
-	KR(eng_cu_rmsnorm(g->xn, g->H, g->x, g->H, nw, n, 1, g->H, (float)g->m->cfg.rms_eps,
-			  g->st));
-	*a = (struct lin){g->xn, NULL};
-	return 0;
+	return gemm(g, g->x, g->att, d->o, g->bf16, n, qd, H, 1);
 }
 
 /* One layer; h and rows NULL: the fast step's MoE. */
@@ -286,22 +258,23 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 	const struct ld_layer *L = &g->m->layers[li];
 	const struct dlayer *d = &g->L[li];
 	int H = g->H, I = c->intermediate_size, rc;
-	struct lin a;
+	float eps = (float)c->rms_eps;
 
-	if ((rc = norm_in(g, d->attn_norm, n, &a)) || (rc = attn(g, d, a, li, n)) ||
-	    (rc = norm_in(g, d->mlp_norm, n, &a)))
+	KR(eng_cu_rmsnorm(g->xn, H, g->x, H, d->attn_norm, n, 1, H, eps, g->st));
+	if ((rc = attn(g, d, li, n)))
 		return rc;
+	KR(eng_cu_rmsnorm(g->xn, H, g->x, H, d->mlp_norm, n, 1, H, eps, g->st));
 	if (L->moe_index >= 0 && !h)
-		return moe_fast(g, d, a, L->moe_index, n);
+		return moe_fast(g, d, L->moe_index, n);
 	if (L->moe_index >= 0) {
 		if (h->before_moe)
 			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
-		return moe(g, h, d, rows, a, L->moe_index, n);
+		return moe(g, h, d, rows, L->moe_index, n);
 	}
-	if ((rc = gemm(g, g->gu, a, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
+	if ((rc = gemm(g, g->gu, g->xn, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
 		return rc;
 	KR(eng_cu_silu_mul(g->h, g->gu, n, I, g->st));
-	return gemm(g, g->x, (struct lin){g->h, NULL}, d->mlp_down, g->bf16, n, I, H, 1);
+	return gemm(g, g->x, g->h, d->mlp_down, g->bf16, n, I, H, 1);
 }
 
 /* Final norm and lm_head for the m rows that want logits (drow->sel), queued. */
@@ -311,12 +284,9 @@ static int head(struct eng_cuda *g, int m)
 	int H = g->H, V = c->vocab_size;
 
 	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	if (fused(g, m))
-		return gemm(g, g->logits, (struct lin){g->xe, g->final_norm}, g->lm_head, g->bf16,
-			    m, H, V, 0);
 	KR(eng_cu_rmsnorm(g->xn, H, g->xe, H, g->final_norm, m, 1, H, (float)c->rms_eps,
 			  g->st));
-	return gemm(g, g->logits, (struct lin){g->xn, NULL}, g->lm_head, g->bf16, m, H, V, 0);
+	return gemm(g, g->logits, g->xn, g->lm_head, g->bf16, m, H, V, 0);
 }
 
 /* The logits of the m selected rows to the host, after a synchronize. */
@@ -371,7 +341,7 @@ static bool fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
 
-	if (!g->graphs || m != n || h->override_route || !g->src.resident_all || !fused(g, n))
+	if (!g->graphs || m != n || h->override_route || !g->src.resident_all || !all_gemv(g, n))
 		return false;
 	if (!g->htab) {
 		const void *const *t = g->src.resident_all(g->src.ctx);
