@@ -56,10 +56,11 @@ def load(cfg_path, moed_paths, hf_path):
     return cfg, rows, hf
 
 
-def roofline(cfg, res):
+def roofline(cfg, res, a16=None):
     dm, db, em, eb = weights(cfg, res["expert_bytes"])
     L, K = res["layers"], res["top_k"]
-    a16 = res["decode_b16"]["acquires_per_token"] * 16
+    if a16 is None:
+        a16 = res["decode_b16"]["acquires_per_token"] * 16
     roof = {
         "b1_bytes_moed": dm + L * K * em, "b1_bytes_bf16": db + L * K * eb,
         "b16_bytes_moed": dm + a16 * em, "b16_bytes_bf16": db + a16 * eb,
@@ -77,16 +78,27 @@ def analyse(cfg, rows):
     is measured against the last resident row of its routing before it."""
     out = {}
     res = {}
+    # A resident row on the CUDA fast path counted top_k hits per token and
+    # layer (engines before this fix), not one per distinct expert: take the
+    # distinct experts of a b16 step from a no-prefetch budget row of the same
+    # routing instead (same tokens, so the same experts; acquires count them).
+    a16 = {}
+    for r in rows:
+        if r["frac"] < 1 and r.get("prefetch") == "none" and r["routing"] not in a16:
+            a16[r["routing"]] = r["decode_b16"]["acquires_per_token"] * 16
+    def roof_of(r):
+        fast = r.get("fast_calls", 0) > 0
+        return roofline(cfg, r, a16.get(r["routing"]) if fast else None)
     for r in rows:
         rt = r["routing"]
         if r["frac"] >= 1:
             res[rt] = r
             if rt not in out:
-                out[rt] = (roofline(cfg, r), [])
+                out[rt] = (roof_of(r), [])
         if rt not in res:
             continue
         base = res[rt]
-        roof = roofline(cfg, base)
+        roof = roof_of(base)
         e = {"r": r}
         for ph in ("decode_b1", "decode_b16", "prefill"):
             bpt = r[ph]["bytes_per_token"]
@@ -123,7 +135,8 @@ def roof_table(roof, r):
               f"{fmt(roof[b + '_bytes_bf16'] / 1e9, 3)} GB | {fmt(roof[b + '_roof_moed'])} | "
               f"{fmt(roof[b + '_roof_bf16'])} |")
     print(f"\n(b16: {fmt(roof['b16_experts_per_step'], 2)} distinct experts per step, "
-          "measured in the resident run.)\n")
+          "measured in the resident run; when that run took the CUDA fast path, in the "
+          "first no-prefetch budget run of the same routing, which gives the same tokens.)\n")
 
 
 def row_table(rt, entries):

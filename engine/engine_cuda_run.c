@@ -354,6 +354,21 @@ static bool fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
 	return true;
 }
 
+/* Distinct ids among ids[0..n) (each < 1024). */
+static int distinct(const int *ids, int n)
+{
+	uint32_t seen[1024 / 32] = {0};
+	int d = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint32_t b = 1u << (ids[i] & 31);
+
+		d += !(seen[ids[i] >> 5] & b);
+		seen[ids[i] >> 5] |= b;
+	}
+	return d;
+}
+
 /* The hooks of a fast step: before_moe of every layer ahead of it, the
  * routes after it. */
 static double mono(void)
@@ -421,8 +436,9 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		tm[2] = mono();
 	g->fast_steps++;
 	for (int ml = 0; ml < c->n_moe_layers; ml++) {
-		if (g->src.note_hits)
-			g->src.note_hits(g->src.ctx, ml, n * K);
+		if (g->src.note_hits)   /* one per expert used, as acquires count */
+			g->src.note_hits(g->src.ctx, ml,
+					 distinct(g->hfr_id + (size_t)ml * GMAX * K, n * K));
 		for (int t = 0; t < n && h->on_route; t++) {
 			size_t at = ((size_t)ml * GMAX + t) * K;
 			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
