@@ -26,49 +26,9 @@
 
 #include "loader/backend.h"
 #include "loader/cache.h"
+#include "loader/cache_int.h"
 #include "loader/safetensors.h"
 #include "loader/store.h"
-
-enum { S_EMPTY, S_LOADING, S_READY };
-
-struct slot {
-	int layer, expert;         /* -1 when empty */
-	int state;
-	int use;                   /* acquires not yet released */
-	int pins;                  /* cache_pin */
-	int ppins;                 /* prefetch pins */
-	int fail_rc;               /* why the last load failed */
-	bool by_prefetch;          /* loaded by prefetch, not acquired yet */
-	bool checking;             /* this load checks the checksum */
-	uint64_t t_insert, t_use, freq;
-	struct ld_ticket ticket;
-};
-
-struct cache {
-	struct cache_opts o;
-	pthread_mutex_t mu;
-	struct slot *slots;
-	int *map;                  /* [n_layers * n_experts] -> slot, -1 */
-	uint8_t *verified;         /* per expert: checksum already checked once */
-	struct cache_stats *st;    /* [n_layers] */
-	uint64_t tick;
-	size_t n_loading;
-	bool sim, be_verify, host_ptr;
-	bool dev_ptr;              /* slots are device memory (LD_BE_DEV_PTR) */
-	bool bf16;                 /* bf16 store: slots hold bf16 */
-	const void **dtab;         /* resident_all's table, once all are ready */
-	char err[512];
-};
-
-static size_t key(const struct cache *c, int layer, int expert)
-{
-	return (size_t)layer * (size_t)c->o.n_experts + (size_t)expert;
-}
-
-static bool valid(const struct cache *c, int layer, int expert)
-{
-	return layer >= 0 && layer < c->o.n_layers && expert >= 0 && expert < c->o.n_experts;
-}
 
 static double now(void)
 {
@@ -139,7 +99,7 @@ static void complete(struct cache *c, struct slot *s, struct ld_ticket t, int rc
 		fail_slot(c, s, rc);
 }
 
-static void reap(struct cache *c)
+void cache_reap(struct cache *c)
 {
 	struct ld_backend *be = c->o.backend;
 
@@ -151,8 +111,7 @@ static void reap(struct cache *c)
 	}
 }
 
-/* Waits (mutex dropped) until slot s's load is over; 0 when it is ready. */
-static int wait_loaded(struct cache *c, struct slot *s, int layer)
+int cache_wait_loaded(struct cache *c, struct slot *s, int layer)
 {
 	while (s->state == S_LOADING) {
 		struct ld_ticket t = s->ticket;
@@ -209,7 +168,7 @@ static int victim(struct cache *c, bool steal)
 	int found = -1;
 
 	if (c->n_loading)
-		reap(c);
+		cache_reap(c);
 	for (size_t i = 0; i < c->o.n_slots; i++) {
 		const struct slot *s = &c->slots[i];
 		if (s->use || s->pins || (s->ppins && !steal))
@@ -275,7 +234,7 @@ static int wait_any_unpinned(struct cache *c, int layer)
 		if (s->state != S_LOADING || s->use || s->pins)
 			continue;
 		s->use++;
-		wait_loaded(c, s, layer);
+		cache_wait_loaded(c, s, layer);
 		s->use--;
 		return 0;
 	}
@@ -365,7 +324,7 @@ static int acquire(struct cache *c, int layer, int expert, bool ahead, const flo
 	if (s->state == S_LOADING && c->o.backend->ops->stream_wait)
 		complete(c, s, s->ticket, c->o.backend->ops->stream_wait(c->o.backend,
 									   s->ticket));
-	if (s->state == S_LOADING && (rc = wait_loaded(c, s, layer))) {
+	if (s->state == S_LOADING && (rc = cache_wait_loaded(c, s, layer))) {
 		s->use--;
 		goto out;
 	}
@@ -459,169 +418,6 @@ int cache_resident(const struct cache *c, int layer, int expert)
 	r = c->map[key(c, layer, expert)] >= 0;
 	pthread_mutex_unlock(&m->mu);
 	return r;
-}
-
-static void add_stats(struct cache_stats *d, const struct cache_stats *s)
-{
-	d->hits += s->hits;
-	d->misses += s->misses;
-	d->prefetched_used += s->prefetched_used;
-	d->prefetched_unused += s->prefetched_unused;
-	d->evictions += s->evictions;
-	d->loads += s->loads;
-	d->bytes_loaded += s->bytes_loaded;
-	d->stall_seconds += s->stall_seconds;
-	d->prefetch_nospace += s->prefetch_nospace;
-	d->pin_steals += s->pin_steals;
-}
-
-void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s)
-{
-	struct cache *m = (struct cache *)c;
-
-	memset(s, 0, sizeof(*s));
-	if (layer >= c->o.n_layers)
-		return;
-	pthread_mutex_lock(&m->mu);
-	for (int l = 0; l < c->o.n_layers; l++)
-		if (layer < 0 || l == layer)
-			add_stats(s, &c->st[l]);
-	pthread_mutex_unlock(&m->mu);
-}
-
-void cache_reset_stats(struct cache *c)
-{
-	pthread_mutex_lock(&c->mu);
-	memset(c->st, 0, (size_t)c->o.n_layers * sizeof(*c->st));
-	pthread_mutex_unlock(&c->mu);
-}
-
-void cache_last_error(const struct cache *c, char *buf, size_t n)
-{
-	struct cache *m = (struct cache *)c;
-
-	pthread_mutex_lock(&m->mu);
-	snprintf(buf, n, "%s", c->err);
-	pthread_mutex_unlock(&m->mu);
-}
-
-static int src_acquire(void *ctx, int layer, int expert, const float **w)
-{
-	return cache_acquire(ctx, layer, expert, w);
-}
-
-static int src_acquire_ahead(void *ctx, int layer, int expert, const float **w)
-{
-	return cache_acquire_ahead(ctx, layer, expert, w);
-}
-
-static void src_release(void *ctx, int layer, int expert)
-{
-	cache_release(ctx, layer, expert);
-}
-
-int cache_run_expert(struct cache *c, int layer, int expert, const float *x, int n,
-		     int hidden, int inter, float *out)
-{
-	struct ld_backend *be = c->o.backend;
-	int si, rc;
-
-	if (!valid(c, layer, expert) || c->sim || !be->ops->run_expert)
-		return valid(c, layer, expert) ? -ENOTSUP : -EINVAL;
-	pthread_mutex_lock(&c->mu);
-	si = c->map[key(c, layer, expert)];
-	/* Only between acquire and release: the use count keeps the slot. */
-	rc = si >= 0 && c->slots[si].use > 0 && c->slots[si].state == S_READY ? 0 : -EINVAL;
-	pthread_mutex_unlock(&c->mu);
-	if (rc == 0)
-		rc = be->ops->run_expert(be, (size_t)si, x, n, hidden, inter, out);
-	if (rc < 0) {
-		pthread_mutex_lock(&c->mu);
-		snprintf(c->err, sizeof(c->err), "%s backend: layer %d expert %d: expert run "
-			 "failed: %s", ld_backend_name(be), layer, expert, strerror(-rc));
-		pthread_mutex_unlock(&c->mu);
-	}
-	return rc;
-}
-
-static int src_run(void *ctx, int layer, int expert, const float *x, int n, int hidden,
-		   int inter, float *out)
-{
-	return cache_run_expert(ctx, layer, expert, x, n, hidden, inter, out);
-}
-
-/* The table of every expert's device pointer, built once all are ready in a
- * pool that holds them all (nothing can be evicted after that). */
-static const void *const *src_resident_all(void *ctx)
-{
-	struct cache *c = ctx;
-	size_t nk = (size_t)c->o.n_layers * (size_t)c->o.n_experts;
-	const void **t = NULL;
-
-	pthread_mutex_lock(&c->mu);
-	if (c->dtab || c->o.n_slots < nk)
-		goto out;
-	if (c->n_loading)
-		reap(c);
-	for (size_t k = 0; k < nk; k++)
-		if (c->map[k] < 0 || c->slots[c->map[k]].state != S_READY)
-			goto out;
-	if (!(t = malloc(nk * sizeof(*t))))
-		goto out;
-	for (size_t k = 0; k < nk; k++)
-		t[k] = c->o.backend->ops->slot_ptr(c->o.backend, (size_t)c->map[k]);
-	c->dtab = t;
-out:
-	pthread_mutex_unlock(&c->mu);
-	return c->dtab;
-}
-
-static void src_note_hits(void *ctx, int layer, int n)
-{
-	struct cache *c = ctx;
-
-	pthread_mutex_lock(&c->mu);
-	c->st[layer].hits += (uint64_t)n;
-	pthread_mutex_unlock(&c->mu);
-}
-
-int cache_load_all(struct cache *c)
-{
-	int rc = 0;
-
-	if (c->o.n_slots < (size_t)c->o.n_layers * (size_t)c->o.n_experts)
-		return -ENOSPC;
-	for (int l = 0; l < c->o.n_layers && !rc; l++)
-		for (int x = 0; x < c->o.n_experts && !rc; x++)
-			rc = cache_prefetch(c, l, x);
-	cache_unpin_all(c);
-	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < c->o.n_slots && !rc; i++) {
-		if (!c->sim && c->slots[i].state == S_LOADING)
-			rc = wait_loaded(c, &c->slots[i], c->slots[i].layer);
-		c->slots[i].by_prefetch = false;   /* a warm-up, not a prediction */
-	}
-	pthread_mutex_unlock(&c->mu);
-	return rc;
-}
-
-struct ld_expert_src cache_expert_src(struct cache *c)
-{
-	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release, .ctx = c};
-
-	if (!c->sim && c->o.backend->ops->run_expert)
-		s.run = src_run;
-
-	if (c->dev_ptr) {
-		s.acquire_ahead = src_acquire_ahead;
-		s.bf16 = c->bf16;
-		s.resident_all = src_resident_all;
-		s.note_hits = src_note_hits;
-		s.mem = LD_EXPERT_CUDA;
-		s.device = c->o.backend->dev_index;
-		s.stream = c->o.backend->dev_stream;
-	}
-	return s;
 }
 
 /* ---- open / close ---- */
@@ -719,7 +515,7 @@ void cache_close(struct cache *c)
 		for (size_t i = 0; i < c->o.n_slots; i++)
 			if (c->slots[i].state == S_LOADING) {
 				c->slots[i].use++;
-				wait_loaded(c, &c->slots[i], c->slots[i].layer);
+				cache_wait_loaded(c, &c->slots[i], c->slots[i].layer);
 			}
 		pthread_mutex_unlock(&c->mu);
 		c->o.backend->ops->pool_free(c->o.backend);

@@ -451,6 +451,36 @@ START_TEST(host_contents)
 }
 END_TEST
 
+/* cache_load_all: every expert loaded once, after which acquires only hit;
+ * refused without a slot for each.  The host backend has no device table. */
+START_TEST(host_load_all)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache(CACHE_LRU, 15, &be, false);
+	struct cache_stats s;
+
+	ck_assert_int_eq(cache_load_all(c), -ENOSPC);
+	host_done(c, be);
+	c = host_cache(CACHE_LRU, 16, &be, false);
+	ck_assert_int_eq(cache_load_all(c), 0);
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.loads, 16);
+	ck_assert_uint_eq(s.hits + s.misses, 0);
+	for (int l = 0; l < 2; l++)
+		for (int e = 0; e < 8; e++) {
+			ck_assert(cache_resident(c, l, e));
+			check_use(c, l, e);
+		}
+	cache_get_stats(c, -1, &s);
+	ck_assert_uint_eq(s.hits, 16);
+	ck_assert_uint_eq(s.misses, 0);
+	ck_assert_uint_eq(s.prefetched_used, 0);   /* a warm-up is not a prediction */
+	ck_assert_uint_eq(s.loads, 16);
+	ck_assert_ptr_null(cache_expert_src(c).resident_all);
+	host_done(c, be);
+}
+END_TEST
+
 START_TEST(host_one_slot)
 {
 	struct ld_backend *be;
@@ -670,6 +700,7 @@ int main(void)
 	tcase_set_timeout(th, 240);
 	tcase_add_loop_test(th, host_contents, CACHE_FIFO, CACHE_BELADY + 1);
 	tcase_add_test(th, host_one_slot);
+	tcase_add_test(th, host_load_all);
 	tcase_add_test(th, host_prefetch);
 	tcase_add_test(th, host_corrupt);
 	tcase_add_test(th, host_corrupt_noverify_backend);

@@ -215,6 +215,8 @@ START_TEST(fixtures)
 	struct ref_fixture f;
 	struct world w;
 
+	uint64_t acquires = 0;
+
 	ref_load(name, &f);
 	for (int pass = 0; pass < 2; pass++) {
 		/* 0: through the cache (graphs off: once the prompts have loaded
@@ -225,8 +227,16 @@ START_TEST(fixtures)
 		unsetenv("MOED_CUDA_GRAPHS");
 		for (int i = 0; i < f.n_cases; i++)
 			check_case(&w, name, &f.cases[i]);
-		printf("cuda %s: %llu fast steps\n", name,
-		       (unsigned long long)eng_fast_steps(w.e));
+		struct cache_stats st;
+		cache_get_stats(w.c, -1, &st);
+		printf("cuda %s: %llu fast steps, %llu acquires\n", name,
+		       (unsigned long long)eng_fast_steps(w.e),
+		       (unsigned long long)(st.hits + st.misses));
+		/* The fast way counts one hit per expert used, as acquires do. */
+		if (!pass)
+			acquires = st.hits + st.misses;
+		else
+			ck_assert_uint_eq(st.hits + st.misses, acquires);
 		if (pass)
 			ck_assert_uint_gt(eng_fast_steps(w.e), 0);
 		else
