@@ -1,11 +1,13 @@
 /* The CUDA engine's small-batch kernels (engine/cuda_moe.cu), callable from
  * C: GEMV on bf16 or f32 weights for up to ENG_CU_GEMV_MAX rows, the MoE
  * layer's routing, grouping and expert FFNs.  Activations f32, f32
- * accumulation.  Each dot product runs in one warp in a fixed order (lane l
- * takes elements [8 c + 0, 8 c + 8) for c = l, l + 32, ...; then a butterfly
- * over the lanes), whatever the number of rows or experts in the launch, so
- * a single expert launched alone and all of a layer's experts launched at
- * once give the same bits; f32 and bf16 weights of equal value too.
+ * accumulation.  Each dot product runs in a fixed order that depends only on
+ * the shape: in one warp (lane l takes elements [8 c, 8 c + 8) for c = l,
+ * l + 32, ...; then a butterfly over the lanes), or, for a GEMV with few
+ * output rows, over one block.  So the number of rows or experts in a launch
+ * does not change the bits: a single expert launched alone and all of a
+ * layer's experts launched at once agree, and so do f32 and bf16 weights of
+ * equal value.
  * Launchers return the launch's cudaError_t as an int. */
 #ifndef ENG_CUDA_MOE_H
 #define ENG_CUDA_MOE_H

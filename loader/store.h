@@ -1,6 +1,7 @@
 /* The pack store (host tier): every expert of a model in f32 (the CPU
- * engine's dtype) or, for a bf16 checkpoint, bf16 (the CUDA backend widens
- * on load: half the PCIe bytes), one contiguous 4096-aligned block per expert, behind a header with
+ * engine's dtype) or, for a bf16 checkpoint, bf16 (for the CUDA backend, whose
+ * slots and kernels take bf16: half the PCIe and HBM bytes), one contiguous
+ * 4096-aligned block per expert, behind a header with
  * the format version, a hash of the source model, a layout table and
  * checksums.  Format: loader/PACK_FORMAT.md.
  *

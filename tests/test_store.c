@@ -373,7 +373,7 @@ END_TEST
 
 /* bf16 experts: half the bytes, the same values; ensure repacks to the
  * dtype asked for; an f32 checkpoint cannot be packed as bf16; the host
- * backend (no widening) refuses a bf16 store. */
+ * backend (f32 slots only) refuses a bf16 store. */
 START_TEST(bf16_pack)
 {
 	char dir[512], path[512];
