@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench/bench_route.h"
+#include "loader/clock.h"
 
 const char *const br_mode_name[BR_N] = {"none", "all", "freq", "cepr", "oracle"};
 
@@ -282,19 +282,11 @@ int br_trace_check(const struct pred_trace *t, const char *path, int L, int E, i
 	return 0;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void br_res_start(const struct br_ctx *r, struct br_res *x)
 {
 	cache_get_stats(r->ca, -1, &x->s);
 	x->n_pf = r->n_pf;
-	x->secs = now();
+	x->secs = ld_now();
 }
 
 void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens)
@@ -302,7 +294,7 @@ void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens)
 	struct cache_stats s;
 
 	cache_get_stats(r->ca, -1, &s);
-	x->secs = now() - x->secs;
+	x->secs = ld_now() - x->secs;
 	x->tokens = tokens;
 	x->n_pf = r->n_pf - x->n_pf;
 	x->s.hits = s.hits - x->s.hits;

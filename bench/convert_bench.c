@@ -7,17 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "loader/clock.h"
 #include "loader/safetensors.h"
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {
@@ -38,19 +30,19 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < cols; i++)
 		x[i] = (float)rand() / RAND_MAX;
-	t0 = now();
+	t0 = ld_now();
 	for (int r = 0; r < reps; r++) {
 		cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1, w, cols, x, 1, 0, y, 1);
 		sink += y[r % rows];
 	}
-	f32_s = (now() - t0) / reps;
-	t0 = now();
+	f32_s = (ld_now() - t0) / reps;
+	t0 = ld_now();
 	for (int r = 0; r < reps; r++) {
 		ld_to_f32(tmp, wb, LD_BF16, n);
 		cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1, tmp, cols, x, 1, 0, y, 1);
 		sink += y[r % rows];
 	}
-	bf16_s = (now() - t0) / reps;
+	bf16_s = (ld_now() - t0) / reps;
 	printf("gemv %dx%d, %d reps: f32 weights %.1f us; bf16 converted per use %.1f us; "
 	       "ratio %.2f (checksum %.3f)\n", rows, cols, reps, f32_s * 1e6, bf16_s * 1e6,
 	       bf16_s / f32_s, sink);

@@ -67,7 +67,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_CUDA
@@ -78,6 +77,7 @@
 #include "bench/bench_route.h"
 #include "engine/sample.h"
 #include "loader/backend.h"
+#include "loader/clock.h"
 #include "loader/store.h"
 
 #define NSEQ 17                /* seq 0: batch-1 decode; 1..16: batch decode */
@@ -113,14 +113,6 @@ struct run {
 	int same;
 	int gen[NSEQ][MAXPOS];
 };
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int tok(int i, int V)
 {
@@ -419,7 +411,7 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	float *logits = malloc((size_t)BATCH * b->V * sizeof(float));
 	struct br_res pre = {0}, d1 = {0}, db = {0}, w;
 	int pam[8] = {0}, rv = -ENOMEM;
-	double t0 = now();
+	double t0 = ld_now();
 	char err[256];
 
 	if (!r || !logits || (rv = br_init(&r->h, b->L, b->E, b->K)))
@@ -438,7 +430,7 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	if (!strcmp(b->o.backend, "cuda"))
 		cudaDeviceSynchronize();
 #endif
-	double setup = now() - t0;
+	double setup = ld_now() - t0;
 	r->h.record = frac >= 1;
 	if ((rv = prefill(r, logits, &pre, pam)) ||
 	    (rv = decode(r, 1, 0, 0, PROMPT, b->o.w1, b->o.s1, logits, &d1)) ||
@@ -511,14 +503,14 @@ static int open_all(struct bench *b)
 	}
 	memset(b->rec, 0xff, (size_t)NSEQ * MAXPOS * b->L * b->K * sizeof(int));
 	memset(b->ref, 0xff, sizeof(b->ref));
-	t = now();
+	t = ld_now();
 #ifdef HAVE_CUDA
 	if (!strcmp(b->o.backend, "cuda"))
 		rv = ld_backend_cuda_open(0, 0, &b->be, err, sizeof(err));
 	else
 #endif
 		rv = ld_backend_open(b->o.backend, &b->be, err, sizeof(err));
-	b->be_secs = now() - t;
+	b->be_secs = ld_now() - t;
 	if (!rv)
 		return 0;
 fail:
@@ -545,7 +537,7 @@ static int run_all(struct bench *b)
 			for (int f = 0; f < o->n_fracs && !rv; f++) {
 				if (o->fracs[f] >= 1)
 					continue;
-				if (o->deadline > 0 && now() - b->t0 > o->deadline) {
+				if (o->deadline > 0 && ld_now() - b->t0 > o->deadline) {
 					printf("| %s | %s | %s | %.1f%% | skipped: past --deadline "
 					       "%.0f s |\n", b->routing, cache_policy_name(pol),
 					       br_mode_name[m], 100 * o->fracs[f], o->deadline);
@@ -568,10 +560,10 @@ int main(int argc, char **argv)
 		free(b);
 		return 2;
 	}
-	b->t0 = now();
+	b->t0 = ld_now();
 	if (!(rv = open_all(b))) {
 		fprintf(stderr, "cuda_bench: model, store and backend open (%.2f s, backend %.2f s)"
-			"; routing %s\n", now() - b->t0, b->be_secs, b->routing);
+			"; routing %s\n", ld_now() - b->t0, b->be_secs, b->routing);
 		printf("| routing | policy | prefetch | budget (slots) | prefill tok/s (%dx%d) "
 		       "| decode tok/s b1 | decode tok/s b%d | H2D MiB/token b1 "
 		       "| H2D MiB/token b%d | hit rate b1 | tokens = resident |\n"

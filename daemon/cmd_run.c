@@ -5,13 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "daemon/cmds.h"
 #include "daemon/config.h"
 #include "daemon/rt.h"
 #include "engine/sample.h"
 #include "loader/cache.h"
+#include "loader/clock.h"
 #include "loader/errfmt.h"
 #include "predictor/trace.h"
 #include "tokenizer/tok.h"
@@ -186,14 +186,6 @@ struct run_time {
 	int steps;
 };
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static json_t *timing_json(struct rt *rt, const struct run_time *tm)
 {
 	json_t *o = json_object();
@@ -278,12 +270,12 @@ static int generate(struct rt *rt, struct run_opts *o)
 	eng_set_hooks(rt->eng, &h);
 	if ((rv = eng_seq_new(rt->eng, &s)) < 0)
 		goto out;
-	t0 = mono();
+	t0 = ld_now();
 	if ((rv = eng_forward(rt->eng, s, o->tokens, o->n_tokens, logits)) < 0)
 		goto out;
-	tm.prefill = mono() - t0;
+	tm.prefill = ld_now() - t0;
 	memcpy(last, logits, (size_t)c->vocab_size * sizeof(float));
-	t0 = mono();
+	t0 = ld_now();
 	while (n_gen < o->max_tokens) {
 		int next = eng_sample(logits, c->vocab_size, o->temperature,
 				      o->top_p, &rng, scratch);
@@ -295,7 +287,7 @@ static int generate(struct rt *rt, struct run_opts *o)
 			goto out;
 		tm.steps++;
 	}
-	tm.decode = mono() - t0;
+	tm.decode = ld_now() - t0;
 	if (o->json) {
 		print_json(rt, o, &r, gen, n_gen, last, &tm);
 	} else if (o->tok) {

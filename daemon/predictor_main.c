@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 
 #include "daemon/cmds.h"
 #include "daemon/config.h"
 #include "daemon/ipc.h"
 #include "daemon/log.h"
 #include "daemon/rt.h"
+#include "loader/clock.h"
 #include "loader/hfconfig.h"
 #include "predictor/pred.h"
 #include "predictor/trace.h"
@@ -167,14 +167,6 @@ static int setup(struct predictor *p, char *err, size_t n)
 	return 0;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static const char usage_text[] =
 	"usage: moed predictor [--config FILE] [--set key=value]...\n\nThe expert-table predictor; moed serve starts it.\n";
 
@@ -203,7 +195,7 @@ int cmd_predictor(int argc, char **argv)
 		goto out;
 	}
 	log_msg(LOG_INFO, "predictor: %s ready", pred_kind_name(pred_get_kind(p->p)));
-	last_save = now_s();
+	last_save = ld_now();
 	while (!stop_flag) {
 		struct proto_msg *m;
 		int busy = 0;
@@ -219,9 +211,9 @@ int cmd_predictor(int argc, char **argv)
 				learn(p, m);
 			proto_msg_free(m);
 		}
-		if (now_s() - last_save > SAVE_EVERY_S) {
+		if (ld_now() - last_save > SAVE_EVERY_S) {
 			save_state(p);
-			last_save = now_s();
+			last_save = ld_now();
 		}
 	}
 	save_state(p);

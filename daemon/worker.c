@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <time.h>
 
 #include "daemon/cmds.h"
 #include "daemon/log.h"
 #include "daemon/worker.h"
 #include "loader/cache.h"
+#include "loader/clock.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -92,18 +92,10 @@ static void drain_tables(struct worker *w)
 	}
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* The batch's table, waiting at most predictor.wait_ms for it. */
 static struct proto_msg *wait_table(struct worker *w, uint64_t batch, int *status)
 {
-	double end = now_s() + w->cfg.predictor.wait_ms / 1000.0;
+	double end = ld_now() + w->cfg.predictor.wait_ms / 1000.0;
 	struct proto_msg *m;
 
 	*status = PROTO_TABLE_NONE;
@@ -111,7 +103,7 @@ static struct proto_msg *wait_table(struct worker *w, uint64_t batch, int *statu
 		return NULL;
 	drain_tables(w);
 	while (!(m = take_table(w, batch))) {
-		int left = (int)((end - now_s()) * 1000);
+		int left = (int)((end - ld_now()) * 1000);
 		struct proto_msg *t;
 
 		if (left <= 0) {

@@ -26,9 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/engine_cuda_int.h"
+#include "loader/clock.h"
 
 static bool gemv_rows(int n, int in)
 {
@@ -372,14 +372,6 @@ static int distinct(const int *ids, int n)
 
 /* The hooks of a fast step: before_moe of every layer ahead of it, the
  * routes after it. */
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* MOED_CUDA_PROFILE: host time before the launch, GPU time of the graph,
  * the wait for it, host time after, and the caller's time between steps. */
 static void prof_step(struct eng_cuda *g, const double t[4])
@@ -414,14 +406,14 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	const struct ld_config *c = &g->m->cfg;
 	int K = g->K, rc;
 	size_t fr = (size_t)c->n_moe_layers * GMAX * K;
-	double tm[4] = {g->prof ? mono() : 0, 0, 0, 0};
+	double tm[4] = {g->prof ? ld_now() : 0, 0, 0, 0};
 
 	for (int ml = 0; ml < c->n_moe_layers && h->before_moe; ml++)
 		h->before_moe(h->ctx, ml, g->hrow->tok, n);
 	if (!g->gx[n] && (rc = capture(g, n)))
 		return rc;
 	if (g->prof) {
-		tm[1] = mono();
+		tm[1] = ld_now();
 		cudaEventRecord(g->pev[0], g->st);
 	}
 	CU(cudaGraphLaunch(g->gx[n], g->st));
@@ -434,7 +426,7 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	if ((rc = logits_out(g, n, logits)))
 		return rc;
 	if (g->prof)
-		tm[2] = mono();
+		tm[2] = ld_now();
 	g->fast_steps++;
 	for (int ml = 0; ml < c->n_moe_layers; ml++) {
 		if (g->src.note_hits)   /* one per expert used, as acquires count */
@@ -447,7 +439,7 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		}
 	}
 	if (g->prof) {
-		tm[3] = mono();
+		tm[3] = ld_now();
 		prof_step(g, tm);
 	}
 	return 0;

@@ -22,21 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "loader/backend.h"
 #include "loader/cache.h"
 #include "loader/cache_int.h"
+#include "loader/clock.h"
 #include "loader/safetensors.h"
 #include "loader/store.h"
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 size_t cache_slots_for_budget(double budget_mib, size_t expert_bytes)
 {
@@ -116,9 +108,9 @@ int cache_wait_loaded(struct cache *c, struct slot *s, int layer)
 	while (s->state == S_LOADING) {
 		struct ld_ticket t = s->ticket;
 		pthread_mutex_unlock(&c->mu);
-		double t0 = now();
+		double t0 = ld_now();
 		int rc = c->o.backend->ops->wait(c->o.backend, t);
-		double dt = now() - t0;
+		double dt = ld_now() - t0;
 		pthread_mutex_lock(&c->mu);
 		c->st[layer].stall_seconds += dt;
 		complete(c, s, t, rc);
