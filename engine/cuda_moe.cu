@@ -403,62 +403,68 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 			hb[(size_t)(st + t) * I + i] = ga[t] / (1.0f + expf(-ga[t])) * ua[t];
 }
 
+// Row h of expert j's down projection (weights w) against the hidden
+// vectors of j's m entries from st; entry st + t's dot goes to
+// out[(st + t) * stride].  The one place both down kernels compute it.
+template <typename WT, int NM>
+__device__ __forceinline__ void down_row(const WT *w, int h, int H, int I, const float *hb,
+					 int st, int m, float *out, int stride)
+{
+	int lane = threadIdx.x & 31;
+	const float *xp[NM];
+	float acc[NM];
+
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
+	warp_dot<WT, NM>(w + (size_t)2 * I * H + (size_t)h * I, I, xp, m, acc);
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		if (t < m && lane == t)
+			out[(size_t)(st + t) * stride] = acc[t];
+}
+
+// Row t's share of the layer: its entries' values v[e * stride], weighted,
+// added in ascending entry (so expert) order.  The one place both paths sum.
+__device__ __forceinline__ float ordered_sum(struct eng_cu_grp g, int entries, int t,
+					     const float *v, int stride)
+{
+	float acc = 0.0f;
+
+	for (int e = 0; e < entries; e++)
+		if (g.row[e] == t)
+			acc = fmaf(g.wt[e], v[(size_t)e * stride], acc);
+	return acc;
+}
+
 template <typename WT, int NM>
 __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 			   const void *const *tab, const void *w1, int j0)
 {
 	int j = j0 + blockIdx.y, h = blockIdx.x * WARPS + (threadIdx.x >> 5);
-	int lane = threadIdx.x & 31;
 
 	if (j >= *g.nact || h >= H)
 		return;
-	const WT *w = expert_w<WT>(g, tab, w1, j) + (size_t)2 * I * H;
-	int st = g.start[j], m = g.cnt[j];
-	const float *xp[NM];
-	float acc[NM];
-#pragma unroll
-	for (int t = 0; t < NM; t++)
-		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-	warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc);
-#pragma unroll
-	for (int t = 0; t < NM; t++)
-		if (t < m && lane == t)
-			eo[(size_t)(st + t) * H + h] = acc[t];
+	down_row<WT, NM>(expert_w<WT>(g, tab, w1, j), h, H, I, hb, g.start[j], g.cnt[j], eo + h,
+			 H);
 }
 
-// One block per output dimension h: its warps take the experts in turn (the
-// dot of down's row h with each entry's hidden vector, as k_moe_down), then
-// thread t adds row t's entries in ascending order, as k_moe_combine.
+// One block per output dimension h: its warps take the experts in turn
+// (down_row, as k_moe_down), then thread t adds row t's entries as
+// k_moe_combine does.
 template <typename WT, int NM>
 __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, int n, int entries)
 {
 	__shared__ float dot[ENG_CU_GEMV_MAX * 32];
-	int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-	int h = blockIdx.x, nact = *g.nact;
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, h = blockIdx.x, nact = *g.nact;
 
-	for (int j = warp; j < nact; j += nw) {
-		const WT *w = expert_w<WT>(g, tab, NULL, j) + (size_t)2 * I * H;
-		int st = g.start[j], m = g.cnt[j];
-		const float *xp[NM];
-		float acc[NM];
-#pragma unroll
-		for (int t = 0; t < NM; t++)
-			xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-		warp_dot<WT, NM>(w + (size_t)h * I, I, xp, m, acc);
-#pragma unroll
-		for (int t = 0; t < NM; t++)
-			if (t < m && lane == t)
-				dot[st + t] = acc[t];
-	}
+	for (int j = warp; j < nact; j += nw)
+		down_row<WT, NM>(expert_w<WT>(g, tab, NULL, j), h, H, I, hb, g.start[j], g.cnt[j],
+				 dot, 1);
 	__syncthreads();
-	if (threadIdx.x < n) {
-		float acc = 0.0f;
-		for (int e = 0; e < entries; e++)
-			if (g.row[e] == (int)threadIdx.x)
-				acc = fmaf(g.wt[e], dot[e], acc);
-		x[(size_t)threadIdx.x * H + h] += acc;
-	}
+	if (threadIdx.x < n)
+		x[(size_t)threadIdx.x * H + h] += ordered_sum(g, entries, threadIdx.x, dot, 1);
 }
 
 __global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
@@ -466,13 +472,8 @@ __global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_gr
 {
 	int t = blockIdx.x;
 
-	for (int h = threadIdx.x; h < H; h += blockDim.x) {
-		float acc = 0.0f;
-		for (int e = 0; e < entries; e++)
-			if (g.row[e] == t)
-				acc = fmaf(g.wt[e], eo[(size_t)e * H + h], acc);
-		x[(size_t)t * H + h] += acc;
-	}
+	for (int h = threadIdx.x; h < H; h += blockDim.x)
+		x[(size_t)t * H + h] += ordered_sum(g, entries, t, eo + h, H);
 }
 
 static bool moe_args_ok(int H, int I, int mmax)
@@ -480,11 +481,17 @@ static bool moe_args_ok(int H, int I, int mmax)
 	return mmax >= 1 && mmax <= ENG_CU_GEMV_MAX && eng_cu_gemv_ok(H) && eng_cu_gemv_ok(I);
 }
 
+/* nj experts from the table, or one expert's weights w. */
+static bool experts_ok(int H, int I, int mmax, const void *w, int nj)
+{
+	return moe_args_ok(H, I, mmax) && nj >= 1 && (!w || nj == 1);
+}
+
 extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 			     const void *const *tab, const void *w, int bf16, int j0, int nj,
 			     int mmax, void *stream)
 {
-	if (!moe_args_ok(H, I, mmax) || nj < 1 || (w && nj != 1))
+	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
 	dim3 grid((unsigned)((I + WARPS - 1) / WARPS), (unsigned)nj);
 #define GU(T, N) k_moe_gu<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(hb, x, H, I, g, tab, w, j0)
@@ -497,7 +504,7 @@ extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct 
 			       const void *const *tab, const void *w, int bf16, int j0, int nj,
 			       int mmax, void *stream)
 {
-	if (!moe_args_ok(H, I, mmax) || nj < 1 || (w && nj != 1))
+	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
 	dim3 grid((unsigned)((H + WARPS - 1) / WARPS), (unsigned)nj);
 #define DN(T, N) k_moe_down<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(eo, hb, H, I, g, tab, w, j0)

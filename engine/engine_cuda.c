@@ -148,7 +148,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hlog, C * V * f)) ||
 	    (rc = halloc(&g->hfr_id, fr * sizeof(int))) || (rc = halloc(&g->hfr_w, fr * f)))
 		return rc;
-	if (!(g->cnt = calloc(E + 1, sizeof(int))) || !(g->xid = calloc(E, sizeof(int))) ||
+	if (!(g->cnt = calloc(E + 1, sizeof(int))) ||
+	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
 	    !(g->xw = calloc(E, sizeof(*g->xw))))
 		return -ENOMEM;
 	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
@@ -285,7 +286,7 @@ void eng_cuda_close(struct eng_cuda *g)
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);
-	free(g->xid);
+	free(g->lhits);
 	free(g->xw);
 	if (g->blas)
 		cublasDestroy(g->blas);

@@ -56,15 +56,15 @@ struct eng_cuda {
 	int *hid;
 	float *hw, *hp, *hlog;
 	int *cnt;
-	int *xid;                  /* a MoE layer's experts in use, ascending */
 	const float **xw;          /* their weights, once acquired */
 	/* fast path: every expert resident, one CUDA graph per row count */
-	const void *const *htab;   /* the source's table (NULL until resident) */
+	bool have_tab;             /* dtab uploaded (the source said all resident) */
 	const void **dtab;         /* its device copy */
 	int *fr_id;                /* routes of a fast step, [moe][GMAX][K], device */
 	float *fr_w;
 	int *hfr_id;               /* pinned copies */
 	float *hfr_w;
+	int *lhits;                /* experts used per MoE layer in a fast step */
 	cudaGraphExec_t gx[GMAX + 1];
 	uint64_t fast_steps;
 	/* MOED_CUDA_PROFILE: where a fast step's time goes (printed at close) */

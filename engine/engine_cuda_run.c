@@ -148,7 +148,7 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int run, int *acq)
 	int rc;
 
 	for (; *acq < nx; ++*acq) {
-		int x = g->xid[*acq];
+		int x = g->hg.xid[*acq];
 
 		if (*acq > run && g->src.acquire_ahead)
 			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
@@ -175,19 +175,17 @@ static int experts(struct eng_cuda *g, int ml)
 	struct eng_cu_grp hg = g->hg;
 	int nx = *hg.nact, acq = 0, run = 0, rc = 0;
 
-	for (int j = 0; j < nx; j++)
-		g->xid[j] = hg.xid[j];
 	while (run < nx && !rc) {
 		if ((rc = acquire_ahead(g, ml, nx, run, &acq)))
 			break;
 		rc = expert_ffn(g, run, g->xw[run], hg.start[run], hg.cnt[run]);
 		if (g->src.release)
-			g->src.release(g->src.ctx, ml, g->xid[run]);
+			g->src.release(g->src.ctx, ml, hg.xid[run]);
 		run++;
 	}
 	for (; run < acq; run++)   /* after a failure: the ones still held */
 		if (g->src.release)
-			g->src.release(g->src.ctx, ml, g->xid[run]);
+			g->src.release(g->src.ctx, ml, hg.xid[run]);
 	return rc;
 }
 
@@ -344,13 +342,13 @@ static bool fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
 
 	if (!g->graphs || m != n || h->override_route || !g->src.resident_all || !all_gemv(g, n))
 		return false;
-	if (!g->htab) {
+	if (!g->have_tab) {
 		const void *const *t = g->src.resident_all(g->src.ctx);
 		size_t bytes = (size_t)c->n_moe_layers * g->E * sizeof(void *);
 
 		if (!t || cudaMemcpy(g->dtab, t, bytes, cudaMemcpyHostToDevice) != cudaSuccess)
 			return false;
-		g->htab = t;
+		g->have_tab = true;
 	}
 	return true;
 }
@@ -429,15 +427,16 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		tm[2] = ld_now();
 	g->fast_steps++;
 	for (int ml = 0; ml < c->n_moe_layers; ml++) {
-		if (g->src.note_hits)   /* one per expert used, as acquires count */
-			g->src.note_hits(g->src.ctx, ml,
-					 distinct(g->hfr_id + (size_t)ml * GMAX * K, n * K));
+		/* One hit per expert used, as acquires count them. */
+		g->lhits[ml] = distinct(g->hfr_id + (size_t)ml * GMAX * K, n * K);
 		for (int t = 0; t < n && h->on_route; t++) {
 			size_t at = ((size_t)ml * GMAX + t) * K;
 			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
 				    g->hfr_id + at, g->hfr_w + at, K);
 		}
 	}
+	if (g->src.note_hits)
+		g->src.note_hits(g->src.ctx, g->lhits);
 	if (g->prof) {
 		tm[3] = ld_now();
 		prof_step(g, tm);

@@ -124,12 +124,13 @@ out:
 	return c->dtab;
 }
 
-static void src_note_hits(void *ctx, int layer, int n)
+static void src_note_hits(void *ctx, const int *per_layer)
 {
 	struct cache *c = ctx;
 
 	pthread_mutex_lock(&c->mu);
-	c->st[layer].hits += (uint64_t)n;
+	for (int l = 0; l < c->o.n_layers; l++)
+		c->st[l].hits += (uint64_t)per_layer[l];
 	pthread_mutex_unlock(&c->mu);
 }
 

@@ -33,9 +33,10 @@ struct ld_expert_src {
 	 * evicted (slots for all of them), the device pointers of all experts,
 	 * [moe_layer * n_experts + expert], valid until the source closes;
 	 * else NULL.  The engine then reads experts without acquire/release
-	 * and reports its uses with note_hits. */
+	 * and reports its uses with note_hits: per_layer[l] experts used in
+	 * MoE layer l (counted as hits). */
 	const void *const *(*resident_all)(void *ctx);
-	void (*note_hits)(void *ctx, int moe_layer, int n);
+	void (*note_hits)(void *ctx, const int *per_layer);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };
