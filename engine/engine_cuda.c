@@ -217,9 +217,15 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	int rc;
 
 	*out = NULL;
-	if (c->top_k > c->n_experts || c->top_k > 32 || c->n_experts > 1024 ||
-	    c->head_dim > 512 || c->n_heads % c->n_kv_heads)
+	if (c->top_k > c->n_experts || c->n_heads % c->n_kv_heads)
 		return -EINVAL;
+	/* The kernels' limits (routing masks, attention's shared memory). */
+	if (c->top_k > 32 || c->n_experts > 1024 || c->head_dim > 512) {
+		fprintf(stderr, "moed: cuda engine: top_k %d, %d experts, head_dim %d: the CUDA "
+			"path takes top_k <= 32, <= 1024 experts, head_dim <= 512; use "
+			"device.backend = \"host\"\n", c->top_k, c->n_experts, c->head_dim);
+		return -EINVAL;
+	}
 	if (!(g = calloc(1, sizeof(*g))))
 		return -ENOMEM;
 	g->m = m;

@@ -398,6 +398,28 @@ START_TEST(batch_and_prefill)
 }
 END_TEST
 
+/* A model past the CUDA kernels' limits is refused at open (-EINVAL, with a
+ * line saying which limit), not run. */
+START_TEST(limits)
+{
+	struct world w;
+	struct eng *e2 = NULL;
+
+	open_world("mixtral_f32", 0, CACHE_LRU, 0, &w);
+	struct ld_expert_src src = cache_expert_src(w.c);
+	struct ld_config keep = w.m->cfg;
+	w.m->cfg.head_dim = 1024;
+	ck_assert_int_eq(eng_open(w.m, &src, 128, &e2), -EINVAL);
+	ck_assert_ptr_null(e2);
+	w.m->cfg = keep;
+	w.m->cfg.top_k = 33;
+	w.m->cfg.n_experts = 64;
+	ck_assert_int_eq(eng_open(w.m, &src, 128, &e2), -EINVAL);
+	w.m->cfg = keep;
+	close_world(&w);
+}
+END_TEST
+
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb, (void)flag, (void)ftw;
@@ -429,6 +451,7 @@ int main(void)
 	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
+	tcase_add_test(tc, limits);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* CUDA does not survive fork() after it is initialised. */
