@@ -156,11 +156,6 @@ static void on_route(void *ctx, void *user, int layer, int pos, int token,
 		prefetch(r, next, r->pnext[i]);
 }
 
-static int by_id(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
 /* Replay: the trace's experts for this (sequence, position, layer), with
  * the router's probabilities for them as weights, renormalised as the
  * family does (the worker's trust-mode override, fed from a trace). */
@@ -170,19 +165,13 @@ static int override_route(void *ctx, void *user, int layer, int pos, int token,
 	struct br_ctx *r = ctx;
 	struct br_seq *s = user;
 	const int *t;
-	float sum = 0;
 
 	(void)token;
 	(void)n_experts;
 	if (!r->trace || !s || !s->tlen || k != r->trace->top_k)
 		return 0;
 	t = pred_trace_at(r->trace, s->tbase + (s->toff + (size_t)pos) % s->tlen, layer);
-	memcpy(experts, t, (size_t)k * sizeof(int));
-	qsort(experts, (size_t)k, sizeof(int), by_id);
-	for (int i = 0; i < k; i++)
-		sum += (w[i] = probs[experts[i]]);
-	for (int i = 0; i < k && r->norm_topk && sum > 0; i++)
-		w[i] /= sum;
+	eng_route_set(t, k, probs, r->norm_topk, experts, w);
 	return 1;
 }
 

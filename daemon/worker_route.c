@@ -95,11 +95,6 @@ static void prefetch_next(struct worker *w, struct wseq *s, int layer)
 	s->moe.experts_predicted += (uint64_t)n;
 }
 
-static int by_id(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
 /* Trust mode (SiDA): the predicted experts replace the router's choice; their
  * weights are the router's probabilities for them, renormalised as the
  * family does.  Agreement with the router is counted as the fidelity. */
@@ -111,7 +106,6 @@ static int override_route(void *ctx, void *user, int layer, int pos, int token,
 	struct pred_tok t = {.token = token, .index = -1};
 	struct pred *p = w->phase == PH_PREFILL ? w->freq : w->pred;
 	int pick[k], n, agree = 0;
-	float sum = 0;
 
 	(void)pos;
 	(void)n_experts;
@@ -121,20 +115,13 @@ static int override_route(void *ctx, void *user, int layer, int pos, int token,
 	}
 	if (!p || (n = pred_predict_layer(p, &t, layer, k, pick)) < k)
 		return 0;  /* nothing predicted: the router decides */
-	qsort(pick, (size_t)k, sizeof(int), by_id);
 	for (int i = 0; i < k; i++)
 		for (int j = 0; j < k; j++)
 			agree += pick[i] == experts[j];
 	s->moe.experts_predicted_used += (uint64_t)agree;
 	s->moe.experts_predicted += (uint64_t)k;
 	s->overridden = 1;
-	for (int i = 0; i < k; i++)
-		sum += (wt[i] = probs[pick[i]]);
-	for (int i = 0; i < k; i++) {
-		experts[i] = pick[i];
-		if (w->norm_topk && sum > 0)
-			wt[i] /= sum;
-	}
+	eng_route_set(pick, k, probs, w->norm_topk, experts, wt);
 	return 1;
 }
 

@@ -193,6 +193,25 @@ void *eng_seq_user(const struct eng_seq *s)
 	return s->user;
 }
 
+void eng_route_set(const int *chosen, int k, const float *probs, int norm, int *experts,
+		   float *w)
+{
+	float sum = 0;
+
+	if (experts != chosen)
+		memmove(experts, chosen, (size_t)k * sizeof(int));
+	for (int a = 1; a < k; a++)           /* insertion sort: k is small */
+		for (int b = a; b > 0 && experts[b - 1] > experts[b]; b--) {
+			int x = experts[b];
+			experts[b] = experts[b - 1];
+			experts[b - 1] = x;
+		}
+	for (int i = 0; i < k; i++)
+		sum += (w[i] = probs[experts[i]]);
+	for (int i = 0; i < k && norm && sum > 0; i++)
+		w[i] /= sum;
+}
+
 int eng_max_batch(void)
 {
 	return CHUNK;

@@ -30,6 +30,12 @@ struct eng_hooks {
 	void *ctx;
 };
 
+/* For an override_route hook: experts = chosen[0..k) in ascending order,
+ * w = their router probabilities (probs over all experts), renormalised to
+ * sum 1 when norm (the family's norm_topk_prob).  chosen may be experts. */
+void eng_route_set(const int *chosen, int k, const float *probs, int norm, int *experts,
+		   float *w);
+
 /* max_ctx: the longest sequence (prompt + generated) a seq can hold. */
 int eng_open(const struct ld_model *m, const struct ld_expert_src *src,
 	     int max_ctx, struct eng **out);

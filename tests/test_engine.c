@@ -289,6 +289,25 @@ START_TEST(test_sampling)
 }
 END_TEST
 
+/* The override hooks' helper: ids sorted, router weights, renormalised or
+ * not. */
+START_TEST(test_route_set)
+{
+	const float probs[6] = {0.05f, 0.1f, 0.4f, 0.05f, 0.3f, 0.1f};
+	const int chosen[3] = {4, 0, 2};
+	int ids[3];
+	float w[3];
+
+	eng_route_set(chosen, 3, probs, 0, ids, w);
+	ck_assert(ids[0] == 0 && ids[1] == 2 && ids[2] == 4);
+	ck_assert(w[0] == 0.05f && w[1] == 0.4f && w[2] == 0.3f);
+	eng_route_set(ids, 3, probs, 1, ids, w);
+	ck_assert(ids[0] == 0 && ids[1] == 2 && ids[2] == 4);
+	ck_assert_float_eq_tol(w[0] + w[1] + w[2], 1.0f, 1e-6f);
+	ck_assert_float_eq_tol(w[1], 0.4f / 0.75f, 1e-6f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -303,6 +322,7 @@ int main(void)
 	tcase_add_test(tc, test_long_prompt_chunks);
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_sampling);
+	tcase_add_test(tc, test_route_set);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
