@@ -71,36 +71,25 @@ struct ctx {
 	const void **tab;
 	struct eng_cu_grp g;
 	struct eng_cu_rows rows;
+	const struct gemv_case *gc;   /* f_gemv's */
 };
 
-static int f_qkv(void *p)
-{
-	struct ctx *c = p;
-	return eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->wqkv, 1, c->n, H, 3 * H, 0, 0);
-}
+/* One GEMV shape of the model (the launch f_gemv times). */
+struct gemv_case {
+	const char *name;
+	float *y;
+	const float *x;
+	const void *w;
+	int bf16, in, out, add;
+};
 
-static int f_o(void *p)
+static int f_gemv(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_gemv(c->x, H, c->att, H, c->wo, 1, c->n, H, H, 1, 0);
-}
+	const struct gemv_case *k = c->gc;
 
-static int f_o4k(void *p)
-{
-	struct ctx *c = p;
-	return eng_cu_gemv(c->qkv, 2 * H, c->xn, H, c->wqkv, 1, c->n, H, 2 * H, 0, 0);
-}
-
-static int f_router(void *p)
-{
-	struct ctx *c = p;
-	return eng_cu_gemv(c->rlog, E, c->xn, H, c->router, 0, c->n, H, E, 0, 0);
-}
-
-static int f_lm(void *p)
-{
-	struct ctx *c = p;
-	return eng_cu_gemv(c->logits, V, c->xn, H, c->wlm, 1, c->n, H, V, 0, 0);
+	return eng_cu_gemv(k->y, k->out, k->x, k->in, k->w, k->bf16, c->n, k->in, k->out, k->add,
+			   0);
 }
 
 static int f_route(void *p)
@@ -187,11 +176,18 @@ int main(int argc, char **argv)
 	f_route(&c);
 	cudaDeviceSynchronize();
 	printf("n = %d, context %d\n", n, c.ctxlen);
-	timeit("gemv qkv 2048->6144", f_qkv, &c, 3.0 * H * H * 2);
-	timeit("gemv o 2048->2048 +x", f_o, &c, 1.0 * H * H * 2);
-	timeit("gemv 2048->4096 (warps)", f_o4k, &c, 2.0 * H * H * 2);
-	timeit("gemv router f32 ->64", f_router, &c, 1.0 * E * H * 4);
-	timeit("gemv lm_head ->50304", f_lm, &c, 1.0 * V * H * 2);
+	const struct gemv_case gemvs[] = {
+		{"gemv qkv 2048->6144", c.qkv, c.xn, c.wqkv, 1, H, 3 * H, 0},
+		{"gemv o 2048->2048 +x", c.x, c.att, c.wo, 1, H, H, 1},
+		{"gemv 2048->4096 (warps)", c.qkv, c.xn, c.wqkv, 1, H, 2 * H, 0},
+		{"gemv router f32 ->64", c.rlog, c.xn, c.router, 0, H, E, 0},
+		{"gemv lm_head ->50304", c.logits, c.xn, c.wlm, 1, H, V, 0},
+	};
+	for (size_t i = 0; i < sizeof(gemvs) / sizeof(gemvs[0]); i++) {
+		c.gc = &gemvs[i];
+		timeit(gemvs[i].name, f_gemv, &c,
+		       (double)gemvs[i].out * gemvs[i].in * (gemvs[i].bf16 ? 2 : 4));
+	}
 	timeit("route + group", f_route, &c, 0);
 	int nj = n * K < E ? n * K : E;
 	timeit("moe gate/up (all experts)", f_gu, &c, (double)nj * 2 * I * H * 2);
