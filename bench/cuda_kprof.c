@@ -114,7 +114,7 @@ static int f_down(void *p)
 static int f_norm(void *p)
 {
 	struct ctx *c = p;
-	return eng_cu_rmsnorm(c->xn, H, c->x, H, c->norm, c->n, 1, H, 1e-5f, 0);
+	return eng_cu_rmsnorm(c->xn, c->x, c->norm, c->n, H, 1e-5f, 0);
 }
 
 static int f_prep(void *p)

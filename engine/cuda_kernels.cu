@@ -39,12 +39,11 @@ int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, i
 	return launched();
 }
 
-__global__ void k_rmsnorm(float *y, int ys, const float *x, int xs, const float *w,
-			  int dim, float eps)
+__global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, float eps)
 {
 	__shared__ float sh[32];
-	const float *xr = x + (size_t)blockIdx.x * xs + (size_t)blockIdx.y * dim;
-	float *yr = y + (size_t)blockIdx.x * ys + (size_t)blockIdx.y * dim, ss = 0;
+	const float *xr = x + (size_t)blockIdx.x * dim;
+	float *yr = y + (size_t)blockIdx.x * dim, ss = 0;
 
 	for (int i = threadIdx.x; i < dim; i += blockDim.x)
 		ss += xr[i] * xr[i];
@@ -54,11 +53,10 @@ __global__ void k_rmsnorm(float *y, int ys, const float *x, int xs, const float 
 		yr[i] = w[i] * (xr[i] * inv);
 }
 
-int eng_cu_rmsnorm(float *y, int ystride, const float *x, int xstride, const float *w,
-		   int n, int groups, int dim, float eps, void *stream)
+int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps,
+		   void *stream)
 {
-	k_rmsnorm<<<dim3(n, groups), 256, 0, ST(stream)>>>(y, ystride, x, xstride, w, dim,
-							 eps);
+	k_rmsnorm<<<n, 256, 0, ST(stream)>>>(y, x, w, dim, eps);
 	return launched();
 }
 

@@ -20,10 +20,9 @@ struct eng_cu_rows {
 /* x[t][0..H) = table[tok[t]] (f32 or bf16 table, bf16 when bf16 != 0). */
 int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, int H,
 		 void *stream);
-/* y = x * rsqrt(mean(x^2) + eps) * w over groups of dim: row t, group g at
- * base + t * stride + g * dim.  y may equal x. */
-int eng_cu_rmsnorm(float *y, int ystride, const float *x, int xstride, const float *w,
-		   int n, int groups, int dim, float eps, void *stream);
+/* y[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w, n rows of dim. */
+int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps,
+		   void *stream);
 /* f32 -> bf16, and bf16 -> f32 (exact), n elements. */
 int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream);
 int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream);

@@ -259,10 +259,10 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 	int H = g->H, I = c->intermediate_size, rc;
 	float eps = (float)c->rms_eps;
 
-	KR(eng_cu_rmsnorm(g->xn, H, g->x, H, d->attn_norm, n, 1, H, eps, g->st));
+	KR(eng_cu_rmsnorm(g->xn, g->x, d->attn_norm, n, H, eps, g->st));
 	if ((rc = attn(g, d, li, n)))
 		return rc;
-	KR(eng_cu_rmsnorm(g->xn, H, g->x, H, d->mlp_norm, n, 1, H, eps, g->st));
+	KR(eng_cu_rmsnorm(g->xn, g->x, d->mlp_norm, n, H, eps, g->st));
 	if (L->moe_index >= 0 && !h)
 		return moe_fast(g, d, L->moe_index, n);
 	if (L->moe_index >= 0) {
@@ -283,8 +283,7 @@ static int head(struct eng_cuda *g, int m)
 	int H = g->H, V = c->vocab_size;
 
 	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	KR(eng_cu_rmsnorm(g->xn, H, g->xe, H, g->final_norm, m, 1, H, (float)c->rms_eps,
-			  g->st));
+	KR(eng_cu_rmsnorm(g->xn, g->xe, g->final_norm, m, H, (float)c->rms_eps, g->st));
 	return gemm(g, g->logits, g->xn, g->lm_head, g->bf16, m, H, V, 0);
 }
 
