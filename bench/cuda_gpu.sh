@@ -66,20 +66,11 @@ if [ $REP = 1 ] && { [ -z "$TRACE" ] || [ ! -r "$TRACE" ]; }; then
 	[ $SYN = 0 ] && finish 1
 fi
 
-D=/opt/deps; L=$D/usr/lib/x86_64-linux-gnu
 if [ "$DRY" = 0 ]; then
-	mkdir -p $D; for f in .deps/*.deb; do dpkg -x "$f" $D; done
-	export PKG_CONFIG_SYSROOT_DIR=$D
-	export PKG_CONFIG_PATH=$L/pkgconfig:$L/openblas-pthread/pkgconfig
-	export CPATH=$D/usr/include LIBRARY_PATH=$L:$L/openblas-pthread
-	export MOED_LD=$L:$L/openblas-pthread
-	# daemon/meson.build looks for llhttp's C sources under /usr/share.
-	mkdir -p /usr/share/include
-	[ -e /usr/share/llhttp ] || ln -s $D/usr/share/llhttp /usr/share/llhttp
-	[ -e /usr/share/include/llhttp ] || ln -s $D/usr/share/include/llhttp /usr/share/include/llhttp
+	. bench/gpu_env.sh
+else
+	mo() { "$@"; }
 fi
-# Only moed's own programs get the carried libraries (python keeps its own).
-mo() { LD_LIBRARY_PATH=${MOED_LD:-} "$@"; }
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current,clocks.sm,clocks.mem,clocks.max.sm --format=csv
 	nvidia-smi

@@ -9,15 +9,9 @@ T0=$(date +%s)
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"; S=$OUT/quick.txt; : > $S
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
 LAYERS=${1:-16}; STEPS=${2:-256}
-D=/opt/deps; L=$D/usr/lib/x86_64-linux-gnu
 trap 'tar czf $OUT/logs.tgz -C /tmp/quick . 2>/dev/null' EXIT
-mkdir -p $D; for f in .deps/*.deb; do dpkg -x "$f" $D; done
-export PKG_CONFIG_SYSROOT_DIR=$D PKG_CONFIG_PATH=$L/pkgconfig:$L/openblas-pthread/pkgconfig
-export CPATH=$D/usr/include LIBRARY_PATH=$L:$L/openblas-pthread
-export LD_LIBRARY_PATH=$L:$L/openblas-pthread
-mkdir -p /usr/share/include
-[ -e /usr/share/llhttp ] || ln -s $D/usr/share/llhttp /usr/share/llhttp
-[ -e /usr/share/include/llhttp ] || ln -s $D/usr/share/include/llhttp /usr/share/include/llhttp
+. bench/gpu_env.sh
+export LD_LIBRARY_PATH=$MOED_LD
 say "$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"
 [ -f build-gpu/build.ninja ] || meson setup build-gpu -Dcuda=enabled > $OUT/setup.log 2>&1 ||
 	{ tail -30 $OUT/setup.log >> $S; exit 1; }
