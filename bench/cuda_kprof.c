@@ -1,8 +1,13 @@
 /* Time of each CUDA engine kernel at the issue's OLMoE shape (hidden 2048,
  * 16 heads of 128, 64 experts, top-8, expert width 1024, vocab 50304), one
- * decode row (or n rows): mean of 50 launches after 5, CUDA events, weights
- * bf16 with arbitrary values.  Prints microseconds per launch and, for the
- * weight-streaming kernels, GB/s of weight bytes.
+ * decode row (or n rows), and of one whole decoder layer (the fast step's
+ * kernels in its order): 50 launches captured in a CUDA graph, as a decode
+ * step runs, timed with CUDA events over 3 launches of the graph after one;
+ * weights bf16 with arbitrary values.  Launch i uses layer i % 16's weights,
+ * experts and KV cache (16 layers as the model has, 13 GB), so that weights
+ * come from HBM as in a decode step, not from L2.  Prints microseconds per launch with
+ * programmatic dependent launch off and on, and, for the weight-streaming
+ * kernels, GB/s of weight bytes (with it on).
  *   cuda_kprof [n] [context]
  */
 #include <cuda_runtime_api.h>
@@ -20,6 +25,7 @@
 #define I 1024
 #define V 50304
 #define REPS 50
+#define NL 16
 
 static void *dev(size_t bytes)
 {
@@ -33,102 +39,182 @@ static void *dev(size_t bytes)
 	return p;
 }
 
-typedef int (*launch_fn)(void *ctx);
+struct ctx;
+typedef int (*launch_fn)(struct ctx *c);
+static void set_layer(struct ctx *c, int li);
 
-static void timeit(const char *name, launch_fn f, void *ctx, double wbytes)
+static cudaStream_t st;
+
+/* Microseconds per call of f, REPS calls in one graph; < 0 on failure. */
+static double graph_us(launch_fn f, struct ctx *ctx)
 {
+	cudaGraph_t gr = NULL;
+	cudaGraphExec_t gx = NULL;
 	cudaEvent_t a, b;
-	float ms = 0;
+	float ms = -1;
+	int rc = 0;
 
+	cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+	for (int i = 0; i < REPS && !rc; i++) {
+		set_layer(ctx, i % NL);
+		rc = f(ctx);
+	}
+	if (cudaStreamEndCapture(st, &gr) != cudaSuccess || rc ||
+	    cudaGraphInstantiate(&gx, gr, 0) != cudaSuccess) {
+		if (gr)
+			cudaGraphDestroy(gr);
+		return -1;
+	}
 	cudaEventCreate(&a);
 	cudaEventCreate(&b);
-	for (int i = 0; i < 5; i++)
-		if (f(ctx)) {
-			printf("%-28s launch failed: %s\n", name, cudaGetErrorString(cudaGetLastError()));
-			return;
-		}
-	cudaEventRecord(a, 0);
-	for (int i = 0; i < REPS; i++)
-		f(ctx);
-	cudaEventRecord(b, 0);
-	cudaEventSynchronize(b);
-	cudaEventElapsedTime(&ms, a, b);
-	double us = ms * 1000.0 / REPS;
-	if (wbytes > 0)
-		printf("%-28s %9.2f us  %8.1f GB/s\n", name, us, wbytes / (us * 1e3));
+	cudaGraphLaunch(gx, st);
+	cudaEventRecord(a, st);
+	for (int i = 0; i < 3; i++)
+		cudaGraphLaunch(gx, st);
+	cudaEventRecord(b, st);
+	if (cudaEventSynchronize(b) != cudaSuccess)
+		ms = -1;
 	else
-		printf("%-28s %9.2f us\n", name, us);
+		cudaEventElapsedTime(&ms, a, b);
 	cudaEventDestroy(a);
 	cudaEventDestroy(b);
+	cudaGraphExecDestroy(gx);
+	cudaGraphDestroy(gr);
+	return ms < 0 ? -1 : ms * 1000.0 / (3 * REPS);
+}
+
+static void timeit(const char *name, launch_fn f, struct ctx *ctx, double wbytes)
+{
+	double us[2];
+
+	for (int pdl = 0; pdl < 2; pdl++) {
+		eng_cu_set_pdl(pdl);
+		us[pdl] = graph_us(f, ctx);
+	}
+	if (us[0] < 0 || us[1] < 0) {
+		printf("%-28s failed: %s\n", name, cudaGetErrorString(cudaGetLastError()));
+		exit(1);
+	}
+	printf("%-28s %9.2f %9.2f", name, us[0], us[1]);
+	if (wbytes > 0)
+		printf("  %8.1f", wbytes / (us[1] * 1e3));
+	printf("\n");
 }
 
 struct ctx {
 	int n, ctxlen;
-	float *x, *xn, *y, *qkv, *att, *rlog, *rw, *hb, *eo, *scores, *logits, *norm, *inv;
+	float *x, *xn, *y, *qkv, *att, *apart, *rlog, *rw, *hb, *eo, *logits, *norm, *inv;
+	unsigned *done;
 	int *rid;
-	void *wqkv, *wo, *wlm, *experts, *grpb;
+	void *wqkv, *wo, *wlm, *grpb;
 	float *router;
 	const void **tab;
 	struct eng_cu_grp g;
 	struct eng_cu_rows rows;
 	const struct gemv_case *gc;   /* f_gemv's */
+	/* the current layer's: */
+	int li;
+	void *lqkv, *lo;
+	float *lrouter;
+	const void **ltab;
 };
 
-/* One GEMV shape of the model (the launch f_gemv times). */
+static void set_layer(struct ctx *c, int li)
+{
+	c->li = li;
+	c->lqkv = (char *)c->wqkv + (size_t)li * 3 * H * H * 2;
+	c->lo = (char *)c->wo + (size_t)li * H * H * 2;
+	c->lrouter = c->router + (size_t)li * E * H;
+	c->ltab = c->tab + (size_t)li * E;
+}
+
+/* One GEMV shape of the model (the launch f_gemv times); its weights for
+ * layer li at w + li * stride bytes. */
 struct gemv_case {
 	const char *name;
 	float *y;
 	const float *x;
 	const void *w;
 	int bf16, in, out, add;
+	size_t stride;
 };
 
-static int f_gemv(void *p)
+static int f_gemv(struct ctx *c)
 {
-	struct ctx *c = p;
 	const struct gemv_case *k = c->gc;
 
-	return eng_cu_gemv(k->y, k->out, k->x, k->in, k->w, k->bf16, c->n, k->in, k->out, k->add,
-			   0);
+	return eng_cu_gemv(k->y, k->out, k->x, k->in, (const char *)k->w + c->li * k->stride,
+			   k->bf16, c->n, k->in, k->out, k->add, st);
 }
 
-static int f_route(void *p)
+static int f_route(struct ctx *c)
 {
-	struct ctx *c = p;
-	return eng_cu_route(c->rlog, c->rid, c->rw, c->n, E, K, 0, c->g, 1, 0);
+	return eng_cu_route(c->rlog, c->rid, c->rw, c->n, E, K, 0, c->g, 1, st);
 }
 
-static int f_gu(void *p)
+static int f_router_route(struct ctx *c)
 {
-	struct ctx *c = p;
+	return eng_cu_router_route(c->rlog, c->xn, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
+				   c->g, 1, c->done, st);
+}
+
+static int f_gu(struct ctx *c)
+{
 	int nj = c->n * K < E ? c->n * K : E;
-	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->tab, NULL, 1, 0, nj, c->n, 0);
+	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, st);
 }
 
-static int f_down(void *p)
+static int f_down(struct ctx *c)
 {
-	struct ctx *c = p;
-	return eng_cu_moe_down_add(c->x, c->hb, H, I, c->g, c->tab, 1, c->n, K, 0);
+	return eng_cu_moe_down_add(c->x, c->hb, H, I, c->g, c->ltab, 1, c->n, K, st);
 }
 
-static int f_norm(void *p)
+static int f_norm(struct ctx *c)
 {
-	struct ctx *c = p;
-	return eng_cu_rmsnorm(c->xn, c->x, c->norm, c->n, H, 1e-5f, 0);
+	return eng_cu_rmsnorm(c->xn, c->x, c->norm, c->n, H, 1e-5f, st);
 }
 
-static int f_prep(void *p)
+static int f_prep(struct ctx *c)
 {
-	struct ctx *c = p;
 	return eng_cu_qk_prep(c->att, c->qkv, 3 * H, HEADS, HEADS, HD, 1, c->norm, c->norm, 1e-5f,
-			      0, c->inv, &c->rows, 0, c->n, 0);
+			      0, c->inv, &c->rows, c->li, c->n, st);
 }
 
-static int f_attn(void *p)
+static int f_attn(struct ctx *c)
 {
-	struct ctx *c = p;
-	return eng_cu_attention(c->y, c->att, H, &c->rows, 0, c->n, HEADS, HEADS, HD,
-				c->scores, c->ctxlen + 1, 0);
+	return eng_cu_attention(c->y, c->att, H, &c->rows, c->li, c->n, HEADS, HEADS, HD, c->apart,
+				c->ctxlen + 1, st);
+}
+
+/* One decoder layer of a fast step (engine_cuda_run.c's order); the router
+ * fused with the routing, or (f_layer2) the two launches. */
+static int layer(struct ctx *c, int fused)
+{
+	int rc;
+
+	if ((rc = f_norm(c)) ||
+	    (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st)) ||
+	    (rc = f_prep(c)) || (rc = f_attn(c)) ||
+	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)) ||
+	    (rc = f_norm(c)))
+		return rc;
+	if (fused)
+		rc = f_router_route(c);
+	else if (!(rc = eng_cu_gemv(c->rlog, E, c->xn, H, c->lrouter, 0, c->n, H, E, 0, st)))
+		rc = f_route(c);
+	if (rc || (rc = f_gu(c)))
+		return rc;
+	return f_down(c);
+}
+
+static int f_layer(struct ctx *c)
+{
+	return layer(c, 1);
+}
+
+static int f_layer2(struct ctx *c)
+{
+	return layer(c, 0);
 }
 
 int main(int argc, char **argv)
@@ -145,18 +231,22 @@ int main(int argc, char **argv)
 	c.att = dev(n * H * f), c.rlog = dev(n * E * f), c.rw = dev(n * K * f);
 	c.rid = dev(n * K * sizeof(int)), c.hb = dev((size_t)n * K * I * f);
 	c.eo = dev((size_t)n * K * H * f), c.logits = dev((size_t)n * V * f);
-	c.scores = dev((size_t)n * HEADS * (c.ctxlen + 1) * f), c.norm = dev(H * f);
+	c.norm = dev(H * f);
+	c.apart = dev(eng_cu_att_part_floats(n, HEADS, HD, c.ctxlen + 1) * f);
+	c.done = dev(sizeof(unsigned));
+	cudaMemset(c.done, 0, sizeof(unsigned));
 	c.inv = dev(HD / 2 * f);
-	c.wqkv = dev((size_t)3 * H * H * 2), c.wo = dev((size_t)H * H * 2);
-	c.wlm = dev((size_t)V * H * 2), c.router = dev((size_t)E * H * f);
-	c.experts = dev(E * eb);
+	c.wqkv = dev((size_t)NL * 3 * H * H * 2), c.wo = dev((size_t)NL * H * H * 2);
+	c.wlm = dev((size_t)V * H * 2), c.router = dev((size_t)NL * E * H * f);
+	char *experts = dev((size_t)NL * E * eb);
 	c.grpb = dev(eng_cu_grp_bytes(E, n * K));
 	c.g = eng_cu_grp_at(c.grpb, E, n * K);
-	const void *htab[E];
-	for (int x = 0; x < E; x++)
-		htab[x] = (const char *)c.experts + x * eb;
+	static const void *htab[NL * E];
+	for (int x = 0; x < NL * E; x++)
+		htab[x] = experts + x * eb;
 	c.tab = dev(sizeof(htab));
 	cudaMemcpy(c.tab, htab, sizeof(htab), cudaMemcpyHostToDevice);
+	set_layer(&c, 0);
 	/* Rows: position ctxlen in caches of ctxlen + 1, one per row. */
 	int *dpos = dev(n * sizeof(int)), *dcap = dev(n * sizeof(int)), *dtok = dev(n * sizeof(int));
 	float **dkc = dev(n * sizeof(float *)), **dvc = dev(n * sizeof(float *));
@@ -164,8 +254,8 @@ int main(int argc, char **argv)
 	float *hkc[16], *hvc[16];
 	for (int t = 0; t < n; t++) {
 		hpos[t] = c.ctxlen, hcap[t] = c.ctxlen + 1;
-		hkc[t] = dev((size_t)(c.ctxlen + 1) * H * f);
-		hvc[t] = dev((size_t)(c.ctxlen + 1) * H * f);
+		hkc[t] = dev((size_t)NL * (c.ctxlen + 1) * H * f);
+		hvc[t] = dev((size_t)NL * (c.ctxlen + 1) * H * f);
 	}
 	cudaMemcpy(dpos, hpos, n * sizeof(int), cudaMemcpyHostToDevice);
 	cudaMemcpy(dcap, hcap, n * sizeof(int), cudaMemcpyHostToDevice);
@@ -173,15 +263,18 @@ int main(int argc, char **argv)
 	cudaMemcpy(dvc, hvc, n * sizeof(float *), cudaMemcpyHostToDevice);
 	c.rows = (struct eng_cu_rows){.tok = dtok, .pos = dpos, .cap = dcap, .kc = dkc, .vc = dvc};
 	cudaMemset(c.rlog, 0, n * E * f);   /* ties: the route takes experts 0..7 */
+	cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
 	f_route(&c);
 	cudaDeviceSynchronize();
-	printf("n = %d, context %d\n", n, c.ctxlen);
+	printf("n = %d, context %d; us per launch in a graph, PDL off / on; GB/s of weights "
+	       "(on)\n", n, c.ctxlen);
 	const struct gemv_case gemvs[] = {
-		{"gemv qkv 2048->6144", c.qkv, c.xn, c.wqkv, 1, H, 3 * H, 0},
-		{"gemv o 2048->2048 +x", c.x, c.att, c.wo, 1, H, H, 1},
-		{"gemv 2048->4096 (warps)", c.qkv, c.xn, c.wqkv, 1, H, 2 * H, 0},
-		{"gemv router f32 ->64", c.rlog, c.xn, c.router, 0, H, E, 0},
-		{"gemv lm_head ->50304", c.logits, c.xn, c.wlm, 1, H, V, 0},
+		{"gemv qkv 2048->6144", c.qkv, c.xn, c.wqkv, 1, H, 3 * H, 0, (size_t)3 * H * H * 2},
+		{"gemv o 2048->2048 +x", c.x, c.att, c.wo, 1, H, H, 1, (size_t)H * H * 2},
+		{"gemv 2048->4096 (warps)", c.qkv, c.xn, c.wqkv, 1, H, 2 * H, 0,
+		 (size_t)3 * H * H * 2},
+		{"gemv router f32 ->64", c.rlog, c.xn, c.router, 0, H, E, 0, (size_t)E * H * f},
+		{"gemv lm_head ->50304", c.logits, c.xn, c.wlm, 1, H, V, 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(gemvs) / sizeof(gemvs[0]); i++) {
 		c.gc = &gemvs[i];
@@ -189,11 +282,14 @@ int main(int argc, char **argv)
 		       (double)gemvs[i].out * gemvs[i].in * (gemvs[i].bf16 ? 2 : 4));
 	}
 	timeit("route + group", f_route, &c, 0);
+	timeit("router + route + group", f_router_route, &c, (double)E * H * f);
 	int nj = n * K < E ? n * K : E;
 	timeit("moe gate/up (all experts)", f_gu, &c, (double)nj * 2 * I * H * 2);
 	timeit("moe down + combine", f_down, &c, (double)nj * I * H * 2);
 	timeit("rmsnorm 2048", f_norm, &c, 0);
 	timeit("q/k norms, rope, kv store", f_prep, &c, 0);
 	timeit("attention", f_attn, &c, 0);
+	timeit("decoder layer", f_layer, &c, 0);
+	timeit("decoder layer, router apart", f_layer2, &c, 0);
 	return 0;
 }

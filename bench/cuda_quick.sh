@@ -1,8 +1,8 @@
 #!/bin/bash
 # On the GPU host: build with CUDA, run the CUDA/engine/cache tests, then
 # decode timings of `moed run --json` (its "timing" object) on the issue's
-# 16-layer OLMoE-shaped bf16 model: all experts resident (CUDA graphs, then
-# MOED_CUDA_GRAPHS=0), and a 25% budget.  .deps carried (shared/GPU.md).
+# 16-layer OLMoE-shaped bf16 model: all experts resident (CUDA graphs; the
+# same with MOED_CUDA_PDL=0; MOED_CUDA_GRAPHS=0), and a 25% budget.  .deps carried (shared/GPU.md).
 # Results in $OUT/quick.txt.   bench/cuda_quick.sh [LAYERS] [STEPS]
 set -u
 T0=$(date +%s)
@@ -12,7 +12,7 @@ LAYERS=${1:-16}; STEPS=${2:-256}
 trap 'tar czf $OUT/logs.tgz -C /tmp/quick . 2>/dev/null' EXIT
 . bench/gpu_env.sh
 export LD_LIBRARY_PATH=$MOED_LD
-say "$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"
+say "$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader); profilers: $(which ncu nsys 2>/dev/null | tr "\n" " ")"
 [ -f build-gpu/build.ninja ] || meson setup build-gpu -Dcuda=enabled > $OUT/setup.log 2>&1 ||
 	{ tail -30 $OUT/setup.log >> $S; exit 1; }
 ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache tests/test_exact \
@@ -45,12 +45,14 @@ run() {   # run NAME ENV=VALUE [moed run flags]
 }
 run resident MOED_CUDA_PROFILE=1
 grep "cuda profile" $W/run_resident.err >> $S
+run resident_nopdl "MOED_CUDA_PROFILE=1 MOED_CUDA_PDL=0"
+grep "cuda profile" $W/run_resident_nopdl.err >> $S
 run nographs MOED_CUDA_GRAPHS=0
 run budget25 MOED_X=1 --slots $(( LAYERS * 16 ))
 # Kernel durations of the prompt and 3 decode steps without graphs (ncu
 # replays each kernel; gpu__time_duration excludes launch gaps).
 if which ncu > /dev/null 2>&1 && [ "${QUICK_NCU:-1}" != 0 ]; then
-	MOED_CUDA_GRAPHS=0 timeout 240 ncu --metrics gpu__time_duration.sum --csv \
+	MOED_CUDA_GRAPHS=0 timeout 120 ncu --metrics gpu__time_duration.sum --csv \
 		$moed run --model $M --set model.pack=$M.pack --tokens $P --max-tokens 4 \
 		--max-ctx 512 --backend cuda > $W/ncu.csv 2> $W/ncu.err
 	say "ncu rc=$? lines $(wc -l < $W/ncu.csv)"

@@ -192,7 +192,7 @@ def tables(cfg, rows, hf):
                   f"{s['train'][0]} prompts x {s['train'][2]} decode steps.\n")
     if hf:
         print("### transformers\n")
-        for k in ("resident", "offload"):
+        for k in ["resident"] + offload_keys(hf):
             h = hf.get(k, {})
             if "decode_b1" in h:
                 print(f"- {k}: decode b1 {fmt(h['decode_b1']['tok_s'], 3)} tok/s, b16 "
@@ -201,6 +201,17 @@ def tables(cfg, rows, hf):
             else:
                 print(f"- {k}: {h}")
     return a
+
+
+def offload_keys(hf):
+    """transformers' offload phases, largest budget first ("offload": one
+    phase at 25%, from before hf_bench.py took several)."""
+    ks = [k for k in hf if k.startswith("offload") and isinstance(hf[k], dict)]
+    return sorted(ks, key=lambda k: -offload_frac(hf, k))
+
+
+def offload_frac(hf, k):
+    return hf[k].get("frac", 0.25)
 
 
 def series(entries):
@@ -234,6 +245,8 @@ def plot(cfg, rows, hf, png):
         fracs = sorted({e["r"]["frac"] for e in entries}, reverse=True)
         xs = {f: i for i, f in enumerate(fracs)}
         nb = len(ser) + (2 if rt == "synthetic" and hf else 0)
+        hfbars = [("resident", "tab:purple", 1.0)] + \
+            [(k, "tab:brown", offload_frac(hf, k)) for k in offload_keys(hf)]
         w = 0.8 / max(1, nb)
         res = next(e for e in entries if e["r"]["frac"] >= 1)
         for p, ph in enumerate(("decode_b1", "decode_b16")):
@@ -250,12 +263,12 @@ def plot(cfg, rows, hf, png):
             lim = roof[key + "_roof_moed"] * (0.5 if key == "b1" else 1)
             ax[p].axhline(lim, ls="--", color="gray",
                           label=("0.5 x " if key == "b1" else "") + "HBM roofline (moed bytes)")
-            for k, c, f, j in (("resident", "tab:purple", 1.0, nb - 2),
-                               ("offload", "tab:brown", 0.25, nb - 1)):
+            for i, (k, c, f) in enumerate(hfbars):
                 h = hf.get(k, {}) if rt == "synthetic" else {}
+                j = nb - 2 if k == "resident" else nb - 1
                 if ph in h and f in xs:
                     ax[p].bar(xs[f] + (j - nb / 2 + 0.5) * w, h[ph]["tok_s"], w, color=c,
-                              label=f"transformers {k}")
+                              label=(f"transformers {k}" if i < 2 else None))
             ax[p].set_xticks(range(len(fracs)), [f"{100 * f:g}%" for f in fracs])
             ax[p].set_xlabel("experts resident on GPU (budget)")
             ax[p].set_ylabel("tokens/s")

@@ -9,15 +9,16 @@ prompts (its tok() token ids):
   check     the model in f32 on the GPU (TF32 off): last-position logits,
             router top-k sets and 16 greedy tokens against `moed run --json`
             outputs given with --moed NAME=FILE (host and cuda backends);
-  offload   accelerate CPU offload with the experts of the first
-            round(frac x layers) layers on the GPU and the other experts in
+  offload_F accelerate CPU offload with the experts of the first
+            round(F x layers) layers on the GPU and the other experts in
             CPU memory (everything else on the GPU): the same decode and
-            prefill measurements, fewer steps.
+            prefill measurements, fewer steps; one phase per F of
+            --offload-frac (a comma-separated list).
 Each phase is written to OUT_JSON as it finishes; a phase that fails records
 its error and the next one still runs.
 
   hf_bench.py MODEL_DIR OUT_JSON [--moed NAME=FILE]... [--prompt 1,2,3]
-              [--offload-frac 0.25] [--deadline SECONDS]
+              [--offload-frac 0.5,0.25,0.125] [--deadline SECONDS]
 """
 import argparse
 import gc
@@ -278,7 +279,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--moed", action="append", default=[])
     ap.add_argument("--prompt", default="5,17,42,99,3,250,1000,7")
-    ap.add_argument("--offload-frac", type=float, default=0.25)
+    ap.add_argument("--offload-frac", default="0.5,0.25,0.125")
     ap.add_argument("--deadline", type=float, default=0)
     a = ap.parse_args()
     import transformers
@@ -328,13 +329,8 @@ def main():
         st.pop("m", None)
         gc.collect()
         torch.cuda.empty_cache()
-    if late():
-        RES["offload"] = {"skipped": "past --deadline"}
-        save(a.out)
-        return
-
-    def off():
-        dm, n_gpu, offl = offload_map(a.model, a.offload_frac)
+    def off(frac):
+        dm, n_gpu, offl = offload_map(a.model, frac)
         t0 = time.time()
         try:
             m = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16,
@@ -352,16 +348,24 @@ def main():
             log("forward after loading failed:", repr(e), "; dispatch_model")
             m = redispatch(m, dm)
             how += " + dispatch_model"
-        r = {"load_seconds": time.time() - t0, "how": how, "gpu_layers_experts": n_gpu,
-             "offloaded_modules": offl, "placement_bytes": placement(m),
+        r = {"frac": frac, "load_seconds": time.time() - t0, "how": how,
+             "gpu_layers_experts": n_gpu, "offloaded_modules": offl,
+             "placement_bytes": placement(m),
              "hf_device_map_values": sorted({str(v) for v in
                                              getattr(m, "hf_device_map", {}).values()})}
         log("offload placement", r["placement_bytes"])
         r.update(bench(m, True))
         del m
+        gc.collect()
+        torch.cuda.empty_cache()
         return r
 
-    phase("offload", off, a.out)
+    for frac in [float(x) for x in a.offload_frac.split(",") if x]:
+        if late():
+            RES[f"offload_{frac:g}"] = {"frac": frac, "skipped": "past --deadline"}
+            save(a.out)
+            continue
+        phase(f"offload_{frac:g}", lambda: off(frac), a.out)
     log("done")
 
 

@@ -4,6 +4,53 @@
 
 #include <cuda_runtime.h>
 
+#define ST(s) ((cudaStream_t)(s))
+
+// Programmatic dependent launch (sm_90).  Every kernel launched through
+// launch() lets the next kernel in the stream start while it runs: the next
+// one's blocks do what needs no earlier output (prefetching their weights)
+// and then wait in pdl_wait() until this grid has finished and its writes
+// are visible.  The rules that keep this safe:
+// - every kernel calls pdl_wait() before it reads or writes anything an
+//   earlier kernel writes or reads, and before it returns;
+// - pdl_launch() (let the next kernel start) comes after pdl_wait(), so at
+//   most two grids overlap and the one before the previous has finished by
+//   the time a kernel's own code runs.
+// eng_cu_pdl (cuda_kernels.cu) turns the attribute off (MOED_CUDA_PDL=0):
+// both instructions are then no-ops.
+extern int eng_cu_pdl;
+
+__device__ __forceinline__ void pdl_wait()
+{
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+
+__device__ __forceinline__ void pdl_launch()
+{
+	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+// The line of global memory at p into L2 (no registers, no waiting).
+__device__ __forceinline__ void prefetch_l2(const void *p)
+{
+	asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+// Queues kernel k; returns the cudaError_t as an int.
+template <typename... KA, typename... A>
+static int launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, void *stream,
+		  A... args)
+{
+	cudaLaunchAttribute at[1];
+	cudaLaunchConfig_t c = {};
+
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = 1;
+	c.gridDim = grid, c.blockDim = block, c.dynamicSmemBytes = smem, c.stream = ST(stream);
+	c.attrs = at, c.numAttrs = eng_cu_pdl ? 1 : 0;
+	return (int)cudaLaunchKernelEx(&c, k, ((KA)args)...);
+}
+
 // Sum (or max) over the block; every thread gets the result.  blockDim.x is
 // a multiple of 32, at most 1024.
 template <bool MAX>

@@ -9,11 +9,11 @@
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_kernels.h"
 
-#define ST(s) ((cudaStream_t)(s))
+int eng_cu_pdl = 1;
 
-static int launched(void)
+extern "C" void eng_cu_set_pdl(int on)
 {
-	return (int)cudaGetLastError();
+	eng_cu_pdl = on;
 }
 
 static unsigned blocks(size_t n, unsigned threads)
@@ -24,6 +24,8 @@ static unsigned blocks(size_t n, unsigned threads)
 
 __global__ void k_embed(float *x, const void *table, int bf16, const int *tok, int H)
 {
+	pdl_wait();
+	pdl_launch();
 	size_t row = (size_t)tok[blockIdx.x] * H;
 	float *o = x + (size_t)blockIdx.x * H;
 
@@ -35,8 +37,7 @@ __global__ void k_embed(float *x, const void *table, int bf16, const int *tok, i
 int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, int H,
 		 void *stream)
 {
-	k_embed<<<n, 256, 0, ST(stream)>>>(x, table, bf16, tok, H);
-	return launched();
+	return launch(k_embed, n, 256, 0, stream, x, table, bf16, tok, H);
 }
 
 __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, float eps)
@@ -45,6 +46,8 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, flo
 	const float *xr = x + (size_t)blockIdx.x * dim;
 	float *yr = y + (size_t)blockIdx.x * dim, ss = 0;
 
+	pdl_wait();
+	pdl_launch();
 	for (int i = threadIdx.x; i < dim; i += blockDim.x)
 		ss += xr[i] * xr[i];
 	ss = block_reduce<false>(ss, sh);
@@ -56,12 +59,13 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, flo
 int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps,
 		   void *stream)
 {
-	k_rmsnorm<<<n, 256, 0, ST(stream)>>>(y, x, w, dim, eps);
-	return launched();
+	return launch(k_rmsnorm, n, 256, 0, stream, y, x, w, dim, eps);
 }
 
 __global__ void k_to_bf16(__nv_bfloat16 *y, const float *x, size_t n)
 {
+	pdl_wait();
+	pdl_launch();
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x)
 		y[i] = __float2bfloat16_rn(x[i]);
@@ -69,12 +73,13 @@ __global__ void k_to_bf16(__nv_bfloat16 *y, const float *x, size_t n)
 
 int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream)
 {
-	k_to_bf16<<<blocks(n, 256), 256, 0, ST(stream)>>>((__nv_bfloat16 *)y, x, n);
-	return launched();
+	return launch(k_to_bf16, blocks(n, 256), 256, 0, stream, (__nv_bfloat16 *)y, x, n);
 }
 
 __global__ void k_from_bf16(float *y, const __nv_bfloat16 *x, size_t n)
 {
+	pdl_wait();
+	pdl_launch();
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x)
 		y[i] = __bfloat162float(x[i]);
@@ -82,8 +87,7 @@ __global__ void k_from_bf16(float *y, const __nv_bfloat16 *x, size_t n)
 
 int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream)
 {
-	k_from_bf16<<<blocks(n, 256), 256, 0, ST(stream)>>>(y, (const __nv_bfloat16 *)x, n);
-	return launched();
+	return launch(k_from_bf16, blocks(n, 256), 256, 0, stream, y, (const __nv_bfloat16 *)x, n);
 }
 
 // One block per (row, head of q or of k): the family's q/k norms (norm 1:
@@ -104,6 +108,8 @@ __global__ void k_qk_prep(float *q, const float *qkv, int D, int heads, int kv_h
 	int hh = isq ? h : h - heads, dim = isq ? qd : kvd;
 	float inv = 1.0f;
 
+	pdl_wait();
+	pdl_launch();
 	if (norm == 1) {
 		float ss = 0;
 		for (int i = threadIdx.x; i < dim; i += blockDim.x)
@@ -151,105 +157,175 @@ int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, i
 {
 	if (hd > 512 || hd % 2)
 		return (int)cudaErrorInvalidValue;
-	k_qk_prep<<<dim3(n, heads + kv_heads), 128, 0, ST(stream)>>>(
-		q, qkv, D, heads, kv_heads, hd, norm, qw, kw, eps, clip, inv_freq, *r, layer);
-	return launched();
+	return launch(k_qk_prep, dim3(n, heads + kv_heads), 128, 0, stream, q, qkv, D, heads,
+		      kv_heads, hd, norm, qw, kw, eps, clip, inv_freq, *r, layer);
 }
 
-// One block (ATT_THREADS) per (row, head).  Scores: each warp takes four
-// positions at a time, lanes across the head's dimensions (coalesced reads
-// of the cached keys); softmax over the block; the weighted sum of values
-// the same way round (warps over positions, lanes over dimensions).
-#define ATT_THREADS 512
-__global__ void k_attend(float *att, const float *qkv, int stride, struct eng_cu_rows r,
-			 int layer, int heads, int kv_heads, int hd, float *scores,
-			 int max_ctx)
-{
-	__shared__ float sh[32], part[ATT_THREADS / 32 * 512];
-	int t = blockIdx.x, h = blockIdx.y, len = r.pos[t] + 1, kvd = kv_heads * hd;
-	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	size_t lofs = (size_t)layer * r.cap[t] * kvd;
-	const float *q = qkv + (size_t)t * stride + (size_t)h * hd;
-	const float *kc = r.kc[t] + lofs + (size_t)(h / (heads / kv_heads)) * hd;
-	const float *vc = r.vc[t] + lofs + (size_t)(h / (heads / kv_heads)) * hd;
-	float *sc = scores + ((size_t)t * heads + h) * max_ctx;
-	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, sum = 0;
+// Attention, split over positions (flash-decoding): the positions 0..pos of a
+// row are cut into spans of att_span(max_ctx) (a multiple of ATT_CH); block
+// (t, h, s) takes span s in sub-chunks of ATT_CH positions with an online
+// softmax and writes its max, sum and weighted values; k_attend_merge adds
+// the spans in order.  Spans past the row's length do nothing.  The order
+// of operations depends only on the row's length and max_ctx, not on the
+// batch.
+#define ATT_CH 64
+#define ATT_SMAX 32
+#define ATT_THREADS 256
+#define ATT_DMAX (512 / 32)
 
-	/* Four positions per pass: their loads are in flight together. */
-	for (int j0 = warp * 4; j0 < len; j0 += nw * 4) {
+static int att_splits(int max_ctx, int *span)
+{
+	int s = (max_ctx + ATT_CH - 1) / ATT_CH;
+
+	s = s < 1 ? 1 : s > ATT_SMAX ? ATT_SMAX : s;
+	*span = ((max_ctx + s - 1) / s + ATT_CH - 1) / ATT_CH * ATT_CH;
+	return s;
+}
+
+size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx)
+{
+	int span;
+
+	return (size_t)n * heads * att_splits(max_ctx, &span) * ((size_t)hd + 2);
+}
+
+// Scores of positions j0 .. j0 + cnt - 1 (cnt <= ATT_CH) into sc: warp w
+// takes 8 of them, four at a time, lanes across the dimensions.
+__device__ __forceinline__ void att_scores(float *sc, const float *qv, const float *kc, int kvd,
+					   int hd, int j0, int cnt, float scale)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nd = (hd + 31) / 32;
+
+#pragma unroll
+	for (int g = 0; g < 2; g++) {
+		int p0 = warp * 8 + g * 4;
 		float d[4] = {0, 0, 0, 0};
 
-		for (int i = lane; i < hd; i += 32)
 #pragma unroll
-			for (int u = 0; u < 4; u++)
-				if (j0 + u < len)
-					d[u] += q[i] * kc[(size_t)(j0 + u) * kvd + i];
+		for (int u = 0; u < ATT_DMAX; u++)
 #pragma unroll
-		for (int u = 0; u < 4; u++) {
+			for (int p = 0; p < 4; p++)
+				if (u < nd && p0 + p < cnt && lane + 32 * u < hd)
+					d[p] = fmaf(qv[u], kc[(size_t)(j0 + p0 + p) * kvd + 32 * u],
+						    d[p]);
+#pragma unroll
+		for (int p = 0; p < 4; p++) {
 			for (int o = 16; o > 0; o >>= 1)
-				d[u] += __shfl_xor_sync(0xffffffffu, d[u], o);
-			if (j0 + u < len) {
-				if (!lane)
-					sc[j0 + u] = d[u] * scale;
-				mx = fmaxf(mx, d[u] * scale);
-			}
+				d[p] += __shfl_xor_sync(0xffffffffu, d[p], o);
+			if (!lane && p0 + p < cnt)
+				sc[p0 + p] = d[p] * scale;
 		}
-	}
-	mx = block_reduce<true>(mx, sh);
-	__syncthreads();
-	for (int j = threadIdx.x; j < len; j += blockDim.x) {
-		sc[j] = expf(sc[j] - mx);
-		sum += sc[j];
-	}
-	sum = block_reduce<false>(sum, sh);
-	__syncthreads();
-	for (int j = threadIdx.x; j < len; j += blockDim.x)
-		sc[j] /= sum;
-	__syncthreads();
-	/* Warp w sums the positions j = w, w + nw, ... of 128 dimensions at a
-	 * time (four per lane, coalesced rows); then the warps' sums in order. */
-	for (int i0 = 0; i0 < hd; i0 += 128) {
-		float a[4] = {0, 0, 0, 0};
-
-#pragma unroll 4
-		for (int j = warp; j < len; j += nw) {
-			const float *vr = vc + (size_t)j * kvd + i0 + lane;
-			float pj = sc[j];
-#pragma unroll
-			for (int u = 0; u < 4; u++)
-				if (i0 + lane + 32 * u < hd)
-					a[u] += pj * vr[32 * u];
-		}
-#pragma unroll
-		for (int u = 0; u < 4; u++)
-			if (i0 + lane + 32 * u < hd)
-				part[warp * hd + i0 + lane + 32 * u] = a[u];
-	}
-	__syncthreads();
-	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-		float acc = 0;
-		for (int k = 0; k < nw; k++)
-			acc += part[k * hd + i];
-		att[(size_t)t * heads * hd + (size_t)h * hd + i] = acc;
 	}
 }
 
-int eng_cu_attention(float *att, const float *qkv, int stride, const struct eng_cu_rows *r,
-		     int layer, int n, int heads, int kv_heads, int hd, float *scores, int max_ctx,
+__global__ void k_attend(float *part, const float *q, int stride, struct eng_cu_rows r,
+			 int layer, int heads, int kv_heads, int hd, int span)
+{
+	__shared__ float sc[ATT_CH];
+	int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z, lane = threadIdx.x & 31;
+	int kvd = kv_heads * hd, nd = (hd + 31) / 32;
+	float scale = 1.0f / sqrtf((float)hd), m = -INFINITY, l = 0;
+	float qv[ATT_DMAX], acc[512 / ATT_THREADS];
+
+	pdl_wait();
+	pdl_launch();
+	int len = r.pos[t] + 1, beg = s * span, end = beg + span < len ? beg + span : len;
+	if (beg >= len)
+		return;
+	size_t lofs = (size_t)layer * r.cap[t] * kvd + (size_t)(h / (heads / kv_heads)) * hd;
+	const float *qr = q + (size_t)t * stride + (size_t)h * hd;
+	const float *kc = r.kc[t] + lofs + lane, *vc = r.vc[t] + lofs;
+#pragma unroll
+	for (int u = 0; u < ATT_DMAX; u++)
+		qv[u] = u < nd && lane + 32 * u < hd ? qr[lane + 32 * u] : 0.0f;
+#pragma unroll
+	for (int k = 0; k < 512 / ATT_THREADS; k++)
+		acc[k] = 0.0f;
+	for (int j0 = beg; j0 < end; j0 += ATT_CH) {
+		int cnt = end - j0 < ATT_CH ? end - j0 : ATT_CH;
+
+		att_scores(sc, qv, kc, kvd, hd, j0, cnt, scale);
+		__syncthreads();
+		/* Every thread the same max and sum, in the same order. */
+		float mn = m, sum = 0;
+		for (int j = 0; j < cnt; j++)
+			mn = fmaxf(mn, sc[j]);
+		float c = expf(m - mn);
+		__syncthreads();
+		if (threadIdx.x < cnt)
+			sc[threadIdx.x] = expf(sc[threadIdx.x] - mn);
+		__syncthreads();
+		for (int j = 0; j < cnt; j++)
+			sum += sc[j];
+		l = l * c + sum;
+#pragma unroll
+		for (int k = 0; k < 512 / ATT_THREADS; k++) {
+			int i = threadIdx.x + k * ATT_THREADS;
+			float a = acc[k] * c;
+			if (i < hd) {
+#pragma unroll 8
+				for (int j = 0; j < cnt; j++)
+					a = fmaf(sc[j], vc[(size_t)(j0 + j) * kvd + i], a);
+			}
+			acc[k] = a;
+		}
+		m = mn;
+		__syncthreads();
+	}
+	float *pp = part + (((size_t)t * heads + h) * gridDim.z + s) * (hd + 2);
+	if (!threadIdx.x)
+		pp[0] = m, pp[1] = l;
+#pragma unroll
+	for (int k = 0; k < 512 / ATT_THREADS; k++)
+		if (threadIdx.x + k * ATT_THREADS < hd)
+			pp[2 + threadIdx.x + k * ATT_THREADS] = acc[k];
+}
+
+// The spans of (t, h) that have positions, in order.
+__global__ void k_attend_merge(float *att, const float *part, struct eng_cu_rows r, int heads,
+			       int hd, int splits, int span)
+{
+	int t = blockIdx.x, h = blockIdx.y;
+
+	pdl_wait();
+	pdl_launch();
+	int ns = (r.pos[t] + span) / span;
+	const float *pp = part + ((size_t)t * heads + h) * splits * (hd + 2);
+	float mx = -INFINITY, sum = 0;
+	for (int s = 0; s < ns; s++)
+		mx = fmaxf(mx, pp[(size_t)s * (hd + 2)]);
+	for (int s = 0; s < ns; s++)
+		sum = fmaf(pp[(size_t)s * (hd + 2) + 1], expf(pp[(size_t)s * (hd + 2)] - mx), sum);
+	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+		float o = 0;
+		for (int s = 0; s < ns; s++)
+			o = fmaf(pp[(size_t)s * (hd + 2) + 2 + i], expf(pp[(size_t)s * (hd + 2)] - mx),
+				 o);
+		att[(size_t)t * heads * hd + (size_t)h * hd + i] = o / sum;
+	}
+}
+
+int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_rows *r,
+		     int layer, int n, int heads, int kv_heads, int hd, float *part, int max_ctx,
 		     void *stream)
 {
-	if (hd > ATT_THREADS)
+	int span, splits = att_splits(max_ctx, &span), rc;
+
+	if (hd > 32 * ATT_DMAX)
 		return (int)cudaErrorInvalidValue;
-	k_attend<<<dim3(n, heads), ATT_THREADS, 0, ST(stream)>>>(att, qkv, stride, *r, layer,
-								 heads, kv_heads, hd, scores,
-								 max_ctx);
-	return launched();
+	if ((rc = launch(k_attend, dim3(n, heads, splits), ATT_THREADS, 0, stream, part, q,
+			 stride, *r, layer, heads, kv_heads, hd, span)))
+		return rc;
+	return launch(k_attend_merge, dim3(n, heads), 128, 0, stream, att, (const float *)part,
+		      *r, heads, hd, splits, span);
 }
 
 __global__ void k_silu_mul(float *h, const float *gu, int n, int I)
 {
 	size_t total = (size_t)n * I;
 
+	pdl_wait();
+	pdl_launch();
 	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < total;
 	     j += (size_t)gridDim.x * blockDim.x) {
 		size_t t = j / I, i = j % I;
@@ -261,12 +337,13 @@ __global__ void k_silu_mul(float *h, const float *gu, int n, int I)
 
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream)
 {
-	k_silu_mul<<<blocks((size_t)n * I, 256), 256, 0, ST(stream)>>>(h, gu, n, I);
-	return launched();
+	return launch(k_silu_mul, blocks((size_t)n * I, 256), 256, 0, stream, h, gu, n, I);
 }
 
 __global__ void k_gather(float *xe, const float *x, const int *rows, int H)
 {
+	pdl_wait();
+	pdl_launch();
 	const float *s = x + (size_t)rows[blockIdx.x] * H;
 	float *d = xe + (size_t)blockIdx.x * H;
 
@@ -276,6 +353,5 @@ __global__ void k_gather(float *xe, const float *x, const int *rows, int H)
 
 int eng_cu_gather(float *xe, const float *x, const int *rows, int m, int H, void *stream)
 {
-	k_gather<<<m, 256, 0, ST(stream)>>>(xe, x, rows, H);
-	return launched();
+	return launch(k_gather, m, 256, 0, stream, xe, x, rows, H);
 }

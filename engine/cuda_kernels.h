@@ -11,6 +11,10 @@
 extern "C" {
 #endif
 
+/* Programmatic dependent launch between the engine's kernels: on (1, the
+ * default) or off.  Set before any launch. */
+void eng_cu_set_pdl(int on);
+
 /* Per-row data of a chunk, on the device. */
 struct eng_cu_rows {
 	const int *tok, *pos, *cap;
@@ -37,11 +41,13 @@ int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, i
 		   const float *inv_freq, const struct eng_cu_rows *r, int layer, int n,
 		   void *stream);
 /* Causal GQA attention of each row's q heads (at q + t * stride) over its
- * sequence's cached positions 0..pos into att [n][heads * hd]; hd <= 512.
- * scores: scratch of n * heads * max_ctx floats. */
-int eng_cu_attention(float *att, const float *qkv, int stride, const struct eng_cu_rows *r,
-		     int layer, int n, int heads, int kv_heads, int hd, float *scores,
-		     int max_ctx, void *stream);
+ * sequence's cached positions 0..pos (pos < max_ctx) into att [n][heads *
+ * hd]; hd <= 512.  part: scratch of eng_cu_att_part_floats(n, heads, hd,
+ * max_ctx) floats. */
+int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_rows *r,
+		     int layer, int n, int heads, int kv_heads, int hd, float *part, int max_ctx,
+		     void *stream);
+size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx);
 /* h[t][i] = silu(gu[t][i]) * gu[t][I + i]. */
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream);
 /* xe[r] = x[rows[r]], rows of H. */

@@ -6,15 +6,10 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "engine/cuda_common.cuh"
 #include "engine/cuda_moe.h"
 
-#define ST(s) ((cudaStream_t)(s))
 #define WARPS 8                    // rows per block
-
-static int launched(void)
-{
-	return (int)cudaGetLastError();
-}
 
 extern "C" size_t eng_cu_grp_bytes(int E, int entries)
 {
@@ -134,6 +129,15 @@ __device__ __forceinline__ void warp_dot2(const WT *w0, const WT *w1, int in,
 		}
 }
 
+// Bytes [0, bytes) from p into L2, lines spread over nt threads (this one
+// is i).  Weights only: no kernel writes them, so this may run before
+// pdl_wait().
+__device__ __forceinline__ void prefetch_span(const void *p, size_t bytes, int i, int nt)
+{
+	for (size_t o = (size_t)i * 128; o < bytes; o += (size_t)nt * 128)
+		prefetch_l2((const char *)p + o);
+}
+
 template <typename WT, int NM>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n, int in,
 		       int out, int add)
@@ -142,6 +146,10 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 	const float *xp[NM];
 	float acc[NM];
 
+	if (r < out)
+		prefetch_span(w + (size_t)r * in, (size_t)in * sizeof(WT), lane, 32);
+	pdl_wait();
+	pdl_launch();
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
@@ -156,18 +164,17 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		}
 }
 
-// For few output rows: one block per output row, its 256 threads splitting
-// the row in 8-element chunks (thread i takes chunks i, i + 256, ...), the
-// partial sums added over the block in a fixed order.
+// For few output rows: one block per output row r, its 256 threads
+// splitting the row in 8-element chunks (thread i takes chunks i, i + 256,
+// ...), the partial sums added over the block in a fixed order.  Row t's
+// sum comes out in thread t.
 template <typename WT, int NM>
-__global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const WT *w, int n,
-			     int in, int add)
+__device__ __forceinline__ float split_row(const float *x, int ldx, const WT *wr, int n, int in)
 {
 	__shared__ float part[WARPS][NM];
-	int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const WT *wr = w + (size_t)r * in;
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const float *xp[NM];
-	float acc[NM];
+	float acc[NM], s = 0.0f;
 
 #pragma unroll
 	for (int t = 0; t < NM; t++) {
@@ -194,12 +201,24 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 			part[warp][t] = acc[t];
 	}
 	__syncthreads();
-	if (threadIdx.x < n) {
-		int t = threadIdx.x;
-		float s = 0.0f;
+	if (threadIdx.x < n)
 		for (int k = 0; k < WARPS; k++)
-			s += part[k][t];
-		float *d = y + (size_t)t * ldy + r;
+			s += part[k][threadIdx.x];
+	return s;
+}
+
+template <typename WT, int NM>
+__global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const WT *w, int n,
+			     int in, int add)
+{
+	const WT *wr = w + (size_t)blockIdx.x * in;
+
+	prefetch_span(wr, (size_t)in * sizeof(WT), threadIdx.x, blockDim.x);
+	pdl_wait();
+	pdl_launch();
+	float s = split_row<WT, NM>(x, ldx, wr, n, in);
+	if (threadIdx.x < n) {
+		float *d = y + (size_t)threadIdx.x * ldy + blockIdx.x;
 		*d = add ? *d + s : s;
 	}
 }
@@ -224,22 +243,24 @@ static int rows_of(int m)
 extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
 			   int n, int in, int out, int add, void *stream)
 {
+	unsigned nb = (unsigned)((out + WARPS - 1) / WARPS);
+	int rc = 0;
+
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(in))
 		return (int)cudaErrorInvalidValue;
-	unsigned nb = (unsigned)((out + WARPS - 1) / WARPS);
 	/* Few rows: too few warps to keep the memory busy one row each. */
 	if (out <= ENG_CU_SPLIT_ROWS) {
-#define SPLIT(T, N) k_gemv_split<T, N><<<out, 32 * WARPS, 0, ST(stream)>>>(y, ldy, x, ldx, \
-		(const T *)w, n, in, add)
+#define SPLIT(T, N) rc = launch(k_gemv_split<T, N>, out, 32 * WARPS, 0, stream, y, ldy, x, \
+				ldx, (const T *)w, n, in, add)
 		DISPATCH(n, bf16, SPLIT);
 #undef SPLIT
-		return launched();
+		return rc;
 	}
-#define GEMV(T, N) k_gemv<T, N><<<nb, 32 * WARPS, 0, ST(stream)>>>(y, ldy, x, ldx, \
-		(const T *)w, n, in, out, add)
+#define GEMV(T, N) rc = launch(k_gemv<T, N>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+			       (const T *)w, n, in, out, add)
 	DISPATCH(n, bf16, GEMV);
 #undef GEMV
-	return launched();
+	return rc;
 }
 
 // ---- routing ----
@@ -306,15 +327,14 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 	}
 }
 
-// Shared memory: [warps][E] rows, then (group) [E] counts, [E] offsets and
-// the entries' ids and weights.
-__global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			struct eng_cu_grp g, int group)
+// Routes n rows with the block's warps; shared memory sh: [warps][E] rows,
+// then (group) [E] counts, [E] offsets and the entries' ids and weights.
+__device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			    struct eng_cu_grp g, int group, float *sh)
 {
-	extern __shared__ float smem[];
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K;
-	float *p = smem + (size_t)warp * E;
-	int *cnt = (int *)(smem + (size_t)nw * E), *off = cnt + E, *sid = off + E;
+	float *p = sh + (size_t)warp * E;
+	int *cnt = (int *)(sh + (size_t)nw * E), *off = cnt + E, *sid = off + E;
 	float *sw = (float *)(sid + (group ? total : 0));
 
 	for (int t = warp; t < n; t += nw)
@@ -355,6 +375,21 @@ __global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int 
 	}
 }
 
+static size_t route_smem(int warps, int E, int total)
+{
+	return ((size_t)warps * E + 2 * (size_t)E + 2 * (size_t)total) * 4;
+}
+
+__global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			struct eng_cu_grp g, int group)
+{
+	extern __shared__ float smem[];
+
+	pdl_wait();
+	pdl_launch();
+	route_block(pg, ids, w, n, E, K, norm, g, group, smem);
+}
+
 extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
 			    struct eng_cu_grp g, int group, void *stream)
 {
@@ -362,11 +397,57 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 
 	while (warps > 1 && (size_t)warps * E * 4 > 32768)
 		warps--;
-	size_t sm = ((size_t)warps * E + 2 * (size_t)E + 2 * (size_t)total) * 4;
+	size_t sm = route_smem(warps, E, total);
 	if (K > 32 || sm > 48 * 1024)
 		return (int)cudaErrorInvalidValue;
-	k_route<<<1, 32 * warps, sm, ST(stream)>>>(p, ids, w, n, E, K, norm, g, group);
-	return launched();
+	return launch(k_route, 1, 32 * warps, sm, stream, p, ids, w, n, E, K, norm, g, group);
+}
+
+// The router's GEMV (f32 weights, one block per expert, as k_gemv_split)
+// and, in the block that finishes last, route_block over all rows.  done: a
+// counter at 0, left at 0.
+template <int NM>
+__global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
+			       int E, int K, int norm, int *ids, float *w,
+			       struct eng_cu_grp g, int group, unsigned *done)
+{
+	extern __shared__ float smem[];
+	__shared__ bool last;
+	const float *row = wr + (size_t)blockIdx.x * H;
+
+	prefetch_span(row, (size_t)H * sizeof(float), threadIdx.x, blockDim.x);
+	pdl_wait();
+	pdl_launch();
+	float s = split_row<float, NM>(x, H, row, n, H);
+	if (threadIdx.x < n)
+		pg[(size_t)threadIdx.x * E + blockIdx.x] = s;
+	__threadfence();
+	__syncthreads();
+	if (!threadIdx.x)
+		last = atomicAdd(done, 1u) == gridDim.x - 1;
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	route_block(pg, ids, w, n, E, K, norm, g, group, smem);
+	if (!threadIdx.x)
+		*done = 0;
+}
+
+extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
+				   int E, int K, int norm, int *ids, float *w,
+				   struct eng_cu_grp g, int group, unsigned *done, void *stream)
+{
+	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
+	int rc = 0;
+
+	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024)
+		return (int)cudaErrorInvalidValue;
+#define RR(T, N) rc = launch(k_router_route<N>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, \
+			     K, norm, ids, w, g, group, done)
+	DISPATCH(n, 0, RR);
+#undef RR
+	return rc;
 }
 
 // ---- experts ----
@@ -385,6 +466,8 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 	int j = j0 + blockIdx.y, i = blockIdx.x * WARPS + (threadIdx.x >> 5);
 	int lane = threadIdx.x & 31;
 
+	pdl_wait();
+	pdl_launch();
 	if (j >= *g.nact)
 		return;
 	const WT *w = expert_w<WT>(g, tab, w1, j);
@@ -443,6 +526,8 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 {
 	int j = j0 + blockIdx.y, h = blockIdx.x * WARPS + (threadIdx.x >> 5);
 
+	pdl_wait();
+	pdl_launch();
 	if (j >= *g.nact || h >= H)
 		return;
 	down_row<WT, NM>(expert_w<WT>(g, tab, w1, j), h, H, I, hb, g.start[j], g.cnt[j], eo + h,
@@ -451,7 +536,9 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 
 // One block per output dimension h: its warps take the experts in turn
 // (down_row, as k_moe_down), then thread t adds row t's entries as
-// k_moe_combine does.
+// k_moe_combine does.  Runs right after k_moe_gu, whose grouping g came from
+// the kernel before it: that one has finished by the time this kernel starts
+// (cuda_common.cuh), so the experts' rows can be prefetched before the wait.
 template <typename WT, int NM>
 __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, int n, int entries)
@@ -459,6 +546,11 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	__shared__ float dot[ENG_CU_GEMV_MAX * 32];
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, h = blockIdx.x, nact = *g.nact;
 
+	for (int j = warp; j < nact; j += nw)
+		prefetch_span((const WT *)tab[g.xid[j]] + (size_t)2 * I * H + (size_t)h * I,
+			      (size_t)I * sizeof(WT), threadIdx.x & 31, 32);
+	pdl_wait();
+	pdl_launch();
 	for (int j = warp; j < nact; j += nw)
 		down_row<WT, NM>(expert_w<WT>(g, tab, NULL, j), h, H, I, hb, g.start[j], g.cnt[j],
 				 dot, 1);
@@ -472,6 +564,8 @@ __global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_gr
 {
 	int t = blockIdx.x;
 
+	pdl_wait();
+	pdl_launch();
 	for (int h = threadIdx.x; h < H; h += blockDim.x)
 		x[(size_t)t * H + h] += ordered_sum(g, entries, t, eo + h, H);
 }
@@ -494,10 +588,12 @@ extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng
 	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
 	dim3 grid((unsigned)((I + WARPS - 1) / WARPS), (unsigned)nj);
-#define GU(T, N) k_moe_gu<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(hb, x, H, I, g, tab, w, j0)
+	int rc = 0;
+#define GU(T, N) rc = launch(k_moe_gu<T, N>, grid, 32 * WARPS, 0, stream, hb, x, H, I, g, tab, \
+			     w, j0)
 	DISPATCH(mmax, bf16, GU);
 #undef GU
-	return launched();
+	return rc;
 }
 
 extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
@@ -507,27 +603,30 @@ extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct 
 	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
 	dim3 grid((unsigned)((H + WARPS - 1) / WARPS), (unsigned)nj);
-#define DN(T, N) k_moe_down<T, N><<<grid, 32 * WARPS, 0, ST(stream)>>>(eo, hb, H, I, g, tab, w, j0)
+	int rc = 0;
+#define DN(T, N) rc = launch(k_moe_down<T, N>, grid, 32 * WARPS, 0, stream, eo, hb, H, I, g, \
+			     tab, w, j0)
 	DISPATCH(mmax, bf16, DN);
 #undef DN
-	return launched();
+	return rc;
 }
 
 extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 				   const void *const *tab, int bf16, int n, int K, void *stream)
 {
+	int rc = 0;
+
 	if (!moe_args_ok(H, I, n) || n * K > ENG_CU_GEMV_MAX * 32)
 		return (int)cudaErrorInvalidValue;
-#define DA(T, N) k_moe_down_add<T, N><<<H, 32 * WARPS, 0, ST(stream)>>>(x, hb, H, I, g, tab, n, \
-									 n * K)
+#define DA(T, N) rc = launch(k_moe_down_add<T, N>, H, 32 * WARPS, 0, stream, x, hb, H, I, g, \
+			     tab, n, n * K)
 	DISPATCH(n, bf16, DA);
 #undef DA
-	return launched();
+	return rc;
 }
 
 extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
 				  int entries, int n, void *stream)
 {
-	k_moe_combine<<<n, 256, 0, ST(stream)>>>(x, eo, H, g, entries);
-	return launched();
+	return launch(k_moe_combine, n, 256, 0, stream, x, eo, H, g, entries);
 }

@@ -47,6 +47,13 @@ int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int b
  * into ids/w [n][K]; with group, also g for these n rows. */
 int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
 		 struct eng_cu_grp g, int group, void *stream);
+/* The router's logits p[t][E] = wr [E][H] (f32) . x[t] (x rows H apart)
+ * and eng_cu_route's routing of them in one launch, n <= ENG_CU_GEMV_MAX;
+ * done: a device counter at 0 (left at 0) that no other launch uses at the
+ * same time. */
+int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
+			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
+			unsigned *done, void *stream);
 /* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped):
  * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
  * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up

@@ -136,7 +136,9 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->q, C * (size_t)g->qd * f)) || (rc = dalloc(&g->rlog, C * E * f)) ||
 	    (rc = dalloc(&g->rw, C * K * f)) || (rc = dalloc(&g->rid, C * K * sizeof(int))) ||
 	    (rc = dalloc(&g->gu, C * 2 * ni * f)) || (rc = dalloc(&g->h, C * ni * f)) ||
-	    (rc = dalloc(&g->scores, C * (size_t)c->n_heads * (size_t)g->max_ctx * f)) ||
+	    (rc = dalloc(&g->done, sizeof(unsigned))) ||
+	    (rc = dalloc(&g->apart, f * eng_cu_att_part_floats(C, c->n_heads, c->head_dim,
+								  g->max_ctx))) ||
 	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, C * wide * 2)) ||
 	    (rc = dalloc(&g->wf, g->bf16 && !g->act16 ? wmax(g) * f : 1)) ||
 	    (rc = dalloc(&g->dgrpb, gb)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
@@ -152,6 +154,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
 	    !(g->xw = calloc(E, sizeof(*g->xw))))
 		return -ENOMEM;
+	CU(cudaMemset(g->done, 0, sizeof(unsigned)));
 	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
 	g->hg = eng_cu_grp_at(g->hgrpb, g->E, g->NE);
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
@@ -246,6 +249,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 		(c->n_moe_layers == c->n_layers || eng_cu_gemv_ok(c->intermediate_size));
 	g->graphs = !getenv("MOED_CUDA_GRAPHS") || strcmp(getenv("MOED_CUDA_GRAPHS"), "0");
 	g->prof = getenv("MOED_CUDA_PROFILE") && strcmp(getenv("MOED_CUDA_PROFILE"), "0");
+	eng_cu_set_pdl(!getenv("MOED_CUDA_PDL") || strcmp(getenv("MOED_CUDA_PDL"), "0"));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && getenv("MOED_CUDA_BF16_ACTIVATIONS") &&
 		strcmp(getenv("MOED_CUDA_BF16_ACTIVATIONS"), "0");
@@ -283,7 +287,7 @@ void eng_cuda_close(struct eng_cuda *g)
 		if (g->gx[i])
 			cudaGraphExecDestroy(g->gx[i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
-		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->scores,
+		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
 		      g->logits, g->xb, g->wf, g->rid, g->dgrpb, g->drow, g->fr_id, g->fr_w,
 		      g->dtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)

@@ -43,7 +43,8 @@ struct eng_cuda {
 	void *embed, *lm_head;
 	float *final_norm, *inv_freq;
 	/* device scratch, C rows */
-	float *x, *xn, *qkv, *q, *att, *rlog, *rw, *xe, *gu, *h, *scores, *logits;
+	float *x, *xn, *qkv, *q, *att, *apart, *rlog, *rw, *xe, *gu, *h, *logits;
+	unsigned *done;            /* eng_cu_router_route's counter */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
 	void *xb;
 	float *wf;                 /* a bf16 matrix widened to f32, [max dense] */

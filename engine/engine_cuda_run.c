@@ -189,17 +189,33 @@ static int experts(struct eng_cuda *g, int ml)
 	return rc;
 }
 
+/* Router logits into rlog and the top-k into ids/w (grouped into dg when
+ * group): one launch for up to GMAX rows, else a GEMM and eng_cu_route. */
+static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
+		 int group)
+{
+	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
+
+	if (gemv_rows(n, H)) {
+		KR(eng_cu_router_route(g->rlog, g->xn, d->router, n, H, E, K, norm, ids, w, g->dg,
+				       group, g->done, g->st));
+		return 0;
+	}
+	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
+		return rc;
+	KR(eng_cu_route(g->rlog, ids, w, n, E, K, norm, g->dg, group, g->st));
+	return 0;
+}
+
 /* A MoE layer through the expert source; adds into x. */
 static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 	       const struct eng_cuda_row *rows, int ml, int n)
 {
-	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, E = g->E, K = g->K, rc, mmax;
 	size_t nk = (size_t)n * K;
 
-	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
+	if ((rc = route(g, d, n, g->rid, g->rw, 0)))
 		return rc;
-	KR(eng_cu_route(g->rlog, g->rid, g->rw, n, E, K, c->norm_topk_prob, g->dg, 0, g->st));
 	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
 	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));
 	if (h->override_route)
@@ -222,10 +238,8 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
 
-	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
+	if ((rc = route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
-	KR(eng_cu_route(g->rlog, g->fr_id + at, g->fr_w + at, n, E, K, c->norm_topk_prob,
-			g->dg, 1, g->st));
 	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, n, g->st));
 	KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, K, g->st));
 	return 0;
@@ -245,7 +259,7 @@ static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 			  d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
 			  g->inv_freq, &g->rows, li, n, g->st));
 	KR(eng_cu_attention(g->att, g->q, qd, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd,
-			    g->scores, g->max_ctx, g->st));
+			    g->apart, g->max_ctx, g->st));
 	return gemm(g, g->x, g->att, d->o, g->bf16, n, qd, H, 1);
 }
 
