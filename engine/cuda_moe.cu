@@ -138,16 +138,21 @@ __device__ __forceinline__ void prefetch_span(const void *p, size_t bytes, int i
 		prefetch_l2((const char *)p + o);
 }
 
+// Two output rows per warp (r and r + 1, warp_dot2: more loads in flight),
+// each row's sum as warp_dot's.
 template <typename WT, int NM>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n, int in,
 		       int out, int add)
 {
-	int r = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+	int r = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * 2, lane = threadIdx.x & 31;
+	int r1 = r + 1 < out ? r + 1 : r;
 	const float *xp[NM];
-	float acc[NM];
+	float a0[NM], a1[NM];
 
-	if (r < out)
+	if (r < out) {
 		prefetch_span(w + (size_t)r * in, (size_t)in * sizeof(WT), lane, 32);
+		prefetch_span(w + (size_t)r1 * in, (size_t)in * sizeof(WT), lane, 32);
+	}
 	pdl_wait();
 	pdl_launch();
 #pragma unroll
@@ -155,12 +160,14 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
 	if (r >= out)
 		return;
-	warp_dot<WT, NM>(w + (size_t)r * in, in, xp, n, acc);
+	warp_dot2<WT, NM>(w + (size_t)r * in, w + (size_t)r1 * in, in, xp, n, a0, a1);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < n && lane == t) {
 			float *d = y + (size_t)t * ldy + r;
-			*d = add ? *d + acc[t] : acc[t];
+			d[0] = add ? d[0] + a0[t] : a0[t];
+			if (r1 != r)
+				d[1] = add ? d[1] + a1[t] : a1[t];
 		}
 }
 
@@ -243,7 +250,7 @@ static int rows_of(int m)
 extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
 			   int n, int in, int out, int add, void *stream)
 {
-	unsigned nb = (unsigned)((out + WARPS - 1) / WARPS);
+	unsigned nb = (unsigned)((out + 2 * WARPS - 1) / (2 * WARPS));
 	int rc = 0;
 
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(in))
@@ -302,18 +309,37 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 	for (int i = lane; i < E; i += 32)
 		pg[i] = p[i] = p[i] / sum;
 	__syncwarp();
-	for (int k = 0; k < K; k++) {
-		float bv = -1.0f;
-		int bi = -1;
+	if (E <= 256) {
+		/* Rank of each probability (ties to the lowest id): the k-th
+		 * pick of the argmax passes below, without K passes. */
+		float *top = p + E;   /* K slots after the row (route_smem) */
+		for (int i = lane, q = 0; i < E; i += 32, q++) {
+			int rank = 0;
+			float v = p[i];
+			for (int j = 0; j < E; j++)
+				rank += p[j] > v || (p[j] == v && j < i);
+			if (rank < K) {
+				used |= 1u << q;
+				top[rank] = v;
+			}
+		}
+		__syncwarp();
+		for (int k = 0; k < K; k++)
+			ksum += top[k];
+		__syncwarp();
+	} else
+		for (int k = 0; k < K; k++) {
+			float bv = -1.0f;
+			int bi = -1;
 
-		for (int i = lane, q = 0; i < E; i += 32, q++)
-			if (!((used >> q) & 1u) && (bi < 0 || p[i] > bv))
-				bv = p[i], bi = i;
-		warp_argmax(bv, bi);
-		if ((bi & 31) == lane)
-			used |= 1u << (bi >> 5);
-		ksum += bv;
-	}
+			for (int i = lane, q = 0; i < E; i += 32, q++)
+				if (!((used >> q) & 1u) && (bi < 0 || p[i] > bv))
+					bv = p[i], bi = i;
+			warp_argmax(bv, bi);
+			if ((bi & 31) == lane)
+				used |= 1u << (bi >> 5);
+			ksum += bv;
+		}
 	/* Chosen ids in ascending order: by q, then by lane. */
 	for (int q = 0, base = 0; q * 32 < E; q++) {
 		bool mine = (used >> q) & 1u;
@@ -327,14 +353,15 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 	}
 }
 
-// Routes n rows with the block's warps; shared memory sh: [warps][E] rows,
-// then (group) [E] counts, [E] offsets and the entries' ids and weights.
+// Routes n rows with the block's warps; shared memory sh: [warps][E + 32]
+// rows, then (group) [E] counts, [E] offsets and the entries' ids and
+// weights.
 __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
 			    struct eng_cu_grp g, int group, float *sh)
 {
-	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K;
-	float *p = sh + (size_t)warp * E;
-	int *cnt = (int *)(sh + (size_t)nw * E), *off = cnt + E, *sid = off + E;
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K, lane = threadIdx.x & 31;
+	float *p = sh + (size_t)warp * (E + 32);
+	int *cnt = (int *)(sh + (size_t)nw * (E + 32)), *off = cnt + E, *sid = off + E;
 	float *sw = (float *)(sid + (group ? total : 0));
 
 	for (int t = warp; t < n; t += nw)
@@ -352,9 +379,21 @@ __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, 
 		cnt[x] = c;
 	}
 	__syncthreads();
-	if (!threadIdx.x) {
-		int j = 0, at = 0;
-		for (int x = 0; x < E; x++) {
+	if (warp == 0) {
+		/* Lane l takes experts [x0, x1): scans of their entries and of
+		 * the experts in use give each one's first entry and index. */
+		int per = (E + 31) / 32, x0 = lane * per, x1 = x0 + per < E ? x0 + per : E;
+		int c = 0, a = 0, ci, ai;
+		for (int x = x0; x < x1; x++)
+			c += cnt[x], a += cnt[x] > 0;
+		ci = c, ai = a;
+		for (int o = 1; o < 32; o <<= 1) {
+			int u = __shfl_up_sync(0xffffffffu, ci, o), v = __shfl_up_sync(0xffffffffu, ai, o);
+			if (lane >= o)
+				ci += u, ai += v;
+		}
+		int at = ci - c, j = ai - a;
+		for (int x = x0; x < x1; x++) {
 			off[x] = at;
 			if (cnt[x]) {
 				g.xid[j] = x, g.start[j] = at, g.cnt[j] = cnt[x];
@@ -362,7 +401,8 @@ __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, 
 			}
 			at += cnt[x];
 		}
-		*g.nact = j;
+		if (lane == 31)
+			*g.nact = ai;
 	}
 	__syncthreads();
 	for (int x = threadIdx.x; x < E; x += blockDim.x) {
@@ -377,7 +417,7 @@ __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, 
 
 static size_t route_smem(int warps, int E, int total)
 {
-	return ((size_t)warps * E + 2 * (size_t)E + 2 * (size_t)total) * 4;
+	return ((size_t)warps * (E + 32) + 2 * (size_t)E + 2 * (size_t)total) * 4;
 }
 
 __global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
@@ -395,7 +435,7 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 {
 	int warps = n < 32 ? n : 32, total = group ? n * K : 0;
 
-	while (warps > 1 && (size_t)warps * E * 4 > 32768)
+	while (warps > 1 && (size_t)warps * (E + 32) * 4 > 32768)
 		warps--;
 	size_t sm = route_smem(warps, E, total);
 	if (K > 32 || sm > 48 * 1024)
@@ -486,25 +526,29 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 			hb[(size_t)(st + t) * I + i] = ga[t] / (1.0f + expf(-ga[t])) * ua[t];
 }
 
-// Row h of expert j's down projection (weights w) against the hidden
-// vectors of j's m entries from st; entry st + t's dot goes to
-// out[(st + t) * stride].  The one place both down kernels compute it.
+// Rows h and h + 1 of expert j's down projection (weights w) against the
+// hidden vectors of j's m entries from st; entry st + t's dots go to
+// out[(st + t) * stride] and out[(st + t) * stride + step].  The one place
+// both down kernels compute them (warp_dot2: each row as warp_dot).
 template <typename WT, int NM>
-__device__ __forceinline__ void down_row(const WT *w, int h, int H, int I, const float *hb,
-					 int st, int m, float *out, int stride)
+__device__ __forceinline__ void down_rows(const WT *w, int h, int H, int I, const float *hb,
+					  int st, int m, float *out, int stride, int step)
 {
 	int lane = threadIdx.x & 31;
 	const float *xp[NM];
-	float acc[NM];
+	float a0[NM], a1[NM];
+	const WT *wd = w + (size_t)2 * I * H + (size_t)h * I;
 
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-	warp_dot<WT, NM>(w + (size_t)2 * I * H + (size_t)h * I, I, xp, m, acc);
+	warp_dot2<WT, NM>(wd, wd + I, I, xp, m, a0, a1);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
-		if (t < m && lane == t)
-			out[(size_t)(st + t) * stride] = acc[t];
+		if (t < m && lane == t) {
+			out[(size_t)(st + t) * stride] = a0[t];
+			out[(size_t)(st + t) * stride + step] = a1[t];
+		}
 }
 
 // Row t's share of the layer: its entries' values v[e * stride], weighted,
@@ -524,39 +568,41 @@ template <typename WT, int NM>
 __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 			   const void *const *tab, const void *w1, int j0)
 {
-	int j = j0 + blockIdx.y, h = blockIdx.x * WARPS + (threadIdx.x >> 5);
+	int j = j0 + blockIdx.y, h = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * 2;
 
 	pdl_wait();
 	pdl_launch();
 	if (j >= *g.nact || h >= H)
 		return;
-	down_row<WT, NM>(expert_w<WT>(g, tab, w1, j), h, H, I, hb, g.start[j], g.cnt[j], eo + h,
-			 H);
+	down_rows<WT, NM>(expert_w<WT>(g, tab, w1, j), h, H, I, hb, g.start[j], g.cnt[j], eo + h,
+			  H, 1);
 }
 
-// One block per output dimension h: its warps take the experts in turn
-// (down_row, as k_moe_down), then thread t adds row t's entries as
-// k_moe_combine does.  Runs right after k_moe_gu, whose grouping g came from
-// the kernel before it: that one has finished by the time this kernel starts
-// (cuda_common.cuh), so the experts' rows can be prefetched before the wait.
+// One block per two output dimensions h, h + 1: its warps take the experts
+// in turn (down_rows, as k_moe_down), then threads t and 32 + t add row t's
+// entries for h and h + 1 as k_moe_combine does.  Runs right after k_moe_gu,
+// whose grouping g came from the kernel before it: that one has finished by
+// the time this kernel starts (cuda_common.cuh), so the experts' rows can be
+// prefetched before the wait.
 template <typename WT, int NM>
 __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, int n, int entries)
 {
-	__shared__ float dot[ENG_CU_GEMV_MAX * 32];
-	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, h = blockIdx.x, nact = *g.nact;
+	__shared__ float dot[2][ENG_CU_GEMV_MAX * 32];
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, h = blockIdx.x * 2, nact = *g.nact;
+	int lane = threadIdx.x & 31;
 
 	for (int j = warp; j < nact; j += nw)
 		prefetch_span((const WT *)tab[g.xid[j]] + (size_t)2 * I * H + (size_t)h * I,
-			      (size_t)I * sizeof(WT), threadIdx.x & 31, 32);
+			      2 * (size_t)I * sizeof(WT), lane, 32);
 	pdl_wait();
 	pdl_launch();
 	for (int j = warp; j < nact; j += nw)
-		down_row<WT, NM>(expert_w<WT>(g, tab, NULL, j), h, H, I, hb, g.start[j], g.cnt[j],
-				 dot, 1);
+		down_rows<WT, NM>(expert_w<WT>(g, tab, NULL, j), h, H, I, hb, g.start[j], g.cnt[j],
+				  dot[0], 1, ENG_CU_GEMV_MAX * 32);
 	__syncthreads();
-	if (threadIdx.x < n)
-		x[(size_t)threadIdx.x * H + h] += ordered_sum(g, entries, threadIdx.x, dot, 1);
+	if (warp < 2 && lane < n)
+		x[(size_t)lane * H + h + warp] += ordered_sum(g, entries, lane, dot[warp], 1);
 }
 
 __global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
@@ -602,7 +648,7 @@ extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct 
 {
 	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
-	dim3 grid((unsigned)((H + WARPS - 1) / WARPS), (unsigned)nj);
+	dim3 grid((unsigned)((H + 2 * WARPS - 1) / (2 * WARPS)), (unsigned)nj);
 	int rc = 0;
 #define DN(T, N) rc = launch(k_moe_down<T, N>, grid, 32 * WARPS, 0, stream, eo, hb, H, I, g, \
 			     tab, w, j0)
@@ -618,7 +664,7 @@ extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, stru
 
 	if (!moe_args_ok(H, I, n) || n * K > ENG_CU_GEMV_MAX * 32)
 		return (int)cudaErrorInvalidValue;
-#define DA(T, N) rc = launch(k_moe_down_add<T, N>, H, 32 * WARPS, 0, stream, x, hb, H, I, g, \
+#define DA(T, N) rc = launch(k_moe_down_add<T, N>, H / 2, 32 * WARPS, 0, stream, x, hb, H, I, g, \
 			     tab, n, n * K)
 	DISPATCH(n, bf16, DA);
 #undef DA

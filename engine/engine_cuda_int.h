@@ -43,8 +43,9 @@ struct eng_cuda {
 	void *embed, *lm_head;
 	float *final_norm, *inv_freq;
 	/* device scratch, C rows */
-	float *x, *xn, *qkv, *q, *att, *apart, *rlog, *rw, *xe, *gu, *h, *logits;
-	unsigned *done;            /* eng_cu_router_route's counter */
+	float *x, *xn, *qkv, *q, *att, *rlog, *rw, *xe, *gu, *h, *logits;
+	unsigned *done;            /* counters: eng_cu_router_route's, then eng_cu_attention's */
+	float *apart;              /* eng_cu_attention's spans */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
 	void *xb;
 	float *wf;                 /* a bf16 matrix widened to f32, [max dense] */
