@@ -173,8 +173,8 @@ if [ $SYN = 1 ]; then
 			say "moed run $be rc=$?: $(head -c 120 $W/moed_$be.json)"
 		done
 	fi
-	# Leave ~130 s for transformers (or ~30 s for the rest).
-	r=30; [ $HF = 1 ] && r=130; [ $REP = 1 ] && r=$(( r + ($(left) - r) / 2 ))
+	# Leave ~200 s for transformers (resident and offload at 3 budgets), or ~30 s for the rest.
+	r=30; [ $HF = 1 ] && r=200; [ $REP = 1 ] && r=$(( r + ($(left) - r) / 2 ))
 	cbench $OUT/cuda_bench.jsonl synthetic $M $r
 	if [ $HF = 1 ]; then
 		say "hf_bench, $(left)s left"

@@ -104,7 +104,7 @@ static void timeit(const char *name, launch_fn f, struct ctx *ctx, double wbytes
 struct ctx {
 	int n, ctxlen;
 	float *x, *xn, *y, *qkv, *att, *rlog, *rw, *hb, *eo, *logits, *norm, *inv;
-	unsigned *done, *acnt;
+	unsigned *done;
 	float *apart;
 	int *rid;
 	void *wqkv, *wo, *wlm, *grpb;
@@ -184,7 +184,7 @@ static int f_prep(struct ctx *c)
 static int f_attn(struct ctx *c)
 {
 	return eng_cu_attention(c->y, c->att, H, &c->rows, c->li, c->n, HEADS, HEADS, HD, c->apart,
-				c->acnt, c->ctxlen + 1, st);
+				c->ctxlen + 1, st);
 }
 
 /* One decoder layer of a fast step (engine_cuda_run.c's order); the router
@@ -234,8 +234,7 @@ int main(int argc, char **argv)
 	c.eo = dev((size_t)n * K * H * f), c.logits = dev((size_t)n * V * f);
 	c.norm = dev(H * f);
 	c.apart = dev(eng_cu_att_part_floats(n, HEADS, HD, c.ctxlen + 1) * f);
-	c.acnt = dev(n * HEADS * sizeof(unsigned));
-	cudaMemset(c.acnt, 0, n * HEADS * sizeof(unsigned));
+
 	c.done = dev(sizeof(unsigned));
 	cudaMemset(c.done, 0, sizeof(unsigned));
 	c.inv = dev(HD / 2 * f);

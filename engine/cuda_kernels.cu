@@ -164,10 +164,10 @@ int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, i
 // Attention, split over positions (flash-decoding): the positions 0..pos of a
 // row are cut into spans of att_span(max_ctx) (a multiple of ATT_CH); block
 // (t, h, s) takes span s in sub-chunks of ATT_CH positions with an online
-// softmax and writes its max, sum and weighted values; the block of (t, h)
-// that finishes last adds the spans in order.  Spans past the row's length
-// do nothing.  The order of operations depends only on the row's length and
-// max_ctx, not on the batch or on which block finishes last.
+// softmax and writes its max, sum and weighted values; k_attend_merge adds
+// the spans in order.  Spans past the row's length do nothing.  The order
+// of operations depends only on the row's length and max_ctx, not on the
+// batch.
 #define ATT_CH 64
 #define ATT_SMAX 32
 #define ATT_THREADS 256
@@ -218,57 +218,14 @@ __device__ __forceinline__ void att_scores(float *sc, const float *qv, const flo
 	}
 }
 
-// Max (or sum) of v[0 .. cnt), cnt <= 64, in a fixed order; every lane of
-// every warp gets the same value.
-template <bool MAX>
-__device__ __forceinline__ float chunk_reduce(const float *v, int cnt)
+__global__ void k_attend(float *part, const float *q, int stride, struct eng_cu_rows r,
+			 int layer, int heads, int kv_heads, int hd, int span)
 {
-	int lane = threadIdx.x & 31;
-	float a = lane < cnt ? v[lane] : (MAX ? -INFINITY : 0.0f);
-	float b = lane + 32 < cnt ? v[lane + 32] : (MAX ? -INFINITY : 0.0f);
-
-	a = MAX ? fmaxf(a, b) : a + b;
-	for (int o = 16; o > 0; o >>= 1) {
-		float u = __shfl_xor_sync(0xffffffffu, a, o);
-		a = MAX ? fmaxf(a, u) : a + u;
-	}
-	return a;
-}
-
-// Adds the ns spans of pp (each [max, sum, hd values]) in order into o.
-__device__ void att_merge(float *o, const float *pp, int ns, int hd)
-{
-	float mx = -INFINITY, sum = 0;
-
-	for (int s = 0; s < ns; s++)
-		mx = fmaxf(mx, pp[(size_t)s * (hd + 2)]);
-	for (int s = 0; s < ns; s++)
-		sum = fmaf(pp[(size_t)s * (hd + 2) + 1], expf(pp[(size_t)s * (hd + 2)] - mx), sum);
-	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-		float a = 0;
-		for (int s = 0; s < ns; s++)
-			a = fmaf(pp[(size_t)s * (hd + 2) + 2 + i], expf(pp[(size_t)s * (hd + 2)] - mx),
-				 a);
-		o[i] = a / sum;
-	}
-}
-
-// Threads are G = ATT_THREADS / hd groups (hd <= ATT_THREADS; else one
-// group, each thread two dimensions): group g sums positions g, g + G, ...
-// of a sub-chunk for dimension threadIdx.x % hd; the groups' sums are added
-// in order at the end.
-__global__ void k_attend(float *att, float *part, unsigned *done, const float *q, int stride,
-			 struct eng_cu_rows r, int layer, int heads, int kv_heads, int hd, int span)
-{
-	__shared__ float sc[ATT_CH], gsum[ATT_THREADS];
-	__shared__ bool last;
+	__shared__ float sc[ATT_CH];
 	int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z, lane = threadIdx.x & 31;
-	int kvd = kv_heads * hd, nd = (hd + 31) / 32, ns = gridDim.z;
-	int G = hd <= ATT_THREADS ? ATT_THREADS / hd : 1;
-	int grp = hd <= ATT_THREADS ? threadIdx.x / hd : 0;
-	int i0 = hd <= ATT_THREADS ? threadIdx.x % hd : threadIdx.x;
+	int kvd = kv_heads * hd, nd = (hd + 31) / 32;
 	float scale = 1.0f / sqrtf((float)hd), m = -INFINITY, l = 0;
-	float qv[ATT_DMAX], acc[2] = {0, 0};
+	float qv[ATT_DMAX], acc[512 / ATT_THREADS];
 
 	pdl_wait();
 	pdl_launch();
@@ -281,72 +238,86 @@ __global__ void k_attend(float *att, float *part, unsigned *done, const float *q
 #pragma unroll
 	for (int u = 0; u < ATT_DMAX; u++)
 		qv[u] = u < nd && lane + 32 * u < hd ? qr[lane + 32 * u] : 0.0f;
+#pragma unroll
+	for (int k = 0; k < 512 / ATT_THREADS; k++)
+		acc[k] = 0.0f;
 	for (int j0 = beg; j0 < end; j0 += ATT_CH) {
 		int cnt = end - j0 < ATT_CH ? end - j0 : ATT_CH;
 
 		att_scores(sc, qv, kc, kvd, hd, j0, cnt, scale);
 		__syncthreads();
-		float mn = fmaxf(m, chunk_reduce<true>(sc, cnt)), c = expf(m - mn);
+		/* Every thread the same max and sum, in the same order. */
+		float mn = m, sum = 0;
+		for (int j = 0; j < cnt; j++)
+			mn = fmaxf(mn, sc[j]);
+		float c = expf(m - mn);
 		__syncthreads();
 		if (threadIdx.x < cnt)
 			sc[threadIdx.x] = expf(sc[threadIdx.x] - mn);
 		__syncthreads();
-		l = l * c + chunk_reduce<false>(sc, cnt);
+		for (int j = 0; j < cnt; j++)
+			sum += sc[j];
+		l = l * c + sum;
 #pragma unroll
-		for (int k = 0; k < 2; k++) {
-			int i = i0 + k * ATT_THREADS;
+		for (int k = 0; k < 512 / ATT_THREADS; k++) {
+			int i = threadIdx.x + k * ATT_THREADS;
 			float a = acc[k] * c;
-			if (grp < G && i < hd)
+			if (i < hd) {
 #pragma unroll 8
-				for (int j = grp; j < cnt; j += G)
+				for (int j = 0; j < cnt; j++)
 					a = fmaf(sc[j], vc[(size_t)(j0 + j) * kvd + i], a);
+			}
 			acc[k] = a;
 		}
 		m = mn;
 		__syncthreads();
 	}
-	/* The groups' sums in order (into group 0's threads). */
-	if (G > 1) {
-		gsum[threadIdx.x] = acc[0];
-		__syncthreads();
-		if (!grp)
-			for (int k = 1; k < G; k++)
-				acc[0] += gsum[k * hd + i0];
-	}
-	size_t ph = (size_t)t * heads + h;
-	float *pp = part + (ph * ns + s) * (hd + 2);
+	float *pp = part + (((size_t)t * heads + h) * gridDim.z + s) * (hd + 2);
 	if (!threadIdx.x)
 		pp[0] = m, pp[1] = l;
-	if (!grp)
-		for (int k = 0; k < 2; k++)
-			if (i0 + k * ATT_THREADS < hd)
-				pp[2 + i0 + k * ATT_THREADS] = acc[k];
-	/* The last of the row's spans to finish merges them. */
-	int spans = (len + span - 1) / span;
-	__threadfence();
-	__syncthreads();
-	if (!threadIdx.x)
-		last = atomicAdd(done + ph, 1u) == (unsigned)spans - 1;
-	__syncthreads();
-	if (!last)
-		return;
-	__threadfence();
-	att_merge(att + (size_t)t * heads * hd + (size_t)h * hd, part + ph * ns * (hd + 2), spans,
-		  hd);
-	if (!threadIdx.x)
-		done[ph] = 0;
+#pragma unroll
+	for (int k = 0; k < 512 / ATT_THREADS; k++)
+		if (threadIdx.x + k * ATT_THREADS < hd)
+			pp[2 + threadIdx.x + k * ATT_THREADS] = acc[k];
+}
+
+// The spans of (t, h) that have positions, in order.
+__global__ void k_attend_merge(float *att, const float *part, struct eng_cu_rows r, int heads,
+			       int hd, int splits, int span)
+{
+	int t = blockIdx.x, h = blockIdx.y;
+
+	pdl_wait();
+	pdl_launch();
+	int ns = (r.pos[t] + span) / span;
+	const float *pp = part + ((size_t)t * heads + h) * splits * (hd + 2);
+	float mx = -INFINITY, sum = 0;
+	for (int s = 0; s < ns; s++)
+		mx = fmaxf(mx, pp[(size_t)s * (hd + 2)]);
+	for (int s = 0; s < ns; s++)
+		sum = fmaf(pp[(size_t)s * (hd + 2) + 1], expf(pp[(size_t)s * (hd + 2)] - mx), sum);
+	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+		float o = 0;
+		for (int s = 0; s < ns; s++)
+			o = fmaf(pp[(size_t)s * (hd + 2) + 2 + i], expf(pp[(size_t)s * (hd + 2)] - mx),
+				 o);
+		att[(size_t)t * heads * hd + (size_t)h * hd + i] = o / sum;
+	}
 }
 
 int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_rows *r,
-		     int layer, int n, int heads, int kv_heads, int hd, float *part,
-		     unsigned *done, int max_ctx, void *stream)
+		     int layer, int n, int heads, int kv_heads, int hd, float *part, int max_ctx,
+		     void *stream)
 {
-	int span, splits = att_splits(max_ctx, &span);
+	int span, splits = att_splits(max_ctx, &span), rc;
 
 	if (hd > 32 * ATT_DMAX)
 		return (int)cudaErrorInvalidValue;
-	return launch(k_attend, dim3(n, heads, splits), ATT_THREADS, 0, stream, att, part, done, q,
-		      stride, *r, layer, heads, kv_heads, hd, span);
+	if ((rc = launch(k_attend, dim3(n, heads, splits), ATT_THREADS, 0, stream, part, q,
+			 stride, *r, layer, heads, kv_heads, hd, span)))
+		return rc;
+	return launch(k_attend_merge, dim3(n, heads), 128, 0, stream, att, (const float *)part,
+		      *r, heads, hd, splits, span);
 }
 
 __global__ void k_silu_mul(float *h, const float *gu, int n, int I)

@@ -42,12 +42,11 @@ int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, i
 		   void *stream);
 /* Causal GQA attention of each row's q heads (at q + t * stride) over its
  * sequence's cached positions 0..pos (pos < max_ctx) into att [n][heads *
- * hd]; hd <= 512.  Scratch for one launch at a time: part,
- * eng_cu_att_part_floats(n, heads, hd, max_ctx) floats; done, n * heads
- * counters at 0 (left at 0). */
+ * hd]; hd <= 512.  part: scratch of eng_cu_att_part_floats(n, heads, hd,
+ * max_ctx) floats. */
 int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_rows *r,
-		     int layer, int n, int heads, int kv_heads, int hd, float *part,
-		     unsigned *done, int max_ctx, void *stream);
+		     int layer, int n, int heads, int kv_heads, int hd, float *part, int max_ctx,
+		     void *stream);
 size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx);
 /* h[t][i] = silu(gu[t][i]) * gu[t][I + i]. */
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream);

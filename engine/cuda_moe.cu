@@ -138,20 +138,23 @@ __device__ __forceinline__ void prefetch_span(const void *p, size_t bytes, int i
 		prefetch_l2((const char *)p + o);
 }
 
-// Two output rows per warp (r and r + 1, warp_dot2: more loads in flight),
-// each row's sum as warp_dot's.
-template <typename WT, int NM>
+// R (1 or 2) output rows per warp: r, and r + 1 through warp_dot2 (more
+// loads in flight, each row's sum as warp_dot's, so R does not change the
+// bits).  Two pay off from a few activation rows on, where each weight load
+// serves several rows; for one row, twice the warps keep more rows going.
+template <typename WT, int NM, int R>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n, int in,
 		       int out, int add)
 {
-	int r = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * 2, lane = threadIdx.x & 31;
-	int r1 = r + 1 < out ? r + 1 : r;
+	int r = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * R, lane = threadIdx.x & 31;
+	int r1 = R == 2 && r + 1 < out ? r + 1 : r;
 	const float *xp[NM];
 	float a0[NM], a1[NM];
 
 	if (r < out) {
 		prefetch_span(w + (size_t)r * in, (size_t)in * sizeof(WT), lane, 32);
-		prefetch_span(w + (size_t)r1 * in, (size_t)in * sizeof(WT), lane, 32);
+		if (r1 != r)
+			prefetch_span(w + (size_t)r1 * in, (size_t)in * sizeof(WT), lane, 32);
 	}
 	pdl_wait();
 	pdl_launch();
@@ -160,7 +163,10 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
 	if (r >= out)
 		return;
-	warp_dot2<WT, NM>(w + (size_t)r * in, w + (size_t)r1 * in, in, xp, n, a0, a1);
+	if (R == 2)
+		warp_dot2<WT, NM>(w + (size_t)r * in, w + (size_t)r1 * in, in, xp, n, a0, a1);
+	else
+		warp_dot<WT, NM>(w + (size_t)r * in, in, xp, n, a0);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < n && lane == t) {
@@ -250,8 +256,8 @@ static int rows_of(int m)
 extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
 			   int n, int in, int out, int add, void *stream)
 {
-	unsigned nb = (unsigned)((out + 2 * WARPS - 1) / (2 * WARPS));
-	int rc = 0;
+	int R = n >= 4 ? 2 : 1, rc = 0;
+	unsigned nb = (unsigned)((out + R * WARPS - 1) / (R * WARPS));
 
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(in))
 		return (int)cudaErrorInvalidValue;
@@ -263,8 +269,11 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 #undef SPLIT
 		return rc;
 	}
-#define GEMV(T, N) rc = launch(k_gemv<T, N>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
-			       (const T *)w, n, in, out, add)
+#define GEMV(T, N) rc = R == 2 ? \
+	launch(k_gemv<T, N, 2>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, n, in, \
+	       out, add) : \
+	launch(k_gemv<T, N, 1>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, n, in, \
+	       out, add)
 	DISPATCH(n, bf16, GEMV);
 #undef GEMV
 	return rc;

@@ -136,7 +136,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->q, C * (size_t)g->qd * f)) || (rc = dalloc(&g->rlog, C * E * f)) ||
 	    (rc = dalloc(&g->rw, C * K * f)) || (rc = dalloc(&g->rid, C * K * sizeof(int))) ||
 	    (rc = dalloc(&g->gu, C * 2 * ni * f)) || (rc = dalloc(&g->h, C * ni * f)) ||
-	    (rc = dalloc(&g->done, (1 + C * (size_t)c->n_heads) * sizeof(unsigned))) ||
+	    (rc = dalloc(&g->done, sizeof(unsigned))) ||
 	    (rc = dalloc(&g->apart, f * eng_cu_att_part_floats(C, c->n_heads, c->head_dim,
 								  g->max_ctx))) ||
 	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, C * wide * 2)) ||
@@ -154,7 +154,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
 	    !(g->xw = calloc(E, sizeof(*g->xw))))
 		return -ENOMEM;
-	CU(cudaMemset(g->done, 0, (1 + C * (size_t)c->n_heads) * sizeof(unsigned)));
+	CU(cudaMemset(g->done, 0, sizeof(unsigned)));
 	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
 	g->hg = eng_cu_grp_at(g->hgrpb, g->E, g->NE);
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,

@@ -44,7 +44,7 @@ struct eng_cuda {
 	float *final_norm, *inv_freq;
 	/* device scratch, C rows */
 	float *x, *xn, *qkv, *q, *att, *rlog, *rw, *xe, *gu, *h, *logits;
-	unsigned *done;            /* counters: eng_cu_router_route's, then eng_cu_attention's */
+	unsigned *done;            /* eng_cu_router_route's counter */
 	float *apart;              /* eng_cu_attention's spans */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
 	void *xb;

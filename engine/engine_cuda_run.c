@@ -259,7 +259,7 @@ static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 			  d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
 			  g->inv_freq, &g->rows, li, n, g->st));
 	KR(eng_cu_attention(g->att, g->q, qd, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd,
-			    g->apart, g->done + 1, g->max_ctx, g->st));
+			    g->apart, g->max_ctx, g->st));
 	return gemm(g, g->x, g->att, d->o, g->bf16, n, qd, H, 1);
 }
 
