@@ -21,7 +21,9 @@
  *   no launch gaps.  Hooks that only observe run after the step;
  *   override_route (trust mode) needs the host, so it takes the first way.
  *   MOED_CUDA_GRAPHS=0 turns the fast way off; MOED_CUDA_PROFILE=1 times
- *   its steps (host and GPU) and prints the split when the engine closes. */
+ *   its steps (host and GPU) and prints the split when the engine closes.
+ * Both ways launch their kernels as programmatic dependent launches
+ * (engine/cuda_common.cuh; MOED_CUDA_PDL=0: plain launches). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
