@@ -1,6 +1,7 @@
-/* The CUDA engine's small-batch kernels (engine/cuda_moe.cu), callable from
- * C: GEMV on bf16 or f32 weights for up to ENG_CU_GEMV_MAX rows, the MoE
- * layer's routing, grouping and expert FFNs.  Activations f32, f32
+/* The CUDA engine's small-batch kernels (engine/cuda_moe.cu; routing in
+ * engine/cuda_route.cu), callable from C: GEMV on bf16 or f32 weights for
+ * up to ENG_CU_GEMV_MAX rows, the MoE layer's routing, grouping and expert
+ * FFNs.  Activations f32, f32
  * accumulation.  Each dot product runs in a fixed order that depends only on
  * the shape: in one warp (lane l takes elements [8 c, 8 c + 8) for c = l,
  * l + 32, ...; then a butterfly over the lanes), or, for a GEMV with few

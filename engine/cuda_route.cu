@@ -1,0 +1,225 @@
+// The MoE router on the GPU (engine/cuda_moe.h): softmax, top-k and the
+// grouping of a layer's rows per expert, alone or fused with the router's
+// GEMV.
+#include <cuda_runtime.h>
+
+#include "engine/cuda_gemv.cuh"
+
+// Largest (v, i), ties to the lowest i; i < 0: no candidate.
+__device__ __forceinline__ void warp_argmax(float &v, int &i)
+{
+	for (int o = 16; o > 0; o >>= 1) {
+		float ov = __shfl_xor_sync(0xffffffffu, v, o);
+		int oi = __shfl_xor_sync(0xffffffffu, i, o);
+		if (oi >= 0 && (i < 0 || ov > v || (ov == v && oi < i)))
+			v = ov, i = oi;
+	}
+}
+
+// One warp per row: the CPU's route() (softmax, k passes of argmax with
+// ties to the lowest id, ids ascending), lanes sharing the work; p is the
+// warp's shared-memory copy of the row, written back as the probabilities.
+__device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K, int norm)
+{
+	int lane = threadIdx.x & 31;
+	unsigned used = 0;          // bit q: expert lane + 32 q is chosen (E <= 1024)
+	float mx = -INFINITY, ksum = 0;
+
+	for (int i = lane; i < E; i += 32) {
+		p[i] = pg[i];
+		mx = fmaxf(mx, p[i]);
+	}
+	for (int o = 16; o > 0; o >>= 1)
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+	for (int i = lane; i < E; i += 32)
+		p[i] = expf(p[i] - mx);
+	__syncwarp();
+	float sum = 0;
+	for (int i = lane; i < E; i += 32)
+		sum += p[i];
+	for (int o = 16; o > 0; o >>= 1)
+		sum += __shfl_xor_sync(0xffffffffu, sum, o);
+	for (int i = lane; i < E; i += 32)
+		pg[i] = p[i] = p[i] / sum;
+	__syncwarp();
+	if (E <= 256) {
+		/* Rank of each probability (ties to the lowest id): the k-th
+		 * pick of the argmax passes below, without K passes. */
+		float *top = p + E;   /* K slots after the row (route_smem) */
+		for (int i = lane, q = 0; i < E; i += 32, q++) {
+			int rank = 0;
+			float v = p[i];
+			for (int j = 0; j < E; j++)
+				rank += p[j] > v || (p[j] == v && j < i);
+			if (rank < K) {
+				used |= 1u << q;
+				top[rank] = v;
+			}
+		}
+		__syncwarp();
+		for (int k = 0; k < K; k++)
+			ksum += top[k];
+		__syncwarp();
+	} else
+		for (int k = 0; k < K; k++) {
+			float bv = -1.0f;
+			int bi = -1;
+
+			for (int i = lane, q = 0; i < E; i += 32, q++)
+				if (!((used >> q) & 1u) && (bi < 0 || p[i] > bv))
+					bv = p[i], bi = i;
+			warp_argmax(bv, bi);
+			if ((bi & 31) == lane)
+				used |= 1u << (bi >> 5);
+			ksum += bv;
+		}
+	/* Chosen ids in ascending order: by q, then by lane. */
+	for (int q = 0, base = 0; q * 32 < E; q++) {
+		bool mine = (used >> q) & 1u;
+		unsigned b = __ballot_sync(0xffffffffu, mine);
+		if (mine) {
+			int at = base + __popc(b & ((1u << lane) - 1u)), x = lane + 32 * q;
+			ids[at] = x;
+			w[at] = norm ? p[x] / ksum : p[x];
+		}
+		base += __popc(b);
+	}
+}
+
+// Routes n rows with the block's warps; shared memory sh: [warps][E + 32]
+// rows, then (group) [E] counts, [E] offsets and the entries' ids and
+// weights.
+__device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			    struct eng_cu_grp g, int group, float *sh)
+{
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K, lane = threadIdx.x & 31;
+	float *p = sh + (size_t)warp * (E + 32);
+	int *cnt = (int *)(sh + (size_t)nw * (E + 32)), *off = cnt + E, *sid = off + E;
+	float *sw = (float *)(sid + (group ? total : 0));
+
+	for (int t = warp; t < n; t += nw)
+		route_row(pg + (size_t)t * E, p, ids + (size_t)t * K, w + (size_t)t * K, E, K, norm);
+	if (!group)
+		return;
+	__syncthreads();
+	for (int i = threadIdx.x; i < total; i += blockDim.x)
+		sid[i] = ids[i], sw[i] = w[i];
+	__syncthreads();
+	for (int x = threadIdx.x; x < E; x += blockDim.x) {
+		int c = 0;
+		for (int i = 0; i < total; i++)
+			c += sid[i] == x;
+		cnt[x] = c;
+	}
+	__syncthreads();
+	if (warp == 0) {
+		/* Lane l takes experts [x0, x1): scans of their entries and of
+		 * the experts in use give each one's first entry and index. */
+		int per = (E + 31) / 32, x0 = lane * per, x1 = x0 + per < E ? x0 + per : E;
+		int c = 0, a = 0, ci, ai;
+		for (int x = x0; x < x1; x++)
+			c += cnt[x], a += cnt[x] > 0;
+		ci = c, ai = a;
+		for (int o = 1; o < 32; o <<= 1) {
+			int u = __shfl_up_sync(0xffffffffu, ci, o), v = __shfl_up_sync(0xffffffffu, ai, o);
+			if (lane >= o)
+				ci += u, ai += v;
+		}
+		int at = ci - c, j = ai - a;
+		for (int x = x0; x < x1; x++) {
+			off[x] = at;
+			if (cnt[x]) {
+				g.xid[j] = x, g.start[j] = at, g.cnt[j] = cnt[x];
+				j++;
+			}
+			at += cnt[x];
+		}
+		if (lane == 31)
+			*g.nact = ai;
+	}
+	__syncthreads();
+	for (int x = threadIdx.x; x < E; x += blockDim.x) {
+		int at = off[x];
+		for (int i = 0; i < total && cnt[x]; i++)
+			if (sid[i] == x) {
+				g.row[at] = i / K;
+				g.wt[at++] = sw[i];
+			}
+	}
+}
+
+static size_t route_smem(int warps, int E, int total)
+{
+	return ((size_t)warps * (E + 32) + 2 * (size_t)E + 2 * (size_t)total) * 4;
+}
+
+__global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			struct eng_cu_grp g, int group)
+{
+	extern __shared__ float smem[];
+
+	pdl_wait();
+	pdl_launch();
+	route_block(pg, ids, w, n, E, K, norm, g, group, smem);
+}
+
+extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
+			    struct eng_cu_grp g, int group, void *stream)
+{
+	int warps = n < 32 ? n : 32, total = group ? n * K : 0;
+
+	while (warps > 1 && (size_t)warps * (E + 32) * 4 > 32768)
+		warps--;
+	size_t sm = route_smem(warps, E, total);
+	if (K > 32 || sm > 48 * 1024)
+		return (int)cudaErrorInvalidValue;
+	return launch(k_route, 1, 32 * warps, sm, stream, p, ids, w, n, E, K, norm, g, group);
+}
+
+// The router's GEMV (f32 weights, one block per expert, as k_gemv_split)
+// and, in the block that finishes last, route_block over all rows.  done: a
+// counter at 0, left at 0.
+template <int NM>
+__global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
+			       int E, int K, int norm, int *ids, float *w,
+			       struct eng_cu_grp g, int group, unsigned *done)
+{
+	extern __shared__ float smem[];
+	__shared__ bool last;
+	const float *row = wr + (size_t)blockIdx.x * H;
+
+	prefetch_span(row, (size_t)H * sizeof(float), threadIdx.x, blockDim.x);
+	pdl_wait();
+	pdl_launch();
+	float s = split_row<float, NM>(x, H, row, n, H);
+	if (threadIdx.x < n)
+		pg[(size_t)threadIdx.x * E + blockIdx.x] = s;
+	__threadfence();
+	__syncthreads();
+	if (!threadIdx.x)
+		last = atomicAdd(done, 1u) == gridDim.x - 1;
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	route_block(pg, ids, w, n, E, K, norm, g, group, smem);
+	if (!threadIdx.x)
+		*done = 0;
+}
+
+extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
+				   int E, int K, int norm, int *ids, float *w,
+				   struct eng_cu_grp g, int group, unsigned *done, void *stream)
+{
+	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
+	int rc = 0;
+
+	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024)
+		return (int)cudaErrorInvalidValue;
+#define RR(T, N) rc = launch(k_router_route<N>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, \
+			     K, norm, ids, w, g, group, done)
+	DISPATCH(n, 0, RR);
+#undef RR
+	return rc;
+}
+
