@@ -218,56 +218,63 @@ static int f_layer2(struct ctx *c)
 	return layer(c, 0);
 }
 
+/* Device buffers, 16 layers' weights and experts, and n rows at position
+ * ctxlen in KV caches of ctxlen + 1 positions. */
+static void setup(struct ctx *c)
+{
+	size_t eb = (size_t)3 * I * H * 2, f = sizeof(float);
+	int n = c->n;
+
+	c->x = dev(n * H * f), c->y = dev(n * H * f), c->xn = dev(n * H * f);
+	c->qkv = dev(n * 3 * H * f), c->att = dev(n * H * f), c->rlog = dev(n * E * f);
+	c->rw = dev(n * K * f), c->rid = dev(n * K * sizeof(int));
+	c->hb = dev((size_t)n * K * I * f), c->eo = dev((size_t)n * K * H * f);
+	c->logits = dev((size_t)n * V * f), c->norm = dev(H * f), c->inv = dev(HD / 2 * f);
+	c->apart = dev(eng_cu_att_part_floats(n, HEADS, HD, c->ctxlen + 1) * f);
+	c->done = dev(sizeof(unsigned));
+	cudaMemset(c->done, 0, sizeof(unsigned));
+	c->wqkv = dev((size_t)NL * 3 * H * H * 2), c->wo = dev((size_t)NL * H * H * 2);
+	c->wlm = dev((size_t)V * H * 2), c->router = dev((size_t)NL * E * H * f);
+	char *experts = dev((size_t)NL * E * eb);
+	c->grpb = dev(eng_cu_grp_bytes(E, n * K));
+	c->g = eng_cu_grp_at(c->grpb, E, n * K);
+	static const void *htab[NL * E];
+	for (int x = 0; x < NL * E; x++)
+		htab[x] = experts + x * eb;
+	c->tab = dev(sizeof(htab));
+	cudaMemcpy(c->tab, htab, sizeof(htab), cudaMemcpyHostToDevice);
+	set_layer(c, 0);
+	int *dpos = dev(n * sizeof(int)), *dcap = dev(n * sizeof(int)), *dtok = dev(n * sizeof(int));
+	float **dkc = dev(n * sizeof(float *)), **dvc = dev(n * sizeof(float *));
+	int hpos[16], hcap[16];
+	float *hkc[16], *hvc[16];
+	for (int t = 0; t < n; t++) {
+		hpos[t] = c->ctxlen, hcap[t] = c->ctxlen + 1;
+		hkc[t] = dev((size_t)NL * (c->ctxlen + 1) * H * f);
+		hvc[t] = dev((size_t)NL * (c->ctxlen + 1) * H * f);
+	}
+	cudaMemcpy(dpos, hpos, n * sizeof(int), cudaMemcpyHostToDevice);
+	cudaMemcpy(dcap, hcap, n * sizeof(int), cudaMemcpyHostToDevice);
+	cudaMemcpy(dkc, hkc, n * sizeof(float *), cudaMemcpyHostToDevice);
+	cudaMemcpy(dvc, hvc, n * sizeof(float *), cudaMemcpyHostToDevice);
+	c->rows = (struct eng_cu_rows){.tok = dtok, .pos = dpos, .cap = dcap, .kc = dkc, .vc = dvc};
+	cudaMemset(c->rlog, 0, n * E * f);   /* ties: the route takes experts 0..7 */
+	cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+	f_route(c);
+	cudaDeviceSynchronize();
+}
+
 int main(int argc, char **argv)
 {
 	struct ctx c = {.n = argc > 1 ? atoi(argv[1]) : 1, .ctxlen = argc > 2 ? atoi(argv[2]) : 128};
-	size_t eb = (size_t)3 * I * H * 2, f = sizeof(float);
+	size_t f = sizeof(float);
 	int n = c.n;
 
 	if (n < 1 || n > ENG_CU_GEMV_MAX || c.ctxlen < 1) {
 		fprintf(stderr, "usage: cuda_kprof [n 1..16] [context]\n");
 		return 2;
 	}
-	c.x = dev(n * H * f), c.y = dev(n * H * f), c.xn = dev(n * H * f), c.qkv = dev(n * 3 * H * f);
-	c.att = dev(n * H * f), c.rlog = dev(n * E * f), c.rw = dev(n * K * f);
-	c.rid = dev(n * K * sizeof(int)), c.hb = dev((size_t)n * K * I * f);
-	c.eo = dev((size_t)n * K * H * f), c.logits = dev((size_t)n * V * f);
-	c.norm = dev(H * f);
-	c.apart = dev(eng_cu_att_part_floats(n, HEADS, HD, c.ctxlen + 1) * f);
-
-	c.done = dev(sizeof(unsigned));
-	cudaMemset(c.done, 0, sizeof(unsigned));
-	c.inv = dev(HD / 2 * f);
-	c.wqkv = dev((size_t)NL * 3 * H * H * 2), c.wo = dev((size_t)NL * H * H * 2);
-	c.wlm = dev((size_t)V * H * 2), c.router = dev((size_t)NL * E * H * f);
-	char *experts = dev((size_t)NL * E * eb);
-	c.grpb = dev(eng_cu_grp_bytes(E, n * K));
-	c.g = eng_cu_grp_at(c.grpb, E, n * K);
-	static const void *htab[NL * E];
-	for (int x = 0; x < NL * E; x++)
-		htab[x] = experts + x * eb;
-	c.tab = dev(sizeof(htab));
-	cudaMemcpy(c.tab, htab, sizeof(htab), cudaMemcpyHostToDevice);
-	set_layer(&c, 0);
-	/* Rows: position ctxlen in caches of ctxlen + 1, one per row. */
-	int *dpos = dev(n * sizeof(int)), *dcap = dev(n * sizeof(int)), *dtok = dev(n * sizeof(int));
-	float **dkc = dev(n * sizeof(float *)), **dvc = dev(n * sizeof(float *));
-	int hpos[16], hcap[16];
-	float *hkc[16], *hvc[16];
-	for (int t = 0; t < n; t++) {
-		hpos[t] = c.ctxlen, hcap[t] = c.ctxlen + 1;
-		hkc[t] = dev((size_t)NL * (c.ctxlen + 1) * H * f);
-		hvc[t] = dev((size_t)NL * (c.ctxlen + 1) * H * f);
-	}
-	cudaMemcpy(dpos, hpos, n * sizeof(int), cudaMemcpyHostToDevice);
-	cudaMemcpy(dcap, hcap, n * sizeof(int), cudaMemcpyHostToDevice);
-	cudaMemcpy(dkc, hkc, n * sizeof(float *), cudaMemcpyHostToDevice);
-	cudaMemcpy(dvc, hvc, n * sizeof(float *), cudaMemcpyHostToDevice);
-	c.rows = (struct eng_cu_rows){.tok = dtok, .pos = dpos, .cap = dcap, .kc = dkc, .vc = dvc};
-	cudaMemset(c.rlog, 0, n * E * f);   /* ties: the route takes experts 0..7 */
-	cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
-	f_route(&c);
-	cudaDeviceSynchronize();
+	setup(&c);
 	printf("n = %d, context %d; us per launch in a graph, PDL off / on; GB/s of weights "
 	       "(on)\n", n, c.ctxlen);
 	const struct gemv_case gemvs[] = {

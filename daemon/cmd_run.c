@@ -242,6 +242,56 @@ static void print_json(struct rt *rt, const struct run_opts *o,
 	json_decref(root);
 }
 
+/* Samples from logits and steps s until max_tokens tokens are in gen. */
+static int decode(struct eng *e, struct eng_seq *s, const struct run_opts *o, int V,
+		  struct eng_rng *rng, float *logits, float *scratch, int *gen, int *n_gen,
+		  int *steps)
+{
+	int rv;
+
+	while (*n_gen < o->max_tokens) {
+		int next = eng_sample(logits, V, o->temperature, o->top_p, rng, scratch);
+
+		gen[(*n_gen)++] = next;
+		if (*n_gen == o->max_tokens)
+			break;
+		if ((rv = eng_forward(e, s, &next, 1, logits)) < 0)
+			return rv;
+		++*steps;
+	}
+	return 0;
+}
+
+/* The tokens as text (with a tokenizer) or as ids. */
+static void print_plain(const struct run_opts *o, const int *gen, int n_gen)
+{
+	if (o->tok) {
+		char *text = NULL;
+		size_t len = 0;
+
+		if (tok_decode(o->tok, gen, (size_t)n_gen, 1, &text, &len) == 0)
+			printf("%.*s\n", (int)len, text);
+		free(text);
+		return;
+	}
+	for (int i = 0; i < n_gen; i++)
+		printf("%s%d", i ? " " : "", gen[i]);
+	putchar('\n');
+}
+
+/* Closes --trace; a write error becomes the result when rv was 0. */
+static int close_trace(struct route_rec *r, struct run_opts *o, int rv)
+{
+	int trv = pred_trace_writer_close(r->trace), err = r->trace_err ? r->trace_err : trv;
+
+	if (rv == 0 && err) {
+		ld_errf(o->err, sizeof(o->err), "--trace %s: write failed: %s", o->trace,
+			strerror(-err));
+		rv = err;
+	}
+	return rv;
+}
+
 static int generate(struct rt *rt, struct run_opts *o)
 {
 	const struct ld_config *c = &rt->model->cfg;
@@ -276,42 +326,17 @@ static int generate(struct rt *rt, struct run_opts *o)
 	tm.prefill = ld_now() - t0;
 	memcpy(last, logits, (size_t)c->vocab_size * sizeof(float));
 	t0 = ld_now();
-	while (n_gen < o->max_tokens) {
-		int next = eng_sample(logits, c->vocab_size, o->temperature,
-				      o->top_p, &rng, scratch);
-
-		gen[n_gen++] = next;
-		if (n_gen == o->max_tokens)
-			break;
-		if ((rv = eng_forward(rt->eng, s, &next, 1, logits)) < 0)
-			goto out;
-		tm.steps++;
-	}
+	if ((rv = decode(rt->eng, s, o, c->vocab_size, &rng, logits, scratch, gen, &n_gen,
+			 &tm.steps)) < 0)
+		goto out;
 	tm.decode = ld_now() - t0;
-	if (o->json) {
+	if (o->json)
 		print_json(rt, o, &r, gen, n_gen, last, &tm);
-	} else if (o->tok) {
-		char *text = NULL;
-		size_t len = 0;
-
-		if (tok_decode(o->tok, gen, (size_t)n_gen, 1, &text, &len) == 0)
-			printf("%.*s\n", (int)len, text);
-		free(text);
-	} else {
-		for (int i = 0; i < n_gen; i++)
-			printf("%s%d", i ? " " : "", gen[i]);
-		putchar('\n');
-	}
+	else
+		print_plain(o, gen, n_gen);
 out:
-	if (r.trace) {
-		int trv = pred_trace_writer_close(r.trace);
-
-		if (rv == 0 && (r.trace_err || trv))
-			ld_errf(o->err, sizeof(o->err), "--trace %s: write failed: %s", o->trace,
-				strerror(-(r.trace_err ? r.trace_err : trv)));
-		if (rv == 0 && (r.trace_err || trv))
-			rv = r.trace_err ? r.trace_err : trv;
-	}
+	if (r.trace)
+		rv = close_trace(&r, o, rv);
 	eng_set_hooks(rt->eng, NULL);
 	eng_seq_free(s);
 	free(r.ids);

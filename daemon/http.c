@@ -1,9 +1,9 @@
-/* HTTP/1.1 server: listener, connections, input, timers, writes.
- * Answers and request accessors are in http_resp.c. */
+/* HTTP/1.1 server: connections, input, timers, writes, shutdown.
+ * Binding the listener: http_listen.c; answers and request accessors:
+ * http_resp.c. */
 #include "daemon/http_int.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -426,12 +426,10 @@ static void conn_process(struct http_conn *c)
 	conn_settle(c);
 }
 
-static void on_connection(uv_stream_t *ls, int status)
+void http_on_connection(uv_stream_t *ls, int status)
 {
 	struct http_server *srv = ls->data;
 	struct http_conn *c;
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
 
 	if (status < 0 || !(c = calloc(1, sizeof(*c))))
 		return;
@@ -457,22 +455,7 @@ static void on_connection(uv_stream_t *ls, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	snprintf(c->remote, sizeof(c->remote), "-");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-		char ip[INET6_ADDRSTRLEN] = "";
-
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-			uv_ip6_name(a, ip, sizeof(ip));
-			snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, ntohs(a->sin6_port));
-		} else if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-			uv_ip4_name(a, ip, sizeof(ip));
-			snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, ntohs(a->sin_port));
-		}
-	}
+	http_peer_name(&c->tcp, c->remote, sizeof(c->remote));
 	conn_settle(c);
 }
 
@@ -505,76 +488,6 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_opts *opt
 	srv->closer.data = srv;
 	srv->closer_open = true;
 	return srv;
-}
-
-static int resolve(const char *host, int port, struct sockaddr_storage *ss)
-{
-	char h[256];
-	size_t n = strlen(host);
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
-	struct addrinfo *res;
-	int rv;
-
-	if (n >= sizeof(h))
-		return UV_EINVAL;
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-		memcpy(h, host + 1, n - 2);
-		h[n - 2] = '\0';
-	} else {
-		memcpy(h, host, n + 1);
-	}
-	if (!h[0] || !strcmp(h, "*"))
-		strcpy(h, "0.0.0.0");
-	if (uv_ip4_addr(h, port, (struct sockaddr_in *)ss) == 0 ||
-	    uv_ip6_addr(h, port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	rv = getaddrinfo(h, NULL, &hints, &res);
-	if (rv != 0)
-		return UV_EAI_NONAME;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-	else
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-	freeaddrinfo(res);
-	return 0;
-}
-
-int http_server_listen(struct http_server *srv, const char *host, int port,
-		       char *err, size_t errlen)
-{
-	struct sockaddr_storage ss = { 0 };
-	int sl = sizeof(ss), rv;
-	const char *what = "resolve";
-
-	if (srv->listening || !srv->listener_open || port < 0 || port > 65535) {
-		rv = UV_EINVAL;
-		goto fail;
-	}
-	if ((rv = resolve(host, port, &ss)) < 0)
-		goto fail;
-	what = "bind";
-	if ((rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0)) < 0)
-		goto fail;
-	what = "listen on";
-	if ((rv = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection)) < 0)
-		goto fail;
-	if ((rv = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sl)) < 0)
-		goto fail;
-	srv->port = ntohs(ss.ss_family == AF_INET6 ?
-			  ((struct sockaddr_in6 *)&ss)->sin6_port :
-			  ((struct sockaddr_in *)&ss)->sin_port);
-	srv->listening = true;
-	return 0;
-fail:
-	snprintf(err, errlen, "http: cannot %s %s port %d: %s", what, host, port,
-		 uv_strerror(rv));
-	return rv;
-}
-
-int http_server_port(const struct http_server *srv)
-{
-	return srv->port;
 }
 
 static void listener_closed(uv_handle_t *h)

@@ -81,6 +81,12 @@ void http_conn_kick(struct http_conn *c);
 void http_conn_fail(struct http_conn *c, int status, const char *msg);
 void http_log(struct http_server *srv, const char *method, const char *path,
 	      const char *remote, int status, uint64_t t0, uint64_t in, uint64_t out);
+/* The listener's connection callback. */
+void http_on_connection(uv_stream_t *ls, int status);
+
+/* http_listen.c */
+/* "ip:port" or "[ip6]:port" of tcp's peer into out ("-" if unknown). */
+void http_peer_name(uv_tcp_t *tcp, char *out, size_t cap);
 
 /* http_resp.c */
 struct http_req *http_req_new(struct http_conn *c, struct http_msg *m);

@@ -16,14 +16,11 @@ __device__ __forceinline__ void warp_argmax(float &v, int &i)
 	}
 }
 
-// One warp per row: the CPU's route() (softmax, k passes of argmax with
-// ties to the lowest id, ids ascending), lanes sharing the work; p is the
-// warp's shared-memory copy of the row, written back as the probabilities.
-__device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K, int norm)
+// p[0 .. E) = the softmax of the row pg (written back to pg too); one warp.
+__device__ __forceinline__ void softmax_row(float *pg, float *p, int E)
 {
 	int lane = threadIdx.x & 31;
-	unsigned used = 0;          // bit q: expert lane + 32 q is chosen (E <= 1024)
-	float mx = -INFINITY, ksum = 0;
+	float mx = -INFINITY, sum = 0;
 
 	for (int i = lane; i < E; i += 32) {
 		p[i] = pg[i];
@@ -34,7 +31,6 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 	for (int i = lane; i < E; i += 32)
 		p[i] = expf(p[i] - mx);
 	__syncwarp();
-	float sum = 0;
 	for (int i = lane; i < E; i += 32)
 		sum += p[i];
 	for (int o = 16; o > 0; o >>= 1)
@@ -42,10 +38,20 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 	for (int i = lane; i < E; i += 32)
 		pg[i] = p[i] = p[i] / sum;
 	__syncwarp();
+}
+
+// The K largest of p[0 .. E) (ties to the lowest id), one warp: bit q of
+// the result marks expert lane + 32 q (E <= 1024); *ksum is their sum,
+// added largest first.  E <= 256: by each value's rank (p + E has room for
+// K values); else K passes of argmax.  Both pick the same in the same order.
+__device__ __forceinline__ unsigned top_k(float *p, int E, int K, float *ksum)
+{
+	int lane = threadIdx.x & 31;
+	unsigned used = 0;
+	float s = 0;
+
 	if (E <= 256) {
-		/* Rank of each probability (ties to the lowest id): the k-th
-		 * pick of the argmax passes below, without K passes. */
-		float *top = p + E;   /* K slots after the row (route_smem) */
+		float *top = p + E;
 		for (int i = lane, q = 0; i < E; i += 32, q++) {
 			int rank = 0;
 			float v = p[i];
@@ -58,7 +64,7 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 		}
 		__syncwarp();
 		for (int k = 0; k < K; k++)
-			ksum += top[k];
+			s += top[k];
 		__syncwarp();
 	} else
 		for (int k = 0; k < K; k++) {
@@ -71,8 +77,22 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 			warp_argmax(bv, bi);
 			if ((bi & 31) == lane)
 				used |= 1u << (bi >> 5);
-			ksum += bv;
+			s += bv;
 		}
+	*ksum = s;
+	return used;
+}
+
+// One warp per row: the CPU's route() (softmax, top-k with ties to the
+// lowest id, ids ascending), lanes sharing the work; p is the warp's
+// shared-memory copy of the row, written back as the probabilities.
+__device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K, int norm)
+{
+	int lane = threadIdx.x & 31;
+	float ksum;
+
+	softmax_row(pg, p, E);
+	unsigned used = top_k(p, E, K, &ksum);
 	/* Chosen ids in ascending order: by q, then by lane. */
 	for (int q = 0, base = 0; q * 32 < E; q++) {
 		bool mine = (used >> q) & 1u;
