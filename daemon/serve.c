@@ -180,72 +180,91 @@ static void on_client_gone(struct http_req *req, void *ctx)
 	front_cancel(r->s, r);
 }
 
-/* Parses a completion or forward request and queues it. */
-static void handle_generate(struct server *s, struct http_req *req, enum req_kind kind,
-			    const char *ep)
+/* The request's body into r (a chat is rendered into a completion first);
+ * 0 or negative errno with err set. */
+static int parse_generate(struct server *s, struct sreq *r, struct http_req *req,
+			  enum req_kind kind, const char *ep, char *err, size_t errlen)
 {
 	struct api_limits lim = {.vocab_size = s->mc.vocab_size, .max_ctx = s->cfg.model.max_ctx};
-	struct sreq *r = new_req(s, req, kind, ep);
 	struct api_tokenizer tk = {.encode = text_encode_cb, .ctx = s};
-	size_t len, n;
+	size_t len;
 	const char *body = http_req_body(req, &len);
-	char err[512], *chat_body = NULL;
+	char *chat_body = NULL;
 	int rv = 0;
 
-	if (!r) {
-		respond_status(s, req, ep, 500, "out of memory", NULL);
-		return;
-	}
 	r->chat = !strcmp(ep, "/v1/chat/completions");
-	if (r->chat && (rv = chat_prepare(s, body, len, &chat_body, err, sizeof(err))) == 0) {
+	if (r->chat && (rv = chat_prepare(s, body, len, &chat_body, err, errlen)) == 0) {
 		body = chat_body;
 		len = strlen(chat_body);
 	}
 	if (rv < 0)
 		;
 	else if (kind == REQ_FORWARD)
-		rv = api_parse_forward(body, len, &lim, s->tok ? &tk : NULL, &r->freq, err,
-				       sizeof(err));
+		rv = api_parse_forward(body, len, &lim, s->tok ? &tk : NULL, &r->freq, err, errlen);
 	else
 		rv = api_parse_completion(body, len, &lim, s->tok ? &tk : NULL, &r->creq, err,
-					  sizeof(err));
+					  errlen);
 	if (rv == 0 && kind == REQ_COMPLETION)
 		text_default_stops(s, r);
 	free(chat_body);
-	if (rv < 0) {
+	return rv;
+}
+
+/* Whether n more sequences may be queued: 0, or the status to answer with
+ * err (*retry: the Retry-After value, or NULL). */
+static int admit(const struct server *s, enum req_kind kind, size_t n, char *err,
+		 size_t errlen, const char **retry)
+{
+	*retry = NULL;
+	if ((int)n > s->cfg.batch.max_queue) {
+		/* It could never fit: a 429 would have the client retry forever. */
+		snprintf(err, errlen, "%s: %zu sequences exceed batch.max_queue (%d)",
+			 kind == REQ_FORWARD ? "sequences" : "prompt", n,
+			 s->cfg.batch.max_queue);
+		return 400;
+	}
+	*retry = "1";
+	if (!serve_healthy(s)) {
+		snprintf(err, errlen, "%s", s->draining ? "shutting down" :
+			 "the model is not ready yet");
+		return 503;
+	}
+	if (s->n_queued + s->n_inflight + (int)n > s->cfg.batch.max_queue) {
+		snprintf(err, errlen, "too many requests in the queue; retry later");
+		return 429;
+	}
+	return 0;
+}
+
+/* Parses a completion or forward request and queues it. */
+static void handle_generate(struct server *s, struct http_req *req, enum req_kind kind,
+			    const char *ep)
+{
+	struct sreq *r = new_req(s, req, kind, ep);
+	const char *retry;
+	char err[512];
+	size_t n;
+	int rv, st;
+
+	if (!r) {
+		respond_status(s, req, ep, 500, "out of memory", NULL);
+		return;
+	}
+	if ((rv = parse_generate(s, r, req, kind, ep, err, sizeof(err))) < 0) {
 		respond_status(s, req, ep, rv == -ENOMEM ? 500 : 400, err, NULL);
 		sreq_free(r);
 		return;
 	}
 	n = kind == REQ_FORWARD ? r->freq.n_seqs : r->creq.n_prompts;
-	if ((int)n > s->cfg.batch.max_queue) {
-		/* It could never fit: a 429 would have the client retry forever. */
-		snprintf(err, sizeof(err), "%s: %zu sequences exceed batch.max_queue (%d)",
-			 kind == REQ_FORWARD ? "sequences" : "prompt", n,
-			 s->cfg.batch.max_queue);
-		respond_status(s, req, ep, 400, err, NULL);
-		sreq_free(r);
-		return;
-	}
-	if (!serve_healthy(s)) {
-		respond_status(s, req, ep, 503, s->draining ? "shutting down" :
-			       "the model is not ready yet", "1");
-		sreq_free(r);
-		return;
-	}
-	if (s->n_queued + s->n_inflight + (int)n > s->cfg.batch.max_queue) {
-		respond_status(s, req, ep, 429, "too many requests in the queue; retry later", "1");
+	if ((st = admit(s, kind, n, err, sizeof(err), &retry)) ||
+	    !(r->seqs = calloc(n, sizeof(*r->seqs)))) {
+		respond_status(s, req, ep, st ? st : 500, st ? err : "out of memory",
+			       st ? retry : NULL);
 		sreq_free(r);
 		return;
 	}
 	r->stream = kind == REQ_COMPLETION && r->creq.stream;
 	r->n_seqs = (int)n;
-	r->seqs = calloc(n, sizeof(*r->seqs));
-	if (!r->seqs) {
-		respond_status(s, req, ep, 500, "out of memory", NULL);
-		sreq_free(r);
-		return;
-	}
 	for (size_t i = 0; i < n; i++) {
 		const struct api_seq *p = kind == REQ_FORWARD ? &r->freq.seqs[i] : &r->creq.prompts[i];
 
