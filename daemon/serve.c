@@ -44,60 +44,6 @@ static bool predictor_ok(const struct server *s)
 	return s->cfg.predictor.kind == CFG_PRED_NONE || child_running(s->predictor);
 }
 
-/* Reads auth.token_file.  On failure the token is not replaced: auth_broken
- * is set instead, so that every protected request is refused rather than
- * let through. */
-static int read_token(struct server *s, char *err, size_t n)
-{
-	char tok[sizeof(s->auth_token)];
-	FILE *f;
-	size_t len;
-
-	if (!s->cfg.auth.token_file[0]) {
-		s->auth_token[0] = 0;
-		s->auth_broken = false;
-		return 0;
-	}
-	s->auth_broken = true;
-	if (!(f = fopen(s->cfg.auth.token_file, "r"))) {
-		snprintf(err, n, "auth.token_file %s: %s", s->cfg.auth.token_file, strerror(errno));
-		return -errno;
-	}
-	len = fread(tok, 1, sizeof(tok) - 1, f);
-	fclose(f);
-	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
-		len--;
-	tok[len] = 0;
-	if (!len) {
-		snprintf(err, n, "auth.token_file %s: empty", s->cfg.auth.token_file);
-		return -EINVAL;
-	}
-	memcpy(s->auth_token, tok, len + 1);
-	s->auth_broken = false;
-	return 0;
-}
-
-/* Constant-time comparison of the bearer token. */
-static bool authorized(const struct server *s, struct http_req *req)
-{
-	const char *h = http_req_header(req, "authorization");
-	size_t n = strlen(s->auth_token);
-	unsigned char diff = 0;
-
-	if (s->auth_broken)
-		return false;
-	if (!s->auth_token[0])
-		return true;
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-		return false;
-	h += 7;
-	if (strlen(h) != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(h[i] ^ s->auth_token[i]);
-	return diff == 0;
-}
-
 static void respond_status(struct server *s, struct http_req *req, const char *ep,
 			   int status, const char *msg, const char *retry_after)
 {
@@ -304,7 +250,7 @@ static void on_request(void *ctx, struct http_req *req)
 			serve_metrics_request(s, routes[i].path, 405, 0);
 			return;
 		}
-		if (routes[i].id > 0 && !authorized(s, req)) {
+		if (routes[i].id > 0 && !serve_authorized(s, req)) {
 			respond_status(s, req, routes[i].path, 401, "missing or wrong bearer token", NULL);
 			return;
 		}
@@ -475,7 +421,7 @@ static void on_sighup(uv_signal_t *h, int sig)
 		log_set_level((int)c.log.level);
 		s->cfg.log.level = c.log.level;
 		memcpy(s->cfg.auth.token_file, c.auth.token_file, sizeof(c.auth.token_file));
-		if (read_token(s, err, sizeof(err)) < 0)
+		if (serve_read_token(s, err, sizeof(err)) < 0)
 			log_msg(LOG_ERR, "reload: %s (auth now refuses every request)", err);
 		else
 			log_msg(LOG_INFO, "reloaded the auth token and log level");
@@ -532,7 +478,7 @@ static int setup(struct server *s, char *err, size_t n)
 	base = strrchr(s->cfg.model.path, '/');
 	snprintf(s->model_name, sizeof(s->model_name), "%s",
 		 base && base[1] ? base + 1 : s->cfg.model.path);
-	if ((rv = read_token(s, err, n)) < 0)
+	if ((rv = serve_read_token(s, err, n)) < 0)
 		return rv;
 	if ((rv = cfg_runtime_dir(&s->cfg, s->dir, sizeof(s->dir))) < 0 ||
 	    (rv = front_open(s, err, n)) < 0 || (rv = write_effective_config(s, err, n)) < 0)

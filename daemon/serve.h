@@ -163,6 +163,12 @@ void serve_handle_experts(struct server *s, struct http_req *req);
 
 /* serve.c */
 bool serve_healthy(const struct server *s);
+
+/* serve_auth.c.  Reads auth.token_file into s (none set: no token); on
+ * failure s->auth_broken is set and every protected request is refused. */
+int serve_read_token(struct server *s, char *err, size_t n);
+/* Whether req carries the token (constant-time comparison). */
+bool serve_authorized(const struct server *s, struct http_req *req);
 double serve_now(const struct server *s);
 
 #endif
