@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench/graph_time.h"
 #include "engine/cuda_kernels.h"
 #include "engine/cuda_moe.h"
 
@@ -45,51 +46,29 @@ static void set_layer(struct ctx *c, int li);
 
 static cudaStream_t st;
 
-/* Microseconds per call of f, REPS calls in one graph; < 0 on failure. */
-static double graph_us(launch_fn f, struct ctx *ctx)
-{
-	cudaGraph_t gr = NULL;
-	cudaGraphExec_t gx = NULL;
-	cudaEvent_t a, b;
-	float ms = -1;
-	int rc = 0;
+/* Call i of a timed graph: layer i % NL, then the launch under test. */
+struct timed {
+	launch_fn f;
+	struct ctx *ctx;
+};
 
-	cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
-	for (int i = 0; i < REPS && !rc; i++) {
-		set_layer(ctx, i % NL);
-		rc = f(ctx);
-	}
-	if (cudaStreamEndCapture(st, &gr) != cudaSuccess || rc ||
-	    cudaGraphInstantiate(&gx, gr, 0) != cudaSuccess) {
-		if (gr)
-			cudaGraphDestroy(gr);
-		return -1;
-	}
-	cudaEventCreate(&a);
-	cudaEventCreate(&b);
-	cudaGraphLaunch(gx, st);
-	cudaEventRecord(a, st);
-	for (int i = 0; i < 3; i++)
-		cudaGraphLaunch(gx, st);
-	cudaEventRecord(b, st);
-	if (cudaEventSynchronize(b) != cudaSuccess)
-		ms = -1;
-	else
-		cudaEventElapsedTime(&ms, a, b);
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	cudaGraphExecDestroy(gx);
-	cudaGraphDestroy(gr);
-	return ms < 0 ? -1 : ms * 1000.0 / (3 * REPS);
+static int timed_call(void *p, int i)
+{
+	struct timed *t = p;
+
+	set_layer(t->ctx, i % NL);
+	return t->f(t->ctx);
 }
 
 static void timeit(const char *name, launch_fn f, struct ctx *ctx, double wbytes)
 {
 	double us[2];
 
+	struct timed t = {f, ctx};
+
 	for (int pdl = 0; pdl < 2; pdl++) {
 		eng_cu_set_pdl(pdl);
-		us[pdl] = graph_us(f, ctx);
+		us[pdl] = bench_graph_us(st, REPS, timed_call, &t);
 	}
 	if (us[0] < 0 || us[1] < 0) {
 		printf("%-28s failed: %s\n", name, cudaGetErrorString(cudaGetLastError()));
