@@ -156,24 +156,46 @@ static void send_cancel(struct server *s, const uint64_t *ids, uint32_t n)
 	}
 }
 
+/* Takes q, not sent yet, off the queue. */
+static void queue_remove(struct server *s, struct sseq *q)
+{
+	for (int i = 0; i < s->n_queued; i++)
+		if (s->queued[i] == q) {
+			s->queued_tokens -= q->n_prompt;
+			s->n_queued--;
+			memmove(s->queued + i, s->queued + i + 1,
+				(size_t)(s->n_queued - i) * sizeof(*s->queued));
+			break;
+		}
+	metric_set(s->m.queue_depth, NULL, s->n_queued);
+}
+
+/* Nobody waits for r any more: its sequences at the worker are cancelled
+ * there, those still queued are dropped before they are batched. */
 void front_cancel(struct server *s, struct sreq *r)
 {
 	uint64_t ids[r->n_seqs + 1];
 	uint32_t n = 0;
+	bool any = false;
 
 	for (int i = 0; i < r->n_seqs; i++) {
 		struct sseq *q = &r->seqs[i];
 
-		if (q->sent && !q->done) {
+		if (q->done)
+			continue;
+		if (q->sent) {
 			ids[n++] = q->id;
-			q->finish = PROTO_FINISH_CANCELLED;
-			q->done = true;
 			inflight_remove(s, q);
-			r->n_done++;
+		} else {
+			queue_remove(s, q);
 		}
+		q->finish = PROTO_FINISH_CANCELLED;
+		q->done = true;
+		r->n_done++;
+		any = true;
 	}
 	send_cancel(s, ids, n);
-	if (n && r->n_done == r->n_seqs)
+	if (any && r->n_done == r->n_seqs)
 		front_complete(s, r);
 }
 

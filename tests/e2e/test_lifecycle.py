@@ -288,6 +288,30 @@ class Cancel(unittest.TestCase):
         self.assertLess(self.steps() - before, 1000, self.d.tail())
 
 
+class QueuedCancel(unittest.TestCase):
+    """A client that goes away while its sequence still waits in the front's
+    queue: the sequence is dropped there (499), never batched."""
+
+    def test_disconnect_while_queued(self):
+        d = mt.Daemon(mt.fixture_model(), sets=["batch.max_wait_us=3000000"],
+                      name="queued").start()
+        try:
+            body = json.dumps({"prompt": [1, 2, 3], "max_tokens": 8, "temperature": 0})
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+                       "\r\n%s" % (len(body), body)).encode())
+            time.sleep(0.3)
+            s.close()
+            mt.poll(lambda: " 499 " in d.log(), 2.5, "the 499 of the client that left")
+            time.sleep(3.5)  # past batch.max_wait_us: a queued sequence would be sent by now
+            m = d.metrics()
+            self.assertEqual(mt.metric(m, "moed_batch_sequences_count"), 0, d.tail())
+            self.assertEqual(mt.metric(m, "moed_queue_depth"), 0, d.tail())
+            self.assertEqual(len(d.complete([1, 2, 3], max_tokens=4)["choices"][0]["tokens"]), 4)
+        finally:
+            assert d.stop() == 0, d.tail()
+
+
 class BrokenModel(unittest.TestCase):
     """A model file the worker cannot load: serve says why and exits 1."""
 
