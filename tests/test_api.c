@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "daemon/api.h"
+#include "tests/suite_run.h"
 
 static const struct api_limits lim = { .vocab_size = 32000, .max_tokens_cap = 4096 };
 
@@ -372,11 +373,5 @@ static Suite *api_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(api_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(api_suite());
 }

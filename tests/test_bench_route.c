@@ -11,6 +11,7 @@
 #include "bench/bench_opts.c"
 #include "bench/bench_route.c"
 #include "loader/resident.h"
+#include "tests/suite_run.h"
 
 /* Trace token i, layer l: two distinct experts of 8, listed descending. */
 static struct pred_trace *make_trace(int n)
@@ -217,8 +218,6 @@ int main(void)
 {
 	Suite *s = suite_create("bench_route");
 	TCase *tc = tcase_create("hooks");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, replay_reaches_engine);
 	tcase_add_test(tc, replay_weights);
@@ -227,9 +226,5 @@ int main(void)
 	tcase_add_test(tc, trace_checks);
 	tcase_add_test(tc, trace_split);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(s);
 }

@@ -16,6 +16,7 @@
 #include "loader/cache.h"
 #include "loader/model.h"
 #include "loader/store.h"
+#include "tests/suite_run.h"
 
 #define EB 1000                /* sim mode's expert_bytes */
 
@@ -707,9 +708,5 @@ int main(void)
 	tcase_add_test(th, backend_direct);
 	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFU + 1);
 	suite_add_tcase(s, th);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int nf = srunner_ntests_failed(r);
-	srunner_free(r);
-	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(s);
 }

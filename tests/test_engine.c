@@ -10,6 +10,7 @@
 #include "engine/sample.h"
 #include "loader/resident.h"
 #include "tests/refs.h"
+#include "tests/suite_run.h"
 
 /* Router choices recorded by the on_route hook, [layer][pos][k]. */
 struct routes {
@@ -312,8 +313,6 @@ int main(void)
 {
 	Suite *s = suite_create("engine");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_fixture, 0, ref_n_fixtures);
@@ -324,9 +323,5 @@ int main(void)
 	tcase_add_test(tc, test_sampling);
 	tcase_add_test(tc, test_route_set);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_run(s);
 }

@@ -14,6 +14,7 @@
 #include "loader/resident.h"
 #include "loader/store.h"
 #include "tests/refs.h"
+#include "tests/suite_run.h"
 
 #define STEPS 8
 
@@ -103,15 +104,9 @@ int main(void)
 {
 	Suite *s = suite_create("exact");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_exact_every_budget, 0, ref_n_fixtures);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_run(s);
 }

@@ -3,6 +3,7 @@
  * sockets (receive timeouts only guard against hangs).  Every test ends with
  * the server closed and uv_loop_close() == 0. */
 #include "tests/http_fx.h"
+#include "tests/suite_run.h"
 
 static void c_echo(struct fx *fx)
 {
@@ -534,11 +535,5 @@ static Suite *http_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(http_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(http_suite());
 }

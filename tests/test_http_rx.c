@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "daemon/http_rx.h"
+#include "tests/suite_run.h"
 
 #define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -98,11 +99,5 @@ static Suite *http_rx_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(http_rx_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(http_rx_suite());
 }

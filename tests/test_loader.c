@@ -3,6 +3,7 @@
  * configs (a fixture copied into a temp dir and edited).  Broken
  * safetensors files: test_loader_bad.c. */
 #include "tests/loader_fx.h"
+#include "tests/suite_run.h"
 
 /* ---- loading the fixtures ---- */
 
@@ -331,11 +332,5 @@ static Suite *loader_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(loader_suite());
-	int nf;
-
-	srunner_run_all(sr, CK_NORMAL);
-	nf = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(loader_suite());
 }

@@ -1,6 +1,7 @@
 /* The loader on broken safetensors files (tests/loader_fx.h builds them
  * from the fixtures) and on transformers 5's fused expert layout. */
 #include "tests/loader_fx.h"
+#include "tests/suite_run.h"
 
 /* ---- broken safetensors ---- */
 
@@ -321,11 +322,5 @@ static Suite *loader_bad_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(loader_bad_suite());
-	int nf;
-
-	srunner_run_all(sr, CK_NORMAL);
-	nf = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(loader_bad_suite());
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/metrics.h"
+#include "tests/suite_run.h"
 
 static char *render(struct metrics *m)
 {
@@ -239,11 +240,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(metrics_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(metrics_suite());
 }

@@ -18,6 +18,7 @@
 #include "daemon/mkmodel.h"
 #include "loader/model.h"
 #include "loader/st_write.h"
+#include "tests/suite_run.h"
 
 static char tmpdir[256];
 
@@ -586,11 +587,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(suite());
 }

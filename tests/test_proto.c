@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proto/proto.h"
+#include "tests/suite_run.h"
 
 /* ---- sample messages ---- */
 
@@ -751,8 +752,6 @@ int main(void)
 {
 	Suite *s = suite_create("proto");
 	TCase *tc = tcase_create("core");
-	SRunner *r;
-	int nf;
 
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120);
@@ -772,9 +771,5 @@ int main(void)
 	tcase_add_test(tc, limits);
 	tcase_add_test(tc, random_mutations);
 	suite_add_tcase(s, tc);
-	r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	nf = srunner_ntests_failed(r);
-	srunner_free(r);
-	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(s);
 }

@@ -15,6 +15,7 @@
 #include "loader/model.h"
 #include "loader/store.h"
 #include "tests/refs.h"
+#include "tests/suite_run.h"
 
 static char tmpdir[256];
 static char err[1024];
@@ -438,9 +439,5 @@ int main(void)
 	tcase_add_test(tc, ensure);
 	tcase_add_test(tc, bf16_pack);
 	suite_add_tcase(s, tc);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int nf = srunner_ntests_failed(r);
-	srunner_free(r);
-	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(s);
 }

@@ -13,6 +13,7 @@
 
 #include "tokenizer/tok.h"
 #include "tokenizer/tok_internal.h"
+#include "tests/suite_run.h"
 
 static char err[1024];
 
@@ -612,11 +613,5 @@ static Suite *tokenizer_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(tokenizer_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(tokenizer_suite());
 }

@@ -11,6 +11,7 @@
 
 #include "tokenizer/tok.h"
 #include "tokenizer/tok_internal.h"
+#include "tests/suite_run.h"
 
 static char err[1024];
 
@@ -158,17 +159,11 @@ int main(void)
 {
 	Suite *s = suite_create("tokenizer_steps");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_split_behaviors);
 	tcase_add_test(tc, test_split_string_and_digits);
 	tcase_add_test(tc, test_metaspace_split_and_decoder);
 	tcase_add_test(tc, test_strip_normalizer);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(s);
 }

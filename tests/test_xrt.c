@@ -23,6 +23,7 @@
 #include "loader/model.h"
 #include "loader/store.h"
 #include "tests/refs.h"
+#include "tests/suite_run.h"
 
 #ifdef HAVE_XRT
 #include <dlfcn.h>
@@ -627,11 +628,5 @@ static Suite *xrt_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(xrt_suite());
-	int nf;
-
-	srunner_run_all(r, CK_NORMAL);
-	nf = srunner_ntests_failed(r);
-	srunner_free(r);
-	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+	return suite_run(xrt_suite());
 }
