@@ -25,14 +25,6 @@
 #define IN 2048
 #define CH (IN / 256)              // 16-byte chunks per lane
 
-__device__ __forceinline__ void unpack8(uint4 v, float o[8])
-{
-	o[0] = __uint_as_float(v.x << 16), o[1] = __uint_as_float(v.x & 0xffff0000u);
-	o[2] = __uint_as_float(v.y << 16), o[3] = __uint_as_float(v.y & 0xffff0000u);
-	o[4] = __uint_as_float(v.z << 16), o[5] = __uint_as_float(v.z & 0xffff0000u);
-	o[6] = __uint_as_float(v.w << 16), o[7] = __uint_as_float(v.w & 0xffff0000u);
-}
-
 // Chunks k0, k0 + step, ... of row wr (lane's 8 elements each), all loads
 // first; the warp's sum in every lane.
 template <int NK>

@@ -71,22 +71,16 @@ if [ "$DRY" = 0 ]; then
 else
 	mo() { "$@"; }
 fi
+. bench/gpu_build.sh
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current,clocks.sm,clocks.mem,clocks.max.sm --format=csv
 	nvidia-smi
 	lscpu | head -20; free -g; df -h /dev/shm /tmp; nvcc --version | tail -2; uname -a
 } > $W/machine.txt 2>&1
 say "machine: $(head -2 $W/machine.txt | tail -1)"
-[ -f $B/build.ninja ] || mo meson setup $B -Dcuda=enabled > $W/setup.log 2>&1 ||
-	{ tail -40 $W/setup.log | tee -a "$SUM"; finish 1; }
-mo timeout 300 ninja -C $B tests/test_cuda tests/test_engine tests/test_cache tests/test_exact tests/test_store \
-	bench/cuda_bench bench/cuda_kprof daemon/moed > $W/build.log 2>&1 ||
-	{ grep -E "error|FAILED" -A5 $W/build.log | head -40 | tee -a "$SUM"; finish 1; }
-say "built"
+gpu_build $B $W "$SUM" bench/cuda_bench bench/cuda_kprof || { tail -40 "$SUM"; finish 1; }
 if [ "$DRY" = 0 ] && [ $SYN = 1 ]; then
-	mo timeout 120 meson test -C $B --no-rebuild cuda engine cache exact store --print-errorlogs \
-		> $W/tests.log 2>&1
-	say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $W/tests.log | tr -s ' ' | tr '\n' ';')"
+	LD_LIBRARY_PATH=${MOED_LD:-} gpu_test $B $W
 	grep -E ":[EF]:|Assertion" $B/meson-logs/testlog.txt | head -10 | tee -a "$SUM"
 	# Per-kernel times at the bench's shape (one decode row, context 128).
 	mo timeout 60 $B/bench/cuda_kprof 1 128 >> "$SUM" 2>&1

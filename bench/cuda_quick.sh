@@ -12,17 +12,11 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
 LAYERS=${1:-16}; STEPS=${2:-256}
 trap 'tar czf $OUT/logs.tgz -C /tmp/quick . 2>/dev/null' EXIT
 . bench/gpu_env.sh
+. bench/gpu_build.sh
 export LD_LIBRARY_PATH=$MOED_LD
 say "$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader); profilers: $(which ncu nsys 2>/dev/null | tr "\n" " ")"
-[ -f build-gpu/build.ninja ] || meson setup build-gpu -Dcuda=enabled > $OUT/setup.log 2>&1 ||
-	{ tail -30 $OUT/setup.log >> $S; exit 1; }
-ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache tests/test_exact \
-	tests/test_store daemon/moed > $OUT/build.log 2>&1 ||
-	{ grep -E "error|FAILED" -A5 $OUT/build.log | head -60 >> $S; exit 1; }
-say built
-timeout 200 meson test -C build-gpu --no-rebuild cuda engine cache exact store --print-errorlogs \
-	> $OUT/tests.log 2>&1
-say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $OUT/tests.log | tr -s ' ' | tr '\n' ';')"
+gpu_build build-gpu $OUT $S || exit 1
+gpu_test build-gpu $OUT
 W=/tmp/quick; rm -rf $W; mkdir -p $W
 cp build-gpu/meson-logs/testlog.txt $W/ 2>/dev/null
 grep -E ":[EF]:|Assertion|differs" build-gpu/meson-logs/testlog.txt | head -20 >> $S

@@ -14,16 +14,10 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
 W=/tmp/cserve; rm -rf $W; mkdir -p $W
 trap 'kill $(jobs -p) 2>/dev/null; tar czf $OUT/logs.tgz -C $W . 2>/dev/null' EXIT
 . bench/gpu_env.sh
+. bench/gpu_build.sh
 export LD_LIBRARY_PATH=$MOED_LD
-[ -f build-gpu/build.ninja ] || meson setup build-gpu -Dcuda=enabled > $W/setup.log 2>&1 ||
-	{ tail -30 $W/setup.log >> $S; exit 1; }
-ninja -C build-gpu tests/test_cuda tests/test_engine tests/test_cache tests/test_exact \
-	tests/test_store daemon/moed > $W/build.log 2>&1 ||
-	{ grep -E "error|FAILED" -A5 $W/build.log | head -60 >> $S; exit 1; }
-say built
-timeout 200 meson test -C build-gpu --no-rebuild cuda engine cache exact store --print-errorlogs \
-	> $W/tests.log 2>&1
-say "tests rc=$?: $(grep -E '^ *[0-9]+/5 ' $W/tests.log | tr -s ' ' | tr '\n' ';')"
+gpu_build build-gpu $W $S || exit 1
+gpu_test build-gpu $W
 cp build-gpu/meson-logs/testlog.txt $W/ 2>/dev/null
 M=/dev/shm/olmoe_bench; moed=build-gpu/daemon/moed
 $moed mkmodel --out $M --family olmoe --layers 16 --experts 64 --top-k 8 --hidden 2048 \

@@ -21,14 +21,18 @@ __device__ __forceinline__ void load8(const float *w, float o[8])
 	o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
 }
 
-__device__ __forceinline__ void load8(const __nv_bfloat16 *w, float o[8])
+// Eight bf16 values (16 bytes) widened to f32, exactly.
+__device__ __forceinline__ void unpack8(uint4 v, float o[8])
 {
-	uint4 v = __ldg((const uint4 *)w);
-
 	o[0] = __uint_as_float(v.x << 16), o[1] = __uint_as_float(v.x & 0xffff0000u);
 	o[2] = __uint_as_float(v.y << 16), o[3] = __uint_as_float(v.y & 0xffff0000u);
 	o[4] = __uint_as_float(v.z << 16), o[5] = __uint_as_float(v.z & 0xffff0000u);
 	o[6] = __uint_as_float(v.w << 16), o[7] = __uint_as_float(v.w & 0xffff0000u);
+}
+
+__device__ __forceinline__ void load8(const __nv_bfloat16 *w, float o[8])
+{
+	unpack8(__ldg((const uint4 *)w), o);
 }
 
 // Eight inputs at xr.

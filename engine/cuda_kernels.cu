@@ -161,13 +161,13 @@ int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, i
 		      kv_heads, hd, norm, qw, kw, eps, clip, inv_freq, *r, layer);
 }
 
-// Attention, split over positions (flash-decoding): the positions 0..pos of a
-// row are cut into spans of att_span(max_ctx) (a multiple of ATT_CH); block
-// (t, h, s) takes span s in sub-chunks of ATT_CH positions with an online
-// softmax and writes its max, sum and weighted values; k_attend_merge adds
-// the spans in order.  Spans past the row's length do nothing.  The order
-// of operations depends only on the row's length and max_ctx, not on the
-// batch.
+// Attention, split over positions (flash-decoding): the positions 0..pos of
+// a row are cut into spans of the length att_splits(max_ctx) picks (a
+// multiple of ATT_CH); block (t, h, s) takes span s in sub-chunks of ATT_CH
+// positions with an online softmax and writes its max, sum and weighted
+// values; k_attend_merge adds the spans in order.  Spans past the row's
+// length do nothing.  The order of operations depends only on the row's
+// length and max_ctx, not on the batch.
 #define ATT_CH 64
 #define ATT_SMAX 32
 #define ATT_THREADS 256
