@@ -91,7 +91,7 @@ BE=cuda
 HF=${CB_HF:-1}; [ "$DRY" != 0 ] && HF=0
 M=/dev/shm/olmoe_bench
 [ "$(df --output=avail -k /dev/shm | tail -1)" -gt 30000000 ] || M=/tmp/olmoe_bench
-shape="--experts 64 --top-k 8 --hidden 2048 --heads 16 --intermediate 1024 --vocab 50304"
+shape=$OLMOE_SHAPE
 MR=$M; rshape=$shape
 if [ "$DRY" != 0 ]; then
 	BE=host; M=/tmp/olmoe_dry; MR=/tmp/olmoe_dry_replay

@@ -28,8 +28,7 @@ if ninja -C build-gpu bench/cuda_kprof bench/cuda_gemv_lab >> $OUT/build.log 2>&
 fi
 [ "${QUICK_BENCH:-1}" = 0 ] && exit 0
 M=/dev/shm/olmoe_bench; moed=build-gpu/daemon/moed
-$moed mkmodel --out $M --family olmoe --layers $LAYERS --experts 64 --top-k 8 --hidden 2048 \
-	--heads 16 --intermediate 1024 --vocab 50304 --dtype bf16 --skewed > $W/mkmodel.log 2>&1
+$moed mkmodel --out $M --family olmoe --layers $LAYERS $OLMOE_SHAPE --dtype bf16 --skewed > $W/mkmodel.log 2>&1
 say "$(tail -1 $W/mkmodel.log)"
 P=5,17,42,99,3,250,1000,7
 run() {   # run NAME ENV=VALUE [moed run flags]

@@ -20,8 +20,7 @@ gpu_build build-gpu $W $S || exit 1
 gpu_test build-gpu $W
 cp build-gpu/meson-logs/testlog.txt $W/ 2>/dev/null
 M=/dev/shm/olmoe_bench; moed=build-gpu/daemon/moed
-$moed mkmodel --out $M --family olmoe --layers 16 --experts 64 --top-k 8 --hidden 2048 \
-	--heads 16 --intermediate 1024 --vocab 50304 --dtype bf16 --skewed > $W/mkmodel.log 2>&1
+$moed mkmodel --out $M --family olmoe --layers 16 $OLMOE_SHAPE --dtype bf16 --skewed > $W/mkmodel.log 2>&1
 say "$(tail -1 $W/mkmodel.log)"
 U=http://127.0.0.1:18080
 # start NAME [flags]: serve in the background, wait for /health (pack, load).

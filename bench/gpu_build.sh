@@ -3,6 +3,8 @@
 # Callers define say() (a line into their summary).
 
 GPU_SUITES="cuda engine cache cache_host exact store"
+# The issue's OLMoE-1B-7B shape (mkmodel flags besides --layers).
+OLMOE_SHAPE="--experts 64 --top-k 8 --hidden 2048 --heads 16 --intermediate 1024 --vocab 50304"
 
 # gpu_build B LOGDIR SUMMARY [TARGET...]: configures B with CUDA when needed
 # and builds the suites' tests, daemon/moed and the TARGETs; on failure the
