@@ -12,6 +12,8 @@
 //               (same order of operations as the engine: same bits)
 //   allin16     allin with 16 warps per block instead of 8
 //   halves      two warps per row, each half of the chunks, then added
+//   allin+pf    allin after an L2 prefetch of the row (as the engine)
+//   warp_dot    the engine's dot loop alone (no prefetch, no PDL); +pf: with the prefetch
 #include <cuda_bf16.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,14 @@
 #include "bench/graph_time.h"
 #include "engine/cuda_gemv.cuh"
 #include "engine/cuda_kernels.h"
+
+// Bytes [0, bytes) from p into L2, lines spread over nt threads (this one
+// is i): the L2 prefetch the engine used in the third round (+pf variants).
+__device__ __forceinline__ void prefetch_span(const void *p, size_t bytes, int i, int nt)
+{
+	for (size_t o = (size_t)i * 128; o < bytes; o += (size_t)nt * 128)
+		asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)p + o));
+}
 
 #define NL 16
 #define REPS 50
@@ -51,15 +61,39 @@ __device__ __forceinline__ float row_dot(const __nv_bfloat16 *wr, const float *x
 	return acc;
 }
 
+// PF: the row prefetched into L2 first, as the engine's k_gemv does.
+template <bool PF>
 __global__ void k_allin(float *y, const float *x, const __nv_bfloat16 *w, int out)
 {
 	int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
 
 	if (r >= out)
 		return;
+	if (PF)
+		prefetch_span(w + (size_t)r * IN, IN * 2, threadIdx.x & 31, 32);
 	float s = row_dot<CH>(w + (size_t)r * IN, x, 0, 1);
 	if (!(threadIdx.x & 31))
 		y[r] = s;
+}
+
+// The engine's warp_dot (cuda_gemv.cuh) without PDL, PF as above.
+template <bool PF>
+__global__ void k_cd(float *y, const float *x, const __nv_bfloat16 *w, int out)
+{
+	int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+	const __nv_bfloat16 *row = w + (size_t)r * IN;
+	float acc[1][1];
+
+	if (r >= out)
+		return;
+	if (PF)
+		prefetch_span(row, IN * 2, threadIdx.x & 31, 32);
+	warp_stream<__nv_bfloat16, 1, 1> ws;
+
+	warp_start<__nv_bfloat16, 1, 1>(ws, &row, IN);
+	chunk_dot<__nv_bfloat16, 1, 1>(ws, &x, 1, acc);
+	if (!(threadIdx.x & 31))
+		y[r] = acc[0][0];
 }
 
 __global__ void k_halves(float *y, const float *x, const __nv_bfloat16 *w, int out)
@@ -89,13 +123,22 @@ static int variant(int v, float *y, const float *x, const __nv_bfloat16 *w, int 
 		eng_cu_set_pdl(v == 0);
 		return eng_cu_gemv(y, out, x, IN, w, 1, 1, IN, out, 0, st);
 	case 2:
-		k_allin<<<(out + 7) / 8, 256, 0, st>>>(y, x, w, out);
+		k_allin<false><<<(out + 7) / 8, 256, 0, st>>>(y, x, w, out);
 		break;
 	case 3:
-		k_allin<<<(out + 15) / 16, 512, 0, st>>>(y, x, w, out);
+		k_allin<false><<<(out + 15) / 16, 512, 0, st>>>(y, x, w, out);
+		break;
+	case 4:
+		k_halves<<<(out + 3) / 4, 256, 0, st>>>(y, x, w, out);
+		break;
+	case 5:
+		k_allin<true><<<(out + 7) / 8, 256, 0, st>>>(y, x, w, out);
+		break;
+	case 6:
+		k_cd<false><<<(out + 7) / 8, 256, 0, st>>>(y, x, w, out);
 		break;
 	default:
-		k_halves<<<(out + 3) / 4, 256, 0, st>>>(y, x, w, out);
+		k_cd<true><<<(out + 7) / 8, 256, 0, st>>>(y, x, w, out);
 	}
 	return (int)cudaGetLastError();
 }
@@ -132,7 +175,9 @@ static __global__ void k_fill(__nv_bfloat16 *w, size_t n, float *x)
 
 int main(void)
 {
-	static const char *names[] = {"engine", "engine-pdl0", "allin", "allin16", "halves"};
+	static const char *names[] = {"engine", "engine-pdl0", "allin", "allin16", "halves",
+				      "allin+pf", "warp_dot", "warp_dot+pf"};
+	const int NV = sizeof(names) / sizeof(names[0]);
 	const struct shape shapes[] = {{"q/k/v 2048->6144", 6144, NL}, {"o 2048->2048", 2048, NL},
 				       {"lm_head 2048->50304", 50304, 1}};
 	cudaStream_t st;
@@ -152,7 +197,7 @@ int main(void)
 	printf("%-22s %-12s %9s %9s %12s\n", "shape", "variant", "us", "GB/s", "max|dy|");
 	for (const struct shape *sh = shapes; sh < shapes + 3; sh++) {
 		size_t wsz = (size_t)sh->out * IN;
-		for (int v = 0; v < 5; v++) {
+		for (int v = 0; v < NV; v++) {
 			struct run r = {v, y, x, w, wsz, sh, st};
 			double us = bench_graph_us(st, REPS, run_call, &r);
 			float d = 0;

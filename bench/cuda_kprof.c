@@ -135,7 +135,14 @@ static int f_route(struct ctx *c)
 static int f_router_route(struct ctx *c)
 {
 	return eng_cu_router_route(c->rlog, c->xn, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
-				   c->g, 1, c->done, st);
+				   c->g, 1, c->done, NULL, 0, NULL, st);
+}
+
+/* The fast step's MoE entry: RMSNorm, router, routing in one launch. */
+static int f_norm_router_route(struct ctx *c)
+{
+	return eng_cu_router_route(c->rlog, c->x, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
+				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, st);
 }
 
 static int f_gu(struct ctx *c)
@@ -166,8 +173,9 @@ static int f_attn(struct ctx *c)
 				c->ctxlen + 1, st);
 }
 
-/* One decoder layer of a fast step (engine_cuda_run.c's order); the router
- * fused with the routing, or (f_layer2) the two launches. */
+/* One decoder layer of a fast step (engine_cuda_run.c's order: the MLP
+ * norm inside the router's launch), or (f_layer2) with that norm, the
+ * router and the routing as launches of their own. */
 static int layer(struct ctx *c, int fused)
 {
 	int rc;
@@ -175,12 +183,12 @@ static int layer(struct ctx *c, int fused)
 	if ((rc = f_norm(c)) ||
 	    (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st)) ||
 	    (rc = f_prep(c)) || (rc = f_attn(c)) ||
-	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)) ||
-	    (rc = f_norm(c)))
+	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)))
 		return rc;
 	if (fused)
-		rc = f_router_route(c);
-	else if (!(rc = eng_cu_gemv(c->rlog, E, c->xn, H, c->lrouter, 0, c->n, H, E, 0, st)))
+		rc = f_norm_router_route(c);
+	else if (!(rc = f_norm(c)) &&
+		 !(rc = eng_cu_gemv(c->rlog, E, c->xn, H, c->lrouter, 0, c->n, H, E, 0, st)))
 		rc = f_route(c);
 	if (rc || (rc = f_gu(c)))
 		return rc;
@@ -271,6 +279,7 @@ int main(int argc, char **argv)
 	}
 	timeit("route + group", f_route, &c, 0);
 	timeit("router + route + group", f_router_route, &c, (double)E * H * f);
+	timeit("rmsnorm + router + route", f_norm_router_route, &c, (double)E * H * f);
 	int nj = n * K < E ? n * K : E;
 	timeit("moe gate/up (all experts)", f_gu, &c, (double)nj * 2 * I * H * 2);
 	timeit("moe down + combine", f_down, &c, (double)nj * I * H * 2);
@@ -278,6 +287,6 @@ int main(int argc, char **argv)
 	timeit("q/k norms, rope, kv store", f_prep, &c, 0);
 	timeit("attention", f_attn, &c, 0);
 	timeit("decoder layer", f_layer, &c, 0);
-	timeit("decoder layer, router apart", f_layer2, &c, 0);
+	timeit("decoder layer, norm/router apart", f_layer2, &c, 0);
 	return 0;
 }

@@ -8,7 +8,7 @@
 
 // Programmatic dependent launch (sm_90).  Every kernel launched through
 // launch() lets the next kernel in the stream start while it runs: the next
-// one's blocks do what needs no earlier output (prefetching their weights)
+// one's blocks do what needs no earlier output (requesting their weights)
 // and then wait in pdl_wait() until this grid has finished and its writes
 // are visible.  The rules that keep this safe:
 // - every kernel calls pdl_wait() before it reads or writes anything an
@@ -28,12 +28,6 @@ __device__ __forceinline__ void pdl_wait()
 __device__ __forceinline__ void pdl_launch()
 {
 	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
-
-// The line of global memory at p into L2 (no registers, no waiting).
-__device__ __forceinline__ void prefetch_l2(const void *p)
-{
-	asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // Queues kernel k; returns the cudaError_t as an int.
@@ -71,6 +65,42 @@ __device__ float block_reduce(float v, float *sh)
 		v = MAX ? fmaxf(v, u) : v + u;
 	}
 	return v;
+}
+
+// inv[t] = 1 / sqrt(mean of row t's squares + eps) for t < n <= NM (rows
+// x + t * ldx, dim long), in every thread.  The one place an RMSNorm's scale
+// is computed (k_rmsnorm, and the GEMVs and router that normalise their own
+// input), so all of them give the same bits for the same blockDim.x: thread
+// i adds elements i, i + blockDim.x, ..., then block_reduce's tree.
+template <int NM>
+__device__ __forceinline__ void block_inv_rms(const float *x, int ldx, int n, int dim, float eps,
+					      float *inv)
+{
+	__shared__ float sh[32][NM];
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	float ss[NM];
+
+#pragma unroll
+	for (int t = 0; t < NM; t++) {
+		const float *xr = x + (size_t)(t < n ? t : 0) * ldx;
+		ss[t] = 0;
+		for (int i = threadIdx.x; t < n && i < dim; i += blockDim.x)
+			ss[t] += xr[i] * xr[i];
+		for (int o = 16; o > 0; o >>= 1)
+			ss[t] += __shfl_xor_sync(0xffffffffu, ss[t], o);
+	}
+	__syncthreads();
+	if (!lane)
+		for (int t = 0; t < NM; t++)
+			sh[warp][t] = ss[t];
+	__syncthreads();
+#pragma unroll
+	for (int t = 0; t < NM; t++) {
+		float v = lane < nw ? sh[lane][t] : 0.0f;
+		for (int o = 16; o > 0; o >>= 1)
+			v += __shfl_xor_sync(0xffffffffu, v, o);
+		inv[t] = 1.0f / sqrtf(v / (float)dim + eps);
+	}
 }
 
 #endif

@@ -1,7 +1,7 @@
 // Device helpers of the GEMV-shaped kernels, shared by engine/cuda_moe.cu
 // (GEMV, experts) and engine/cuda_route.cu (the router): bf16/f32 loads,
 // the fixed-order warp and block dot products (cuda_moe.h says why the
-// order matters), L2 prefetch of weights, and the row-count dispatch.
+// order matters) and the row-count dispatch.
 #ifndef ENG_CUDA_GEMV_CUH
 #define ENG_CUDA_GEMV_CUH
 
@@ -13,14 +13,6 @@
 
 #define WARPS 8                    // rows per block
 
-__device__ __forceinline__ void load8(const float *w, float o[8])
-{
-	float4 a = __ldg((const float4 *)w), b = __ldg((const float4 *)w + 1);
-
-	o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
-	o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
-}
-
 // Eight bf16 values (16 bytes) widened to f32, exactly.
 __device__ __forceinline__ void unpack8(uint4 v, float o[8])
 {
@@ -30,10 +22,38 @@ __device__ __forceinline__ void unpack8(uint4 v, float o[8])
 	o[6] = __uint_as_float(v.w << 16), o[7] = __uint_as_float(v.w & 0xffff0000u);
 }
 
-__device__ __forceinline__ void load8(const __nv_bfloat16 *w, float o[8])
-{
-	unpack8(__ldg((const uint4 *)w), o);
-}
+// Eight weights as loaded (16 bytes of bf16, 32 of f32): a batch of
+// chunks stays in this form until used, which halves the registers bf16
+// needs.
+template <typename WT>
+struct raw8;
+
+template <>
+struct raw8<__nv_bfloat16> {
+	uint4 v;
+	__device__ __forceinline__ void load(const __nv_bfloat16 *w)
+	{
+		v = __ldg((const uint4 *)w);
+	}
+	__device__ __forceinline__ void get(float o[8]) const
+	{
+		unpack8(v, o);
+	}
+};
+
+template <>
+struct raw8<float> {
+	float4 a, b;
+	__device__ __forceinline__ void load(const float *w)
+	{
+		a = __ldg((const float4 *)w), b = __ldg((const float4 *)w + 1);
+	}
+	__device__ __forceinline__ void get(float o[8]) const
+	{
+		o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w;
+		o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+	}
+};
 
 // Eight inputs at xr.
 __device__ __forceinline__ void load_x8(const float *xr, float o[8])
@@ -53,108 +73,160 @@ __device__ __forceinline__ float dot8(const float *w, const float *x, float s)
 	return s;
 }
 
-// acc[t] = sum over c = first, first + step, ... < in of w[c .. c + 8) .
-// xp[t][c .. c + 8), then added over the warp (a butterfly), for t < m <=
-// NM; every lane gets its warp's totals.  The order depends only on in,
-// first and step.
-template <typename WT, int NM>
-__device__ __forceinline__ void chunk_dot(const WT *w, int in, int first, int step,
-					  const float *const *xp, int m, float *acc)
+// Row t's eight inputs at c; normalised when NORM, with k_rmsnorm's
+// arithmetic (nw[c] * (x[c] * inv)), so the same bits as its output.
+template <bool NORM>
+__device__ __forceinline__ void load_in8(const float *xr, int c, const float *nw, float inv,
+					 float o[8])
+{
+	load_x8(xr + c, o);
+	if (NORM) {
+		float g[8];
+
+		load_x8(nw + c, g);
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			o[i] = g[i] * (o[i] * inv);
+	}
+}
+
+// Chunks first, first + STEP, ... < in of NR weight rows, read B at a time
+// into registers (a batch's loads go out before its first FMA: more bytes in
+// flight per thread).  Weights are never written by a kernel, so a kernel
+// may start() before its pdl_wait(): the first batch is then on its way
+// while the kernel before finishes.
+template <typename WT, int NR, int B, int STEP>
+struct wstream {
+	const WT *w[NR];
+	int in, c0;
+	raw8<WT> v[B][NR];
+
+	__device__ __forceinline__ void fetch()
+	{
+		if (c0 + (B - 1) * STEP < in) {   /* a whole batch: no per-load test */
+#pragma unroll
+			for (int k = 0; k < B; k++)
+#pragma unroll
+				for (int r = 0; r < NR; r++)
+					v[k][r].load(w[r] + c0 + k * STEP);
+			return;
+		}
+#pragma unroll
+		for (int k = 0; k < B; k++)
+#pragma unroll
+			for (int r = 0; r < NR; r++)
+				if (c0 + k * STEP < in)
+					v[k][r].load(w[r] + c0 + k * STEP);
+	}
+	__device__ __forceinline__ void start(const WT *const *rows, int in_, int first)
+	{
+#pragma unroll
+		for (int r = 0; r < NR; r++)
+			w[r] = rows[r];
+		in = in_, c0 = first;
+		fetch();
+	}
+};
+
+// Batch sizes: 8 chunks in flight per thread for one or two input rows,
+// fewer where more rows' sums take the registers.
+template <int NM, int NR>
+struct batch_of {
+	static constexpr int v = (NM <= 2 ? 8 : 4) / NR > 0 ? (NM <= 2 ? 8 : 4) / NR : 1;
+};
+
+// acc[r][t] = sum over ws's chunks c of w[r][c .. c + 8) . xp[t][c .. c +
+// 8), then added over the warp (a butterfly), for r < NR weight rows and t <
+// m <= NM inputs (normalised first when NORM: nw, inv[t]); every lane gets
+// its warp's totals.  Each sum's order depends only on in, first and step.
+template <typename WT, int NM, int NR, int B, int STEP, bool NORM = false>
+__device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const float *const *xp, int m,
+					  float (*acc)[NM], const float *nw = nullptr,
+					  const float *inv = nullptr)
 {
 #pragma unroll
-	for (int t = 0; t < NM; t++)
-		acc[t] = 0.0f;
-#pragma unroll 4
-	for (int c = first; c < in; c += step) {
-		float wv[8], xv[8];
-
-		load8(w + c, wv);
+	for (int r = 0; r < NR; r++)
 #pragma unroll
-		for (int t = 0; t < NM; t++) {
-			if (t >= m)
+		for (int t = 0; t < NM; t++)
+			acc[r][t] = 0.0f;
+#pragma unroll 1
+	while (ws.c0 < ws.in) {
+#pragma unroll
+		for (int k = 0; k < B; k++) {
+			int c = ws.c0 + k * STEP;
+			float u[NR][8];
+
+			if (c >= ws.in)
 				break;
-			load_x8(xp[t] + c, xv);
-			acc[t] = dot8(wv, xv, acc[t]);
+#pragma unroll
+			for (int r = 0; r < NR; r++)
+				ws.v[k][r].get(u[r]);
+#pragma unroll
+			for (int t = 0; t < NM; t++) {
+				float xv[8];
+
+				if (t >= m)
+					break;
+				load_in8<NORM>(xp[t], c, nw, NORM ? inv[t] : 0.0f, xv);
+#pragma unroll
+				for (int r = 0; r < NR; r++)
+					acc[r][t] = dot8(u[r], xv, acc[r][t]);
+			}
 		}
+		ws.c0 += B * STEP;
+		ws.fetch();
 	}
 #pragma unroll
-	for (int t = 0; t < NM; t++)
-		for (int o = 16; o > 0; o >>= 1)
-			acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
-}
-
-// acc[t] = w . xp[t] over in (a multiple of 8) for t < m <= NM, one warp:
-// lane l takes chunks l, l + 32, ...; every lane gets the totals.
-template <typename WT, int NM>
-__device__ __forceinline__ void warp_dot(const WT *w, int in, const float *const *xp, int m,
-					 float *acc)
-{
-	chunk_dot<WT, NM>(w, in, (threadIdx.x & 31) * 8, 256, xp, m, acc);
-}
-
-// warp_dot of two weight rows over the same inputs in one pass (more loads
-// in flight); each row's sums come out exactly as warp_dot's.
-template <typename WT, int NM>
-__device__ __forceinline__ void warp_dot2(const WT *w0, const WT *w1, int in,
-					  const float *const *xp, int m, float *a0, float *a1)
-{
-	int lane = threadIdx.x & 31;
-
+	for (int r = 0; r < NR; r++)
 #pragma unroll
-	for (int t = 0; t < NM; t++)
-		a0[t] = a1[t] = 0.0f;
-#pragma unroll 2
-	for (int c = lane * 8; c < in; c += 256) {
-		float u[8], v[8], xv[8];
-
-		load8(w0 + c, u);
-		load8(w1 + c, v);
-#pragma unroll
-		for (int t = 0; t < NM; t++) {
-			if (t >= m)
-				break;
-			load_x8(xp[t] + c, xv);
-			a0[t] = dot8(u, xv, a0[t]);
-			a1[t] = dot8(v, xv, a1[t]);
-		}
-	}
-#pragma unroll
-	for (int t = 0; t < NM; t++)
-		for (int o = 16; o > 0; o >>= 1) {
-			a0[t] += __shfl_xor_sync(0xffffffffu, a0[t], o);
-			a1[t] += __shfl_xor_sync(0xffffffffu, a1[t], o);
-		}
+		for (int t = 0; t < NM; t++)
+			for (int o = 16; o > 0; o >>= 1)
+				acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
 }
 
-// Bytes [0, bytes) from p into L2, lines spread over nt threads (this one
-// is i).  Weights only: no kernel writes them, so this may run before
-// pdl_wait().
-__device__ __forceinline__ void prefetch_span(const void *p, size_t bytes, int i, int nt)
+// A warp's stream of NR rows of length in (a multiple of 8): lane l takes
+// chunks l, l + 32, ...; chunk_dot on it gives each row's sums as alone.
+template <typename WT, int NM, int NR>
+using warp_stream = wstream<WT, NR, batch_of<NM, NR>::v, 256>;
+
+template <typename WT, int NM, int NR>
+__device__ __forceinline__ void warp_start(warp_stream<WT, NM, NR> &ws, const WT *const *rows,
+					   int in)
 {
-	for (size_t o = (size_t)i * 128; o < bytes; o += (size_t)nt * 128)
-		prefetch_l2((const char *)p + o);
+	ws.start(rows, in, (threadIdx.x & 31) * 8);
 }
 
-// For few output rows: one block per output row r, its 256 threads
-// splitting the row in 8-element chunks (thread i takes chunks i, i + 256,
-// ...), the partial sums added over the block in a fixed order.  Row t's
-// sum comes out in thread t.
-template <typename WT, int NM>
-__device__ __forceinline__ float split_row(const float *x, int ldx, const WT *wr, int n, int in)
+// For few output rows: one block per output row, its 256 threads splitting
+// the row in 8-element chunks (thread i takes chunks i, i + 256, ...: the
+// block's stream, block_start), the partial sums added over the block in a
+// fixed order.  Row t's sum comes out in thread t.  NORM: inputs normalised
+// as chunk_dot says.
+template <typename WT>
+using block_stream = wstream<WT, 1, 1, 32 * WARPS * 8>;
+
+template <typename WT>
+__device__ __forceinline__ void block_start(block_stream<WT> &ws, const WT *row, int in)
+{
+	ws.start(&row, in, threadIdx.x * 8);
+}
+
+template <typename WT, int NM, bool NORM = false>
+__device__ __forceinline__ float split_row(const float *x, int ldx, block_stream<WT> &ws, int n,
+					   const float *nw = nullptr, const float *inv = nullptr)
 {
 	__shared__ float part[WARPS][NM];
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const float *xp[NM];
-	float acc[NM], s = 0.0f;
+	float acc[1][NM], s = 0.0f;
 
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
-	chunk_dot<WT, NM>(wr, in, threadIdx.x * 8, 32 * WARPS * 8, xp, n, acc);
+	chunk_dot<WT, NM, 1, 1, 32 * WARPS * 8, NORM>(ws, xp, n, acc, nw, inv);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (!lane)
-			part[warp][t] = acc[t];
+			part[warp][t] = acc[0][t];
 	__syncthreads();
 	if (threadIdx.x < n)
 		for (int k = 0; k < WARPS; k++)

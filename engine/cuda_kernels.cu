@@ -42,16 +42,12 @@ int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, i
 
 __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, float eps)
 {
-	__shared__ float sh[32];
 	const float *xr = x + (size_t)blockIdx.x * dim;
-	float *yr = y + (size_t)blockIdx.x * dim, ss = 0;
+	float *yr = y + (size_t)blockIdx.x * dim, inv;
 
 	pdl_wait();
 	pdl_launch();
-	for (int i = threadIdx.x; i < dim; i += blockDim.x)
-		ss += xr[i] * xr[i];
-	ss = block_reduce<false>(ss, sh);
-	float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+	block_inv_rms<1>(xr, dim, 1, dim, eps, &inv);
 	for (int i = threadIdx.x; i < dim; i += blockDim.x)
 		yr[i] = w[i] * (xr[i] * inv);
 }

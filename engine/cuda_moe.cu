@@ -27,10 +27,12 @@ extern "C" int eng_cu_gemv_ok(int in)
 	return in > 0 && in % 8 == 0;
 }
 
-// R (1 or 2) output rows per warp: r, and r + 1 through warp_dot2 (more
-// loads in flight, each row's sum as warp_dot's, so R does not change the
-// bits).  Two pay off from a few activation rows on, where each weight load
-// serves several rows; for one row, twice the warps keep more rows going.
+// R (1 or 2) output rows per warp: r, and r + 1 in the same pass (more
+// loads in flight, each row's sum as alone, so R does not change the bits).
+// Two pay off from a few activation rows on, where each weight load serves
+// several rows; for one row, twice the warps keep more rows going.  The
+// first batch of weights is requested before the wait (an L2 prefetch
+// instead, measured in bench/cuda_gemv_lab, slowed the GEMV by a quarter).
 template <typename WT, int NM, int R>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n, int in,
 		       int out, int add)
@@ -38,13 +40,14 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 	int r = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * R, lane = threadIdx.x & 31;
 	int r1 = R == 2 && r + 1 < out ? r + 1 : r;
 	const float *xp[NM];
-	float a0[NM], a1[NM];
+	const WT *rows[R];
+	float acc[R][NM];
+	warp_stream<WT, NM, R> ws;
 
-	if (r < out) {
-		prefetch_span(w + (size_t)r * in, (size_t)in * sizeof(WT), lane, 32);
-		if (r1 != r)
-			prefetch_span(w + (size_t)r1 * in, (size_t)in * sizeof(WT), lane, 32);
-	}
+	rows[0] = w + (size_t)r * in;
+	rows[R - 1] = w + (size_t)r1 * in;
+	if (r < out)
+		warp_start<WT, NM, R>(ws, rows, in);
 	pdl_wait();
 	pdl_launch();
 #pragma unroll
@@ -52,17 +55,14 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
 	if (r >= out)
 		return;
-	if (R == 2)
-		warp_dot2<WT, NM>(w + (size_t)r * in, w + (size_t)r1 * in, in, xp, n, a0, a1);
-	else
-		warp_dot<WT, NM>(w + (size_t)r * in, in, xp, n, a0);
+	chunk_dot<WT, NM, R>(ws, xp, n, acc);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < n && lane == t) {
 			float *d = y + (size_t)t * ldy + r;
-			d[0] = add ? d[0] + a0[t] : a0[t];
+			d[0] = add ? d[0] + acc[0][t] : acc[0][t];
 			if (r1 != r)
-				d[1] = add ? d[1] + a1[t] : a1[t];
+				d[1] = add ? d[1] + acc[R - 1][t] : acc[R - 1][t];
 		}
 }
 
@@ -70,12 +70,12 @@ template <typename WT, int NM>
 __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const WT *w, int n,
 			     int in, int add)
 {
-	const WT *wr = w + (size_t)blockIdx.x * in;
+	block_stream<WT> ws;
 
-	prefetch_span(wr, (size_t)in * sizeof(WT), threadIdx.x, blockDim.x);
+	block_start(ws, w + (size_t)blockIdx.x * in, in);
 	pdl_wait();
 	pdl_launch();
-	float s = split_row<WT, NM>(x, ldx, wr, n, in);
+	float s = split_row<WT, NM>(x, ldx, ws, n);
 	if (threadIdx.x < n) {
 		float *d = y + (size_t)threadIdx.x * ldy + blockIdx.x;
 		*d = add ? *d + s : s;
@@ -131,41 +131,53 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 	const WT *w = expert_w<WT>(g, tab, w1, j);
 	int st = g.start[j], m = g.cnt[j];
 	const float *xp[NM];
-	float ga[NM], ua[NM];
+	const WT *rows[2] = {w + (size_t)i * H, w + ((size_t)I + i) * H};
+	float a[2][NM];
+	warp_stream<WT, NM, 2> ws;
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = x + (size_t)g.row[st + (t < m ? t : 0)] * H;
 	if (i >= I)
 		return;
-	warp_dot2<WT, NM>(w + (size_t)i * H, w + ((size_t)I + i) * H, H, xp, m, ga, ua);
+	warp_start<WT, NM, 2>(ws, rows, H);
+	chunk_dot<WT, NM, 2>(ws, xp, m, a);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < m && lane == t)
-			hb[(size_t)(st + t) * I + i] = ga[t] / (1.0f + expf(-ga[t])) * ua[t];
+			hb[(size_t)(st + t) * I + i] = a[0][t] / (1.0f + expf(-a[0][t])) * a[1][t];
 }
 
-// Rows h and h + 1 of expert j's down projection (weights w) against the
-// hidden vectors of j's m entries from st; entry st + t's dots go to
-// out[(st + t) * stride] and out[(st + t) * stride + step].  The one place
-// both down kernels compute them (warp_dot2: each row as warp_dot).
+// Starts ws on rows h and h + 1 of the down projection of expert weights w.
 template <typename WT, int NM>
-__device__ __forceinline__ void down_rows(const WT *w, int h, int H, int I, const float *hb,
+__device__ __forceinline__ void down_start(warp_stream<WT, NM, 2> &ws, const WT *w, int h, int H,
+					   int I)
+{
+	const WT *wd = w + (size_t)2 * I * H + (size_t)h * I, *rows[2] = {wd, wd + I};
+
+	warp_start<WT, NM, 2>(ws, rows, I);
+}
+
+// Those two rows (ws, from down_start) against the hidden vectors of the
+// expert's m entries from st; entry st + t's dots go to out[(st + t) *
+// stride] and out[(st + t) * stride + step].  The one place both down
+// kernels compute them (each row's sum as alone).
+template <typename WT, int NM>
+__device__ __forceinline__ void down_rows(warp_stream<WT, NM, 2> &ws, int I, const float *hb,
 					  int st, int m, float *out, int stride, int step)
 {
 	int lane = threadIdx.x & 31;
 	const float *xp[NM];
-	float a0[NM], a1[NM];
-	const WT *wd = w + (size_t)2 * I * H + (size_t)h * I;
+	float a[2][NM];
 
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-	warp_dot2<WT, NM>(wd, wd + I, I, xp, m, a0, a1);
+	chunk_dot<WT, NM, 2>(ws, xp, m, a);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < m && lane == t) {
-			out[(size_t)(st + t) * stride] = a0[t];
-			out[(size_t)(st + t) * stride + step] = a1[t];
+			out[(size_t)(st + t) * stride] = a[0][t];
+			out[(size_t)(st + t) * stride + step] = a[1][t];
 		}
 }
 
@@ -187,21 +199,22 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 			   const void *const *tab, const void *w1, int j0)
 {
 	int j = j0 + blockIdx.y, h = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * 2;
+	warp_stream<WT, NM, 2> ws;
 
 	pdl_wait();
 	pdl_launch();
 	if (j >= *g.nact || h >= H)
 		return;
-	down_rows<WT, NM>(expert_w<WT>(g, tab, w1, j), h, H, I, hb, g.start[j], g.cnt[j], eo + h,
-			  H, 1);
+	down_start<WT, NM>(ws, expert_w<WT>(g, tab, w1, j), h, H, I);
+	down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], eo + h, H, 1);
 }
 
 // One block per two output dimensions h, h + 1: its warps take the experts
 // in turn (down_rows, as k_moe_down), then threads t and 32 + t add row t's
 // entries for h and h + 1 as k_moe_combine does.  Runs right after k_moe_gu,
 // whose grouping g came from the kernel before it: that one has finished by
-// the time this kernel starts (cuda_common.cuh), so the experts' rows can be
-// prefetched before the wait.
+// the time this kernel starts (cuda_common.cuh), so each warp's first
+// expert's rows can be requested before the wait.
 template <typename WT, int NM>
 __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, int n, int entries)
@@ -210,14 +223,18 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, h = blockIdx.x * 2, nact = *g.nact;
 	int lane = threadIdx.x & 31;
 
-	for (int j = warp; j < nact; j += nw)
-		prefetch_span((const WT *)tab[g.xid[j]] + (size_t)2 * I * H + (size_t)h * I,
-			      2 * (size_t)I * sizeof(WT), lane, 32);
+	warp_stream<WT, NM, 2> ws;
+
+	if (warp < nact)
+		down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, warp), h, H, I);
 	pdl_wait();
 	pdl_launch();
-	for (int j = warp; j < nact; j += nw)
-		down_rows<WT, NM>(expert_w<WT>(g, tab, NULL, j), h, H, I, hb, g.start[j], g.cnt[j],
-				  dot[0], 1, ENG_CU_GEMV_MAX * 32);
+	for (int j = warp; j < nact; j += nw) {
+		if (j != warp)
+			down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, j), h, H, I);
+		down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], dot[0], 1,
+				  ENG_CU_GEMV_MAX * 32);
+	}
 	__syncthreads();
 	if (warp < 2 && lane < n)
 		x[(size_t)lane * H + h + warp] += ordered_sum(g, entries, lane, dot[warp], 1);

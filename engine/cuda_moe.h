@@ -51,10 +51,11 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
 /* The router's logits p[t][E] = wr [E][H] (f32) . x[t] (x rows H apart)
  * and eng_cu_route's routing of them in one launch, n <= ENG_CU_GEMV_MAX;
  * done: a device counter at 0 (left at 0) that no other launch uses at the
- * same time. */
+ * same time.  nw not NULL: the logits of RMSNorm(x) (weight nw, eps), whose
+ * rows go to xn (eng_cu_rmsnorm's bits) for the experts. */
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
-			unsigned *done, void *stream);
+			unsigned *done, const float *nw, float eps, float *xn, void *stream);
 /* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped):
  * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
  * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up

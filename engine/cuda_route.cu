@@ -198,20 +198,32 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 
 // The router's GEMV (f32 weights, one block per expert, as k_gemv_split)
 // and, in the block that finishes last, route_block over all rows.  done: a
-// counter at 0, left at 0.
-template <int NM>
+// counter at 0, left at 0.  NORM: x is RMSNorm's input (weight nw); each
+// block normalises as it reads and writes its share of the normalised rows
+// to xn (for the experts), the same bits as eng_cu_rmsnorm's.
+template <int NM, bool NORM>
 __global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
 			       int E, int K, int norm, int *ids, float *w,
-			       struct eng_cu_grp g, int group, unsigned *done)
+			       struct eng_cu_grp g, int group, unsigned *done,
+			       const float *nw, float eps, float *xn)
 {
 	extern __shared__ float smem[];
 	__shared__ bool last;
-	const float *row = wr + (size_t)blockIdx.x * H;
+	float inv[NM];
+	block_stream<float> ws;
 
-	prefetch_span(row, (size_t)H * sizeof(float), threadIdx.x, blockDim.x);
+	block_start(ws, wr + (size_t)blockIdx.x * H, H);
 	pdl_wait();
 	pdl_launch();
-	float s = split_row<float, NM>(x, H, row, n, H);
+	if (NORM) {
+		block_inv_rms<NM>(x, H, n, H, eps, inv);
+#pragma unroll
+		for (int t = 0; t < NM; t++)
+			for (int i = blockIdx.x * blockDim.x + threadIdx.x; t < n && i < H;
+			     i += gridDim.x * blockDim.x)
+				xn[(size_t)t * H + i] = nw[i] * (x[(size_t)t * H + i] * inv[t]);
+	}
+	float s = split_row<float, NM, NORM>(x, H, ws, n, nw, inv);
 	if (threadIdx.x < n)
 		pg[(size_t)threadIdx.x * E + blockIdx.x] = s;
 	__threadfence();
@@ -229,17 +241,20 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 
 extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
 				   int E, int K, int norm, int *ids, float *w,
-				   struct eng_cu_grp g, int group, unsigned *done, void *stream)
+				   struct eng_cu_grp g, int group, unsigned *done,
+				   const float *nw, float eps, float *xn, void *stream)
 {
 	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
 	int rc = 0;
 
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024)
 		return (int)cudaErrorInvalidValue;
-#define RR(T, N) rc = launch(k_router_route<N>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, \
-			     K, norm, ids, w, g, group, done)
+#define RR(T, N) rc = nw ? \
+	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
+	       ids, w, g, group, done, nw, eps, xn) : \
+	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
+	       ids, w, g, group, done, nw, eps, xn)
 	DISPATCH(n, 0, RR);
 #undef RR
 	return rc;
 }
-

@@ -191,18 +191,21 @@ static int experts(struct eng_cuda *g, int ml)
 	return rc;
 }
 
-/* Router logits into rlog and the top-k into ids/w (grouped into dg when
- * group): one launch for up to GMAX rows, else a GEMM and eng_cu_route. */
+/* The MoE input xn = RMSNorm(x) (mlp_norm), router logits into rlog and the
+ * top-k into ids/w (grouped into dg when group): one launch for up to GMAX
+ * rows, else RMSNorm, a GEMM and eng_cu_route. */
 static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
 		 int group)
 {
 	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
+	float eps = (float)g->m->cfg.rms_eps;
 
 	if (gemv_rows(n, H)) {
-		KR(eng_cu_router_route(g->rlog, g->xn, d->router, n, H, E, K, norm, ids, w, g->dg,
-				       group, g->done, g->st));
+		KR(eng_cu_router_route(g->rlog, g->x, d->router, n, H, E, K, norm, ids, w, g->dg,
+				       group, g->done, d->mlp_norm, eps, g->xn, g->st));
 		return 0;
 	}
+	KR(eng_cu_rmsnorm(g->xn, g->x, d->mlp_norm, n, H, eps, g->st));
 	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
 		return rc;
 	KR(eng_cu_route(g->rlog, ids, w, n, E, K, norm, g->dg, group, g->st));
@@ -278,7 +281,6 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 	KR(eng_cu_rmsnorm(g->xn, g->x, d->attn_norm, n, H, eps, g->st));
 	if ((rc = attn(g, d, li, n)))
 		return rc;
-	KR(eng_cu_rmsnorm(g->xn, g->x, d->mlp_norm, n, H, eps, g->st));
 	if (L->moe_index >= 0 && !h)
 		return moe_fast(g, d, L->moe_index, n);
 	if (L->moe_index >= 0) {
@@ -286,6 +288,8 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
 		return moe(g, h, d, rows, L->moe_index, n);
 	}
+	/* MoE layers normalise in route(). */
+	KR(eng_cu_rmsnorm(g->xn, g->x, d->mlp_norm, n, H, eps, g->st));
 	if ((rc = gemm(g, g->gu, g->xn, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
 		return rc;
 	KR(eng_cu_silu_mul(g->h, g->gu, n, I, g->st));
