@@ -91,7 +91,7 @@ __global__ void k_cd(float *y, const float *x, const __nv_bfloat16 *w, int out)
 	warp_stream<__nv_bfloat16, 1, 1> ws;
 
 	warp_start<__nv_bfloat16, 1, 1>(ws, &row, IN);
-	chunk_dot<__nv_bfloat16, 1, 1>(ws, &x, 1, acc);
+	chunk_dot<__nv_bfloat16, 1>(ws, rows_at<1>(x, 0, 1), 1, acc);
 	if (!(threadIdx.x & 31))
 		y[r] = acc[0][0];
 }

@@ -73,22 +73,36 @@ __device__ __forceinline__ float dot8(const float *w, const float *x, float s)
 	return s;
 }
 
-// Row t's eight inputs at c; normalised when NORM, with k_rmsnorm's
-// arithmetic (nw[c] * (x[c] * inv)), so the same bits as its output.
-template <bool NORM>
-__device__ __forceinline__ void load_in8(const float *xr, int c, const float *nw, float inv,
-					 float o[8])
-{
-	load_x8(xr + c, o);
-	if (NORM) {
+// Where a dot product's inputs come from: load(t, c, o) gives input row
+// t's eight values from c (c a multiple of 8).  Plain rows:
+template <int NM>
+struct xin_rows {
+	const float *p[NM];
+
+	__device__ __forceinline__ void load(int t, int c, float o[8]) const
+	{
+		load_x8(p[t] + c, o);
+	}
+};
+
+// RMSNorm of the rows (weight nw, scales inv from block_inv_rms), with
+// k_rmsnorm's arithmetic (nw[c] * (x[c] * inv)): the same bits as its output.
+template <int NM>
+struct xin_norm {
+	const float *p[NM], *nw;
+	float inv[NM];
+
+	__device__ __forceinline__ void load(int t, int c, float o[8]) const
+	{
 		float g[8];
 
+		load_x8(p[t] + c, o);
 		load_x8(nw + c, g);
 #pragma unroll
 		for (int i = 0; i < 8; i++)
-			o[i] = g[i] * (o[i] * inv);
+			o[i] = g[i] * (o[i] * inv[t]);
 	}
-}
+};
 
 // Chunks first, first + STEP, ... < in of NR weight rows, read B at a time
 // into registers (a batch's loads go out before its first FMA: more bytes in
@@ -135,14 +149,13 @@ struct batch_of {
 	static constexpr int v = (NM <= 2 ? 8 : 4) / NR > 0 ? (NM <= 2 ? 8 : 4) / NR : 1;
 };
 
-// acc[r][t] = sum over ws's chunks c of w[r][c .. c + 8) . xp[t][c .. c +
-// 8), then added over the warp (a butterfly), for r < NR weight rows and t <
-// m <= NM inputs (normalised first when NORM: nw, inv[t]); every lane gets
-// its warp's totals.  Each sum's order depends only on in, first and step.
-template <typename WT, int NM, int NR, int B, int STEP, bool NORM = false>
-__device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const float *const *xp, int m,
-					  float (*acc)[NM], const float *nw = nullptr,
-					  const float *inv = nullptr)
+// acc[r][t] = sum over ws's chunks c of w[r][c .. c + 8) . xs's row t at
+// c, then added over the warp (a butterfly), for r < NR weight rows and t <
+// m <= NM inputs; every lane gets its warp's totals.  Each sum's order
+// depends only on in, first and STEP.
+template <typename WT, int NM, int NR, int B, int STEP, typename XS>
+__device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS &xs, int m,
+					  float (*acc)[NM])
 {
 #pragma unroll
 	for (int r = 0; r < NR; r++)
@@ -167,7 +180,7 @@ __device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const fl
 
 				if (t >= m)
 					break;
-				load_in8<NORM>(xp[t], c, nw, NORM ? inv[t] : 0.0f, xv);
+				xs.load(t, c, xv);
 #pragma unroll
 				for (int r = 0; r < NR; r++)
 					acc[r][t] = dot8(u[r], xv, acc[r][t]);
@@ -199,8 +212,7 @@ __device__ __forceinline__ void warp_start(warp_stream<WT, NM, NR> &ws, const WT
 // For few output rows: one block per output row, its 256 threads splitting
 // the row in 8-element chunks (thread i takes chunks i, i + 256, ...: the
 // block's stream, block_start), the partial sums added over the block in a
-// fixed order.  Row t's sum comes out in thread t.  NORM: inputs normalised
-// as chunk_dot says.
+// fixed order.  Row t's sum comes out in thread t.
 template <typename WT>
 using block_stream = wstream<WT, 1, 1, 32 * WARPS * 8>;
 
@@ -210,19 +222,14 @@ __device__ __forceinline__ void block_start(block_stream<WT> &ws, const WT *row,
 	ws.start(&row, in, threadIdx.x * 8);
 }
 
-template <typename WT, int NM, bool NORM = false>
-__device__ __forceinline__ float split_row(const float *x, int ldx, block_stream<WT> &ws, int n,
-					   const float *nw = nullptr, const float *inv = nullptr)
+template <typename WT, int NM, typename XS>
+__device__ __forceinline__ float split_row(const XS &xs, block_stream<WT> &ws, int n)
 {
 	__shared__ float part[WARPS][NM];
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const float *xp[NM];
 	float acc[1][NM], s = 0.0f;
 
-#pragma unroll
-	for (int t = 0; t < NM; t++)
-		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
-	chunk_dot<WT, NM, 1, 1, 32 * WARPS * 8, NORM>(ws, xp, n, acc, nw, inv);
+	chunk_dot<WT, NM>(ws, xs, n, acc);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (!lane)
@@ -232,6 +239,18 @@ __device__ __forceinline__ float split_row(const float *x, int ldx, block_stream
 		for (int k = 0; k < WARPS; k++)
 			s += part[k][threadIdx.x];
 	return s;
+}
+
+// Input rows t < n (the rest: row 0) of x, ldx apart.
+template <int NM>
+__device__ __forceinline__ xin_rows<NM> rows_at(const float *x, int ldx, int n)
+{
+	xin_rows<NM> xs;
+
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+		xs.p[t] = x + (size_t)(t < n ? t : 0) * ldx;
+	return xs;
 }
 
 // Power of two >= m (1..16), for the template's row count.

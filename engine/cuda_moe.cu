@@ -39,7 +39,6 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 {
 	int r = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * R, lane = threadIdx.x & 31;
 	int r1 = R == 2 && r + 1 < out ? r + 1 : r;
-	const float *xp[NM];
 	const WT *rows[R];
 	float acc[R][NM];
 	warp_stream<WT, NM, R> ws;
@@ -50,12 +49,9 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		warp_start<WT, NM, R>(ws, rows, in);
 	pdl_wait();
 	pdl_launch();
-#pragma unroll
-	for (int t = 0; t < NM; t++)
-		xp[t] = x + (size_t)(t < n ? t : 0) * ldx;
 	if (r >= out)
 		return;
-	chunk_dot<WT, NM, R>(ws, xp, n, acc);
+	chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < n && lane == t) {
@@ -75,7 +71,7 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 	block_start(ws, w + (size_t)blockIdx.x * in, in);
 	pdl_wait();
 	pdl_launch();
-	float s = split_row<WT, NM>(x, ldx, ws, n);
+	float s = split_row<WT, NM>(rows_at<NM>(x, ldx, n), ws, n);
 	if (threadIdx.x < n) {
 		float *d = y + (size_t)threadIdx.x * ldy + blockIdx.x;
 		*d = add ? *d + s : s;
@@ -130,17 +126,17 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 		return;
 	const WT *w = expert_w<WT>(g, tab, w1, j);
 	int st = g.start[j], m = g.cnt[j];
-	const float *xp[NM];
+	xin_rows<NM> xs;
 	const WT *rows[2] = {w + (size_t)i * H, w + ((size_t)I + i) * H};
 	float a[2][NM];
 	warp_stream<WT, NM, 2> ws;
 #pragma unroll
 	for (int t = 0; t < NM; t++)
-		xp[t] = x + (size_t)g.row[st + (t < m ? t : 0)] * H;
+		xs.p[t] = x + (size_t)g.row[st + (t < m ? t : 0)] * H;
 	if (i >= I)
 		return;
 	warp_start<WT, NM, 2>(ws, rows, H);
-	chunk_dot<WT, NM, 2>(ws, xp, m, a);
+	chunk_dot<WT, NM>(ws, xs, m, a);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < m && lane == t)
@@ -166,13 +162,13 @@ __device__ __forceinline__ void down_rows(warp_stream<WT, NM, 2> &ws, int I, con
 					  int st, int m, float *out, int stride, int step)
 {
 	int lane = threadIdx.x & 31;
-	const float *xp[NM];
+	xin_rows<NM> xs;
 	float a[2][NM];
 
 #pragma unroll
 	for (int t = 0; t < NM; t++)
-		xp[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
-	chunk_dot<WT, NM, 2>(ws, xp, m, a);
+		xs.p[t] = hb + (size_t)(st + (t < m ? t : 0)) * I;
+	chunk_dot<WT, NM>(ws, xs, m, a);
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		if (t < m && lane == t) {

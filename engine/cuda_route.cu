@@ -209,21 +209,26 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 {
 	extern __shared__ float smem[];
 	__shared__ bool last;
-	float inv[NM];
 	block_stream<float> ws;
 
 	block_start(ws, wr + (size_t)blockIdx.x * H, H);
 	pdl_wait();
 	pdl_launch();
+	float s;
 	if (NORM) {
-		block_inv_rms<NM>(x, H, n, H, eps, inv);
+		xin_norm<NM> xs;
+		block_inv_rms<NM>(x, H, n, H, eps, xs.inv);
 #pragma unroll
-		for (int t = 0; t < NM; t++)
+		for (int t = 0; t < NM; t++) {
+			xs.p[t] = x + (size_t)(t < n ? t : 0) * H;
 			for (int i = blockIdx.x * blockDim.x + threadIdx.x; t < n && i < H;
 			     i += gridDim.x * blockDim.x)
-				xn[(size_t)t * H + i] = nw[i] * (x[(size_t)t * H + i] * inv[t]);
-	}
-	float s = split_row<float, NM, NORM>(x, H, ws, n, nw, inv);
+				xn[(size_t)t * H + i] = nw[i] * (x[(size_t)t * H + i] * xs.inv[t]);
+		}
+		xs.nw = nw;
+		s = split_row<float, NM>(xs, ws, n);
+	} else
+		s = split_row<float, NM>(rows_at<NM>(x, H, n), ws, n);
 	if (threadIdx.x < n)
 		pg[(size_t)threadIdx.x * E + blockIdx.x] = s;
 	__threadfence();
