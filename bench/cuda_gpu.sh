@@ -78,7 +78,7 @@ fi
 	lscpu | head -20; free -g; df -h /dev/shm /tmp; nvcc --version | tail -2; uname -a
 } > $W/machine.txt 2>&1
 say "machine: $(head -2 $W/machine.txt | tail -1)"
-gpu_build $B $W "$SUM" bench/cuda_bench bench/cuda_kprof || { tail -40 "$SUM"; finish 1; }
+LD_LIBRARY_PATH=${MOED_LD:-} gpu_build $B $W "$SUM" bench/cuda_bench bench/cuda_kprof || { tail -40 "$SUM"; finish 1; }
 if [ "$DRY" = 0 ] && [ $SYN = 1 ]; then
 	LD_LIBRARY_PATH=${MOED_LD:-} gpu_test $B $W
 	grep -E ":[EF]:|Assertion" $B/meson-logs/testlog.txt | head -10 | tee -a "$SUM"
