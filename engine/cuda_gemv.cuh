@@ -107,8 +107,8 @@ struct xin_norm {
 // Chunks first, first + STEP, ... < in of NR weight rows, read B at a time
 // into registers (a batch's loads go out before its first FMA: more bytes in
 // flight per thread).  Weights are never written by a kernel, so a kernel
-// may start() before its pdl_wait(): the first batch is then on its way
-// while the kernel before finishes.
+// may start() before its pdl_wait(): the first batch (B > 1) is then on its
+// way while the kernel before finishes.
 template <typename WT, int NR, int B, int STEP>
 struct wstream {
 	const WT *w[NR];
@@ -138,15 +138,16 @@ struct wstream {
 		for (int r = 0; r < NR; r++)
 			w[r] = rows[r];
 		in = in_, c0 = first;
-		fetch();
+		if (B > 1)   /* chunk_dot loads single chunks itself */
+			fetch();
 	}
 };
 
-// Batch sizes: 8 chunks in flight per thread for one or two input rows,
-// fewer where more rows' sums take the registers.
+// Batch sizes: 8 chunks in flight per thread for one or two input rows;
+// one for more, whose sums take the registers.
 template <int NM, int NR>
 struct batch_of {
-	static constexpr int v = (NM <= 2 ? 8 : 4) / NR > 0 ? (NM <= 2 ? 8 : 4) / NR : 1;
+	static constexpr int v = NM <= 2 ? 8 / NR : 1;
 };
 
 // acc[r][t] = sum over ws's chunks c of w[r][c .. c + 8) . xs's row t at
@@ -162,6 +163,33 @@ __device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS
 #pragma unroll
 		for (int t = 0; t < NM; t++)
 			acc[r][t] = 0.0f;
+	/* One chunk at a time (many input rows): a plain loop.  The batched
+	 * form below took 122 registers for 16 rows (72 this way), so half the
+	 * blocks per SM. */
+	if (B == 1) {
+#pragma unroll 2
+		for (int c = ws.c0; c < ws.in; c += STEP) {
+			float u[NR][8];
+
+#pragma unroll
+			for (int r = 0; r < NR; r++) {
+				raw8<WT> q;
+				q.load(ws.w[r] + c);
+				q.get(u[r]);
+			}
+#pragma unroll
+			for (int t = 0; t < NM; t++) {
+				float xv[8];
+
+				if (t >= m)
+					break;
+				xs.load(t, c, xv);
+#pragma unroll
+				for (int r = 0; r < NR; r++)
+					acc[r][t] = dot8(u[r], xv, acc[r][t]);
+			}
+		}
+	} else
 #pragma unroll 1
 	while (ws.c0 < ws.in) {
 #pragma unroll
@@ -214,7 +242,7 @@ __device__ __forceinline__ void warp_start(warp_stream<WT, NM, NR> &ws, const WT
 // block's stream, block_start), the partial sums added over the block in a
 // fixed order.  Row t's sum comes out in thread t.
 template <typename WT>
-using block_stream = wstream<WT, 1, 1, 32 * WARPS * 8>;
+using block_stream = wstream<WT, 1, 2, 32 * WARPS * 8>;   /* B 2: loaded in start() */
 
 template <typename WT>
 __device__ __forceinline__ void block_start(block_stream<WT> &ws, const WT *row, int in)
