@@ -150,6 +150,24 @@ struct batch_of {
 	static constexpr int v = NM <= 2 ? 8 / NR : 1;
 };
 
+// acc[r][t] += u[r] . xs's row t at c, for r < NR weight chunks and t < m.
+template <int NM, int NR, typename XS>
+__device__ __forceinline__ void dot_inputs(const float (*u)[8], const XS &xs, int c, int m,
+					   float (*acc)[NM])
+{
+#pragma unroll
+	for (int t = 0; t < NM; t++) {
+		float xv[8];
+
+		if (t >= m)
+			break;
+		xs.load(t, c, xv);
+#pragma unroll
+		for (int r = 0; r < NR; r++)
+			acc[r][t] = dot8(u[r], xv, acc[r][t]);
+	}
+}
+
 // acc[r][t] = sum over ws's chunks c of w[r][c .. c + 8) . xs's row t at
 // c, then added over the warp (a butterfly), for r < NR weight rows and t <
 // m <= NM inputs; every lane gets its warp's totals.  Each sum's order
@@ -177,17 +195,7 @@ __device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS
 				q.load(ws.w[r] + c);
 				q.get(u[r]);
 			}
-#pragma unroll
-			for (int t = 0; t < NM; t++) {
-				float xv[8];
-
-				if (t >= m)
-					break;
-				xs.load(t, c, xv);
-#pragma unroll
-				for (int r = 0; r < NR; r++)
-					acc[r][t] = dot8(u[r], xv, acc[r][t]);
-			}
+			dot_inputs<NM, NR>(u, xs, c, m, acc);
 		}
 	} else
 #pragma unroll 1
@@ -202,17 +210,7 @@ __device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS
 #pragma unroll
 			for (int r = 0; r < NR; r++)
 				ws.v[k][r].get(u[r]);
-#pragma unroll
-			for (int t = 0; t < NM; t++) {
-				float xv[8];
-
-				if (t >= m)
-					break;
-				xs.load(t, c, xv);
-#pragma unroll
-				for (int r = 0; r < NR; r++)
-					acc[r][t] = dot8(u[r], xv, acc[r][t]);
-			}
+			dot_inputs<NM, NR>(u, xs, c, m, acc);
 		}
 		ws.c0 += B * STEP;
 		ws.fetch();
