@@ -423,8 +423,10 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	slots = slots ? slots : 1;
 	if ((rv = setup_run(b, r, slots)) || (frac >= 1 && (rv = resident_prep(r, logits))))
 		goto out;
-	/* Warm-up off the clock (cuBLAS handles, first launches). */
-	if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, logits, &w)))
+	/* Warm-up off the clock (cuBLAS handles, first launches; all resident:
+	 * also a prefill, whose kernels the decode does not load). */
+	if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, logits, &w)) ||
+	    (frac >= 1 && (rv = prefill(r, logits, &pre, pam))))
 		goto out;
 #ifdef HAVE_CUDA
 	if (!strcmp(b->o.backend, "cuda"))

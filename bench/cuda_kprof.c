@@ -173,9 +173,9 @@ static int f_attn(struct ctx *c)
 				c->ctxlen + 1, st);
 }
 
-/* One decoder layer of a fast step (engine_cuda_run.c's order: the MLP
- * norm inside the router's launch), or (f_layer2) with that norm, the
- * router and the routing as launches of their own. */
+/* One decoder layer of a fast step (engine_cuda_run.c's order: for up to
+ * two rows the MLP norm inside the router's launch), or (f_layer2) with
+ * that norm, the router and the routing as launches of their own. */
 static int layer(struct ctx *c, int fused)
 {
 	int rc;
@@ -185,10 +185,12 @@ static int layer(struct ctx *c, int fused)
 	    (rc = f_prep(c)) || (rc = f_attn(c)) ||
 	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)))
 		return rc;
-	if (fused)
+	if (fused && c->n <= 2)
 		rc = f_norm_router_route(c);
-	else if (!(rc = f_norm(c)) &&
-		 !(rc = eng_cu_gemv(c->rlog, E, c->xn, H, c->lrouter, 0, c->n, H, E, 0, st)))
+	else if (!(rc = f_norm(c)) && fused)
+		rc = f_router_route(c);
+	else if (!rc && !(rc = eng_cu_gemv(c->rlog, E, c->xn, H, c->lrouter, 0, c->n, H, E, 0,
+					   st)))
 		rc = f_route(c);
 	if (rc || (rc = f_gu(c)))
 		return rc;
