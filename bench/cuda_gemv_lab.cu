@@ -12,7 +12,7 @@
 //               (same order of operations as the engine: same bits)
 //   allin16     allin with 16 warps per block instead of 8
 //   halves      two warps per row, each half of the chunks, then added
-//   allin+pf    allin after an L2 prefetch of the row (as the engine)
+//   allin+pf    allin after an L2 prefetch of the row (as the engine did in round 3)
 //   warp_dot    the engine's dot loop alone (no prefetch, no PDL); +pf: with the prefetch
 #include <cuda_bf16.h>
 #include <stdio.h>
