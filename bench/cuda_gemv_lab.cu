@@ -6,14 +6,14 @@
 // bench/graph_time.h says; prints us per launch, GB/s of weights and max |y - engine's y|.
 //   cuda_gemv_lab
 // Variants (one warp per output row unless said):
-//   engine      eng_cu_gemv (PDL on; prefetch to L2 before the wait)
+//   engine      eng_cu_gemv (PDL on; first weights requested before the wait)
 //   engine-pdl0 the same launched without PDL
 //   allin       every chunk's 16-byte load issued before the first FMA
 //               (same order of operations as the engine: same bits)
 //   allin16     allin with 16 warps per block instead of 8
 //   halves      two warps per row, each half of the chunks, then added
 //   allin+pf    allin after an L2 prefetch of the row (as the engine did in round 3)
-//   warp_dot    the engine's dot loop alone (no prefetch, no PDL); +pf: with the prefetch
+//   warp_dot    the engine's chunk_dot alone (no PDL); +pf: after an L2 prefetch
 #include <cuda_bf16.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -67,6 +67,14 @@ __device__ float block_reduce(float v, float *sh)
 	return v;
 }
 
+// One normalised element: weight w, input x, the row's scale inv.  Every
+// path that normalises (k_rmsnorm, xin_norm, the router's copy for the
+// experts) goes through this, so all give the same bits.
+__device__ __forceinline__ float rms_scale(float w, float x, float inv)
+{
+	return w * (x * inv);
+}
+
 // inv[t] = 1 / sqrt(mean of row t's squares + eps) for t < n <= NM (rows
 // x + t * ldx, dim long), in every thread.  The one place an RMSNorm's scale
 // is computed (k_rmsnorm, and the GEMVs and router that normalise their own

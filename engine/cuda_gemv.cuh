@@ -86,21 +86,22 @@ struct xin_rows {
 };
 
 // RMSNorm of the rows (weight nw, scales inv from block_inv_rms), with
-// k_rmsnorm's arithmetic (nw[c] * (x[c] * inv)): the same bits as its output.
+// k_rmsnorm's arithmetic (rms_scale): the same bits as its output.
 template <int NM>
 struct xin_norm {
-	const float *p[NM], *nw;
+	xin_rows<NM> x;
+	const float *nw;
 	float inv[NM];
 
 	__device__ __forceinline__ void load(int t, int c, float o[8]) const
 	{
 		float g[8];
 
-		load_x8(p[t] + c, o);
+		x.load(t, c, o);
 		load_x8(nw + c, g);
 #pragma unroll
 		for (int i = 0; i < 8; i++)
-			o[i] = g[i] * (o[i] * inv[t]);
+			o[i] = rms_scale(g[i], o[i], inv[t]);
 	}
 };
 

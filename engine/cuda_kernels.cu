@@ -49,7 +49,7 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, flo
 	pdl_launch();
 	block_inv_rms<1>(xr, dim, 1, dim, eps, &inv);
 	for (int i = threadIdx.x; i < dim; i += blockDim.x)
-		yr[i] = w[i] * (xr[i] * inv);
+		yr[i] = rms_scale(w[i], xr[i], inv);
 }
 
 int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps,

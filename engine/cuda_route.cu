@@ -216,16 +216,14 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 	pdl_launch();
 	float s;
 	if (NORM) {
-		xin_norm<NM> xs;
+		xin_norm<NM> xs = {rows_at<NM>(x, H, n), nw};
 		block_inv_rms<NM>(x, H, n, H, eps, xs.inv);
 #pragma unroll
-		for (int t = 0; t < NM; t++) {
-			xs.p[t] = x + (size_t)(t < n ? t : 0) * H;
+		for (int t = 0; t < NM; t++)
 			for (int i = blockIdx.x * blockDim.x + threadIdx.x; t < n && i < H;
 			     i += gridDim.x * blockDim.x)
-				xn[(size_t)t * H + i] = nw[i] * (x[(size_t)t * H + i] * xs.inv[t]);
-		}
-		xs.nw = nw;
+				xn[(size_t)t * H + i] = rms_scale(nw[i], x[(size_t)t * H + i],
+								  xs.inv[t]);
 		s = split_row<float, NM>(xs, ws, n);
 	} else
 		s = split_row<float, NM>(rows_at<NM>(x, H, n), ws, n);
