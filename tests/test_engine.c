@@ -290,6 +290,31 @@ START_TEST(test_sampling)
 }
 END_TEST
 
+/* eng_argmax against a plain scan (first index of the largest; NaNs never
+ * win except at index 0) on short rows of ties, zeros of both signs,
+ * infinities and NaNs, every length across its 8-wide passes. */
+START_TEST(test_argmax)
+{
+	float x[40];
+	unsigned r = 12345;
+
+	for (int it = 0; it < 20000; it++) {
+		int n = 1 + it % 40, want = 0;
+
+		for (int i = 0; i < n; i++) {
+			r = r * 1103515245u + 12345u;
+			int k = (int)(r >> 16) % 9;
+			x[i] = k == 0 ? NAN : k == 1 ? -0.0f : k == 2 ? 0.0f : k == 3 ? INFINITY :
+				k == 4 ? -INFINITY : (float)(k - 6);
+		}
+		for (int i = 1; i < n; i++)
+			if (x[i] > x[want])
+				want = i;
+		ck_assert_int_eq(eng_argmax(x, n), want);
+	}
+}
+END_TEST
+
 /* The override hooks' helper: ids sorted, router weights, renormalised or
  * not. */
 START_TEST(test_route_set)
@@ -321,6 +346,7 @@ int main(void)
 	tcase_add_test(tc, test_long_prompt_chunks);
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_sampling);
+	tcase_add_test(tc, test_argmax);
 	tcase_add_test(tc, test_route_set);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
