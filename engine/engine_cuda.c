@@ -152,7 +152,8 @@ static int alloc_scratch(struct eng_cuda *g)
 		return rc;
 	if (!(g->cnt = calloc(E + 1, sizeof(int))) ||
 	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
-	    !(g->xw = calloc(E, sizeof(*g->xw))))
+	    !(g->xw = calloc(E, sizeof(*g->xw))) || !(g->xpend = calloc(E, 1)) ||
+	    !(g->xran = calloc(E, 1)))
 		return -ENOMEM;
 	CU(cudaMemset(g->done, 0, sizeof(unsigned)));
 	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
@@ -298,6 +299,8 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->cnt);
 	free(g->lhits);
 	free(g->xw);
+	free(g->xpend);
+	free(g->xran);
 	if (g->blas)
 		cublasDestroy(g->blas);
 	if (g->own_stream)

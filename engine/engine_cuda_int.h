@@ -59,6 +59,7 @@ struct eng_cuda {
 	float *hw, *hp, *hlog;
 	int *cnt;
 	const float **xw;          /* their weights, once acquired */
+	char *xpend, *xran;        /* loading when acquired ahead; run */
 	/* fast path: every expert resident, one CUDA graph per row count */
 	bool have_tab;             /* dtab uploaded (the source said all resident) */
 	const void **dtab;         /* its device copy */

@@ -141,25 +141,27 @@ static int expert_ffn(struct eng_cuda *g, int j, const void *w, int at, int m)
 }
 
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
- * their loads queue back to back.  Those not next to run go through
- * acquire_ahead where the source has it (no waiting, no taking prefetched
- * experts' slots); stops early (0) when a slot is not to be had that way or
- * the slots are all held, while acquired experts are still to run. */
-static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int run, int *acq)
+ * their loads queue back to back.  Those past `first` (the first not yet
+ * run) go through acquire_ahead where the source has it (no waiting, no
+ * taking prefetched experts' slots; xpend marks those still loading); stops
+ * early (0) when a slot is not to be had that way or the slots are all held,
+ * while acquired experts are still to run. */
+static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq)
 {
 	int rc;
 
 	for (; *acq < nx; ++*acq) {
 		int x = g->hg.xid[*acq];
 
-		if (*acq > run && g->src.acquire_ahead)
+		if (*acq > first && g->src.acquire_ahead)
 			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
 		else
 			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
-		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > run)
+		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > first)
 			return 0;
 		if (rc < 0)
 			return rc;
+		g->xpend[*acq] = rc == 1;
 		if (!g->xw[*acq]) {
 			if (g->src.release)
 				g->src.release(g->src.ctx, ml, x);
@@ -169,25 +171,48 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int run, int *acq)
 	return 0;
 }
 
-/* Runs the grouped experts in ascending order, acquiring ahead as far as the
- * slots allow; each is released once its kernels are queued (the release
- * records them as the slot's last use: a reload waits for them). */
+/* Which acquired expert (of [0, acq)) runs next: the first one not loading,
+ * so that its compute overlaps the others' loads, else the first to run. */
+static int next_expert(const struct eng_cuda *g, int acq)
+{
+	int j = -1;
+
+	for (int i = 0; i < acq; i++)
+		if (!g->xran[i]) {
+			if (!g->xpend[i])
+				return i;
+			j = j < 0 ? i : j;
+		}
+	return j;
+}
+
+/* Runs the grouped experts, the loaded ones first, acquiring ahead as far
+ * as the slots allow; each is released once its kernels are queued (the
+ * release records them as the slot's last use: a reload waits for them).
+ * The order does not change the result: each entry has its own rows and
+ * the combine adds them in entry order. */
 static int experts(struct eng_cuda *g, int ml)
 {
 	struct eng_cu_grp hg = g->hg;
-	int nx = *hg.nact, acq = 0, run = 0, rc = 0;
+	int nx = *hg.nact, acq = 0, first = 0, rc = 0;
 
-	while (run < nx && !rc) {
-		if ((rc = acquire_ahead(g, ml, nx, run, &acq)))
+	memset(g->xran, 0, (size_t)nx);
+	while (first < nx && !rc) {
+		if ((rc = acquire_ahead(g, ml, nx, first, &acq)))
 			break;
-		rc = expert_ffn(g, run, g->xw[run], hg.start[run], hg.cnt[run]);
+		int j = next_expert(g, acq);
+		g->xran[j] = 1;
+		if (g->xpend[j] && (rc = g->src.order(g->src.ctx, ml, hg.xid[j])))
+			break;   /* released by order() */
+		rc = expert_ffn(g, j, g->xw[j], hg.start[j], hg.cnt[j]);
 		if (g->src.release)
-			g->src.release(g->src.ctx, ml, hg.xid[run]);
-		run++;
+			g->src.release(g->src.ctx, ml, hg.xid[j]);
+		while (first < nx && g->xran[first])
+			first++;
 	}
-	for (; run < acq; run++)   /* after a failure: the ones still held */
-		if (g->src.release)
-			g->src.release(g->src.ctx, ml, hg.xid[run]);
+	for (int i = first; i < acq; i++)   /* after a failure: the ones still held */
+		if (!g->xran[i] && g->src.release)
+			g->src.release(g->src.ctx, ml, hg.xid[i]);
 	return rc;
 }
 

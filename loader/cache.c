@@ -299,6 +299,22 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 	return 0;
 }
 
+/* Slot s usable by work queued from now on: a device backend orders its
+ * compute stream after the load, others wait for it; mutex held. */
+static int ready(struct cache *c, struct slot *s, int layer)
+{
+	int rc;
+
+	if (s->state == S_LOADING && c->o.backend->ops->stream_wait)
+		complete(c, s, s->ticket, c->o.backend->ops->stream_wait(c->o.backend,
+									   s->ticket));
+	if (s->state == S_LOADING && (rc = cache_wait_loaded(c, s, layer)))
+		return rc;
+	if (s->state != S_READY)     /* stream_wait failed */
+		return s->fail_rc ? s->fail_rc : -EIO;
+	return 0;
+}
+
 static int acquire(struct cache *c, int layer, int expert, bool ahead, const float **w)
 {
 	int si, rc;
@@ -312,22 +328,29 @@ static int acquire(struct cache *c, int layer, int expert, bool ahead, const flo
 		goto out;
 	struct slot *s = &c->slots[si];
 	s->use++;
-	/* A device backend orders its compute stream after the load instead. */
-	if (s->state == S_LOADING && c->o.backend->ops->stream_wait)
-		complete(c, s, s->ticket, c->o.backend->ops->stream_wait(c->o.backend,
-									   s->ticket));
-	if (s->state == S_LOADING && (rc = cache_wait_loaded(c, s, layer))) {
+	/* Ahead on a device backend: the load stays unordered until
+	 * cache_order(), so work queued before then does not wait for it. */
+	if (ahead && s->state == S_LOADING && c->o.backend->ops->stream_wait)
+		rc = 1;
+	else if ((rc = ready(c, s, layer)))
 		s->use--;
-		goto out;
-	}
-	if (s->state != S_READY) {   /* stream_wait failed */
-		s->use--;
-		rc = s->fail_rc ? s->fail_rc : -EIO;
-		goto out;
-	}
-	if (c->host_ptr || c->dev_ptr)
+	if (rc >= 0 && (c->host_ptr || c->dev_ptr))
 		*w = c->o.backend->ops->slot_ptr(c->o.backend, (size_t)si);
 out:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+int cache_order(struct cache *c, int layer, int expert)
+{
+	int si, rc = -ENOENT;
+
+	if (!valid(c, layer, expert))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	if ((si = c->map[key(c, layer, expert)]) >= 0 && c->slots[si].use > 0 &&
+	    (rc = ready(c, &c->slots[si], layer)))
+		c->slots[si].use--;   /* the load failed: no longer acquired */
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }

@@ -73,8 +73,14 @@ int cache_prefetch(struct cache *c, int layer, int expert);
  * use.  *w gets the weights (NULL in sim mode). */
 int cache_acquire(struct cache *c, int layer, int expert, const float **w);
 /* As cache_acquire, for an expert wanted ahead of its turn: -EAGAIN instead
- * of waiting for a slot or taking one that holds a prefetch pin. */
+ * of waiting for a slot or taking one that holds a prefetch pin.  On a
+ * device backend (stream_wait) it returns 1 while the expert's load is
+ * still running: work reading it must be queued after cache_order(). */
 int cache_acquire_ahead(struct cache *c, int layer, int expert, const float **w);
+/* For an acquired (layer, expert): orders work queued on the compute stream
+ * from now on after its load (or waits for the load on a host backend).
+ * When the load failed: its error, and the expert is released. */
+int cache_order(struct cache *c, int layer, int expert);
 void cache_release(struct cache *c, int layer, int expert);
 /* Pins (refcount) so eviction skips it; unpin drops one reference. */
 void cache_pin(struct cache *c, int layer, int expert);

@@ -63,6 +63,11 @@ static int src_acquire_ahead(void *ctx, int layer, int expert, const float **w)
 	return cache_acquire_ahead(ctx, layer, expert, w);
 }
 
+static int src_order(void *ctx, int layer, int expert)
+{
+	return cache_order(ctx, layer, expert);
+}
+
 static void src_release(void *ctx, int layer, int expert)
 {
 	cache_release(ctx, layer, expert);
@@ -163,6 +168,7 @@ struct ld_expert_src cache_expert_src(struct cache *c)
 
 	if (c->dev_ptr) {
 		s.acquire_ahead = src_acquire_ahead;
+		s.order = src_order;
 		s.bf16 = c->bf16;
 		s.resident_all = src_resident_all;
 		s.note_hits = src_note_hits;

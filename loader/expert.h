@@ -25,8 +25,12 @@ struct ld_expert_src {
 		   int inter, float *out);
 	/* Optional: acquire for an expert wanted ahead of its turn (its load
 	 * then overlaps earlier experts' compute); -EAGAIN where acquire would
-	 * wait for a slot or take a prefetched expert's. */
+	 * wait for a slot or take a prefetched expert's.  1: the load is still
+	 * running (LD_EXPERT_CUDA); queue work reading the expert only after
+	 * order(), so that work queued before does not wait for the load (an
+	 * error from order() releases the expert). */
 	int (*acquire_ahead)(void *ctx, int moe_layer, int expert, const float **w);
+	int (*order)(void *ctx, int moe_layer, int expert);
 	/* The weights acquire hands out are bf16 values (LD_EXPERT_CUDA only). */
 	int bf16;
 	/* Optional: when every expert is resident, loaded and can never be

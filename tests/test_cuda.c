@@ -398,6 +398,32 @@ START_TEST(batch_and_prefill)
 }
 END_TEST
 
+/* acquire_ahead on a miss leaves the load unordered (1) until cache_order;
+ * the weights then read on the compute stream are the store's. */
+START_TEST(ahead_then_order)
+{
+	struct world w;
+	const float *wp = NULL;
+
+	open_world("mixtral_f32", 4, CACHE_LRU, 0, &w);
+	size_t eb = ld_store_info(w.st)->expert_bytes;
+	uint8_t *back = malloc(eb);
+	ck_assert_int_eq(cache_order(w.c, 0, 1), -ENOENT);      /* not acquired */
+	ck_assert_int_eq(cache_acquire_ahead(w.c, 0, 1, &wp), 1);
+	ck_assert_ptr_nonnull(wp);
+	ck_assert_int_eq(cache_order(w.c, 0, 1), 0);
+	ck_assert_int_eq(cudaMemcpyAsync(back, wp, eb, cudaMemcpyDeviceToHost,
+					 (cudaStream_t)w.be->dev_stream), cudaSuccess);
+	ck_assert_int_eq(cudaStreamSynchronize((cudaStream_t)w.be->dev_stream), cudaSuccess);
+	ck_assert(!memcmp(back, ld_store_expert(w.st, 0, 1), eb));
+	cache_release(w.c, 0, 1);
+	ck_assert_int_eq(cache_acquire_ahead(w.c, 0, 1, &wp), 0);   /* loaded: a plain hit */
+	cache_release(w.c, 0, 1);
+	free(back);
+	close_world(&w);
+}
+END_TEST
+
 /* A model past the CUDA kernels' limits is refused at open (-EINVAL, with a
  * line saying which limit), not run. */
 START_TEST(limits)
@@ -452,6 +478,7 @@ int main(void)
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
 	tcase_add_test(tc, limits);
+	tcase_add_test(tc, ahead_then_order);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* CUDA does not survive fork() after it is initialised. */
