@@ -138,9 +138,9 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 
 	pdl_wait();
 	pdl_launch();
-	if (j >= *g.nact)
+	const WT *w = j < *g.nact ? expert_w<WT>(g, tab, w1, j) : NULL;
+	if (!w)   /* past the last expert, or not in the table */
 		return;
-	const WT *w = expert_w<WT>(g, tab, w1, j);
 	int st = g.start[j], m = g.cnt[j];
 	xin_rows<NM> xs;
 	const WT *rows[2] = {w + (size_t)i * H, w + ((size_t)I + i) * H};
@@ -215,9 +215,10 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 
 	pdl_wait();
 	pdl_launch();
-	if (j >= *g.nact || h >= H)
+	const WT *w = j < *g.nact && h < H ? expert_w<WT>(g, tab, w1, j) : NULL;
+	if (!w)   /* as k_moe_gu */
 		return;
-	down_start<WT, NM>(ws, expert_w<WT>(g, tab, w1, j), h, H, I);
+	down_start<WT, NM>(ws, w, h, H, I);
 	down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], eo + h, H, 1);
 }
 

@@ -59,12 +59,13 @@ int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
 /* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped):
  * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
  * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up
- * [I][H], down [H][I]); each expert has at most mmax <= ENG_CU_GEMV_MAX
- * entries. */
+ * [I][H], down [H][I]; a NULL entry: that expert skipped); each expert has
+ * at most mmax <= ENG_CU_GEMV_MAX entries. */
 int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 		  const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
 		  void *stream);
-/* eo[e][H] = down . hb[e] for the entries of experts j0 .. j0 + nj - 1. */
+/* eo[e][H] = down . hb[e] for the entries of experts j0 .. j0 + nj - 1
+ * (weights as eng_cu_moe_gu's). */
 int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 		    const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
 		    void *stream);

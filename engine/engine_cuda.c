@@ -142,10 +142,12 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, C * wide * 2)) ||
 	    (rc = dalloc(&g->wf, g->bf16 && !g->act16 ? wmax(g) * f : 1)) ||
 	    (rc = dalloc(&g->dgrpb, gb)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
+	    (rc = dalloc(&g->dxtab, E * sizeof(void *))) ||
 	    (rc = dalloc(&g->fr_id, fr * sizeof(int))) || (rc = dalloc(&g->fr_w, fr * f)) ||
 	    (rc = dalloc(&g->dtab, (size_t)c->n_moe_layers * E * sizeof(void *))))
 		return rc;
 	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb)) ||
+	    (rc = halloc(&g->hxtab, E * sizeof(void *))) ||
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
 	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hlog, C * V * f)) ||
 	    (rc = halloc(&g->hfr_id, fr * sizeof(int))) || (rc = halloc(&g->hfr_w, fr * f)))
@@ -290,10 +292,11 @@ void eng_cuda_close(struct eng_cuda *g)
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
 		      g->logits, g->xb, g->wf, g->rid, g->dgrpb, g->drow, g->fr_id, g->fr_w,
-		      g->dtab};
+		      g->dtab, g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
-	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hlog, g->hfr_id, g->hfr_w};
+	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hlog, g->hfr_id, g->hfr_w,
+		      g->hxtab};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);

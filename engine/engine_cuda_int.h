@@ -60,6 +60,7 @@ struct eng_cuda {
 	int *cnt;
 	const float **xw;          /* their weights, once acquired */
 	char *xpend, *xran;        /* loading when acquired ahead; run */
+	const void **hxtab, **dxtab;   /* loaded experts' weights by id (pinned, device) */
 	/* fast path: every expert resident, one CUDA graph per row count */
 	bool have_tab;             /* dtab uploaded (the source said all resident) */
 	const void **dtab;         /* its device copy */

@@ -186,17 +186,55 @@ static int next_expert(const struct eng_cuda *g, int acq)
 	return j;
 }
 
+/* The experts among [0, acq) already loaded, when at least two and each
+ * has at most GMAX rows (mmax): one gate/up and one down launch for all of
+ * them (a table by expert id, NULL for the others, which those kernels
+ * skip) instead of two each, so the host queues a decode layer's hits
+ * quickly.  Same kernels, same bits. */
+static int run_loaded(struct eng_cuda *g, int ml, int acq, int mmax)
+{
+	const struct ld_config *c = &g->m->cfg;
+	struct eng_cu_grp hg = g->hg;
+	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, nx = *hg.nact, k = 0;
+
+	if (!gemv_rows(mmax, H) || !eng_cu_gemv_ok(I))
+		return 0;
+	memset(g->hxtab, 0, (size_t)g->E * sizeof(void *));
+	for (int j = 0; j < acq; j++)
+		if (!g->xpend[j]) {
+			g->hxtab[hg.xid[j]] = g->xw[j];
+			k++;
+		}
+	if (k < 2)
+		return 0;
+	/* The previous layer's copy of hxtab ran before this layer's sync. */
+	CU(cudaMemcpyAsync(g->dxtab, g->hxtab, (size_t)g->E * sizeof(void *),
+			   cudaMemcpyHostToDevice, g->st));
+	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, g->dxtab, NULL, b, 0, nx, mmax, g->st));
+	KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, g->dxtab, NULL, b, 0, nx, mmax, g->st));
+	for (int j = 0; j < acq; j++)
+		if (!g->xpend[j]) {
+			if (g->src.release)
+				g->src.release(g->src.ctx, ml, hg.xid[j]);
+			g->xran[j] = 1;
+		}
+	return 0;
+}
+
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
  * as the slots allow; each is released once its kernels are queued (the
  * release records them as the slot's last use: a reload waits for them).
  * The order does not change the result: each entry has its own rows and
  * the combine adds them in entry order. */
-static int experts(struct eng_cuda *g, int ml)
+static int experts(struct eng_cuda *g, int ml, int mmax)
 {
 	struct eng_cu_grp hg = g->hg;
-	int nx = *hg.nact, acq = 0, first = 0, rc = 0;
+	int nx = *hg.nact, acq = 0, first = 0, rc;
 
 	memset(g->xran, 0, (size_t)nx);
+	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = run_loaded(g, ml, acq, mmax)))
+		while (first < nx && g->xran[first])
+			first++;
 	while (first < nx && !rc) {
 		if ((rc = acquire_ahead(g, ml, nx, first, &acq)))
 			break;
@@ -259,7 +297,7 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
-	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, ml)))
+	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, ml, mmax)))
 		return rc;
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg, (int)nk, n, g->st));
 	return 0;
