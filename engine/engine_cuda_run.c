@@ -69,26 +69,20 @@ static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int
 	return 0;
 }
 
-/* Host side of routing: the hooks, then the rows grouped per expert (ascending
- * expert id, rows ascending within one; the layout eng_cu_route's grouping
- * writes on the GPU), uploaded once.  *mmax: the most rows of one expert. */
+/* Host side of routing: override_route, then the rows grouped per expert
+ * (ascending expert id, rows ascending within one; the layout eng_cu_route's
+ * grouping writes on the GPU), uploaded once.  *mmax: the most rows of one
+ * expert. */
 static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng_cuda_row *rows,
 		 int ml, int n, int *mmax)
 {
 	int E = g->E, K = g->K, total = n * K, j = 0;
 	struct eng_cu_grp hg = g->hg;
 
-	for (int t = 0; t < n; t++) {
-		int *ids = g->hid + (size_t)t * K;
-		float *w = g->hw + (size_t)t * K;
-
-		if (h->override_route)
-			h->override_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok, ids,
-					  w, K, g->hp + (size_t)t * E, E);
-		if (h->on_route)
-			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok, ids, w,
-				    K);
-	}
+	for (int t = 0; t < n && h->override_route; t++)
+		h->override_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
+				  g->hid + (size_t)t * K, g->hw + (size_t)t * K, K,
+				  g->hp + (size_t)t * E, E);
 	memset(g->cnt, 0, (size_t)(E + 1) * sizeof(int));
 	for (int i = 0; i < total; i++) {
 		if (g->hid[i] < 0 || g->hid[i] >= E)
@@ -226,15 +220,22 @@ static int run_loaded(struct eng_cuda *g, int ml, int acq, int mmax)
  * release records them as the slot's last use: a reload waits for them).
  * The order does not change the result: each entry has its own rows and
  * the combine adds them in entry order. */
-static int experts(struct eng_cuda *g, int ml, int mmax)
+static int experts(struct eng_cuda *g, const struct eng_hooks *h,
+		   const struct eng_cuda_row *rows, int ml, int n, int mmax)
 {
 	struct eng_cu_grp hg = g->hg;
-	int nx = *hg.nact, acq = 0, first = 0, rc;
+	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
 	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = run_loaded(g, ml, acq, mmax)))
 		while (first < nx && g->xran[first])
 			first++;
+	/* The routes to the hooks only now: the prefetches they start for
+	 * later layers queue behind this layer's loads (one copy stream) and
+	 * take slots only after this layer's experts have theirs. */
+	for (int t = 0; t < n && h->on_route && !rc; t++)
+		h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
+			    g->hid + (size_t)t * K, g->hw + (size_t)t * K, K);
 	while (first < nx && !rc) {
 		if ((rc = acquire_ahead(g, ml, nx, first, &acq)))
 			break;
@@ -297,7 +298,7 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
-	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, ml, mmax)))
+	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
 		return rc;
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg, (int)nk, n, g->st));
 	return 0;
