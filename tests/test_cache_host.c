@@ -273,6 +273,57 @@ START_TEST(host_corrupt_noverify_backend)
 }
 END_TEST
 
+/* A device backend's ordering, on the host backend: stream_wait counts its
+ * calls and waits for the load (or fails when told to). */
+static struct ld_backend_ops dev_ops;
+static int stream_waits, stream_fail;
+
+static int fake_stream_wait(struct ld_backend *be, struct ld_ticket t)
+{
+	stream_waits++;
+	return stream_fail ? -EIO : be->ops->wait(be, t);
+}
+
+/* acquire_ahead leaves a miss's load unordered (1) until cache_order, which
+ * orders it once; a failed order releases the expert; hits and plain
+ * acquires are as before. */
+START_TEST(host_ahead_order)
+{
+	struct ld_backend *be;
+	const float *w = NULL;
+	struct cache *c = host_cache(CACHE_LRU, 2, &be, false);
+
+	dev_ops = *be->ops;
+	dev_ops.stream_wait = fake_stream_wait;
+	be->ops = &dev_ops;
+	stream_waits = stream_fail = 0;
+	ck_assert_int_eq(cache_order(c, 0, 1), -ENOENT);          /* not acquired */
+	ck_assert_int_eq(cache_acquire_ahead(c, 0, 1, &w), 1);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(stream_waits, 0);
+	ck_assert_int_eq(cache_order(c, 0, 1), 0);
+	ck_assert_int_eq(stream_waits, 1);
+	ck_assert(!memcmp(w, want[0][1], ld_store_info(store)->expert_bytes));
+	ck_assert_int_eq(cache_order(c, 0, 1), 0);                /* ordered once */
+	ck_assert_int_eq(stream_waits, 1);
+	cache_release(c, 0, 1);
+	ck_assert_int_eq(cache_acquire_ahead(c, 0, 1, &w), 0);    /* a loaded hit */
+	cache_release(c, 0, 1);
+	ck_assert_int_eq(cache_acquire(c, 0, 2, &w), 0);          /* plain: ordered now */
+	ck_assert_int_eq(stream_waits, 2);
+	cache_release(c, 0, 2);
+	stream_fail = 1;
+	ck_assert_int_eq(cache_acquire_ahead(c, 1, 5, &w), 1);
+	ck_assert_int_eq(cache_order(c, 1, 5), -EIO);
+	ck_assert(!cache_resident(c, 1, 5));
+	stream_fail = 0;
+	/* Nothing left held: both slots take new experts. */
+	check_use(c, 1, 6);
+	check_use(c, 1, 7);
+	host_done(c, be);
+}
+END_TEST
+
 START_TEST(backend_direct)
 {
 	struct ld_backend *be;
@@ -364,6 +415,7 @@ int main(void)
 	tcase_add_test(th, host_prefetch);
 	tcase_add_test(th, host_corrupt);
 	tcase_add_test(th, host_corrupt_noverify_backend);
+	tcase_add_test(th, host_ahead_order);
 	tcase_add_test(th, backend_direct);
 	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFU + 1);
 	suite_add_tcase(s, th);
