@@ -227,17 +227,18 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = run_loaded(g, ml, acq, mmax)))
-		while (first < nx && g->xran[first])
-			first++;
+	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)))
+		rc = run_loaded(g, ml, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
 	 * take slots only after this layer's experts have theirs. */
 	for (int t = 0; t < n && h->on_route && !rc; t++)
 		h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
 			    g->hid + (size_t)t * K, g->hw + (size_t)t * K, K);
-	while (first < nx && !rc) {
-		if ((rc = acquire_ahead(g, ml, nx, first, &acq)))
+	while (!rc) {
+		while (first < nx && g->xran[first])
+			first++;
+		if (first == nx || (rc = acquire_ahead(g, ml, nx, first, &acq)))
 			break;
 		int j = next_expert(g, acq);
 		g->xran[j] = 1;
@@ -246,8 +247,6 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 		rc = expert_ffn(g, j, g->xw[j], hg.start[j], hg.cnt[j]);
 		if (g->src.release)
 			g->src.release(g->src.ctx, ml, hg.xid[j]);
-		while (first < nx && g->xran[first])
-			first++;
 	}
 	for (int i = first; i < acq; i++)   /* after a failure: the ones still held */
 		if (!g->xran[i] && g->src.release)

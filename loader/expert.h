@@ -30,6 +30,7 @@ struct ld_expert_src {
 	 * order(), so that work queued before does not wait for the load (an
 	 * error from order() releases the expert). */
 	int (*acquire_ahead)(void *ctx, int moe_layer, int expert, const float **w);
+	/* Set wherever acquire_ahead may return 1. */
 	int (*order)(void *ctx, int moe_layer, int expert);
 	/* The weights acquire hands out are bf16 values (LD_EXPERT_CUDA only). */
 	int bf16;

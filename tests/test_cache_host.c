@@ -274,14 +274,17 @@ START_TEST(host_corrupt_noverify_backend)
 END_TEST
 
 /* A device backend's ordering, on the host backend: stream_wait counts its
- * calls and waits for the load (or fails when told to). */
+ * calls and waits for the load (then fails when told to: the host backend
+ * refuses a new load into a slot whose copy still runs, a device queues it). */
 static struct ld_backend_ops dev_ops;
 static int stream_waits, stream_fail;
 
 static int fake_stream_wait(struct ld_backend *be, struct ld_ticket t)
 {
+	int rc = be->ops->wait(be, t);
+
 	stream_waits++;
-	return stream_fail ? -EIO : be->ops->wait(be, t);
+	return stream_fail ? -EIO : rc;
 }
 
 /* acquire_ahead leaves a miss's load unordered (1) until cache_order, which
@@ -298,6 +301,7 @@ START_TEST(host_ahead_order)
 	be->ops = &dev_ops;
 	stream_waits = stream_fail = 0;
 	ck_assert_int_eq(cache_order(c, 0, 1), -ENOENT);          /* not acquired */
+	ck_assert_int_eq(cache_order(c, 2, 1), -EINVAL);          /* no such layer */
 	ck_assert_int_eq(cache_acquire_ahead(c, 0, 1, &w), 1);
 	ck_assert_ptr_nonnull(w);
 	ck_assert_int_eq(stream_waits, 0);
