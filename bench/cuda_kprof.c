@@ -161,28 +161,57 @@ static int f_norm(struct ctx *c)
 	return eng_cu_rmsnorm(c->xn, c->x, c->norm, c->n, H, 1e-5f, st);
 }
 
+static struct eng_cu_prep prep_of(struct ctx *c)
+{
+	return (struct eng_cu_prep){c->qkv, 3 * H, 1, c->norm, c->norm, 1e-5f, 0, c->inv};
+}
+
 static int f_prep(struct ctx *c)
 {
-	return eng_cu_qk_prep(c->att, c->qkv, 3 * H, HEADS, HEADS, HD, 1, c->norm, c->norm, 1e-5f,
-			      0, c->inv, &c->rows, c->li, c->n, st);
+	struct eng_cu_prep p = prep_of(c);
+
+	return eng_cu_qk_prep(c->att, &p, &c->rows, c->li, c->n, HEADS, HEADS, HD, st);
+}
+
+static int attend(struct ctx *c, const struct eng_cu_prep *p)
+{
+	return eng_cu_attention(c->y, c->att, H, p, &c->rows, c->li, c->n, HEADS, HEADS, HD,
+				c->apart, c->done + 1, c->ctxlen + 1, st);
 }
 
 static int f_attn(struct ctx *c)
 {
-	return eng_cu_attention(c->y, c->att, H, &c->rows, c->li, c->n, HEADS, HEADS, HD, c->apart,
-				c->ctxlen + 1, st);
+	return attend(c, NULL);
+}
+
+/* Attention doing the q/k prep itself, as a decode step's. */
+static int f_attn_prep(struct ctx *c)
+{
+	struct eng_cu_prep p = prep_of(c);
+
+	return attend(c, &p);
+}
+
+/* The attention norm inside the q/k/v GEMV, as the engine runs one or two rows. */
+static int f_qkv_rms(struct ctx *c)
+{
+	return eng_cu_gemv_rms(c->qkv, 3 * H, c->x, H, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H,
+			       st);
 }
 
 /* One decoder layer of a fast step (engine_cuda_run.c's order: for up to
- * two rows the MLP norm inside the router's launch), or (f_layer2) with
- * that norm, the router and the routing as launches of their own. */
+ * two rows the norms inside the q/k/v GEMV's and the router's launches;
+ * attention doing the q/k prep), or (f_layer2) with the norms, the router
+ * and the routing as launches of their own. */
 static int layer(struct ctx *c, int fused)
 {
 	int rc;
 
-	if ((rc = f_norm(c)) ||
-	    (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st)) ||
-	    (rc = f_prep(c)) || (rc = f_attn(c)) ||
+	if (fused && eng_cu_gemv_rms_ok(c->n, H, 3 * H))
+		rc = f_qkv_rms(c);
+	else if (!(rc = f_norm(c)))
+		rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st);
+	if (rc || (rc = f_attn_prep(c)) ||
 	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)))
 		return rc;
 	if (fused && c->n <= 2)
@@ -220,8 +249,8 @@ static void setup(struct ctx *c)
 	c->hb = dev((size_t)n * K * I * f), c->eo = dev((size_t)n * K * H * f);
 	c->logits = dev((size_t)n * V * f), c->norm = dev(H * f), c->inv = dev(HD / 2 * f);
 	c->apart = dev(eng_cu_att_part_floats(n, HEADS, HD, c->ctxlen + 1) * f);
-	c->done = dev(sizeof(unsigned));
-	cudaMemset(c->done, 0, sizeof(unsigned));
+	c->done = dev((1 + n * HEADS) * sizeof(unsigned));
+	cudaMemset(c->done, 0, (1 + n * HEADS) * sizeof(unsigned));
 	c->wqkv = dev((size_t)NL * 3 * H * H * 2), c->wo = dev((size_t)NL * H * H * 2);
 	c->wlm = dev((size_t)V * H * 2), c->router = dev((size_t)NL * E * H * f);
 	char *experts = dev((size_t)NL * E * eb);
@@ -279,6 +308,8 @@ int main(int argc, char **argv)
 		timeit(gemvs[i].name, f_gemv, &c,
 		       (double)gemvs[i].out * gemvs[i].in * (gemvs[i].bf16 ? 2 : 4));
 	}
+	if (eng_cu_gemv_rms_ok(n, H, 3 * H))
+		timeit("rmsnorm + gemv qkv", f_qkv_rms, &c, (double)3 * H * H * 2);
 	timeit("route + group", f_route, &c, 0);
 	timeit("router + route + group", f_router_route, &c, (double)E * H * f);
 	timeit("rmsnorm + router + route", f_norm_router_route, &c, (double)E * H * f);
@@ -288,6 +319,7 @@ int main(int argc, char **argv)
 	timeit("rmsnorm 2048", f_norm, &c, 0);
 	timeit("q/k norms, rope, kv store", f_prep, &c, 0);
 	timeit("attention", f_attn, &c, 0);
+	timeit("attention with q/k prep", f_attn_prep, &c, 0);
 	timeit("decoder layer", f_layer, &c, 0);
 	timeit("decoder layer, norm/router apart", f_layer2, &c, 0);
 	return 0;

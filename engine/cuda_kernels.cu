@@ -86,88 +86,123 @@ int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream)
 	return launch(k_from_bf16, blocks(n, 256), 256, 0, stream, y, (const __nv_bfloat16 *)x, n);
 }
 
-// One block per (row, head of q or of k): the family's q/k norms (norm 1:
-// over all of q and all of k, as OLMoE, each block reducing the whole vector;
-// 2: per head, as Qwen3-MoE), clipping, RoPE (rotate_half) at the row's
-// position; q heads go to q, k heads (with their v head, clipped) into the
-// row's sequence cache at (layer, pos).  engine.c's steps in its order.  The
-// input is not written, so blocks may read all of it.
-__global__ void k_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, int hd,
-			  int norm, const float *qw, const float *kw, float eps, float clip,
-			  const float *inv_freq, struct eng_cu_rows r, int layer)
+// ---- attention ----
+// A row's new position: the family's q/k norms (norm 1: over all of q and
+// all of k, as OLMoE; 2: per head, as Qwen3-MoE), clipping and RoPE
+// (rotate_half) at the row's position.  k_qk_prep does it for every row
+// and stores q, k and v; k_attend does it itself for its row when every row
+// of the chunk is a sequence of its own (one new position each), which saves
+// a launch per layer.  Both run these helpers with ATT_THREADS threads, so
+// the two ways give the same bits.
+#define ATT_THREADS 256
+#define ATT_WARPS (ATT_THREADS / 32)
+#define ATT_HD 512
+
+__device__ __forceinline__ float clip_to(float x, float clip)
 {
-	__shared__ float sh[32], v[512];
-	int t = blockIdx.x, h = blockIdx.y, qd = heads * hd, kvd = kv_heads * hd, half = hd / 2;
+	return clip > 0 ? (x < -clip ? -clip : x > clip ? clip : x) : x;
+}
+
+// This thread's share of the squares the norm of head hh adds (src: the
+// row's q or k, dim long): elements i, i + ATT_THREADS, ...
+__device__ __forceinline__ float norm_part(const struct eng_cu_prep &p, const float *src, int dim,
+					   int hh, int hd)
+{
+	float ss = 0;
+
+	if (p.norm == 2)
+		src += (size_t)hh * hd, dim = hd;
+	for (int i = threadIdx.x; p.norm && i < dim; i += ATT_THREADS)
+		ss += src[i] * src[i];
+	return ss;
+}
+
+// The scale from the block's sum ss (1 without a norm).
+__device__ __forceinline__ float norm_scale(const struct eng_cu_prep &p, float ss, int dim, int hd)
+{
+	return p.norm ? 1.0f / sqrtf(ss / (float)(p.norm == 2 ? hd : dim) + p.eps) : 1.0f;
+}
+
+// Head hh of src (the row's q or k; norm weights nw, scale inv) into out,
+// normalised, clipped and rotated for position pos; raw: hd floats of
+// scratch.  Every thread calls it; out is ready for all when it returns.
+__device__ void head_prep(float *out, float *raw, const float *src, const struct eng_cu_prep &p,
+			  const float *nw, int hh, float inv, int hd, int pos)
+{
+	int half = hd / 2;
+
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
+		float x = src[(size_t)hh * hd + i];
+		if (p.norm)
+			x = nw[p.norm == 1 ? hh * hd + i : i] * (x * inv);
+		raw[i] = clip_to(x, p.clip);
+	}
+	__syncthreads();
+	for (int i = threadIdx.x; i < half; i += ATT_THREADS) {
+		float a = p.inv_freq[i] * (float)pos, c = cosf(a), s = sinf(a);
+
+		out[i] = raw[i] * c - raw[i + half] * s;
+		out[i + half] = raw[i + half] * c + raw[i] * s;
+	}
+	__syncthreads();
+}
+
+// Row t's cache (kc or vc) at (layer, its position), kv head hh.
+__device__ __forceinline__ float *cache_at(float *const *c, const struct eng_cu_rows &r, int t,
+					   int layer, int kvd, int hh, int hd)
+{
+	return c[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
+}
+
+// One block per (row, q head or k head): q heads into q, k heads with their
+// v heads into the row's sequence cache.
+__global__ void __launch_bounds__(ATT_THREADS)
+k_qk_prep(float *q, struct eng_cu_prep p, struct eng_cu_rows r, int layer, int heads,
+	  int kv_heads, int hd)
+{
+	__shared__ float sh[32], raw[ATT_HD], out[ATT_HD];
+	int t = blockIdx.x, h = blockIdx.y, qd = heads * hd, kvd = kv_heads * hd;
 	bool isq = h < heads;
-	const float *row = qkv + (size_t)t * D, *src = isq ? row : row + qd;
-	const float *nw = isq ? qw : kw;
 	int hh = isq ? h : h - heads, dim = isq ? qd : kvd;
-	float inv = 1.0f;
+	const float *row = p.qkv + (size_t)t * p.D, *src = isq ? row : row + qd;
 
 	pdl_wait();
 	pdl_launch();
-	if (norm == 1) {
-		float ss = 0;
-		for (int i = threadIdx.x; i < dim; i += blockDim.x)
-			ss += src[i] * src[i];
+	float ss = norm_part(p, src, dim, hh, hd);
+	if (p.norm)
 		ss = block_reduce<false>(ss, sh);
-		inv = 1.0f / sqrtf(ss / (float)dim + eps);
-	} else if (norm == 2) {
-		float ss = 0;
-		for (int i = threadIdx.x; i < hd; i += blockDim.x)
-			ss += src[hh * hd + i] * src[hh * hd + i];
-		ss = block_reduce<false>(ss, sh);
-		inv = 1.0f / sqrtf(ss / (float)hd + eps);
-	}
-	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-		float x = src[hh * hd + i];
-		if (norm)
-			x = nw[norm == 1 ? hh * hd + i : i] * (x * inv);
-		if (clip > 0)
-			x = x < -clip ? -clip : x > clip ? clip : x;
-		v[i] = x;
-	}
-	__syncthreads();
-	float *dst = isq ? q + (size_t)t * qd + (size_t)hh * hd :
-		r.kc[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
-	for (int i = threadIdx.x; i < half; i += blockDim.x) {
-		float a = inv_freq[i] * (float)r.pos[t], c = cosf(a), s = sinf(a);
-		float x1 = v[i], x2 = v[i + half];
-
-		dst[i] = x1 * c - x2 * s;
-		dst[i + half] = x2 * c + x1 * s;
-	}
+	head_prep(out, raw, src, p, isq ? p.qw : p.kw, hh, norm_scale(p, ss, dim, hd), hd,
+		  r.pos[t]);
+	float *dst = isq ? q + (size_t)t * qd + (size_t)hh * hd : cache_at(r.kc, r, t, layer, kvd,
+									    hh, hd);
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS)
+		dst[i] = out[i];
 	if (isq)
 		return;
-	float *vd = r.vc[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
-	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-		float x = row[qd + kvd + hh * hd + i];
-		vd[i] = clip > 0 ? (x < -clip ? -clip : x > clip ? clip : x) : x;
-	}
+	float *vd = cache_at(r.vc, r, t, layer, kvd, hh, hd);
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS)
+		vd[i] = clip_to(row[qd + kvd + hh * hd + i], p.clip);
 }
 
-int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, int hd, int norm,
-		   const float *qw, const float *kw, float eps, float clip,
-		   const float *inv_freq, const struct eng_cu_rows *r, int layer, int n,
-		   void *stream)
+int eng_cu_qk_prep(float *q, const struct eng_cu_prep *p, const struct eng_cu_rows *r, int layer,
+		   int n, int heads, int kv_heads, int hd, void *stream)
 {
-	if (hd > 512 || hd % 2)
+	if (hd > ATT_HD || hd % 2)
 		return (int)cudaErrorInvalidValue;
-	return launch(k_qk_prep, dim3(n, heads + kv_heads), 128, 0, stream, q, qkv, D, heads,
-		      kv_heads, hd, norm, qw, kw, eps, clip, inv_freq, *r, layer);
+	return launch(k_qk_prep, dim3(n, heads + kv_heads), ATT_THREADS, 0, stream, q, *p, *r,
+		      layer, heads, kv_heads, hd);
 }
 
-// Attention, split over positions (flash-decoding): the positions 0..pos of
-// a row are cut into spans of the length att_splits(max_ctx) picks (a
-// multiple of ATT_CH); block (t, h, s) takes span s in sub-chunks of ATT_CH
-// positions with an online softmax and writes its max, sum and weighted
-// values; k_attend_merge adds the spans in order.  Spans past the row's
-// length do nothing.  The order of operations depends only on the row's
-// length and max_ctx, not on the batch.
+// Attention, split over positions (flash-decoding): a row's positions
+// 0..pos are cut into spans of the length att_splits(max_ctx) picks; block
+// (t, h, s) takes span s, its warps positions in turn, P at a time, each
+// with its own online softmax, added up in warp order at the end.  One span
+// holding positions: the block writes the output; more: each writes its
+// max, sum and weighted values and the last to finish adds the spans in
+// order.  The order of operations depends only on the row's position and
+// max_ctx, never on the batch or on who finishes last.
 #define ATT_CH 64
 #define ATT_SMAX 32
-#define ATT_THREADS 256
-#define ATT_DMAX (512 / 32)
 
 static int att_splits(int max_ctx, int *span)
 {
@@ -185,135 +220,205 @@ size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx)
 	return (size_t)n * heads * att_splits(max_ctx, &span) * ((size_t)hd + 2);
 }
 
-// Scores of positions j0 .. j0 + cnt - 1 (cnt <= ATT_CH) into sc: warp w
-// takes 8 of them, four at a time, lanes across the dimensions.
-__device__ __forceinline__ void att_scores(float *sc, const float *qv, const float *kc, int kvd,
-					   int hd, int j0, int cnt, float scale)
+// The block's new position, when it holds it and preps (q into qs, k and v
+// of its kv head into ks and vs; the first q head of each kv head stores
+// them in the cache); else q from the prepared rows.  qv: lane's dimensions
+// lane, lane + 32, ...
+template <int ND>
+__device__ __forceinline__ void att_q(float qv[ND], float *qs, float *ks, float *vs, float *raw,
+				      float *sh, const float *q, int stride,
+				      const struct eng_cu_prep &p, bool prep, bool cur,
+				      const struct eng_cu_rows &r, int layer, int heads,
+				      int kv_heads, int hd)
 {
-	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nd = (hd + 31) / 32;
+	int t = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31;
+	int grp = heads / kv_heads, kvh = h / grp, qd = heads * hd, kvd = kv_heads * hd;
 
-#pragma unroll
-	for (int g = 0; g < 2; g++) {
-		int p0 = warp * 8 + g * 4;
-		float d[4] = {0, 0, 0, 0};
+	if (prep) {
+		const float *row = p.qkv + (size_t)t * p.D, *krow = row + qd;
+		float sq = norm_part(p, row, qd, h, hd), sk = cur ? norm_part(p, krow, kvd, kvh, hd) : 0;
 
-#pragma unroll
-		for (int u = 0; u < ATT_DMAX; u++)
-#pragma unroll
-			for (int p = 0; p < 4; p++)
-				if (u < nd && p0 + p < cnt && lane + 32 * u < hd)
-					d[p] = fmaf(qv[u], kc[(size_t)(j0 + p0 + p) * kvd + 32 * u],
-						    d[p]);
-#pragma unroll
-		for (int p = 0; p < 4; p++) {
-			for (int o = 16; o > 0; o >>= 1)
-				d[p] += __shfl_xor_sync(0xffffffffu, d[p], o);
-			if (!lane && p0 + p < cnt)
-				sc[p0 + p] = d[p] * scale;
+		if (p.norm)
+			sq = block_reduce<false>(sq, sh);
+		if (p.norm && cur)
+			sk = block_reduce<false>(sk, sh);
+		head_prep(qs, raw, row, p, p.qw, h, norm_scale(p, sq, qd, hd), hd, r.pos[t]);
+		if (cur) {
+			head_prep(ks, raw, krow, p, p.kw, kvh, norm_scale(p, sk, kvd, hd), hd, r.pos[t]);
+			float *kd = cache_at(r.kc, r, t, layer, kvd, kvh, hd);
+			float *vd = cache_at(r.vc, r, t, layer, kvd, kvh, hd);
+			for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
+				vs[i] = clip_to(row[qd + kvd + kvh * hd + i], p.clip);
+				if (h % grp == 0)
+					kd[i] = ks[i], vd[i] = vs[i];
+			}
+			__syncthreads();
 		}
+	}
+	const float *qr = q + (size_t)t * stride + (size_t)h * hd;
+#pragma unroll
+	for (int u = 0; u < ND; u++) {
+		int i = lane + 32 * u;
+		qv[u] = i >= hd ? 0.0f : prep ? qs[i] : qr[i];
 	}
 }
 
-__global__ void k_attend(float *part, const float *q, int stride, struct eng_cu_rows r,
-			 int layer, int heads, int kv_heads, int hd, int span)
+template <int ND>
+__global__ void __launch_bounds__(ATT_THREADS, 2)
+k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
+	 struct eng_cu_prep p, int prep, struct eng_cu_rows r, int layer, int heads, int kv_heads,
+	 int hd, int span)
 {
-	__shared__ float sc[ATT_CH];
+	constexpr int P = ND >= 16 ? 2 : ND >= 8 ? 4 : 8, HD = 32 * ND;
+	__shared__ float sh[32], qs[HD], ks[HD], vs[HD], raw[HD];
+	__shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wa[ATT_WARPS][HD];
+	__shared__ bool last;
 	int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z, lane = threadIdx.x & 31;
-	int kvd = kv_heads * hd, nd = (hd + 31) / 32;
-	float scale = 1.0f / sqrtf((float)hd), m = -INFINITY, l = 0;
-	float qv[ATT_DMAX], acc[512 / ATT_THREADS];
+	int warp = threadIdx.x >> 5, kvd = kv_heads * hd, kvh = h / (heads / kv_heads);
 
 	pdl_wait();
 	pdl_launch();
-	int len = r.pos[t] + 1, beg = s * span, end = beg + span < len ? beg + span : len;
-	if (beg >= len)
+	int pos = r.pos[t], beg = s * span, end = beg + span < pos + 1 ? beg + span : pos + 1;
+	if (beg > pos)
 		return;
-	size_t lofs = (size_t)layer * r.cap[t] * kvd + (size_t)(h / (heads / kv_heads)) * hd;
-	const float *qr = q + (size_t)t * stride + (size_t)h * hd;
-	const float *kc = r.kc[t] + lofs + lane, *vc = r.vc[t] + lofs;
+	bool cur = prep && end == pos + 1;
+	float qv[ND], acc[ND], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
+	att_q<ND>(qv, qs, ks, vs, raw, sh, q, stride, p, prep, cur, r, layer, heads, kv_heads, hd);
+	size_t lofs = (size_t)layer * r.cap[t] * kvd + (size_t)kvh * hd;
+	const float *kc = r.kc[t] + lofs, *vc = r.vc[t] + lofs;
 #pragma unroll
-	for (int u = 0; u < ATT_DMAX; u++)
-		qv[u] = u < nd && lane + 32 * u < hd ? qr[lane + 32 * u] : 0.0f;
-#pragma unroll
-	for (int k = 0; k < 512 / ATT_THREADS; k++)
-		acc[k] = 0.0f;
-	for (int j0 = beg; j0 < end; j0 += ATT_CH) {
-		int cnt = end - j0 < ATT_CH ? end - j0 : ATT_CH;
+	for (int u = 0; u < ND; u++)
+		acc[u] = 0.0f;
+	for (int j0 = beg + warp * P; j0 < end; j0 += ATT_WARPS * P) {
+		float kx[P][ND], vx[P][ND], e[P], mn = m, sum = 0;
 
-		att_scores(sc, qv, kc, kvd, hd, j0, cnt, scale);
-		__syncthreads();
-		/* Every thread the same max and sum, in the same order. */
-		float mn = m, sum = 0;
-		for (int j = 0; j < cnt; j++)
-			mn = fmaxf(mn, sc[j]);
+#pragma unroll
+		for (int a = 0; a < P; a++) {
+			int j = j0 + a;
+			const float *kr = cur && j == pos ? ks : kc + (size_t)j * kvd;
+			const float *vr = cur && j == pos ? vs : vc + (size_t)j * kvd;
+#pragma unroll
+			for (int u = 0; u < ND; u++) {
+				bool ok = j < end && lane + 32 * u < hd;
+				kx[a][u] = ok ? kr[lane + 32 * u] : 0.0f;
+				vx[a][u] = ok ? vr[lane + 32 * u] : 0.0f;
+			}
+		}
+#pragma unroll
+		for (int a = 0; a < P; a++) {
+			float d = 0;
+#pragma unroll
+			for (int u = 0; u < ND; u++)
+				d = fmaf(qv[u], kx[a][u], d);
+			for (int o = 16; o > 0; o >>= 1)
+				d += __shfl_xor_sync(0xffffffffu, d, o);
+			e[a] = j0 + a < end ? d * scale : -INFINITY;
+			mn = fmaxf(mn, e[a]);
+		}
 		float c = expf(m - mn);
-		__syncthreads();
-		if (threadIdx.x < cnt)
-			sc[threadIdx.x] = expf(sc[threadIdx.x] - mn);
-		__syncthreads();
-		for (int j = 0; j < cnt; j++)
-			sum += sc[j];
+#pragma unroll
+		for (int a = 0; a < P; a++) {
+			e[a] = expf(e[a] - mn);
+			sum += e[a];
+		}
 		l = l * c + sum;
 #pragma unroll
-		for (int k = 0; k < 512 / ATT_THREADS; k++) {
-			int i = threadIdx.x + k * ATT_THREADS;
-			float a = acc[k] * c;
-			if (i < hd) {
-#pragma unroll 8
-				for (int j = 0; j < cnt; j++)
-					a = fmaf(sc[j], vc[(size_t)(j0 + j) * kvd + i], a);
-			}
-			acc[k] = a;
+		for (int u = 0; u < ND; u++) {
+			float v = acc[u] * c;
+#pragma unroll
+			for (int a = 0; a < P; a++)
+				v = fmaf(e[a], vx[a][u], v);
+			acc[u] = v;
 		}
 		m = mn;
-		__syncthreads();
 	}
-	float *pp = part + (((size_t)t * heads + h) * gridDim.z + s) * (hd + 2);
-	if (!threadIdx.x)
-		pp[0] = m, pp[1] = l;
+	if (!lane)
+		wm[warp] = m, wl[warp] = l;
 #pragma unroll
-	for (int k = 0; k < 512 / ATT_THREADS; k++)
-		if (threadIdx.x + k * ATT_THREADS < hd)
-			pp[2 + threadIdx.x + k * ATT_THREADS] = acc[k];
-}
-
-// The spans of (t, h) that have positions, in order.
-__global__ void k_attend_merge(float *att, const float *part, struct eng_cu_rows r, int heads,
-			       int hd, int splits, int span)
-{
-	int t = blockIdx.x, h = blockIdx.y;
-
-	pdl_wait();
-	pdl_launch();
-	int ns = (r.pos[t] + span) / span;
-	const float *pp = part + ((size_t)t * heads + h) * splits * (hd + 2);
-	float mx = -INFINITY, sum = 0;
-	for (int s = 0; s < ns; s++)
-		mx = fmaxf(mx, pp[(size_t)s * (hd + 2)]);
-	for (int s = 0; s < ns; s++)
-		sum = fmaf(pp[(size_t)s * (hd + 2) + 1], expf(pp[(size_t)s * (hd + 2)] - mx), sum);
-	for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+	for (int u = 0; u < ND; u++)
+		if (lane + 32 * u < hd)
+			wa[warp][lane + 32 * u] = acc[u];
+	__syncthreads();
+	float mx = -INFINITY, sum = 0, ew[ATT_WARPS];
+#pragma unroll
+	for (int w = 0; w < ATT_WARPS; w++)
+		mx = fmaxf(mx, wm[w]);
+#pragma unroll
+	for (int w = 0; w < ATT_WARPS; w++) {
+		ew[w] = expf(wm[w] - mx);
+		sum = fmaf(wl[w], ew[w], sum);
+	}
+	int ns = (pos + span) / span;
+	float *out = att + (size_t)t * heads * hd + (size_t)h * hd;
+	float *pp = part + ((size_t)t * heads + h) * gridDim.z * (hd + 2);
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
 		float o = 0;
-		for (int s = 0; s < ns; s++)
-			o = fmaf(pp[(size_t)s * (hd + 2) + 2 + i], expf(pp[(size_t)s * (hd + 2)] - mx),
-				 o);
-		att[(size_t)t * heads * hd + (size_t)h * hd + i] = o / sum;
+#pragma unroll
+		for (int w = 0; w < ATT_WARPS; w++)
+			o = fmaf(wa[w][i], ew[w], o);
+		if (ns == 1)
+			out[i] = o / sum;
+		else
+			pp[(size_t)s * (hd + 2) + 2 + i] = o;
+	}
+	if (ns == 1)
+		return;
+	if (!threadIdx.x)
+		pp[(size_t)s * (hd + 2)] = mx, pp[(size_t)s * (hd + 2) + 1] = sum;
+	__threadfence();
+	__syncthreads();
+	if (!threadIdx.x) {
+		unsigned *c = cnt + (size_t)t * heads + h;
+		last = atomicAdd(c, 1u) == (unsigned)ns - 1;
+		if (last)
+			*c = 0;
+	}
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	/* The spans in order; __ldcg: other blocks wrote them. */
+	mx = -INFINITY, sum = 0;
+	for (int k = 0; k < ns; k++)
+		mx = fmaxf(mx, __ldcg(pp + (size_t)k * (hd + 2)));
+	for (int k = 0; k < ns; k++)
+		sum = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 1),
+			   expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), sum);
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
+		float o = 0;
+		for (int k = 0; k < ns; k++)
+			o = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 2 + i),
+				 expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), o);
+		out[i] = o / sum;
 	}
 }
 
-int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_rows *r,
-		     int layer, int n, int heads, int kv_heads, int hd, float *part, int max_ctx,
-		     void *stream)
+int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_prep *prep,
+		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
+		     int hd, float *part, unsigned *cnt, int max_ctx, void *stream)
 {
-	int span, splits = att_splits(max_ctx, &span), rc;
+	struct eng_cu_prep p = {};
+	int span, splits = att_splits(max_ctx, &span), rc = 0;
 
-	if (hd > 32 * ATT_DMAX)
+	if (hd > ATT_HD || hd % 2 || heads % kv_heads)
 		return (int)cudaErrorInvalidValue;
-	if ((rc = launch(k_attend, dim3(n, heads, splits), ATT_THREADS, 0, stream, part, q,
-			 stride, *r, layer, heads, kv_heads, hd, span)))
-		return rc;
-	return launch(k_attend_merge, dim3(n, heads), 128, 0, stream, att, (const float *)part,
-		      *r, heads, hd, splits, span);
+	if (prep)
+		p = *prep;
+	dim3 grid(n, heads, splits);
+#define AT(ND) rc = launch(k_attend<ND>, grid, ATT_THREADS, 0, stream, att, part, cnt, q, stride, \
+			   p, prep != NULL, *r, layer, heads, kv_heads, hd, span)
+	if (hd <= 32)
+		AT(1);
+	else if (hd <= 64)
+		AT(2);
+	else if (hd <= 128)
+		AT(4);
+	else if (hd <= 256)
+		AT(8);
+	else
+		AT(16);
+#undef AT
+	return rc;
 }
 
 __global__ void k_silu_mul(float *h, const float *gu, int n, int I)

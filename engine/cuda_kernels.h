@@ -30,23 +30,33 @@ int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, flo
 /* f32 -> bf16, and bf16 -> f32 (exact), n elements. */
 int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream);
 int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream);
-/* Per row of qkv ([n][D], D = (heads + 2 kv_heads) hd, not written): the
- * q/k norms (norm 1: over all of q and all of k, weights [qd] and [kvd];
- * 2: per head, weights [hd]; 0: none), q, k and v clamped to +-clip (clip >
- * 0), RoPE (inv_freq [hd / 2]) on the q and k heads at the row's position;
- * q into q [n][heads hd], k and v into the row's sequence cache at (layer,
- * pos).  hd even, <= 512. */
-int eng_cu_qk_prep(float *q, const float *qkv, int D, int heads, int kv_heads, int hd, int norm,
-		   const float *qw, const float *kw, float eps, float clip,
-		   const float *inv_freq, const struct eng_cu_rows *r, int layer, int n,
-		   void *stream);
-/* Causal GQA attention of each row's q heads (at q + t * stride) over its
- * sequence's cached positions 0..pos (pos < max_ctx) into att [n][heads *
- * hd]; hd <= 512.  part: scratch of eng_cu_att_part_floats(n, heads, hd,
- * max_ctx) floats. */
-int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_rows *r,
-		     int layer, int n, int heads, int kv_heads, int hd, float *part, int max_ctx,
-		     void *stream);
+/* A chunk's new positions before attention: per row of qkv ([n][D], D =
+ * (heads + 2 kv_heads) hd, not written) the q/k norms (norm 1: over all of q
+ * and all of k, weights qw [qd] and kw [kvd]; 2: per head, weights [hd]; 0:
+ * none), q, k and v clamped to +-clip (clip > 0), RoPE (inv_freq [hd / 2])
+ * on the q and k heads at the row's position. */
+struct eng_cu_prep {
+	const float *qkv;
+	int D, norm;
+	const float *qw, *kw;
+	float eps, clip;
+	const float *inv_freq;
+};
+
+/* p's work for n rows: q into q [n][heads hd], k and v into each row's
+ * sequence cache at (layer, pos).  hd even, <= 512. */
+int eng_cu_qk_prep(float *q, const struct eng_cu_prep *p, const struct eng_cu_rows *r, int layer,
+		   int n, int heads, int kv_heads, int hd, void *stream);
+/* Causal GQA attention of each row's q heads over its sequence's cached
+ * positions 0..pos (pos < max_ctx) into att [n][heads * hd]; hd even, <=
+ * 512.  prep NULL: q (row t at q + t * stride) and the cache at pos from
+ * eng_cu_qk_prep; else the kernel does prep's work itself (the same bits),
+ * which needs every row to be a different sequence.  part: scratch of
+ * eng_cu_att_part_floats(n, heads, hd, max_ctx) floats; cnt: n * heads
+ * counters at 0, left at 0. */
+int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_prep *prep,
+		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
+		     int hd, float *part, unsigned *cnt, int max_ctx, void *stream);
 size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx);
 /* h[t][i] = silu(gu[t][i]) * gu[t][I + i]. */
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream);

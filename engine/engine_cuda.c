@@ -126,6 +126,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	size_t V = (size_t)c->vocab_size, ni = (size_t)g->ni, f = sizeof(float);
 	size_t wide = H > (size_t)g->qd ? H : (size_t)g->qd;
 	size_t gb = eng_cu_grp_bytes(g->E, g->NE), fr = (size_t)c->n_moe_layers * GMAX * K;
+	size_t done_n = 1 + C * (size_t)c->n_heads;
 	int rc;
 
 	wide = wide > ni ? wide : ni;
@@ -136,7 +137,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->q, C * (size_t)g->qd * f)) || (rc = dalloc(&g->rlog, C * E * f)) ||
 	    (rc = dalloc(&g->rw, C * K * f)) || (rc = dalloc(&g->rid, C * K * sizeof(int))) ||
 	    (rc = dalloc(&g->gu, C * 2 * ni * f)) || (rc = dalloc(&g->h, C * ni * f)) ||
-	    (rc = dalloc(&g->done, sizeof(unsigned))) ||
+	    (rc = dalloc(&g->done, done_n * sizeof(unsigned))) ||
 	    (rc = dalloc(&g->apart, f * eng_cu_att_part_floats(C, c->n_heads, c->head_dim,
 								  g->max_ctx))) ||
 	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, C * wide * 2)) ||
@@ -157,7 +158,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    !(g->xw = calloc(E, sizeof(*g->xw))) || !(g->xpend = calloc(E, 1)) ||
 	    !(g->xran = calloc(E, 1)))
 		return -ENOMEM;
-	CU(cudaMemset(g->done, 0, sizeof(unsigned)));
+	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
 	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
 	g->hg = eng_cu_grp_at(g->hgrpb, g->E, g->NE);
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,

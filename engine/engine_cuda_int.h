@@ -44,8 +44,9 @@ struct eng_cuda {
 	float *final_norm, *inv_freq;
 	/* device scratch, C rows */
 	float *x, *xn, *qkv, *q, *att, *rlog, *rw, *xe, *gu, *h, *logits;
-	unsigned *done;            /* eng_cu_router_route's counter */
+	unsigned *done;            /* eng_cu_router_route's counter, then eng_cu_attention's */
 	float *apart;              /* eng_cu_attention's spans */
+	bool one_each;             /* every row of the chunk a sequence of its own */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
 	void *xb;
 	float *wf;                 /* a bf16 matrix widened to f32, [max dense] */

@@ -15,8 +15,8 @@
  *   each expert runs over all its rows, then one kernel sums each row's
  *   experts in ascending order;
  * - fast: when every expert is resident for good (ld_expert_src.resident_all)
- *   and a step has at most ENG_CU_GEMV_MAX rows that all want logits,
- *   routing, grouping and the experts stay on the GPU and the whole step is
+ *   and a step has at most ENG_CU_GEMV_MAX rows that all want logits, each
+ *   a sequence of its own (decode), routing, grouping and the experts stay on the GPU and the whole step is
  *   one CUDA graph (one per row count): no host round trip per layer and
  *   no launch gaps.  Hooks that only observe run after the step;
  *   override_route (trust mode) needs the host, so it takes the first way.
@@ -66,6 +66,13 @@ static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int
 	}
 	BL(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, t, in, b, t,
 			in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* x's RMSNorm (weight w) into y, n rows. */
+static int rmsnorm(struct eng_cuda *g, float *y, const float *x, const float *w, int n)
+{
+	KR(eng_cu_rmsnorm(y, x, w, n, g->H, (float)g->m->cfg.rms_eps, g->st));
 	return 0;
 }
 
@@ -268,8 +275,8 @@ static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, fl
 	 * more, each of its blocks normalising every row cost more than the
 	 * launch it saves (16 rows: 58.63 us against 36.14, cuda_kprof). */
 	bool fuse = gemv_rows(n, H) && n <= 2;
-	if (!fuse)
-		KR(eng_cu_rmsnorm(g->xn, g->x, d->mlp_norm, n, H, eps, g->st));
+	if (!fuse && (rc = rmsnorm(g, g->xn, g->x, d->mlp_norm, n)))
+		return rc;
 	if (gemv_rows(n, H)) {
 		KR(eng_cu_router_route(g->rlog, fuse ? g->x : g->xn, d->router, n, H, E, K, norm,
 				       ids, w, g->dg, group, g->done, fuse ? d->mlp_norm : NULL,
@@ -320,21 +327,30 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	return 0;
 }
 
-/* q/k/v in one GEMM; the family's q/k norms, clipping, RoPE and the KV
- * store in one kernel; attention; the output projection added into x. */
+/* RMSNorm and q/k/v in one GEMM; the family's q/k norms, clipping, RoPE and the KV
+ * store in attention's launch when every row is a sequence of its own, else
+ * in a launch before it; attention; the output projection added into x. */
 static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, hd = c->head_dim, D = g->D, qd = g->qd, rc;
-	int norm = c->family == LD_OLMOE ? 1 : c->family == LD_QWEN3_MOE ? 2 : 0;
+	struct eng_cu_prep p = {
+		g->qkv, D, c->family == LD_OLMOE ? 1 : c->family == LD_QWEN3_MOE ? 2 : 0,
+		d->q_norm, d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
+		g->inv_freq};
 
-	if ((rc = gemm(g, g->qkv, g->xn, d->qkv, g->bf16, n, H, D, 0)))
+	/* RMSNorm (attn_norm) inside the q/k/v GEMV's launch when it can be. */
+	if (eng_cu_gemv_rms_ok(n, H, D))
+		KR(eng_cu_gemv_rms(g->qkv, D, g->x, H, d->attn_norm, (float)c->rms_eps, d->qkv,
+				   g->bf16, n, H, D, g->st));
+	else if ((rc = rmsnorm(g, g->xn, g->x, d->attn_norm, n)) ||
+		 (rc = gemm(g, g->qkv, g->xn, d->qkv, g->bf16, n, H, D, 0)))
 		return rc;
-	KR(eng_cu_qk_prep(g->q, g->qkv, D, c->n_heads, c->n_kv_heads, hd, norm, d->q_norm,
-			  d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
-			  g->inv_freq, &g->rows, li, n, g->st));
-	KR(eng_cu_attention(g->att, g->q, qd, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd,
-			    g->apart, g->max_ctx, g->st));
+	if (!g->one_each)
+		KR(eng_cu_qk_prep(g->q, &p, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd, g->st));
+	KR(eng_cu_attention(g->att, g->q, qd, g->one_each ? &p : NULL, &g->rows, li, n,
+			    c->n_heads, c->n_kv_heads, hd, g->apart, g->done + 1, g->max_ctx,
+			    g->st));
 	return gemm(g, g->x, g->att, d->o, g->bf16, n, qd, H, 1);
 }
 
@@ -346,9 +362,7 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 	const struct ld_layer *L = &g->m->layers[li];
 	const struct dlayer *d = &g->L[li];
 	int H = g->H, I = c->intermediate_size, rc;
-	float eps = (float)c->rms_eps;
 
-	KR(eng_cu_rmsnorm(g->xn, g->x, d->attn_norm, n, H, eps, g->st));
 	if ((rc = attn(g, d, li, n)))
 		return rc;
 	if (L->moe_index >= 0 && !h)
@@ -359,8 +373,8 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 		return moe(g, h, d, rows, L->moe_index, n);
 	}
 	/* MoE layers normalise in route(). */
-	KR(eng_cu_rmsnorm(g->xn, g->x, d->mlp_norm, n, H, eps, g->st));
-	if ((rc = gemm(g, g->gu, g->xn, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
+	if ((rc = rmsnorm(g, g->xn, g->x, d->mlp_norm, n)) ||
+	    (rc = gemm(g, g->gu, g->xn, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
 		return rc;
 	KR(eng_cu_silu_mul(g->h, g->gu, n, I, g->st));
 	return gemm(g, g->x, g->h, d->mlp_down, g->bf16, n, I, H, 1);
@@ -372,8 +386,11 @@ static int head(struct eng_cuda *g, int m)
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, V = c->vocab_size;
 
+	int rc;
+
 	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	KR(eng_cu_rmsnorm(g->xn, g->xe, g->final_norm, m, H, (float)c->rms_eps, g->st));
+	if ((rc = rmsnorm(g, g->xn, g->xe, g->final_norm, m)))
+		return rc;
 	return gemm(g, g->logits, g->xn, g->lm_head, g->bf16, m, H, V, 0);
 }
 
@@ -429,7 +446,8 @@ static bool fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
 
-	if (!g->graphs || m != n || h->override_route || !g->src.resident_all || !all_gemv(g, n))
+	if (!g->graphs || m != n || !g->one_each || h->override_route || !g->src.resident_all ||
+	    !all_gemv(g, n))
 		return false;
 	if (!g->have_tab) {
 		const void *const *t = g->src.resident_all(g->src.ctx);
@@ -533,6 +551,16 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	return 0;
 }
 
+/* Whether every row is a sequence of its own (its one new position). */
+static bool one_each(const struct eng_cuda_row *rows, int n)
+{
+	for (int t = 1; t < n; t++)
+		for (int u = 0; u < t; u++)
+			if (rows[t].kc == rows[u].kc)
+				return false;
+	return true;
+}
+
 int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits)
 {
@@ -554,6 +582,7 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		if (rows[t].out >= 0)
 			r->sel[m++] = t;
 	}
+	g->one_each = one_each(rows, n);
 	CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
 	if (logits && fast_ok(g, h, n, m)) {
 		rc = fast_chunk(g, h, rows, n, logits);
