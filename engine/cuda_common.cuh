@@ -12,7 +12,9 @@
 // and then wait in pdl_wait() until this grid has finished and its writes
 // are visible.  The rules that keep this safe:
 // - every kernel calls pdl_wait() before it reads or writes anything an
-//   earlier kernel writes or reads, and before it returns;
+//   earlier kernel of the step writes or reads, and before it returns
+//   (data of finished steps, such as k_attend's cached positions, may be
+//   read before it);
 // - pdl_launch() (let the next kernel start) comes after pdl_wait(), so at
 //   most two grids overlap and the one before the previous has finished by
 //   the time a kernel's own code runs.

@@ -263,6 +263,26 @@ __device__ __forceinline__ void att_q(float qv[ND], float *qs, float *ks, float 
 	}
 }
 
+// Cached k and v rows j0 .. j0 + P - 1 (< end; not row skip) for the lane's
+// dimensions; 0 elsewhere.
+template <int ND, int P>
+__device__ __forceinline__ void att_rows(float (*kx)[ND], float (*vx)[ND], const float *kc,
+					 const float *vc, int j0, int end, int skip, int kvd, int hd)
+{
+	int lane = threadIdx.x & 31;
+
+#pragma unroll
+	for (int a = 0; a < P; a++)
+#pragma unroll
+		for (int u = 0; u < ND; u++) {
+			int j = j0 + a, i = lane + 32 * u;
+			bool ok = j < end && j != skip && i < hd;
+
+			kx[a][u] = ok ? kc[(size_t)j * kvd + i] : 0.0f;
+			vx[a][u] = ok ? vc[(size_t)j * kvd + i] : 0.0f;
+		}
+}
+
 template <int ND>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
 k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
@@ -276,34 +296,42 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 	int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z, lane = threadIdx.x & 31;
 	int warp = threadIdx.x >> 5, kvd = kv_heads * hd, kvh = h / (heads / kv_heads);
 
-	pdl_wait();
-	pdl_launch();
+	/* The rows (copied in before the step) and, when it preps, the cached
+	 * positions before the row's new one (written by earlier steps, which
+	 * have finished) are read before the wait: the first of them are on
+	 * their way while the kernel before finishes and the prep runs. */
 	int pos = r.pos[t], beg = s * span, end = beg + span < pos + 1 ? beg + span : pos + 1;
-	if (beg > pos)
-		return;
 	bool cur = prep && end == pos + 1;
-	float qv[ND], acc[ND], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
-	att_q<ND>(qv, qs, ks, vs, raw, sh, q, stride, p, prep, cur, r, layer, heads, kv_heads, hd);
+	float qv[ND], acc[ND], kx[P][ND], vx[P][ND], m = -INFINITY, l = 0;
+	float scale = 1.0f / sqrtf((float)hd);
 	size_t lofs = (size_t)layer * r.cap[t] * kvd + (size_t)kvh * hd;
 	const float *kc = r.kc[t] + lofs, *vc = r.vc[t] + lofs;
+	int j0 = beg + warp * P;
+
+	if (prep)
+		att_rows<ND, P>(kx, vx, kc, vc, j0, end, pos, kvd, hd);
+	pdl_wait();
+	pdl_launch();
+	if (beg > pos)
+		return;
+	if (!prep)
+		att_rows<ND, P>(kx, vx, kc, vc, j0, end, -1, kvd, hd);
+	att_q<ND>(qv, qs, ks, vs, raw, sh, q, stride, p, prep, cur, r, layer, heads, kv_heads, hd);
 #pragma unroll
 	for (int u = 0; u < ND; u++)
 		acc[u] = 0.0f;
-	for (int j0 = beg + warp * P; j0 < end; j0 += ATT_WARPS * P) {
-		float kx[P][ND], vx[P][ND], e[P], mn = m, sum = 0;
+	for (; j0 < end; j0 += ATT_WARPS * P) {
+		float e[P], mn = m, sum = 0;
 
+		if (j0 != beg + warp * P)
+			att_rows<ND, P>(kx, vx, kc, vc, j0, end, prep ? pos : -1, kvd, hd);
+		/* The new position: made by the prep, not in the cache yet. */
 #pragma unroll
-		for (int a = 0; a < P; a++) {
-			int j = j0 + a;
-			const float *kr = cur && j == pos ? ks : kc + (size_t)j * kvd;
-			const float *vr = cur && j == pos ? vs : vc + (size_t)j * kvd;
+		for (int a = 0; a < P; a++)
 #pragma unroll
-			for (int u = 0; u < ND; u++) {
-				bool ok = j < end && lane + 32 * u < hd;
-				kx[a][u] = ok ? kr[lane + 32 * u] : 0.0f;
-				vx[a][u] = ok ? vr[lane + 32 * u] : 0.0f;
-			}
-		}
+			for (int u = 0; u < ND; u++)
+				if (cur && j0 + a == pos && lane + 32 * u < hd)
+					kx[a][u] = ks[lane + 32 * u], vx[a][u] = vs[lane + 32 * u];
 #pragma unroll
 		for (int a = 0; a < P; a++) {
 			float d = 0;

@@ -36,7 +36,7 @@ extern "C" int eng_cu_gemv_ok(int in)
 // NORM: x is RMSNorm's input (weight nw), normalised as it is read, with
 // k_rmsnorm's arithmetic (the same bits as eng_cu_rmsnorm then this).
 template <typename WT, int NM, int R, int IN = 0, bool NORM = false>
-__global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
+__global__ void __launch_bounds__(32 * WARPS, NORM ? 6 : 0) k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
 		       int out, int add, const float *nw, float eps)
 {
 	const int in = IN ? IN : in_;   /* IN: the row length known at compile time */
@@ -57,12 +57,20 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		warp_start<WT, NM, R>(ws, rows, in);
 	pdl_wait();
 	if (NORM) {
-		xin_norm<NM> xs = {rows_at<NM>(x, ldx, n), nw};
+		/* The block's rows normalised once into shared memory: normalising
+		 * in the dot (xin_norm) took 60 registers, two waves of blocks. */
+		extern __shared__ float xsh[];
+		float inv[NM];
 
-		block_inv_rms<NM>(x, ldx, n, in, eps, xs.inv);
+		block_inv_rms<NM>(x, ldx, n, in, eps, inv);
+#pragma unroll
+		for (int t = 0; t < NM; t++)
+			for (int i = threadIdx.x; t < n && i < in; i += blockDim.x)
+				xsh[t * in + i] = rms_scale(nw[i], x[(size_t)t * ldx + i], inv[t]);
+		__syncthreads();
 		if (r >= out)
 			return;
-		chunk_dot<WT, NM>(ws, xs, n, acc);
+		chunk_dot<WT, NM>(ws, rows_at<NM>(xsh, in, n), n, acc);
 	} else
 		chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
 	pdl_launch();
@@ -99,10 +107,12 @@ template <typename T, bool NORM>
 static int gemv1(float *y, int ldy, const float *x, int ldx, const void *w, int in, int out,
 		 int add, const float *nw, float eps, unsigned nb, void *stream)
 {
+	size_t sm = NORM ? in * sizeof(float) : 0;
+
 	if (in == 1024)
-		return launch(k_gemv<T, 1, 1, 1024, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx,
-			      (const T *)w, 1, in, out, add, nw, eps);
-	return launch(k_gemv<T, 1, 1, 2048, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx,
+		return launch(k_gemv<T, 1, 1, 1024, NORM>, nb, 32 * WARPS, sm, stream, y, ldy, x,
+			      ldx, (const T *)w, 1, in, out, add, nw, eps);
+	return launch(k_gemv<T, 1, 1, 2048, NORM>, nb, 32 * WARPS, sm, stream, y, ldy, x, ldx,
 		      (const T *)w, 1, in, out, add, nw, eps);
 }
 
@@ -138,7 +148,8 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 
 extern "C" int eng_cu_gemv_rms_ok(int n, int in, int out)
 {
-	return n >= 1 && n <= 2 && out > ENG_CU_SPLIT_ROWS && eng_cu_gemv_ok(in);
+	return n >= 1 && n <= 2 && out > ENG_CU_SPLIT_ROWS && eng_cu_gemv_ok(in) &&
+		(size_t)n * in * sizeof(float) <= 48 * 1024;
 }
 
 extern "C" int eng_cu_gemv_rms(float *y, int ldy, const float *x, int ldx, const float *nw,
@@ -146,6 +157,7 @@ extern "C" int eng_cu_gemv_rms(float *y, int ldy, const float *x, int ldx, const
 			       void *stream)
 {
 	unsigned nb = (unsigned)((out + WARPS - 1) / WARPS);
+	size_t sm = (size_t)n * in * sizeof(float);
 
 	if (!eng_cu_gemv_rms_ok(n, in, out))
 		return (int)cudaErrorInvalidValue;
@@ -153,15 +165,12 @@ extern "C" int eng_cu_gemv_rms(float *y, int ldy, const float *x, int ldx, const
 		return bf16 ? gemv1<__nv_bfloat16, true>(y, ldy, x, ldx, w, in, out, 0, nw, eps, nb,
 							 stream) :
 			gemv1<float, true>(y, ldy, x, ldx, w, in, out, 0, nw, eps, nb, stream);
+#define GR(T, N) launch(k_gemv<T, N, 1, 0, true>, nb, 32 * WARPS, sm, stream, y, ldy, x, ldx, \
+			(const T *)w, n, in, out, 0, nw, eps)
 	if (n == 1)
-		return bf16 ? launch(k_gemv<__nv_bfloat16, 1, 1, 0, true>, nb, 32 * WARPS, 0, stream,
-				     y, ldy, x, ldx, (const __nv_bfloat16 *)w, n, in, out, 0, nw, eps) :
-			launch(k_gemv<float, 1, 1, 0, true>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx,
-			       (const float *)w, n, in, out, 0, nw, eps);
-	return bf16 ? launch(k_gemv<__nv_bfloat16, 2, 1, 0, true>, nb, 32 * WARPS, 0, stream, y,
-			     ldy, x, ldx, (const __nv_bfloat16 *)w, n, in, out, 0, nw, eps) :
-		launch(k_gemv<float, 2, 1, 0, true>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx,
-		       (const float *)w, n, in, out, 0, nw, eps);
+		return bf16 ? GR(__nv_bfloat16, 1) : GR(float, 1);
+	return bf16 ? GR(__nv_bfloat16, 2) : GR(float, 2);
+#undef GR
 }
 
 // ---- experts ----
