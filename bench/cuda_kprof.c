@@ -192,26 +192,17 @@ static int f_attn_prep(struct ctx *c)
 	return attend(c, &p);
 }
 
-/* The attention norm inside the q/k/v GEMV, as the engine runs one or two rows. */
-static int f_qkv_rms(struct ctx *c)
-{
-	return eng_cu_gemv_rms(c->qkv, 3 * H, c->x, H, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H,
-			       st);
-}
-
 /* One decoder layer of a fast step (engine_cuda_run.c's order: for up to
- * two rows the norms inside the q/k/v GEMV's and the router's launches;
- * attention doing the q/k prep), or (f_layer2) with the norms, the router
- * and the routing as launches of their own. */
+ * two rows the MLP norm inside the router's launch; attention doing the q/k
+ * prep), or (f_layer2) with that norm, the router and the routing as
+ * launches of their own. */
 static int layer(struct ctx *c, int fused)
 {
 	int rc;
 
-	if (fused && eng_cu_gemv_rms_ok(c->n, H, 3 * H))
-		rc = f_qkv_rms(c);
-	else if (!(rc = f_norm(c)))
-		rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st);
-	if (rc || (rc = f_attn_prep(c)) ||
+	if ((rc = f_norm(c)) ||
+	    (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st)) ||
+	    (rc = f_attn_prep(c)) ||
 	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)))
 		return rc;
 	if (fused && c->n <= 2)
@@ -308,8 +299,6 @@ int main(int argc, char **argv)
 		timeit(gemvs[i].name, f_gemv, &c,
 		       (double)gemvs[i].out * gemvs[i].in * (gemvs[i].bf16 ? 2 : 4));
 	}
-	if (eng_cu_gemv_rms_ok(n, H, 3 * H))
-		timeit("rmsnorm + gemv qkv", f_qkv_rms, &c, (double)3 * H * H * 2);
 	timeit("route + group", f_route, &c, 0);
 	timeit("router + route + group", f_router_route, &c, (double)E * H * f);
 	timeit("rmsnorm + router + route", f_norm_router_route, &c, (double)E * H * f);

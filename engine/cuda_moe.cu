@@ -33,11 +33,9 @@ extern "C" int eng_cu_gemv_ok(int in)
 // several rows; for one row, twice the warps keep more rows going.  The
 // first batch of weights is requested before the wait (an L2 prefetch
 // instead, measured in bench/cuda_gemv_lab, slowed the GEMV by a quarter).
-// NORM: x is RMSNorm's input (weight nw), normalised as it is read, with
-// k_rmsnorm's arithmetic (the same bits as eng_cu_rmsnorm then this).
-template <typename WT, int NM, int R, int IN = 0, bool NORM = false>
-__global__ void __launch_bounds__(32 * WARPS, NORM ? 6 : 0) k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
-		       int out, int add, const float *nw, float eps)
+template <typename WT, int NM, int R, int IN = 0>
+__global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
+		       int out, int add)
 {
 	const int in = IN ? IN : in_;   /* IN: the row length known at compile time */
 	const int n = NM == 1 ? 1 : n_;
@@ -50,29 +48,12 @@ __global__ void __launch_bounds__(32 * WARPS, NORM ? 6 : 0) k_gemv(float *y, int
 	rows[0] = w + (size_t)r * in;
 	rows[R - 1] = w + (size_t)r1 * in;
 	/* Past the last row: nothing to wait for (every block has a row, and
-	 * its other warps wait); with NORM, the block's norm needs them. */
-	if (!NORM && r >= out)
+	 * its other warps wait). */
+	if (r >= out)
 		return;
-	if (r < out)
-		warp_start<WT, NM, R>(ws, rows, in);
+	warp_start<WT, NM, R>(ws, rows, in);
 	pdl_wait();
-	if (NORM) {
-		/* The block's rows normalised once into shared memory: normalising
-		 * in the dot (xin_norm) took 60 registers, two waves of blocks. */
-		extern __shared__ float xsh[];
-		float inv[NM];
-
-		block_inv_rms<NM>(x, ldx, n, in, eps, inv);
-#pragma unroll
-		for (int t = 0; t < NM; t++)
-			for (int i = threadIdx.x; t < n && i < in; i += blockDim.x)
-				xsh[t * in + i] = rms_scale(nw[i], x[(size_t)t * ldx + i], inv[t]);
-		__syncthreads();
-		if (r >= out)
-			return;
-		chunk_dot<WT, NM>(ws, rows_at<NM>(xsh, in, n), n, acc);
-	} else
-		chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
+	chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
 	pdl_launch();
 #pragma unroll
 	for (int t = 0; t < NM; t++)
@@ -100,22 +81,6 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 	}
 }
 
-/* One row at a common length: a compile-time length (with n known to be 1
- * and pdl_launch() after the dot) takes the bf16 kernel from 56 registers to
- * 38 (ptxas), so 6 blocks per SM instead of 4. */
-template <typename T, bool NORM>
-static int gemv1(float *y, int ldy, const float *x, int ldx, const void *w, int in, int out,
-		 int add, const float *nw, float eps, unsigned nb, void *stream)
-{
-	size_t sm = NORM ? in * sizeof(float) : 0;
-
-	if (in == 1024)
-		return launch(k_gemv<T, 1, 1, 1024, NORM>, nb, 32 * WARPS, sm, stream, y, ldy, x,
-			      ldx, (const T *)w, 1, in, out, add, nw, eps);
-	return launch(k_gemv<T, 1, 1, 2048, NORM>, nb, 32 * WARPS, sm, stream, y, ldy, x, ldx,
-		      (const T *)w, 1, in, out, add, nw, eps);
-}
-
 extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
 			   int n, int in, int out, int add, void *stream)
 {
@@ -132,45 +97,27 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 #undef SPLIT
 		return rc;
 	}
-	if (n == 1 && (in == 1024 || in == 2048))
-		return bf16 ? gemv1<__nv_bfloat16, false>(y, ldy, x, ldx, w, in, out, add, NULL, 0,
-							  nb, stream) :
-			gemv1<float, false>(y, ldy, x, ldx, w, in, out, add, NULL, 0, nb, stream);
+	/* One row at a common length: a compile-time length (with n known to be
+	 * 1 and pdl_launch() after the dot) takes the bf16 kernel from 56
+	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
+	if (n == 1 && (in == 1024 || in == 2048)) {
+#define G1(T, L) launch(k_gemv<T, 1, 1, L>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+			(const T *)w, n, in, out, add)
+		if (bf16)
+			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
+		else
+			rc = in == 1024 ? G1(float, 1024) : G1(float, 2048);
+#undef G1
+		return rc;
+	}
 #define GEMV(T, N) rc = R == 2 ? \
 	launch(k_gemv<T, N, 2>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, n, in, \
-	       out, add, (const float *)NULL, 0.0f) : \
+	       out, add) : \
 	launch(k_gemv<T, N, 1>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, n, in, \
-	       out, add, (const float *)NULL, 0.0f)
+	       out, add)
 	DISPATCH(n, bf16, GEMV);
 #undef GEMV
 	return rc;
-}
-
-extern "C" int eng_cu_gemv_rms_ok(int n, int in, int out)
-{
-	return n >= 1 && n <= 2 && out > ENG_CU_SPLIT_ROWS && eng_cu_gemv_ok(in) &&
-		(size_t)n * in * sizeof(float) <= 48 * 1024;
-}
-
-extern "C" int eng_cu_gemv_rms(float *y, int ldy, const float *x, int ldx, const float *nw,
-			       float eps, const void *w, int bf16, int n, int in, int out,
-			       void *stream)
-{
-	unsigned nb = (unsigned)((out + WARPS - 1) / WARPS);
-	size_t sm = (size_t)n * in * sizeof(float);
-
-	if (!eng_cu_gemv_rms_ok(n, in, out))
-		return (int)cudaErrorInvalidValue;
-	if (n == 1 && (in == 1024 || in == 2048))
-		return bf16 ? gemv1<__nv_bfloat16, true>(y, ldy, x, ldx, w, in, out, 0, nw, eps, nb,
-							 stream) :
-			gemv1<float, true>(y, ldy, x, ldx, w, in, out, 0, nw, eps, nb, stream);
-#define GR(T, N) launch(k_gemv<T, N, 1, 0, true>, nb, 32 * WARPS, sm, stream, y, ldy, x, ldx, \
-			(const T *)w, n, in, out, 0, nw, eps)
-	if (n == 1)
-		return bf16 ? GR(__nv_bfloat16, 1) : GR(float, 1);
-	return bf16 ? GR(__nv_bfloat16, 2) : GR(float, 2);
-#undef GR
 }
 
 // ---- experts ----

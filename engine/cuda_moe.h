@@ -43,14 +43,6 @@ int eng_cu_gemv_ok(int in);
  * W [out][in] (bf16 when bf16, else f32); y and x rows ldy, ldx apart. */
 int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
 		int in, int out, int add, void *stream);
-/* eng_cu_gemv of RMSNorm(x) (weight nw, eps; add 0) in one launch, the same
- * bits as eng_cu_rmsnorm then eng_cu_gemv, for the shapes where
- * eng_cu_gemv_rms_ok(n, in, out): one or two rows, a warp per output row.
- * Each block normalises the rows itself, which costs more than the saved
- * launch from a few rows on. */
-int eng_cu_gemv_rms_ok(int n, int in, int out);
-int eng_cu_gemv_rms(float *y, int ldy, const float *x, int ldx, const float *nw, float eps,
-		    const void *w, int bf16, int n, int in, int out, void *stream);
 /* Softmax over each row's E logits in p (in place), top-k (ties to the
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */
