@@ -108,9 +108,9 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 
 // Routes n rows with the block's warps; shared memory sh: [warps][E + 32]
 // rows, then (group) [E] counts, [E] offsets and the entries' ids and
-// weights.
-__device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			    struct eng_cu_grp g, int group, float *sh)
+// weights.  The general path: any E and n.
+__device__ void route_general(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			      struct eng_cu_grp g, int group, float *sh)
 {
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K, lane = threadIdx.x & 31;
 	float *p = sh + (size_t)warp * (E + 32);
@@ -168,6 +168,274 @@ __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, 
 	}
 }
 
+// The fast path (n <= 32, E <= 32 QM, E % 4 == 0): the same float
+// operations in the same order as softmax_row and top_k's rank path, but
+// each lane keeps its QM values (experts lane + 32 q) in registers, reads
+// the row four values at a time for the ranks, spare warps share the
+// ranks, and every output is written once.  A decode step's route is
+// latency bound, not work bound: few syncs, no loads of what was just
+// stored to global memory, no loops over all entries per expert.
+
+// softmax_row's arithmetic, v[q] = row[lane + 32 q]; pg gets the result.
+template <int QM>
+__device__ __forceinline__ void softmax_regs(float *pg, float *v, int E)
+{
+	int lane = threadIdx.x & 31;
+	float mx = -INFINITY, sum = 0;
+
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		if (lane + 32 * q < E) {
+			v[q] = pg[lane + 32 * q];
+			mx = fmaxf(mx, v[q]);
+		}
+	for (int o = 16; o > 0; o >>= 1)
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		if (lane + 32 * q < E)
+			v[q] = expf(v[q] - mx);
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		if (lane + 32 * q < E)
+			sum += v[q];
+	for (int o = 16; o > 0; o >>= 1)
+		sum += __shfl_xor_sync(0xffffffffu, sum, o);
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		if (lane + 32 * q < E)
+			pg[lane + 32 * q] = v[q] = v[q] / sum;
+}
+
+// 1 when expert j (value pj) ranks before expert i (value v): top_k's rule.
+__device__ __forceinline__ int ahead(float pj, int j, float v, int i)
+{
+	return pj > v || (pj == v && j < i);
+}
+
+// r[q] += how many of experts [j0, j1) of the row p rank before expert
+// lane + 32 q (value v[q]); p shared and 16-byte aligned, j0 and j1
+// multiples of 4.  Integer counts: any split of [0, E) sums to top_k's rank.
+template <int QM>
+__device__ __forceinline__ void rank_part(const float *p, const float *v, int j0, int j1, int *r)
+{
+	int lane = threadIdx.x & 31;
+
+#pragma unroll 4
+	for (int j = j0; j < j1; j += 4) {
+		float4 c = *(const float4 *)(p + j);
+#pragma unroll
+		for (int q = 0; q < QM; q++) {
+			int i = lane + 32 * q;
+			r[q] += ahead(c.x, j, v[q], i) + ahead(c.y, j + 1, v[q], i) +
+				ahead(c.z, j + 2, v[q], i) + ahead(c.w, j + 3, v[q], i);
+		}
+	}
+}
+
+// Row t's outputs from its values v and ranks r, one warp (top: the
+// warp's 32 floats after its row): ids and weights to ids/w [t][K] and,
+// when mask, to sid/sw [t][K] and bit t of mask[x].  As top_k and route_row.
+template <int QM>
+__device__ void row_out(float *top, const float *v, const int *r, int t, int E, int K, int norm,
+			int *ids, float *w, int *sid, float *sw, unsigned *mask)
+{
+	int lane = threadIdx.x & 31;
+	unsigned used = 0;
+	float ksum = 0;
+
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		if (lane + 32 * q < E && r[q] < K) {
+			used |= 1u << q;
+			top[r[q]] = v[q];
+		}
+	__syncwarp();
+	/* top[0] + top[1] + ... from 0, as top_k; reads stay within the 32. */
+	for (int k = 0; k < K; k += 4) {
+		float4 c = *(const float4 *)(top + k);
+		ksum += c.x;
+		if (k + 1 < K)
+			ksum += c.y;
+		if (k + 2 < K)
+			ksum += c.z;
+		if (k + 3 < K)
+			ksum += c.w;
+	}
+	/* Chosen ids in ascending order: by q, then by lane. */
+#pragma unroll
+	for (int q = 0, base = t * K; q < QM && 32 * q < E; q++) {
+		bool mine = (used >> q) & 1u;
+		unsigned b = __ballot_sync(0xffffffffu, mine);
+		if (mine) {
+			int at = base + __popc(b & ((1u << lane) - 1u)), x = lane + 32 * q;
+			float wt = norm ? v[q] / ksum : v[q];
+			ids[at] = x, w[at] = wt;
+			if (mask)
+				sid[at] = x, sw[at] = wt, atomicOr(mask + x, 1u << t);
+		}
+		base += __popc(b);
+	}
+}
+
+// Row t of pg routed by one warp alone (p: the warp's E + 32 floats).
+template <int QM>
+__device__ void row_fast(float *pg, float *p, int t, int E, int K, int norm, int *ids, float *w,
+			 int *sid, float *sw, unsigned *mask)
+{
+	int lane = threadIdx.x & 31, r[QM];
+	float v[QM];
+
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		v[q] = 0, r[q] = 0;
+	softmax_regs<QM>(pg, v, E);
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		if (lane + 32 * q < E)
+			p[lane + 32 * q] = v[q];
+	__syncwarp();
+	rank_part<QM>(p, v, 0, E, r);
+	row_out<QM>(p + E, v, r, t, E, K, norm, ids, w, sid, sw, mask);
+}
+
+// n <= nw / 2 rows: warp w works on row w % n, S = nw / n warps a row.
+// Warp t (the row's owner) computes the softmax into its shared row; each
+// of the S warps counts the ranks against a 1 / S share of the row, the
+// others leave theirs in their own rows for the owner to add; the owner
+// writes the outputs.  Two __syncthreads, the first also after the
+// masks' clearing.
+template <int QM>
+__device__ void route_split(float *pg, int n, int E, int K, int norm, int *ids, float *w,
+			    int *sid, float *sw, unsigned *mask, float *sh)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	int t = warp % n, s = warp / n, S = nw / n, c = E / 4, r[QM];
+	float v[QM], *p = sh + (size_t)t * (E + 32);
+	int *part = (int *)(sh + (size_t)warp * (E + 32));
+
+#pragma unroll
+	for (int q = 0; q < QM; q++)
+		v[q] = 0, r[q] = 0;
+	if (!s) {
+		softmax_regs<QM>(pg + (size_t)t * E, v, E);
+#pragma unroll
+		for (int q = 0; q < QM; q++)
+			if (lane + 32 * q < E)
+				p[lane + 32 * q] = v[q];
+	}
+	__syncthreads();
+	if (s && s < S) {
+#pragma unroll
+		for (int q = 0; q < QM; q++)
+			if (lane + 32 * q < E)
+				v[q] = p[lane + 32 * q];
+		rank_part<QM>(p, v, 4 * (c * s / S), 4 * (c * (s + 1) / S), r);
+#pragma unroll
+		for (int q = 0; q < QM; q++)
+			if (lane + 32 * q < E)
+				part[lane + 32 * q] = r[q];
+	} else if (!s)
+		rank_part<QM>(p, v, 0, 4 * (c / S), r);
+	__syncthreads();
+	if (s)
+		return;
+	for (int o = 1; o < S; o++) {
+		const int *po = (const int *)(p + (size_t)o * n * (E + 32));
+#pragma unroll
+		for (int q = 0; q < QM; q++)
+			if (lane + 32 * q < E)
+				r[q] += po[lane + 32 * q];
+	}
+	row_out<QM>(p + E, v, r, t, E, K, norm, ids, w, sid, sw, mask);
+}
+
+// g from mask (bit t of mask[x]: row t chose x) and the entries sid/sw.
+// Every warp with entries to place finds each expert's first entry itself
+// (off: the warp's own E ints), so only __syncwarp stands between that and
+// its stores; warp 0 writes xid, start, cnt and nact.  Lane l takes
+// experts l + 32 q: ballots of the counts' bits give the sums over the
+// lanes below and over the 32 without a chain of shuffles.  An entry's
+// place: its expert's first, plus the earlier rows that chose the expert.
+template <int QM>
+__device__ void group_fast(const unsigned *mask, int *off, const int *sid, const float *sw,
+			   int n, int E, int K, struct eng_cu_grp g)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, total = n * K, at = 0, j = 0;
+	unsigned lt = (1u << lane) - 1u;
+
+	if (warp * 32 >= total)
+		return;
+#pragma unroll
+	for (int q = 0; q < QM && 32 * q < E; q++) {
+		int x = lane + 32 * q, below = 0, all = 0;
+		unsigned m = x < E ? mask[x] : 0u, c = __popc(m);
+		unsigned a = __ballot_sync(0xffffffffu, m != 0);
+		for (int b = 0; (1 << b) <= n; b++) {
+			unsigned bb = __ballot_sync(0xffffffffu, (c >> b) & 1u);
+			below += __popc(bb & lt) << b, all += __popc(bb) << b;
+		}
+		if (x < E)
+			off[x] = at + below;
+		if (m && !warp) {
+			int k = j + __popc(a & lt);
+			g.xid[k] = x, g.start[k] = at + below, g.cnt[k] = c;
+		}
+		at += all, j += __popc(a);
+	}
+	if (!warp && !lane)
+		*g.nact = j;
+	__syncwarp();
+	for (int i = threadIdx.x; i < total; i += blockDim.x) {
+		int x = sid[i], t = i / K, e = off[x] + __popc(mask[x] & ((1u << t) - 1u));
+		g.row[e] = t, g.wt[e] = sw[i];
+	}
+}
+
+// route_general's results for n <= 32, E <= 32 QM, E % 4 == 0, in the same
+// shared memory (its offsets' part unused; mask in its counts' place).
+template <int QM>
+__device__ void route_fast(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			   struct eng_cu_grp g, int group, float *sh)
+{
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K;
+	float *p = sh + (size_t)warp * (E + 32);
+	unsigned *mask = (unsigned *)(sh + (size_t)nw * (E + 32)), *m = group ? mask : NULL;
+	int *sid = (int *)(mask + 2 * E);
+	float *sw = (float *)(sid + total);
+
+	if (group)
+		for (int x = threadIdx.x; x < E; x += blockDim.x)
+			mask[x] = 0;
+	if (2 * n <= nw)
+		route_split<QM>(pg, n, E, K, norm, ids, w, sid, sw, m, sh);
+	else {
+		if (group)
+			__syncthreads();
+		for (int t = warp; t < n; t += nw)
+			row_fast<QM>(pg + (size_t)t * E, p, t, E, K, norm, ids, w, sid, sw, m);
+	}
+	if (!group)
+		return;
+	__syncthreads();
+	group_fast<QM>(mask, (int *)p, sid, sw, n, E, K, g);
+}
+
+// Routes n rows with the block's warps (shared memory as route_general's,
+// 16-byte aligned): the fast path where it applies, the same results.
+__device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
+			    struct eng_cu_grp g, int group, float *sh)
+{
+	if (n > 32 || E > 256 || E % 4)
+		route_general(pg, ids, w, n, E, K, norm, g, group, sh);
+	else if (E <= 64)
+		route_fast<2>(pg, ids, w, n, E, K, norm, g, group, sh);
+	else if (E <= 128)
+		route_fast<4>(pg, ids, w, n, E, K, norm, g, group, sh);
+	else
+		route_fast<8>(pg, ids, w, n, E, K, norm, g, group, sh);
+}
+
 static size_t route_smem(int warps, int E, int total)
 {
 	return ((size_t)warps * (E + 32) + 2 * (size_t)E + 2 * (size_t)total) * 4;
@@ -176,7 +444,7 @@ static size_t route_smem(int warps, int E, int total)
 __global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
 			struct eng_cu_grp g, int group)
 {
-	extern __shared__ float smem[];
+	extern __shared__ __align__(16) float smem[];
 
 	pdl_wait();
 	pdl_launch();
@@ -186,7 +454,8 @@ __global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int 
 extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
 			    struct eng_cu_grp g, int group, void *stream)
 {
-	int warps = n < 32 ? n : 32, total = group ? n * K : 0;
+	/* At least WARPS warps: for few rows, the spare ones share the ranks. */
+	int warps = n < WARPS ? WARPS : n < 32 ? n : 32, total = group ? n * K : 0;
 
 	while (warps > 1 && (size_t)warps * (E + 32) * 4 > 32768)
 		warps--;
@@ -207,7 +476,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 			       struct eng_cu_grp g, int group, unsigned *done,
 			       const float *nw, float eps, float *xn)
 {
-	extern __shared__ float smem[];
+	extern __shared__ __align__(16) float smem[];
 	__shared__ bool last;
 	block_stream<float> ws;
 
