@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <mutex>
+
 #include "engine/cuda_gemv.cuh"
 
 extern "C" size_t eng_cu_grp_bytes(int E, int entries)
@@ -129,12 +131,15 @@ __device__ __forceinline__ const WT *expert_w(struct eng_cu_grp g, const void *c
 	return (const WT *)(w ? w : tab[g.xid[j]]);
 }
 
+// Block (b, j) takes expert j's rows i = b * WARPS + warp, then i plus the
+// grid's warps, ...: a grid that fits on the GPU at once, so each block
+// looks its expert up once and the next rows' loads follow the last dot
+// (a second wave of blocks would start from the lookup again).
 template <typename WT, int NM>
 __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 			 const void *const *tab, const void *w1, int j0)
 {
-	int j = j0 + blockIdx.y, i = blockIdx.x * WARPS + (threadIdx.x >> 5);
-	int lane = threadIdx.x & 31;
+	int j = j0 + blockIdx.y, lane = threadIdx.x & 31;
 
 	pdl_wait();
 	pdl_launch();
@@ -143,20 +148,22 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 		return;
 	int st = g.start[j], m = g.cnt[j];
 	xin_rows<NM> xs;
-	const WT *rows[2] = {w + (size_t)i * H, w + ((size_t)I + i) * H};
-	float a[2][NM];
-	warp_stream<WT, NM, 2> ws;
 #pragma unroll
 	for (int t = 0; t < NM; t++)
 		xs.p[t] = x + (size_t)g.row[st + (t < m ? t : 0)] * H;
-	if (i >= I)
-		return;
-	warp_start<WT, NM, 2>(ws, rows, H);
-	chunk_dot<WT, NM>(ws, xs, m, a);
+	for (int i = blockIdx.x * WARPS + (threadIdx.x >> 5); i < I; i += gridDim.x * WARPS) {
+		const WT *rows[2] = {w + (size_t)i * H, w + ((size_t)I + i) * H};
+		float a[2][NM];
+		warp_stream<WT, NM, 2> ws;
+
+		warp_start<WT, NM, 2>(ws, rows, H);
+		chunk_dot<WT, NM>(ws, xs, m, a);
 #pragma unroll
-	for (int t = 0; t < NM; t++)
-		if (t < m && lane == t)
-			hb[(size_t)(st + t) * I + i] = a[0][t] / (1.0f + expf(-a[0][t])) * a[1][t];
+		for (int t = 0; t < NM; t++)
+			if (t < m && lane == t)
+				hb[(size_t)(st + t) * I + i] = a[0][t] / (1.0f + expf(-a[0][t])) *
+					a[1][t];
+	}
 }
 
 // Starts ws on rows h and h + 1 of the down projection of expert weights w.
@@ -222,35 +229,39 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 	down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], eo + h, H, 1);
 }
 
-// One block per two output dimensions h, h + 1: its warps take the experts
-// in turn (down_rows, as k_moe_down), then threads t and 32 + t add row t's
-// entries for h and h + 1 as k_moe_combine does.  Runs right after k_moe_gu,
-// whose grouping g came from the kernel before it: that one has finished by
-// the time this kernel starts (cuda_common.cuh), so each warp's first
-// expert's rows can be requested before the wait.
+// Block b takes output dimensions h, h + 1 for h = 2 b, then h plus twice
+// the grid's blocks, ... (a grid that fits at once, as k_moe_gu's): its
+// warps take the experts in turn (down_rows, as k_moe_down), then threads t
+// and 32 + t add row t's entries for h and h + 1 as k_moe_combine does.
+// Runs right after k_moe_gu, whose grouping g came from the kernel before
+// it: that one has finished by the time this kernel starts
+// (cuda_common.cuh), so each warp's first expert's rows can be requested
+// before the wait.
 template <typename WT, int NM>
 __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, int n, int entries)
 {
 	__shared__ float dot[2][ENG_CU_GEMV_MAX * 32];
-	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, h = blockIdx.x * 2, nact = *g.nact;
+	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nact = *g.nact;
 	int lane = threadIdx.x & 31;
-
 	warp_stream<WT, NM, 2> ws;
 
 	if (warp < nact)
-		down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, warp), h, H, I);
+		down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, warp), blockIdx.x * 2, H, I);
 	pdl_wait();
 	pdl_launch();
-	for (int j = warp; j < nact; j += nw) {
-		if (j != warp)
-			down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, j), h, H, I);
-		down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], dot[0], 1,
-				  ENG_CU_GEMV_MAX * 32);
+	for (int h = blockIdx.x * 2; h < H; h += gridDim.x * 2) {
+		for (int j = warp; j < nact; j += nw) {
+			if (j != warp || h != (int)blockIdx.x * 2)
+				down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, j), h, H, I);
+			down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], dot[0], 1,
+					  ENG_CU_GEMV_MAX * 32);
+		}
+		__syncthreads();
+		if (warp < 2 && lane < n)
+			x[(size_t)lane * H + h + warp] += ordered_sum(g, entries, lane, dot[warp], 1);
+		__syncthreads();   /* dot is the next pair's */
 	}
-	__syncthreads();
-	if (warp < 2 && lane < n)
-		x[(size_t)lane * H + h + warp] += ordered_sum(g, entries, lane, dot[warp], 1);
 }
 
 __global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
@@ -275,16 +286,52 @@ static bool experts_ok(int H, int I, int mmax, const void *w, int nj)
 	return moe_args_ok(H, I, mmax) && nj >= 1 && (!w || nj == 1);
 }
 
+// Blocks of kernel k (256 threads) the GPU holds at once; 0 if unknown.
+// Asked once per kernel (the engine runs on one device).
+template <typename KT>
+static unsigned resident(KT k)
+{
+	static std::mutex mu;
+	static struct {
+		const void *k;
+		unsigned n;
+	} seen[64];
+	static int nseen;
+	std::lock_guard<std::mutex> lock(mu);
+	int per_sm = 0, sms = 0, dev = 0;
+
+	for (int i = 0; i < nseen; i++)
+		if (seen[i].k == (const void *)k)
+			return seen[i].n;
+	if (cudaGetDevice(&dev) != cudaSuccess ||
+	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, 32 * WARPS, 0) != cudaSuccess ||
+	    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+	    per_sm < 1 || sms < 1)
+		return 0;
+	if (nseen < 64)
+		seen[nseen].k = (const void *)k, seen[nseen++].n = (unsigned)(per_sm * sms);
+	return (unsigned)(per_sm * sms);
+}
+
+// want blocks, or as many as k fits at once over ny rows of the grid.
+template <typename KT>
+static unsigned fit(KT k, unsigned want, unsigned ny)
+{
+	unsigned cap = resident(k) / ny;
+
+	return cap && cap < want ? cap : want;
+}
+
 extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 			     const void *const *tab, const void *w, int bf16, int j0, int nj,
 			     int mmax, void *stream)
 {
 	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
-	dim3 grid((unsigned)((I + WARPS - 1) / WARPS), (unsigned)nj);
+	unsigned want = (unsigned)((I + WARPS - 1) / WARPS);
 	int rc = 0;
-#define GU(T, N) rc = launch(k_moe_gu<T, N>, grid, 32 * WARPS, 0, stream, hb, x, H, I, g, tab, \
-			     w, j0)
+#define GU(T, N) rc = launch(k_moe_gu<T, N>, dim3(fit(k_moe_gu<T, N>, want, nj), nj), \
+			     32 * WARPS, 0, stream, hb, x, H, I, g, tab, w, j0)
 	DISPATCH(mmax, bf16, GU);
 #undef GU
 	return rc;
@@ -312,8 +359,8 @@ extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, stru
 
 	if (!moe_args_ok(H, I, n) || n * K > ENG_CU_GEMV_MAX * 32)
 		return (int)cudaErrorInvalidValue;
-#define DA(T, N) rc = launch(k_moe_down_add<T, N>, H / 2, 32 * WARPS, 0, stream, x, hb, H, I, g, \
-			     tab, n, n * K)
+#define DA(T, N) rc = launch(k_moe_down_add<T, N>, fit(k_moe_down_add<T, N>, H / 2, 1), \
+			     32 * WARPS, 0, stream, x, hb, H, I, g, tab, n, n * K)
 	DISPATCH(n, bf16, DA);
 #undef DA
 	return rc;
