@@ -81,7 +81,7 @@ static void timeit(const char *name, launch_fn f, struct ctx *ctx, double wbytes
 }
 
 struct ctx {
-	int n, ctxlen, no_xpf;
+	int n, ctxlen;
 	float *x, *xn, *y, *qkv, *att, *rlog, *rw, *hb, *eo, *logits, *norm, *inv;
 	unsigned *done;
 	float *apart;
@@ -132,26 +132,17 @@ static int f_route(struct ctx *c)
 	return eng_cu_route(c->rlog, c->rid, c->rw, c->n, E, K, 0, c->g, 1, st);
 }
 
-/* tab set: the chosen experts' gate/up weights requested into L2 (as the
- * fast step does), unless c->no_xpf. */
-static int router_route(struct ctx *c, const float *x, const float *nw)
-{
-	return eng_cu_router_route(c->rlog, x, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
-				   c->g, 1, c->done, nw, 1e-5f, c->xn,
-				   c->no_xpf ? NULL : c->ltab,
-				   ((size_t)16 << 20) / (2 * (size_t)(c->n * K < E ? c->n * K : E)),
-				   (size_t)I * H * 2, st);
-}
-
 static int f_router_route(struct ctx *c)
 {
-	return router_route(c, c->xn, NULL);
+	return eng_cu_router_route(c->rlog, c->xn, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
+				   c->g, 1, c->done, NULL, 0, NULL, st);
 }
 
 /* The fast step's MoE entry: RMSNorm, router, routing in one launch. */
 static int f_norm_router_route(struct ctx *c)
 {
-	return router_route(c, c->x, c->norm);
+	return eng_cu_router_route(c->rlog, c->x, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
+				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, st);
 }
 
 static int f_gu(struct ctx *c)
@@ -185,8 +176,7 @@ static int f_prep(struct ctx *c)
 static int attend(struct ctx *c, const struct eng_cu_prep *p)
 {
 	return eng_cu_attention(c->y, c->att, H, p, &c->rows, c->li, c->n, HEADS, HEADS, HD,
-				c->apart, c->done + 1, c->ctxlen + 1, c->lrouter,
-				(size_t)E * H * sizeof(float), st);
+				c->apart, c->done + 1, c->ctxlen + 1, st);
 }
 
 static int f_attn(struct ctx *c)
@@ -320,9 +310,6 @@ int main(int argc, char **argv)
 	timeit("attention", f_attn, &c, 0);
 	timeit("attention with q/k prep", f_attn_prep, &c, 0);
 	timeit("decoder layer", f_layer, &c, 0);
-	c.no_xpf = 1;
-	timeit("decoder layer, experts not prefetched", f_layer, &c, 0);
-	c.no_xpf = 0;
 	timeit("decoder layer, norm/router apart", f_layer2, &c, 0);
 	return 0;
 }

@@ -32,24 +32,6 @@ __device__ __forceinline__ void pdl_launch()
 	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 }
 
-// Requests the bytes at p into L1 (or L2), a 128-byte line per thread
-// (block thread i of nt: lines i, i + nt, ...).  For operands no kernel
-// writes (weights), issued before pdl_wait(): after a step has streamed its
-// gigabytes through L2 even a norm's weights come from HBM, and their
-// latency would otherwise follow the wait.
-template <bool L1>
-__device__ __forceinline__ void prefetch(const void *p, size_t bytes, size_t i, size_t nt)
-{
-	const char *a = (const char *)((size_t)p & ~(size_t)127);
-	size_t end = (size_t)p + bytes - (size_t)a;
-
-	for (size_t o = i * 128; o < end; o += nt * 128)
-		if (L1)
-			asm volatile("prefetch.global.L1 [%0];" ::"l"(a + o));
-		else
-			asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
-}
-
 // Queues kernel k; returns the cudaError_t as an int.
 template <typename... KA, typename... A>
 static int launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, void *stream,

@@ -45,7 +45,6 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, flo
 	const float *xr = x + (size_t)blockIdx.x * dim;
 	float *yr = y + (size_t)blockIdx.x * dim, inv;
 
-	prefetch<true>(w, (size_t)dim * sizeof(float), threadIdx.x, blockDim.x);
 	pdl_wait();
 	pdl_launch();
 	block_inv_rms<1>(xr, dim, 1, dim, eps, &inv);
@@ -155,17 +154,6 @@ __device__ __forceinline__ float *cache_at(float *const *c, const struct eng_cu_
 	return c[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
 }
 
-// The norm weights and frequencies head hh's prep reads, requested before
-// the wait (cuda_common.cuh's prefetch).
-__device__ __forceinline__ void prep_weights(const struct eng_cu_prep &p, const float *nw, int hh,
-					     int hd)
-{
-	if (p.norm)
-		prefetch<true>(p.norm == 1 ? nw + (size_t)hh * hd : nw, (size_t)hd * sizeof(float),
-			       threadIdx.x, ATT_THREADS);
-	prefetch<true>(p.inv_freq, (size_t)hd / 2 * sizeof(float), threadIdx.x, ATT_THREADS);
-}
-
 // One block per (row, q head or k head): q heads into q, k heads with their
 // v heads into the row's sequence cache.
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -178,7 +166,6 @@ k_qk_prep(float *q, struct eng_cu_prep p, struct eng_cu_rows r, int layer, int h
 	int hh = isq ? h : h - heads, dim = isq ? qd : kvd;
 	const float *row = p.qkv + (size_t)t * p.D, *src = isq ? row : row + qd;
 
-	prep_weights(p, isq ? p.qw : p.kw, hh, hd);
 	pdl_wait();
 	pdl_launch();
 	float ss = norm_part(p, src, dim, hh, hd);
@@ -300,7 +287,7 @@ template <int ND>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
 k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 	 struct eng_cu_prep p, int prep, struct eng_cu_rows r, int layer, int heads, int kv_heads,
-	 int hd, int span, const void *next, size_t next_bytes)
+	 int hd, int span)
 {
 	constexpr int P = ND >= 16 ? 2 : ND >= 8 ? 4 : 8, HD = 32 * ND;
 	__shared__ float sh[32], qs[HD], ks[HD], vs[HD], raw[HD];
@@ -321,16 +308,8 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 	const float *kc = r.kc[t] + lofs, *vc = r.vc[t] + lofs;
 	int j0 = beg + warp * P;
 
-	if (prep && beg <= pos) {
+	if (prep)
 		att_rows<ND, P>(kx, vx, kc, vc, j0, end, pos, kvd, hd);
-		prep_weights(p, p.qw, h, hd);
-		if (cur)
-			prep_weights(p, p.kw, kvh, hd);
-	}
-	/* A later kernel's weights into L2, shared out over the grid. */
-	size_t b = ((size_t)t * heads + h) * gridDim.z + s;
-	prefetch<false>(next, next_bytes, b * ATT_THREADS + threadIdx.x,
-			(size_t)gridDim.x * heads * gridDim.z * ATT_THREADS);
 	pdl_wait();
 	pdl_launch();
 	if (beg > pos)
@@ -444,8 +423,7 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 
 int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_prep *prep,
 		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
-		     int hd, float *part, unsigned *cnt, int max_ctx, const void *next,
-		     size_t next_bytes, void *stream)
+		     int hd, float *part, unsigned *cnt, int max_ctx, void *stream)
 {
 	struct eng_cu_prep p = {};
 	int span, splits = att_splits(max_ctx, &span), rc = 0;
@@ -456,8 +434,7 @@ int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu
 		p = *prep;
 	dim3 grid(n, heads, splits);
 #define AT(ND) rc = launch(k_attend<ND>, grid, ATT_THREADS, 0, stream, att, part, cnt, q, stride, \
-			   p, prep != NULL, *r, layer, heads, kv_heads, hd, span, next, \
-			   next ? next_bytes : 0)
+			   p, prep != NULL, *r, layer, heads, kv_heads, hd, span)
 	if (hd <= 32)
 		AT(1);
 	else if (hd <= 64)

@@ -53,12 +53,10 @@ int eng_cu_qk_prep(float *q, const struct eng_cu_prep *p, const struct eng_cu_ro
  * eng_cu_qk_prep; else the kernel does prep's work itself (the same bits),
  * which needs every row to be a different sequence.  part: scratch of
  * eng_cu_att_part_floats(n, heads, hd, max_ctx) floats; cnt: n * heads
- * counters at 0, left at 0.  next (or NULL): next_bytes of weights a later
- * kernel reads (the router's), requested into L2 while attention runs. */
+ * counters at 0, left at 0. */
 int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_prep *prep,
 		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
-		     int hd, float *part, unsigned *cnt, int max_ctx, const void *next,
-		     size_t next_bytes, void *stream);
+		     int hd, float *part, unsigned *cnt, int max_ctx, void *stream);
 size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx);
 /* h[t][i] = silu(gu[t][i]) * gu[t][I + i]. */
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream);

@@ -52,14 +52,10 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
  * and eng_cu_route's routing of them in one launch, n <= ENG_CU_GEMV_MAX;
  * done: a device counter at 0 (left at 0) that no other launch uses at the
  * same time.  nw not NULL: the logits of RMSNorm(x) (weight nw, eps), whose
- * rows go to xn (eng_cu_rmsnorm's bits) for the experts.  tab not NULL (with
- * group): the first xbytes (<= 1 MiB) of each chosen expert's gate rows and
- * of its up rows (up bytes further; tab[id] as eng_cu_moe_gu's) are
- * requested into L2 as soon as the routes are known. */
+ * rows go to xn (eng_cu_rmsnorm's bits) for the experts. */
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
-			unsigned *done, const float *nw, float eps, float *xn,
-			const void *const *tab, size_t xbytes, size_t up, void *stream);
+			unsigned *done, const float *nw, float eps, float *xn, void *stream);
 /* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped):
  * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
  * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up

@@ -470,41 +470,17 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 // counter at 0, left at 0.  NORM: x is RMSNorm's input (weight nw); each
 // block normalises as it reads and writes its share of the normalised rows
 // to xn (for the experts), the same bits as eng_cu_rmsnorm's.
-// The first bytes of the gate and of the up rows of each expert g uses
-// (tab[xid]; up at up bytes from gate) into L2 as bulk prefetches, by the
-// block that grouped: those copies start while this kernel ends and the
-// experts' kernel looks its weights up, and are what its blocks read first.
-__device__ void prefetch_experts(struct eng_cu_grp g, const void *const *tab, size_t bytes,
-				 size_t up)
-{
-	unsigned len = (unsigned)(bytes < (1u << 20) ? bytes : 1u << 20) & ~15u;
-	int nact;
-
-	__syncthreads();   /* g as route_block left it */
-	nact = *g.nact;
-	for (int k = threadIdx.x; len && k < 2 * nact; k += blockDim.x) {
-		const char *w = (const char *)tab[g.xid[k / 2]];
-
-		if (w)
-			asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
-				     ::"l"(w + (k % 2) * up), "r"(len) : "memory");
-	}
-}
-
 template <int NM, bool NORM>
 __global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
 			       int E, int K, int norm, int *ids, float *w,
 			       struct eng_cu_grp g, int group, unsigned *done,
-			       const float *nw, float eps, float *xn, const void *const *tab,
-			       size_t xbytes, size_t up)
+			       const float *nw, float eps, float *xn)
 {
 	extern __shared__ __align__(16) float smem[];
 	__shared__ bool last;
 	block_stream<float> ws;
 
 	block_start(ws, wr + (size_t)blockIdx.x * H, H);
-	if (NORM)
-		prefetch<true>(nw, (size_t)H * sizeof(float), threadIdx.x, blockDim.x);
 	pdl_wait();
 	pdl_launch();
 	float s;
@@ -531,8 +507,6 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 		return;
 	__threadfence();
 	route_block(pg, ids, w, n, E, K, norm, g, group, smem);
-	if (tab && group)
-		prefetch_experts(g, tab, xbytes, up);
 	if (!threadIdx.x)
 		*done = 0;
 }
@@ -540,8 +514,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
 				   int E, int K, int norm, int *ids, float *w,
 				   struct eng_cu_grp g, int group, unsigned *done,
-				   const float *nw, float eps, float *xn, const void *const *tab,
-				   size_t xbytes, size_t up, void *stream)
+				   const float *nw, float eps, float *xn, void *stream)
 {
 	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
 	int rc = 0;
@@ -550,9 +523,9 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 		return (int)cudaErrorInvalidValue;
 #define RR(T, N) rc = nw ? \
 	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab, xbytes, up) : \
+	       ids, w, g, group, done, nw, eps, xn) : \
 	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab, xbytes, up)
+	       ids, w, g, group, done, nw, eps, xn)
 	DISPATCH(n, 0, RR);
 #undef RR
 	return rc;

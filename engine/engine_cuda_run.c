@@ -262,18 +262,12 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 }
 
 /* The MoE input xn = RMSNorm(x) (mlp_norm), router logits into rlog and the
- * top-k into ids/w: RMSNorm and one launch for up to GMAX rows (one launch
- * for up to two), else RMSNorm, a GEMM and eng_cu_route.  tab (the layer's
- * resident experts, or NULL): grouped into dg on the GPU, and the chosen
- * experts' gate/up weights requested into L2 as soon as they are known. */
+ * top-k into ids/w (grouped into dg when group): RMSNorm and one launch for
+ * up to GMAX rows (one launch for up to two), else RMSNorm, a GEMM and
+ * eng_cu_route. */
 static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		 const void *const *tab)
+		 int group)
 {
-	int group = tab != NULL, nx = n * g->K < g->E ? n * g->K : g->E;
-	/* Of each expert's gate and up rows, the start its kernel reads first,
-	 * 16 MiB in all: L2 (50 MB) would not keep the whole of them. */
-	size_t up = (size_t)g->m->cfg.moe_intermediate_size * g->H * (g->src.bf16 ? 2 : 4);
-	size_t xbytes = ((size_t)16 << 20) / (2 * (size_t)nx);
 	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
 	float eps = (float)g->m->cfg.rms_eps;
 
@@ -286,7 +280,7 @@ static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, fl
 	if (gemv_rows(n, H)) {
 		KR(eng_cu_router_route(g->rlog, fuse ? g->x : g->xn, d->router, n, H, E, K, norm,
 				       ids, w, g->dg, group, g->done, fuse ? d->mlp_norm : NULL,
-				       eps, g->xn, tab, xbytes < up ? xbytes : up, up, g->st));
+				       eps, g->xn, g->st));
 		return 0;
 	}
 	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
@@ -302,7 +296,7 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 	int H = g->H, E = g->E, K = g->K, rc, mmax;
 	size_t nk = (size_t)n * K;
 
-	if ((rc = route(g, d, n, g->rid, g->rw, NULL)))
+	if ((rc = route(g, d, n, g->rid, g->rw, 0)))
 		return rc;
 	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
 	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));
@@ -326,7 +320,7 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
 
-	if ((rc = route(g, d, n, g->fr_id + at, g->fr_w + at, tab)))
+	if ((rc = route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
 	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, n, g->st));
 	KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, K, g->st));
@@ -353,12 +347,9 @@ static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 		return rc;
 	if (!g->one_each)
 		KR(eng_cu_qk_prep(g->q, &p, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd, g->st));
-	/* The router's weights into L2 meanwhile: they follow the output
-	 * projection on the step's critical path. */
-	bool moe = g->m->layers[li].moe_index >= 0;
 	KR(eng_cu_attention(g->att, g->q, qd, g->one_each ? &p : NULL, &g->rows, li, n,
 			    c->n_heads, c->n_kv_heads, hd, g->apart, g->done + 1, g->max_ctx,
-			    moe ? d->router : NULL, (size_t)g->E * H * sizeof(float), g->st));
+			    g->st));
 	return gemm(g, g->x, g->att, d->o, g->bf16, n, qd, H, 1);
 }
 
