@@ -283,6 +283,87 @@ __device__ __forceinline__ void att_rows(float (*kx)[ND], float (*vx)[ND], const
 		}
 }
 
+// A warp's online softmax over positions j0 .. j0 + P - 1 (those < end; k
+// and v rows in kx, vx): running max m, sum l and weighted values acc.
+template <int ND, int P>
+__device__ __forceinline__ void att_step(const float *qv, const float (*kx)[ND],
+					 const float (*vx)[ND], int j0, int end, float scale,
+					 float &m, float &l, float *acc)
+{
+	float e[P], mn = m, sum = 0;
+
+#pragma unroll
+	for (int a = 0; a < P; a++) {
+		float d = 0;
+#pragma unroll
+		for (int u = 0; u < ND; u++)
+			d = fmaf(qv[u], kx[a][u], d);
+		for (int o = 16; o > 0; o >>= 1)
+			d += __shfl_xor_sync(0xffffffffu, d, o);
+		e[a] = j0 + a < end ? d * scale : -INFINITY;
+		mn = fmaxf(mn, e[a]);
+	}
+	float c = expf(m - mn);
+#pragma unroll
+	for (int a = 0; a < P; a++) {
+		e[a] = expf(e[a] - mn);
+		sum += e[a];
+	}
+	l = l * c + sum;
+#pragma unroll
+	for (int u = 0; u < ND; u++) {
+		float v = acc[u] * c;
+#pragma unroll
+		for (int a = 0; a < P; a++)
+			v = fmaf(e[a], vx[a][u], v);
+		acc[u] = v;
+	}
+	m = mn;
+}
+
+// The ns spans' max, sum and weighted values at pp (hd + 2 floats each,
+// written by other blocks: __ldcg) added in span order into out.
+__device__ __forceinline__ void att_merge(float *out, const float *pp, int ns, int hd)
+{
+	float mx = -INFINITY, sum = 0;
+
+	for (int k = 0; k < ns; k++)
+		mx = fmaxf(mx, __ldcg(pp + (size_t)k * (hd + 2)));
+	for (int k = 0; k < ns; k++)
+		sum = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 1),
+			   expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), sum);
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
+		float o = 0;
+		for (int k = 0; k < ns; k++)
+			o = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 2 + i),
+				 expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), o);
+		out[i] = o / sum;
+	}
+}
+
+// Span s of ns (its values already at pp + s * (hd + 2)): its max and sum
+// too; the block that finishes the row's head last (counter c) merges.
+__device__ __forceinline__ void att_spans(float *out, float *pp, unsigned *c, int s, int ns,
+					  int hd, float mx, float sum)
+{
+	__shared__ bool last;
+
+	if (!threadIdx.x)
+		pp[(size_t)s * (hd + 2)] = mx, pp[(size_t)s * (hd + 2) + 1] = sum;
+	__threadfence();
+	__syncthreads();
+	if (!threadIdx.x) {
+		last = atomicAdd(c, 1u) == (unsigned)ns - 1;
+		if (last)
+			*c = 0;
+	}
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	att_merge(out, pp, ns, hd);
+}
+
 template <int ND>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
 k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
@@ -292,7 +373,6 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 	constexpr int P = ND >= 16 ? 2 : ND >= 8 ? 4 : 8, HD = 32 * ND;
 	__shared__ float sh[32], qs[HD], ks[HD], vs[HD], raw[HD];
 	__shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wa[ATT_WARPS][HD];
-	__shared__ bool last;
 	int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z, lane = threadIdx.x & 31;
 	int warp = threadIdx.x >> 5, kvd = kv_heads * hd, kvh = h / (heads / kv_heads);
 
@@ -321,8 +401,6 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 	for (int u = 0; u < ND; u++)
 		acc[u] = 0.0f;
 	for (; j0 < end; j0 += ATT_WARPS * P) {
-		float e[P], mn = m, sum = 0;
-
 		if (j0 != beg + warp * P)
 			att_rows<ND, P>(kx, vx, kc, vc, j0, end, prep ? pos : -1, kvd, hd);
 		/* The new position: made by the prep, not in the cache yet. */
@@ -332,33 +410,7 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 			for (int u = 0; u < ND; u++)
 				if (cur && j0 + a == pos && lane + 32 * u < hd)
 					kx[a][u] = ks[lane + 32 * u], vx[a][u] = vs[lane + 32 * u];
-#pragma unroll
-		for (int a = 0; a < P; a++) {
-			float d = 0;
-#pragma unroll
-			for (int u = 0; u < ND; u++)
-				d = fmaf(qv[u], kx[a][u], d);
-			for (int o = 16; o > 0; o >>= 1)
-				d += __shfl_xor_sync(0xffffffffu, d, o);
-			e[a] = j0 + a < end ? d * scale : -INFINITY;
-			mn = fmaxf(mn, e[a]);
-		}
-		float c = expf(m - mn);
-#pragma unroll
-		for (int a = 0; a < P; a++) {
-			e[a] = expf(e[a] - mn);
-			sum += e[a];
-		}
-		l = l * c + sum;
-#pragma unroll
-		for (int u = 0; u < ND; u++) {
-			float v = acc[u] * c;
-#pragma unroll
-			for (int a = 0; a < P; a++)
-				v = fmaf(e[a], vx[a][u], v);
-			acc[u] = v;
-		}
-		m = mn;
+		att_step<ND, P>(qv, kx, vx, j0, end, scale, m, l, acc);
 	}
 	if (!lane)
 		wm[warp] = m, wl[warp] = l;
@@ -389,36 +441,8 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 		else
 			pp[(size_t)s * (hd + 2) + 2 + i] = o;
 	}
-	if (ns == 1)
-		return;
-	if (!threadIdx.x)
-		pp[(size_t)s * (hd + 2)] = mx, pp[(size_t)s * (hd + 2) + 1] = sum;
-	__threadfence();
-	__syncthreads();
-	if (!threadIdx.x) {
-		unsigned *c = cnt + (size_t)t * heads + h;
-		last = atomicAdd(c, 1u) == (unsigned)ns - 1;
-		if (last)
-			*c = 0;
-	}
-	__syncthreads();
-	if (!last)
-		return;
-	__threadfence();
-	/* The spans in order; __ldcg: other blocks wrote them. */
-	mx = -INFINITY, sum = 0;
-	for (int k = 0; k < ns; k++)
-		mx = fmaxf(mx, __ldcg(pp + (size_t)k * (hd + 2)));
-	for (int k = 0; k < ns; k++)
-		sum = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 1),
-			   expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), sum);
-	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
-		float o = 0;
-		for (int k = 0; k < ns; k++)
-			o = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 2 + i),
-				 expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), o);
-		out[i] = o / sum;
-	}
+	if (ns > 1)
+		att_spans(out, pp, cnt + (size_t)t * heads + h, s, ns, hd, mx, sum);
 }
 
 int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu_prep *prep,
