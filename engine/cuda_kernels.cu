@@ -134,7 +134,7 @@ __device__ void head_prep(float *out, float *raw, const float *src, const struct
 	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
 		float x = src[(size_t)hh * hd + i];
 		if (p.norm)
-			x = nw[p.norm == 1 ? hh * hd + i : i] * (x * inv);
+			x = rms_scale(nw[p.norm == 1 ? hh * hd + i : i], x, inv);
 		raw[i] = clip_to(x, p.clip);
 	}
 	__syncthreads();

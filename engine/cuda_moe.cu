@@ -7,8 +7,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include <mutex>
-
 #include "engine/cuda_gemv.cuh"
 
 extern "C" size_t eng_cu_grp_bytes(int E, int entries)
@@ -286,38 +284,30 @@ static bool experts_ok(int H, int I, int mmax, const void *w, int nj)
 	return moe_args_ok(H, I, mmax) && nj >= 1 && (!w || nj == 1);
 }
 
-// Blocks of kernel k (256 threads) the GPU holds at once; 0 if unknown.
-// Asked once per kernel (the engine runs on one device).
-template <typename KT>
-static unsigned resident(KT k)
+// Blocks of kernel K (256 threads) the GPU holds at once; 0 if unknown.
+// Asked once per kernel (a static; the engine runs on one device).
+template <auto K>
+static unsigned resident()
 {
-	static std::mutex mu;
-	static struct {
-		const void *k;
-		unsigned n;
-	} seen[64];
-	static int nseen;
-	std::lock_guard<std::mutex> lock(mu);
-	int per_sm = 0, sms = 0, dev = 0;
+	static const unsigned n = [] {
+		int per_sm = 0, sms = 0, dev = 0;
 
-	for (int i = 0; i < nseen; i++)
-		if (seen[i].k == (const void *)k)
-			return seen[i].n;
-	if (cudaGetDevice(&dev) != cudaSuccess ||
-	    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, 32 * WARPS, 0) != cudaSuccess ||
-	    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-	    per_sm < 1 || sms < 1)
-		return 0;
-	if (nseen < 64)
-		seen[nseen].k = (const void *)k, seen[nseen++].n = (unsigned)(per_sm * sms);
-	return (unsigned)(per_sm * sms);
+		if (cudaGetDevice(&dev) != cudaSuccess ||
+		    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, K, 32 * WARPS, 0) !=
+			    cudaSuccess ||
+		    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+		    per_sm < 1 || sms < 1)
+			return 0u;
+		return (unsigned)(per_sm * sms);
+	}();
+	return n;
 }
 
-// want blocks, or as many as k fits at once over ny rows of the grid.
-template <typename KT>
-static unsigned fit(KT k, unsigned want, unsigned ny)
+// want blocks, or as many as K fits at once over ny rows of the grid.
+template <auto K>
+static unsigned fit(unsigned want, unsigned ny)
 {
-	unsigned cap = resident(k) / ny;
+	unsigned cap = resident<K>() / ny;
 
 	return cap && cap < want ? cap : want;
 }
@@ -332,7 +322,7 @@ extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng
 	int rc = 0;
 	/* More rows stream one chunk at a time (batch_of): rows in turn would
 	 * serialise them (16 rows: 614 us against 117). */
-#define GU(T, N) rc = launch(k_moe_gu<T, N>, dim3(N == 1 ? fit(k_moe_gu<T, N>, want, nj) : want, \
+#define GU(T, N) rc = launch(k_moe_gu<T, N>, dim3(N == 1 ? fit<k_moe_gu<T, N>>(want, nj) : want, \
 						  nj), 32 * WARPS, 0, stream, hb, x, H, I, g, tab, w, j0)
 	DISPATCH(mmax, bf16, GU);
 #undef GU
@@ -361,7 +351,7 @@ extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, stru
 
 	if (!moe_args_ok(H, I, n) || n * K > ENG_CU_GEMV_MAX * 32)
 		return (int)cudaErrorInvalidValue;
-#define DA(T, N) rc = launch(k_moe_down_add<T, N>, fit(k_moe_down_add<T, N>, H / 2, 1), \
+#define DA(T, N) rc = launch(k_moe_down_add<T, N>, fit<k_moe_down_add<T, N>>(H / 2, 1), \
 			     32 * WARPS, 0, stream, x, hb, H, I, g, tab, n, n * K)
 	DISPATCH(n, bf16, DA);
 #undef DA

@@ -18,8 +18,9 @@
  *   and a step has at most ENG_CU_GEMV_MAX rows that all want logits, each
  *   a sequence of its own (decode), routing, grouping and the experts stay
  *   on the GPU and the whole step is one CUDA graph (one per row count): no
- *   host round trip per layer and no launch gaps.  Hooks that only observe run after the step;
- *   override_route (trust mode) needs the host, so it takes the first way.
+ *   host round trip per layer and no launch gaps.  Hooks that only observe
+ *   run after the step; override_route (trust mode) needs the host, so it
+ *   takes the first way.
  *   MOED_CUDA_GRAPHS=0 turns the fast way off; MOED_CUDA_PROFILE=1 times
  *   its steps (host and GPU) and prints the split when the engine closes.
  * Both ways launch their kernels as programmatic dependent launches
@@ -383,9 +384,7 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 static int head(struct eng_cuda *g, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
-	int H = g->H, V = c->vocab_size;
-
-	int rc;
+	int H = g->H, V = c->vocab_size, rc;
 
 	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
 	if ((rc = rmsnorm(g, g->xn, g->xe, g->final_norm, m)))
