@@ -97,7 +97,10 @@ struct ctx {
 	void *lqkv, *lo;
 	float *lrouter;
 	const void **ltab;
+	unsigned skip;   /* layer(): launches left out (1 << SK_*), for their cost in place */
 };
+
+enum { SK_NORM, SK_QKV, SK_ATTN, SK_O, SK_ROUTER, SK_GU, SK_DOWN, SK_N };
 
 static void set_layer(struct ctx *c, int li)
 {
@@ -198,23 +201,29 @@ static int f_attn_prep(struct ctx *c)
  * launches of their own. */
 static int layer(struct ctx *c, int fused)
 {
-	int rc;
+	unsigned k = c->skip;
+	int rc = 0;
 
-	if ((rc = f_norm(c)) ||
-	    (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st)) ||
-	    (rc = f_attn_prep(c)) ||
-	    (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st)))
+#define ON(b) (!(k & 1u << (b)))
+	if ((ON(SK_NORM) && (rc = f_norm(c))) ||
+	    (ON(SK_QKV) && (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H,
+					     0, st))) ||
+	    (ON(SK_ATTN) && (rc = f_attn_prep(c))) ||
+	    (ON(SK_O) && (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st))))
 		return rc;
-	if (fused && c->n <= 2)
+	if (!ON(SK_ROUTER))
+		;
+	else if (fused && c->n <= 2)
 		rc = f_norm_router_route(c);
 	else if (!(rc = f_norm(c)) && fused)
 		rc = f_router_route(c);
 	else if (!rc && !(rc = eng_cu_gemv(c->rlog, E, c->xn, H, c->lrouter, 0, c->n, H, E, 0,
 					   st)))
 		rc = f_route(c);
-	if (rc || (rc = f_gu(c)))
+	if (rc || (ON(SK_GU) && (rc = f_gu(c))))
 		return rc;
-	return f_down(c);
+	return ON(SK_DOWN) ? f_down(c) : 0;
+#undef ON
 }
 
 static int f_layer(struct ctx *c)
@@ -311,5 +320,17 @@ int main(int argc, char **argv)
 	timeit("attention with q/k prep", f_attn_prep, &c, 0);
 	timeit("decoder layer", f_layer, &c, 0);
 	timeit("decoder layer, norm/router apart", f_layer2, &c, 0);
+	/* Each launch's cost in place: the layer without it (PDL overlaps
+	 * make this differ from its time alone). */
+	static const char *const sk[SK_N] = {"rmsnorm", "qkv", "attention", "o", "router",
+					      "gate/up", "down"};
+	for (int b = 0; b < SK_N; b++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "layer without %s", sk[b]);
+		c.skip = 1u << b;
+		timeit(name, f_layer, &c, 0);
+	}
+	c.skip = 0;
 	return 0;
 }
