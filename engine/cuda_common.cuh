@@ -2,9 +2,23 @@
 #ifndef ENG_CUDA_COMMON_CUH
 #define ENG_CUDA_COMMON_CUH
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #define ST(s) ((cudaStream_t)(s))
+
+// v = *hi + *mid + *lo, each the bf16 nearest what is left (finite v; the
+// parts of inf or NaN: v's bf16, 0, 0).  eng_cu_split3 says what for.
+__device__ __forceinline__ void split3(float v, __nv_bfloat16 *hi, __nv_bfloat16 *mid,
+				       __nv_bfloat16 *lo)
+{
+	__nv_bfloat16 a = __float2bfloat16_rn(v), b;
+	float r = isfinite(v) ? v - __bfloat162float(a) : 0.0f, r2;   /* exact */
+
+	b = __float2bfloat16_rn(r);
+	r2 = r - __bfloat162float(b);                                 /* exact, fits bf16 */
+	*hi = a, *mid = b, *lo = __float2bfloat16_rn(r2);
+}
 
 // Programmatic dependent launch (sm_90).  Every kernel launched through
 // launch() lets the next kernel in the stream start while it runs: the next

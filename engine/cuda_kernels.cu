@@ -72,18 +72,64 @@ int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream)
 	return launch(k_to_bf16, blocks(n, 256), 256, 0, stream, (__nv_bfloat16 *)y, x, n);
 }
 
-__global__ void k_from_bf16(float *y, const __nv_bfloat16 *x, size_t n)
+__global__ void k_split3(__nv_bfloat16 *xb, const float *x, const int *rows, int n, int in)
+{
+	const float *s;
+	size_t t = blockIdx.x;
+
+	pdl_wait();
+	pdl_launch();
+	s = x + (size_t)(rows ? rows[t] : (int)t) * in;
+	for (int i = threadIdx.x; i < in; i += blockDim.x) {
+		__nv_bfloat16 *d = xb + t * in + i;
+
+		split3(s[i], d, d + (size_t)n * in, d + (size_t)2 * n * in);
+	}
+}
+
+__global__ void k_silu_split3(__nv_bfloat16 *xb, const float *p, int n, int I)
+{
+	size_t t = blockIdx.x, part = (size_t)n * 2 * I;
+	const float *r = p + t * 2 * I;
+
+	pdl_wait();
+	pdl_launch();
+	for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < I; i += gridDim.y * blockDim.x) {
+		float g = r[i] + (r[part + i] + r[2 * part + i]);
+		float u = r[I + i] + (r[part + I + i] + r[2 * part + I + i]);
+
+		__nv_bfloat16 *d = xb + t * I + i;
+
+		split3(g / (1.0f + expf(-g)) * u, d, d + (size_t)n * I, d + (size_t)2 * n * I);
+	}
+}
+
+int eng_cu_silu_split3(void *xb, const float *p, int n, int I, void *stream)
+{
+	return launch(k_silu_split3, dim3(n, blocks(I, 256)), 256, 0, stream, (__nv_bfloat16 *)xb,
+		      p, n, I);
+}
+
+int eng_cu_split3(void *xb, const float *x, const int *rows, int n, int in, void *stream)
+{
+	return launch(k_split3, n, 256, 0, stream, (__nv_bfloat16 *)xb, x, rows, n, in);
+}
+
+__global__ void k_sum3(float *y, const float *p, size_t total, int add)
 {
 	pdl_wait();
 	pdl_launch();
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		y[i] = __bfloat162float(x[i]);
+	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < total;
+	     j += (size_t)gridDim.x * blockDim.x) {
+		float v = p[j] + (p[total + j] + p[2 * total + j]);
+
+		y[j] = add ? y[j] + v : v;
+	}
 }
 
-int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream)
+int eng_cu_sum3(float *y, const float *p, size_t total, int add, void *stream)
 {
-	return launch(k_from_bf16, blocks(n, 256), 256, 0, stream, y, (const __nv_bfloat16 *)x, n);
+	return launch(k_sum3, blocks(total, 256), 256, 0, stream, y, p, total, add);
 }
 
 // ---- attention ----

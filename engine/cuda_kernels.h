@@ -27,9 +27,18 @@ int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, i
 /* y[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w, n rows of dim. */
 int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps,
 		   void *stream);
-/* f32 -> bf16, and bf16 -> f32 (exact), n elements. */
+/* f32 -> bf16, n elements. */
 int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream);
-int eng_cu_from_bf16(float *y, const void *x, size_t n, void *stream);
+/* n rows of in floats (row t: x's row rows[t], or row t when rows is NULL)
+ * as three bf16 rows each, hi + mid + lo == x exactly (finite x): xb holds
+ * [3][n][in], hi rows first.  A bf16 GEMM of them with f32 sums has an f32
+ * GEMM's precision, on tensor cores. */
+int eng_cu_split3(void *xb, const float *x, const int *rows, int n, int in, void *stream);
+/* An expert's gate/up products p ([3][n][2I], eng_cu_sum3's sums) to h[t][i] =
+ * silu(gate) * up, written as eng_cu_split3 writes it into xb ([3][n][I]). */
+int eng_cu_silu_split3(void *xb, const float *p, int n, int I, void *stream);
+/* y[j] = (add ? y[j] : 0) + (p[j] + (p[total + j] + p[2 total + j])), j < total. */
+int eng_cu_sum3(float *y, const float *p, size_t total, int add, void *stream);
 /* A chunk's new positions before attention: per row of qkv ([n][D], D =
  * (heads + 2 kv_heads) hd, not written) the q/k norms (norm 1: over all of q
  * and all of k, weights qw [qd] and kw [kvd]; 2: per head, weights [hd]; 0:

@@ -199,7 +199,8 @@ __device__ __forceinline__ void down_rows(warp_stream<WT, NM, 2> &ws, int I, con
 }
 
 // Row t's share of the layer: its entries' values v[e * stride], weighted,
-// added in ascending entry (so expert) order.  The one place both paths sum.
+// added in ascending entry (so expert) order; k_moe_combine adds the same
+// way from a list of each row's entries.
 __device__ __forceinline__ float ordered_sum(struct eng_cu_grp g, int entries, int t,
 					     const float *v, int stride)
 {
@@ -262,15 +263,74 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	}
 }
 
-__global__ void k_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
-			      int entries)
+// ordered_sum's arithmetic over row t's own entries.
+__global__ void k_moe_combine(float *x, const float *eo, int H, const float *wt, const int *ent,
+			      int K)
 {
-	int t = blockIdx.x;
+	const int *e = ent + (size_t)blockIdx.x * K;
 
 	pdl_wait();
 	pdl_launch();
+	for (int h = threadIdx.x; h < H; h += blockDim.x) {
+		float acc = 0.0f;
+
+		for (int k = 0; k < K; k++)
+			acc = fmaf(wt[e[k]], eo[(size_t)e[k] * H + h], acc);
+		x[(size_t)blockIdx.x * H + h] += acc;
+	}
+}
+
+// Row k (0 hi, 1 mid, 2 lo) of entry e, expert j, in the three-part layout.
+__device__ __forceinline__ size_t part_row(struct eng_cu_grp g, int j, int e, int k)
+{
+	int st = g.start[j];
+
+	return (size_t)3 * st + (size_t)k * g.cnt[j] + (e - st);
+}
+
+__global__ void k_split3_entries(__nv_bfloat16 *xb, const float *x, int in, struct eng_cu_grp g,
+				 const int *ej)
+{
+	int e = blockIdx.x, j;
+
+	pdl_wait();
+	pdl_launch();
+	if ((j = ej[e]) < 0)
+		return;
+	const float *s = x + (size_t)g.row[e] * in;
+	__nv_bfloat16 *d[3];
+	for (int k = 0; k < 3; k++)
+		d[k] = xb + part_row(g, j, e, k) * in;
+	for (int i = threadIdx.x; i < in; i += blockDim.x)
+		split3(s[i], d[0] + i, d[1] + i, d[2] + i);
+}
+
+extern "C" int eng_cu_split3_entries(void *xb, const float *x, int in, struct eng_cu_grp g,
+				     const int *ej, int entries, void *stream)
+{
+	return launch(k_split3_entries, entries, 256, 0, stream, (__nv_bfloat16 *)xb, x, in, g,
+		      ej);
+}
+
+__global__ void k_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
+			       const int *ej)
+{
+	int e = blockIdx.x, j;
+
+	pdl_wait();
+	pdl_launch();
+	if ((j = ej[e]) < 0)
+		return;
+	const float *a = p + part_row(g, j, e, 0) * H, *b = p + part_row(g, j, e, 1) * H;
+	const float *c = p + part_row(g, j, e, 2) * H;
 	for (int h = threadIdx.x; h < H; h += blockDim.x)
-		x[(size_t)t * H + h] += ordered_sum(g, entries, t, eo + h, H);
+		eo[(size_t)e * H + h] = a[h] + (b[h] + c[h]);
+}
+
+extern "C" int eng_cu_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
+				   const int *ej, int entries, void *stream)
+{
+	return launch(k_sum3_entries, entries, 256, 0, stream, eo, p, H, g, ej);
 }
 
 static bool moe_args_ok(int H, int I, int mmax)
@@ -358,8 +418,8 @@ extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, stru
 	return rc;
 }
 
-extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g,
-				  int entries, int n, void *stream)
+extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, const float *wt,
+				  const int *ent, int K, int n, void *stream)
 {
-	return launch(k_moe_combine, n, 256, 0, stream, x, eo, H, g, entries);
+	return launch(k_moe_combine, n, 256, 0, stream, x, eo, H, wt, ent, K);
 }

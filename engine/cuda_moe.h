@@ -70,9 +70,21 @@ int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp 
 		    const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
 		    void *stream);
 /* x[t] += sum over t's entries e, ascending: wt[e] * eo[e] (fused multiply-
- * add from 0), for t < n; entries of rows >= n are ignored. */
-int eng_cu_moe_combine(float *x, const float *eo, int H, struct eng_cu_grp g, int entries,
-		       int n, void *stream);
+ * add from 0), for t < n; ent[t * K + k]: row t's K entries, ascending (a
+ * list per row: a prefill chunk has thousands of entries). */
+int eng_cu_moe_combine(float *x, const float *eo, int H, const float *wt, const int *ent,
+		       int K, int n, void *stream);
+/* The experts' three-part layout (eng_cu_split3's, per expert): expert j's
+ * entries [st, st + m) take rows 3 st .. 3 (st + m) - 1 of a [3 entries][w]
+ * matrix, hi parts first.  ej[e]: entry e's expert index j, or -1 for an
+ * entry left out (its expert runs as GEMVs).
+ * xb = the parts of x's rows row[e], bf16 [3 entries][in]: */
+int eng_cu_split3_entries(void *xb, const float *x, int in, struct eng_cu_grp g,
+			  const int *ej, int entries, void *stream);
+/* eo[e][0..H) = hi + (mid + lo) of p ([3 entries][H] in that layout), for the
+ * entries not left out. */
+int eng_cu_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g, const int *ej,
+			int entries, void *stream);
 /* The down projections of all nact experts of g and the combine above in
  * one launch (same bits as eng_cu_moe_down then eng_cu_moe_combine); n rows
  * of K entries each, n <= ENG_CU_GEMV_MAX, K <= 32. */

@@ -106,17 +106,18 @@ static int halloc(void *pp, size_t bytes)
 	return 0;
 }
 
-/* Elements of the largest matrix widened for a cuBLAS GEMM. */
-static size_t wmax(const struct eng_cuda *g)
+/* Floats of gemm_split's products: 3 x C rows of the widest output but
+ * the vocabulary (lm_head goes a few rows at a time), or 3 rows of that. */
+static size_t y3_floats(const struct eng_cuda *g)
 {
-	const struct ld_config *c = &g->m->cfg;
-	size_t H = (size_t)c->hidden_size;
-	size_t m[] = {(size_t)g->D * H, (size_t)g->qd * H, 2 * (size_t)g->ni * H,
-		      (size_t)c->vocab_size * H}, mx = 0;
+	size_t o = (size_t)g->D, V = (size_t)g->m->cfg.vocab_size;
 
-	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-		mx = m[i] > mx ? m[i] : mx;
-	return mx;
+	o = o > (size_t)g->H ? o : (size_t)g->H;
+	o = o > 2 * (size_t)g->ni ? o : 2 * (size_t)g->ni;
+	o = 3 * (C * o > V ? C * o : V);
+	/* expert_split: every entry's gate/up products at once */
+	return g->src.bf16 && !g->act16 && o < 3 * (size_t)g->NE * 2 * g->ni ?
+	       3 * (size_t)g->NE * 2 * g->ni : o;
 }
 
 static int alloc_scratch(struct eng_cuda *g)
@@ -127,6 +128,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	size_t wide = H > (size_t)g->qd ? H : (size_t)g->qd;
 	size_t gb = eng_cu_grp_bytes(g->E, g->NE), fr = (size_t)c->n_moe_layers * GMAX * K;
 	size_t done_n = 1 + C * (size_t)c->n_heads;
+	bool split = g->src.bf16 && !g->act16;   /* engine_cuda_run.c's expert_split */
 	int rc;
 
 	wide = wide > ni ? wide : ni;
@@ -140,8 +142,12 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->done, done_n * sizeof(unsigned))) ||
 	    (rc = dalloc(&g->apart, f * eng_cu_att_part_floats(C, c->n_heads, c->head_dim,
 								  g->max_ctx))) ||
-	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, C * wide * 2)) ||
-	    (rc = dalloc(&g->wf, g->bf16 && !g->act16 ? wmax(g) * f : 1)) ||
+	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, 3 * C * wide * 2)) ||
+	    (rc = dalloc(&g->y3, (g->y3n = y3_floats(g)) * f)) ||
+	    (rc = dalloc(&g->dent, C * K * sizeof(int))) ||
+	    (rc = dalloc(&g->dej, NE * sizeof(int))) ||
+	    (rc = dalloc(&g->xbe, split ? 3 * NE * (H + ni) * 2 : 1)) ||
+	    (rc = dalloc(&g->y3d, split ? 3 * NE * H * f : 1)) ||
 	    (rc = dalloc(&g->dgrpb, gb)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
 	    (rc = dalloc(&g->dxtab, E * sizeof(void *))) ||
 	    (rc = dalloc(&g->fr_id, fr * sizeof(int))) || (rc = dalloc(&g->fr_w, fr * f)) ||
@@ -150,6 +156,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb)) ||
 	    (rc = halloc(&g->hxtab, E * sizeof(void *))) ||
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
+	    (rc = halloc(&g->hent, C * K * sizeof(int))) ||
+	    (rc = halloc(&g->hej, NE * sizeof(int))) ||
 	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hlog, C * V * f)) ||
 	    (rc = halloc(&g->hfr_id, fr * sizeof(int))) || (rc = halloc(&g->hfr_w, fr * f)))
 		return rc;
@@ -211,6 +219,14 @@ static int setup(struct eng_cuda *g)
 	}
 	BL(cublasCreate(&g->blas));
 	BL(cublasSetStream(g->blas, g->st));
+	for (int i = 0; i < NSIDE && g->src.bf16 && !g->act16; i++) {
+		CU(cudaStreamCreateWithFlags(&g->side[i], cudaStreamNonBlocking));
+		BL(cublasCreate(&g->sblas[i]));
+		BL(cublasSetStream(g->sblas[i], g->side[i]));
+		CU(cudaEventCreateWithFlags(&g->join[i], cudaEventDisableTiming));
+	}
+	if (g->side[0])
+		CU(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
 	if ((rc = alloc_scratch(g)) || (rc = upload_all(g)))
 		return rc;
 	return 0;
@@ -292,12 +308,12 @@ void eng_cuda_close(struct eng_cuda *g)
 			cudaGraphExecDestroy(g->gx[i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
-		      g->logits, g->xb, g->wf, g->rid, g->dgrpb, g->drow, g->fr_id, g->fr_w,
+		      g->logits, g->xb, g->y3, g->dent, g->dej, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->fr_w,
 		      g->dtab, g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
 	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hlog, g->hfr_id, g->hfr_w,
-		      g->hxtab};
+		      g->hxtab, g->hent, g->hej};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);
@@ -307,6 +323,16 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->xran);
 	if (g->blas)
 		cublasDestroy(g->blas);
+	for (int i = 0; i < NSIDE; i++) {
+		if (g->sblas[i])
+			cublasDestroy(g->sblas[i]);
+		if (g->side[i])
+			cudaStreamDestroy(g->side[i]);
+		if (g->join[i])
+			cudaEventDestroy(g->join[i]);
+	}
+	if (g->fork)
+		cudaEventDestroy(g->fork);
 	if (g->own_stream)
 		cudaStreamDestroy(g->st);
 	free(g);

@@ -14,6 +14,7 @@
 
 #define C ENG_CUDA_MAX_ROWS
 #define GMAX ENG_CU_GEMV_MAX      /* rows of a fast (graph) step */
+#define NSIDE 4                   /* side streams of a prefill's experts */
 
 struct dlayer {
 	void *qkv, *o;             /* [qd + 2 kvd][H], [H][qd]; dense dtype */
@@ -48,8 +49,21 @@ struct eng_cuda {
 	float *apart;              /* eng_cu_attention's spans */
 	bool one_each;             /* every row of the chunk a sequence of its own */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
-	void *xb;
-	float *wf;                 /* a bf16 matrix widened to f32, [max dense] */
+	void *xb;                  /* bf16 activations: [3][C][widest input] */
+	float *y3;                 /* gemm_split's three products, y3n floats */
+	size_t y3n;
+	int *hent, *dent;          /* each row's K entries, ascending (pinned, device) */
+	/* bf16 experts of a prefill chunk on tensor cores: their entries' inputs
+	 * and hidden vectors split in three ([3 NE][H], then [3 NE][ni], bf16) and
+	 * their outputs' three parts ([3 NE][H]), eng_cu_split3_entries' layout */
+	void *xbe;
+	float *y3d;
+	int *hej, *dej;            /* entry -> expert index, or -1 (pinned, device) */
+	bool any_split;            /* some expert of the layer runs that way */
+	/* side streams for those experts at once (run_split_side) */
+	cudaStream_t side[NSIDE];
+	cublasHandle_t sblas[NSIDE];
+	cudaEvent_t fork, join[NSIDE];
 	int *rid;
 	void *dgrpb, *hgrpb;       /* a layer's expert groups, device and pinned */
 	struct eng_cu_grp dg, hg;

@@ -47,27 +47,73 @@ static bool all_gemv(const struct eng_cuda *g, int n)
 
 /* y[n][out] (+)= x[n][in] . W[out][in]^T; f32 accumulation and output.  W in
  * bf16 when bf16.  add: y += (y must not alias x). */
-static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int bf16, int n,
-		int in, int out, int add)
+/* y = W x' (+ y) for n rows x' of x (rows: their indices, NULL: x's first
+ * n), W [out][in] bf16, on tensor cores through eng_cu_split3 (an f32
+ * GEMM's precision; a bf16 matrix widened to f32 for cuBLAS's f32 GEMM cost
+ * 4.5x this round's prefill, bench/results/cuda_bench_s7.md), as many rows
+ * at a time as y3 holds three products of. */
+/* y3 [3 m][out] = the products of W [out][in] (bf16) and xb's 3 m rows. */
+static int gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
+		 int out)
+{
+	const float one = 1.0f, zero = 0.0f;
+
+	BL(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, 3 * m, in, &one, w, CUDA_R_16BF,
+			in, xb, CUDA_R_16BF, in, &zero, y3, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+			CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+static int gemm_split(struct eng_cuda *g, float *y, const float *x, const int *rows,
+		      const void *w, int n, int in, int out, int add)
+{
+	int p = (int)(g->y3n / (3 * (size_t)out));
+
+	for (int t = 0; t < n; t += p) {
+		int m = n - t < p ? n - t : p, rc;
+
+		KR(eng_cu_split3(g->xb, rows ? x : x + (size_t)t * in, rows ? rows + t : NULL, m,
+				 in, g->st));
+		if ((rc = gemm3(g->blas, g->y3, g->xb, w, m, in, out)))
+			return rc;
+		KR(eng_cu_sum3(y + (size_t)t * out, g->y3, (size_t)m * out, add, g->st));
+	}
+	return 0;
+}
+
+/* The same through cuBLAS whatever n: f32 weights in f32, bf16 ones as
+ * above or (MOED_CUDA_BF16_ACTIVATIONS) with activations rounded to bf16. */
+static int gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
+		    const void *w, int bf16, int n, int in, int out, int add)
 {
 	const float one = 1.0f, beta = add ? 1.0f : 0.0f;
-	cudaDataType_t t = bf16 && g->act16 ? CUDA_R_16BF : CUDA_R_32F;
+	cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
 	const void *b = x;
 
-	if (gemv_rows(n, in)) {
-		KR(eng_cu_gemv(y, out, x, in, w, bf16, n, in, out, add, g->st));
-		return 0;
+	if (bf16 && !g->act16)
+		return gemm_split(g, y, x, rows, w, n, in, out, add);
+	if (rows) {   /* in <= H: expert inputs */
+		KR(eng_cu_gather(g->xe, x, rows, n, in, g->st));
+		b = x = g->xe;
 	}
-	if (bf16 && g->act16) {
+	if (bf16) {
 		KR(eng_cu_to_bf16(g->xb, x, (size_t)n * in, g->st));
 		b = g->xb;
-	} else if (bf16) {
-		KR(eng_cu_from_bf16(g->wf, w, (size_t)out * in, g->st));
-		w = g->wf;
 	}
 	BL(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, t, in, b, t,
 			in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	return 0;
+}
+
+/* y = W x (+ y), n rows: GEMVs for a decode step's few rows, else cuBLAS. */
+static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int bf16, int n,
+		int in, int out, int add)
+{
+	if (gemv_rows(n, in)) {
+		KR(eng_cu_gemv(y, out, x, in, w, bf16, n, in, out, add, g->st));
+		return 0;
+	}
+	return gemm_big(g, y, x, NULL, w, bf16, n, in, out, add);
 }
 
 /* x's RMSNorm (weight w) into y, n rows. */
@@ -75,6 +121,24 @@ static int rmsnorm(struct eng_cuda *g, float *y, const float *x, const float *w,
 {
 	KR(eng_cu_rmsnorm(y, x, w, n, g->H, (float)g->m->cfg.rms_eps, g->st));
 	return 0;
+}
+
+/* Whether an expert's m rows of an n-row chunk run as GEMVs (the
+ * grouped-expert kernels).  A decode step's rows always do (the fast step's
+ * way: the same bits at every budget); in a prefill chunk only an expert's
+ * one or two rows, as more took longer than cuBLAS (16 rows: 46 us for
+ * gate/up alone, one expert). */
+static bool expert_gemv(const struct eng_cuda *g, int n, int m)
+{
+	return gemv_rows(m, g->H) && eng_cu_gemv_ok(g->m->cfg.moe_intermediate_size) &&
+	       (n <= GMAX || m <= 2);
+}
+
+/* The others: bf16 experts on tensor cores (gemm_split's arithmetic, the
+ * layer's inputs split once by moe(), outputs added up after the last). */
+static bool expert_split(const struct eng_cuda *g, int n, int m)
+{
+	return g->src.bf16 && !g->act16 && !expert_gemv(g, n, m);
 }
 
 /* Host side of routing: override_route, then the rows grouped per expert
@@ -116,30 +180,71 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 		hg.row[at] = i / K;
 		hg.wt[at] = g->hw[i];
 	}
+	g->any_split = false;
+	for (int x = 0; x < j; x++) {
+		bool sp = expert_split(g, n, hg.cnt[x]);
+
+		for (int e = hg.start[x]; e < hg.start[x] + hg.cnt[x]; e++)
+			g->hej[e] = sp ? x : -1;
+		g->any_split |= sp;
+	}
+	/* Each row's entries, ascending, for the combine. */
+	int fill[C] = {0};
+	for (int e = 0; e < total; e++) {
+		int t = hg.row[e];
+
+		g->hent[t * K + fill[t]++] = e;
+	}
 	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, eng_cu_grp_bytes(E, g->NE),
 			   cudaMemcpyHostToDevice, g->st));
+	CU(cudaMemcpyAsync(g->dent, g->hent, (size_t)total * sizeof(int), cudaMemcpyHostToDevice,
+			   g->st));
+	if (g->any_split) {
+		CU(cudaMemcpyAsync(g->dej, g->hej, (size_t)total * sizeof(int),
+				   cudaMemcpyHostToDevice, g->st));
+		KR(eng_cu_split3_entries(g->xbe, g->xn, g->H, g->dg, g->dej, total, g->st));
+	}
 	return 0;
 }
 
-/* Expert j of the groups (weights w, m rows from entry at) into eo; more
- * than GMAX rows (prefill) through cuBLAS. */
-static int expert_ffn(struct eng_cuda *g, int j, const void *w, int at, int m)
+/* expert_split's way for an expert's m entries from at (weights w), on
+ * stream st (blas: its handle); every buffer its own, in the three-part
+ * layout, so experts may run at once. */
+static int split_ffn(struct eng_cuda *g, cublasHandle_t blas, cudaStream_t st, const void *w,
+		     int at, int m)
+{
+	int H = g->H, I = g->m->cfg.moe_intermediate_size, rc;
+	const void *down = (const char *)w + (size_t)2 * I * H * 2;
+	uint16_t *xin = (uint16_t *)g->xbe + (size_t)3 * at * H;
+	uint16_t *hid = (uint16_t *)g->xbe + (size_t)3 * g->NE * H + (size_t)3 * at * I;
+	float *gu = g->y3 + (size_t)3 * at * 2 * I;
+
+	if ((rc = gemm3(blas, gu, xin, w, m, H, 2 * I)))
+		return rc;
+	KR(eng_cu_silu_split3(hid, gu, m, I, st));
+	return gemm3(blas, g->y3d + (size_t)3 * at * H, hid, down, m, I, H);
+}
+
+/* Expert j of the groups (weights w, m rows from entry at) into eo, or into
+ * y3d for expert_split's. */
+static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, rc;
+	const void *down = (const char *)w + (size_t)2 * I * H * (b ? 2 : 4);
 
-	if (gemv_rows(m, H) && eng_cu_gemv_ok(I)) {
+	if (expert_gemv(g, n, m)) {
 		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
 		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
 		return 0;
 	}
+	if (expert_split(g, n, m))
+		return split_ffn(g, g->blas, g->st, w, at, m);
 	float *hj = g->hb + (size_t)at * I;
-	KR(eng_cu_gather(g->xe, g->xn, g->dg.row + at, m, H, g->st));
-	if ((rc = gemm(g, g->gu, g->xe, w, b, m, H, 2 * I, 0)))
+	if ((rc = gemm_big(g, g->gu, g->xn, g->dg.row + at, w, b, m, H, 2 * I, 0)))
 		return rc;
 	KR(eng_cu_silu_mul(hj, g->gu, m, I, g->st));
-	const void *down = (const char *)w + (size_t)2 * I * H * (b ? 2 : 4);
-	return gemm(g, g->eo + (size_t)at * H, hj, down, b, m, I, H, 0);
+	return gemm_big(g, g->eo + (size_t)at * H, hj, NULL, down, b, m, I, H, 0);
 }
 
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
@@ -193,13 +298,13 @@ static int next_expert(const struct eng_cuda *g, int acq)
  * them (a table by expert id, NULL for the others, which those kernels
  * skip) instead of two each, so the host queues a decode layer's hits
  * quickly.  Same kernels, same bits. */
-static int run_loaded(struct eng_cuda *g, int ml, int acq, int mmax)
+static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 {
 	const struct ld_config *c = &g->m->cfg;
 	struct eng_cu_grp hg = g->hg;
 	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, nx = *hg.nact, k = 0;
 
-	if (!gemv_rows(mmax, H) || !eng_cu_gemv_ok(I))
+	if (!expert_gemv(g, n, mmax))
 		return 0;
 	memset(g->hxtab, 0, (size_t)g->E * sizeof(void *));
 	for (int j = 0; j < acq; j++)
@@ -223,6 +328,45 @@ static int run_loaded(struct eng_cuda *g, int ml, int acq, int mmax)
 	return 0;
 }
 
+/* When all the layer's experts are held and loaded and those not run yet
+ * are expert_split's: those on the side streams in turn, joined into the
+ * main stream before they are released (so a later load of their slots
+ * waits for them).  Small GEMMs of different experts overlap; each expert's
+ * launches are the ones it makes alone, so the bits do not change. */
+static int run_split_side(struct eng_cuda *g, int ml, int n, int acq)
+{
+	struct eng_cu_grp hg = g->hg;
+	int nx = *hg.nact, k = 0, rc = 0;
+
+	if (acq < nx || !g->side[0])
+		return 0;
+	for (int j = 0; j < nx; j++)
+		if (!g->xran[j] && (g->xpend[j] || !expert_split(g, n, hg.cnt[j])))
+			return 0;
+	CU(cudaEventRecord(g->fork, g->st));
+	for (int s = 0; s < NSIDE; s++)
+		CU(cudaStreamWaitEvent(g->side[s], g->fork, 0));
+	for (int j = 0; j < nx && !rc; j++)
+		if (!g->xran[j]) {
+			int s = k++ % NSIDE;
+
+			rc = split_ffn(g, g->sblas[s], g->side[s], g->xw[j], hg.start[j], hg.cnt[j]);
+		}
+	for (int s = 0; s < NSIDE; s++) {
+		CU(cudaEventRecord(g->join[s], g->side[s]));
+		CU(cudaStreamWaitEvent(g->st, g->join[s], 0));
+	}
+	if (rc)
+		return rc;
+	for (int j = 0; j < nx; j++)
+		if (!g->xran[j]) {
+			if (g->src.release)
+				g->src.release(g->src.ctx, ml, hg.xid[j]);
+			g->xran[j] = 1;
+		}
+	return 0;
+}
+
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
  * as the slots allow; each is released once its kernels are queued (the
  * release records them as the slot's last use: a reload waits for them).
@@ -235,8 +379,8 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)))
-		rc = run_loaded(g, ml, acq, mmax);
+	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = run_loaded(g, ml, n, acq, mmax)))
+		rc = run_split_side(g, ml, n, acq);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
 	 * take slots only after this layer's experts have theirs. */
@@ -252,7 +396,7 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 		g->xran[j] = 1;
 		if (g->xpend[j] && (rc = g->src.order(g->src.ctx, ml, hg.xid[j])))
 			break;   /* released by order() */
-		rc = expert_ffn(g, j, g->xw[j], hg.start[j], hg.cnt[j]);
+		rc = expert_ffn(g, n, j, g->xw[j], hg.start[j], hg.cnt[j]);
 		if (g->src.release)
 			g->src.release(g->src.ctx, ml, hg.xid[j]);
 	}
@@ -307,7 +451,9 @@ static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlaye
 	CU(cudaStreamSynchronize(g->st));
 	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
 		return rc;
-	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg, (int)nk, n, g->st));
+	if (g->any_split)
+		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));
+	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
 	return 0;
 }
 

@@ -300,15 +300,22 @@ START_TEST(exact_every_budget)
 	ck_assert_uint_eq(eng_fast_steps(w.e), STEPS);
 	bool bf16 = w.m->dtype == LD_BF16;
 	close_world(&w);
-	if (bf16) {   /* bf16 slots == f32 slots of the same values, bit for bit */
+	/* bf16 slots against f32 slots of the same values: the prompt's experts
+	 * run on tensor cores (eng_cu_split3) in one and in f32 in the other, so
+	 * close, with the same greedy tokens, not bit for bit. */
+	if (bf16) {
 		force_f32 = true;
 		open_world(name, 0, CACHE_LRU, 0, &w);
 		force_f32 = false;
 		run_seq(&w, &f.cases[3], false, got);
 		ck_assert_uint_eq(ld_store_info(w.st)->dtype, LD_F32);
-		ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)), "%s: bf16 pack differs from "
-			      "f32 pack (max %g)", name, max_abs_diff(ref, got, (int)nl));
-		printf("cuda exact %s: bf16 pack and f32 pack: identical\n", name);
+		double d = max_abs_diff(ref, got, (int)nl);
+		ck_assert_msg(d < 1e-5, "%s: bf16 pack differs from f32 pack by %g", name, d);
+		for (int t = 0; t <= STEPS; t++)
+			ck_assert_int_eq(eng_argmax(ref + (size_t)t * V, V),
+					 eng_argmax(got + (size_t)t * V, V));
+		printf("cuda exact %s: bf16 pack and f32 pack: max |dlogit| %.3g, same tokens\n",
+		       name, d);
 		close_world(&w);
 	}
 	size_t budgets[] = {1, 2, 3, (size_t)all / 4, (size_t)all / 2, (size_t)all - 1};
