@@ -114,10 +114,7 @@ static size_t y3_floats(const struct eng_cuda *g)
 
 	o = o > (size_t)g->H ? o : (size_t)g->H;
 	o = o > 2 * (size_t)g->ni ? o : 2 * (size_t)g->ni;
-	o = 3 * (C * o > V ? C * o : V);
-	/* expert_split: every entry's gate/up products at once */
-	return g->src.bf16 && !g->act16 && o < 3 * (size_t)g->NE * 2 * g->ni ?
-	       3 * (size_t)g->NE * 2 * g->ni : o;
+	return 3 * (C * o > V ? C * o : V);
 }
 
 static int alloc_scratch(struct eng_cuda *g)
@@ -219,14 +216,6 @@ static int setup(struct eng_cuda *g)
 	}
 	BL(cublasCreate(&g->blas));
 	BL(cublasSetStream(g->blas, g->st));
-	for (int i = 0; i < NSIDE && g->src.bf16 && !g->act16; i++) {
-		CU(cudaStreamCreateWithFlags(&g->side[i], cudaStreamNonBlocking));
-		BL(cublasCreate(&g->sblas[i]));
-		BL(cublasSetStream(g->sblas[i], g->side[i]));
-		CU(cudaEventCreateWithFlags(&g->join[i], cudaEventDisableTiming));
-	}
-	if (g->side[0])
-		CU(cudaEventCreateWithFlags(&g->fork, cudaEventDisableTiming));
 	if ((rc = alloc_scratch(g)) || (rc = upload_all(g)))
 		return rc;
 	return 0;
@@ -323,16 +312,6 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->xran);
 	if (g->blas)
 		cublasDestroy(g->blas);
-	for (int i = 0; i < NSIDE; i++) {
-		if (g->sblas[i])
-			cublasDestroy(g->sblas[i]);
-		if (g->side[i])
-			cudaStreamDestroy(g->side[i]);
-		if (g->join[i])
-			cudaEventDestroy(g->join[i]);
-	}
-	if (g->fork)
-		cudaEventDestroy(g->fork);
 	if (g->own_stream)
 		cudaStreamDestroy(g->st);
 	free(g);

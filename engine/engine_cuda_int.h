@@ -14,7 +14,6 @@
 
 #define C ENG_CUDA_MAX_ROWS
 #define GMAX ENG_CU_GEMV_MAX      /* rows of a fast (graph) step */
-#define NSIDE 4                   /* side streams of a prefill's experts */
 
 struct dlayer {
 	void *qkv, *o;             /* [qd + 2 kvd][H], [H][qd]; dense dtype */
@@ -60,10 +59,6 @@ struct eng_cuda {
 	float *y3d;
 	int *hej, *dej;            /* entry -> expert index, or -1 (pinned, device) */
 	bool any_split;            /* some expert of the layer runs that way */
-	/* side streams for those experts at once (run_split_side) */
-	cudaStream_t side[NSIDE];
-	cublasHandle_t sblas[NSIDE];
-	cudaEvent_t fork, join[NSIDE];
 	int *rid;
 	void *dgrpb, *hgrpb;       /* a layer's expert groups, device and pinned */
 	struct eng_cu_grp dg, hg;

@@ -2,11 +2,13 @@
  *
  * GEMMs: up to ENG_CU_GEMV_MAX rows (decode) run in engine/cuda_moe.cu's
  * GEMV kernels straight on the bf16 (or f32) weights; more rows (prefill) go
- * through cublasGemmEx with f32 accumulation, a bf16 matrix widened exactly
- * into an f32 scratch first.  Rounding the activations to bf16 instead
- * (tensor cores, MOED_CUDA_BF16_ACTIVATIONS=1) flipped a near-tie in the
- * router of the olmoe_bf16 fixture (bench/results/cuda_correctness.md), so
- * it is opt-in.
+ * through cublasGemmEx with f32 accumulation: f32 weights in f32, bf16 ones
+ * on tensor cores against the activations split exactly into three bf16
+ * parts (eng_cu_split3: an f32 GEMM's precision; 3.4x the prefill of
+ * widening each matrix to f32 first).  Rounding the activations to bf16
+ * instead (MOED_CUDA_BF16_ACTIVATIONS=1) flipped a near-tie in the router
+ * of the olmoe_bf16 fixture (bench/results/cuda_correctness.md), so it is
+ * opt-in.
  *
  * MoE layers, two ways with the same arithmetic (so the same bits):
  * - through the expert source: the routes come to the host (hooks, cache),
@@ -207,22 +209,21 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 	return 0;
 }
 
-/* expert_split's way for an expert's m entries from at (weights w), on
- * stream st (blas: its handle); every buffer its own, in the three-part
- * layout, so experts may run at once. */
-static int split_ffn(struct eng_cuda *g, cublasHandle_t blas, cudaStream_t st, const void *w,
-		     int at, int m)
+/* expert_split's way for an expert's m entries from at (weights w), in the
+ * three-part layout: inputs split by moe(), outputs into y3d for it to add
+ * up.  (Experts on four side streams at once measured the same: 10687 /
+ * 9222 tok/s prefill against 10270 / 9256, 2 x 256 / 4 x 512.) */
+static int split_ffn(struct eng_cuda *g, const void *w, int at, int m)
 {
 	int H = g->H, I = g->m->cfg.moe_intermediate_size, rc;
 	const void *down = (const char *)w + (size_t)2 * I * H * 2;
 	uint16_t *xin = (uint16_t *)g->xbe + (size_t)3 * at * H;
 	uint16_t *hid = (uint16_t *)g->xbe + (size_t)3 * g->NE * H + (size_t)3 * at * I;
-	float *gu = g->y3 + (size_t)3 * at * 2 * I;
 
-	if ((rc = gemm3(blas, gu, xin, w, m, H, 2 * I)))
+	if ((rc = gemm3(g->blas, g->y3, xin, w, m, H, 2 * I)))   /* y3: 3 m <= 3 C rows */
 		return rc;
-	KR(eng_cu_silu_split3(hid, gu, m, I, st));
-	return gemm3(blas, g->y3d + (size_t)3 * at * H, hid, down, m, I, H);
+	KR(eng_cu_silu_split3(hid, g->y3, m, I, g->st));
+	return gemm3(g->blas, g->y3d + (size_t)3 * at * H, hid, down, m, I, H);
 }
 
 /* Expert j of the groups (weights w, m rows from entry at) into eo, or into
@@ -239,7 +240,7 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 		return 0;
 	}
 	if (expert_split(g, n, m))
-		return split_ffn(g, g->blas, g->st, w, at, m);
+		return split_ffn(g, w, at, m);
 	float *hj = g->hb + (size_t)at * I;
 	if ((rc = gemm_big(g, g->gu, g->xn, g->dg.row + at, w, b, m, H, 2 * I, 0)))
 		return rc;
@@ -328,45 +329,6 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	return 0;
 }
 
-/* When all the layer's experts are held and loaded and those not run yet
- * are expert_split's: those on the side streams in turn, joined into the
- * main stream before they are released (so a later load of their slots
- * waits for them).  Small GEMMs of different experts overlap; each expert's
- * launches are the ones it makes alone, so the bits do not change. */
-static int run_split_side(struct eng_cuda *g, int ml, int n, int acq)
-{
-	struct eng_cu_grp hg = g->hg;
-	int nx = *hg.nact, k = 0, rc = 0;
-
-	if (acq < nx || !g->side[0])
-		return 0;
-	for (int j = 0; j < nx; j++)
-		if (!g->xran[j] && (g->xpend[j] || !expert_split(g, n, hg.cnt[j])))
-			return 0;
-	CU(cudaEventRecord(g->fork, g->st));
-	for (int s = 0; s < NSIDE; s++)
-		CU(cudaStreamWaitEvent(g->side[s], g->fork, 0));
-	for (int j = 0; j < nx && !rc; j++)
-		if (!g->xran[j]) {
-			int s = k++ % NSIDE;
-
-			rc = split_ffn(g, g->sblas[s], g->side[s], g->xw[j], hg.start[j], hg.cnt[j]);
-		}
-	for (int s = 0; s < NSIDE; s++) {
-		CU(cudaEventRecord(g->join[s], g->side[s]));
-		CU(cudaStreamWaitEvent(g->st, g->join[s], 0));
-	}
-	if (rc)
-		return rc;
-	for (int j = 0; j < nx; j++)
-		if (!g->xran[j]) {
-			if (g->src.release)
-				g->src.release(g->src.ctx, ml, hg.xid[j]);
-			g->xran[j] = 1;
-		}
-	return 0;
-}
-
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
  * as the slots allow; each is released once its kernels are queued (the
  * release records them as the slot's last use: a reload waits for them).
@@ -379,8 +341,8 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = run_loaded(g, ml, n, acq, mmax)))
-		rc = run_split_side(g, ml, n, acq);
+	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)))
+		rc = run_loaded(g, ml, n, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
 	 * take slots only after this layer's experts have theirs. */
