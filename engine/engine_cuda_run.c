@@ -4,7 +4,7 @@
  * GEMV kernels straight on the bf16 (or f32) weights; more rows (prefill) go
  * through cublasGemmEx with f32 accumulation: f32 weights in f32, bf16 ones
  * on tensor cores against the activations split exactly into three bf16
- * parts (eng_cu_split3: an f32 GEMM's precision; 3.4x the prefill of
+ * parts (eng_cu_split3: an f32 GEMM's precision; 2.6-3.7x the prefill of
  * widening each matrix to f32 first).  Rounding the activations to bf16
  * instead (MOED_CUDA_BF16_ACTIVATIONS=1) flipped a near-tie in the router
  * of the olmoe_bf16 fixture (bench/results/cuda_correctness.md), so it is
@@ -47,13 +47,6 @@ static bool all_gemv(const struct eng_cuda *g, int n)
 	return n <= GMAX && g->gemv_dims;
 }
 
-/* y[n][out] (+)= x[n][in] . W[out][in]^T; f32 accumulation and output.  W in
- * bf16 when bf16.  add: y += (y must not alias x). */
-/* y = W x' (+ y) for n rows x' of x (rows: their indices, NULL: x's first
- * n), W [out][in] bf16, on tensor cores through eng_cu_split3 (an f32
- * GEMM's precision; a bf16 matrix widened to f32 for cuBLAS's f32 GEMM cost
- * 4.5x this round's prefill, bench/results/cuda_bench_s7.md), as many rows
- * at a time as y3 holds three products of. */
 /* y3 [3 m][out] = the products of W [out][in] (bf16) and xb's 3 m rows. */
 static int gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
 		 int out)
@@ -66,6 +59,11 @@ static int gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, 
 	return 0;
 }
 
+/* y = W x' (+ y) for n rows x' of x (rows: their indices, NULL: x's first
+ * n), W [out][in] bf16, on tensor cores through eng_cu_split3 (an f32
+ * GEMM's precision; widening W to f32 for cuBLAS's f32 GEMM instead made
+ * prefill 2.6-3.7x slower, bench/results/cuda_bench_s7.md), as many rows at
+ * a time as y3 holds three products of. */
 static int gemm_split(struct eng_cuda *g, float *y, const float *x, const int *rows,
 		      const void *w, int n, int in, int out, int add)
 {
@@ -107,7 +105,9 @@ static int gemm_big(struct eng_cuda *g, float *y, const float *x, const int *row
 	return 0;
 }
 
-/* y = W x (+ y), n rows: GEMVs for a decode step's few rows, else cuBLAS. */
+/* y[n][out] (+)= x[n][in] . W[out][in]^T, f32 accumulation and output, W
+ * bf16 when bf16 (add: y += ..., y not aliasing x): GEMVs for a decode
+ * step's few rows, else cuBLAS. */
 static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int bf16, int n,
 		int in, int out, int add)
 {
