@@ -288,19 +288,31 @@ __device__ __forceinline__ size_t part_row(struct eng_cu_grp g, int j, int e, in
 	return (size_t)3 * st + (size_t)k * g.cnt[j] + (e - st);
 }
 
+// The block's entry (blockIdx.x): its three rows of width w in p's
+// three-part layout, or false when it is left out.
+template <typename T>
+__device__ __forceinline__ bool entry_parts(T *p, size_t w, struct eng_cu_grp g, const int *ej,
+					    T *out[3])
+{
+	int e = blockIdx.x, j = ej[e];
+
+	if (j < 0)
+		return false;
+	for (int k = 0; k < 3; k++)
+		out[k] = p + part_row(g, j, e, k) * w;
+	return true;
+}
+
 __global__ void k_split3_entries(__nv_bfloat16 *xb, const float *x, int in, struct eng_cu_grp g,
 				 const int *ej)
 {
-	int e = blockIdx.x, j;
+	__nv_bfloat16 *d[3];
 
 	pdl_wait();
 	pdl_launch();
-	if ((j = ej[e]) < 0)
+	if (!entry_parts(xb, in, g, ej, d))
 		return;
-	const float *s = x + (size_t)g.row[e] * in;
-	__nv_bfloat16 *d[3];
-	for (int k = 0; k < 3; k++)
-		d[k] = xb + part_row(g, j, e, k) * in;
+	const float *s = x + (size_t)g.row[blockIdx.x] * in;
 	for (int i = threadIdx.x; i < in; i += blockDim.x)
 		split3(s[i], d[0] + i, d[1] + i, d[2] + i);
 }
@@ -315,16 +327,14 @@ extern "C" int eng_cu_split3_entries(void *xb, const float *x, int in, struct en
 __global__ void k_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
 			       const int *ej)
 {
-	int e = blockIdx.x, j;
+	const float *q[3];
 
 	pdl_wait();
 	pdl_launch();
-	if ((j = ej[e]) < 0)
+	if (!entry_parts(p, H, g, ej, q))
 		return;
-	const float *a = p + part_row(g, j, e, 0) * H, *b = p + part_row(g, j, e, 1) * H;
-	const float *c = p + part_row(g, j, e, 2) * H;
 	for (int h = threadIdx.x; h < H; h += blockDim.x)
-		eo[(size_t)e * H + h] = a[h] + (b[h] + c[h]);
+		eo[(size_t)blockIdx.x * H + h] = q[0][h] + (q[1][h] + q[2][h]);
 }
 
 extern "C" int eng_cu_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
