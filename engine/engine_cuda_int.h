@@ -90,6 +90,24 @@ struct eng_cuda {
 int eng_cuda_fail(const char *what, const char *why);
 void eng_cuda_prof_print(const struct eng_cuda *g);
 
+/* Whether n rows of length in go through the GEMV kernels. */
+static inline bool eng_cuda_gemv_rows(int n, int in)
+{
+	return n <= GMAX && eng_cu_gemv_ok(in);
+}
+
+/* engine_cuda_run.c's GEMMs and router, for the expert-source MoE path
+ * (engine_cuda_moe.c): */
+int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
+		   int out);
+int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
+		      const void *w, int bf16, int n, int in, int out, int add);
+int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
+		   int group);
+/* A MoE layer through the expert source (hooks, cache); adds into x. */
+int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
+		 const struct eng_cuda_row *rows, int ml, int n);
+
 #define CU(x) do { cudaError_t e_ = (x); \
 	if (e_ != cudaSuccess) return eng_cuda_fail(#x, cudaGetErrorString(e_)); } while (0)
 #define KR(x) do { int e_ = (x); \

@@ -11,11 +11,11 @@
  * opt-in.
  *
  * MoE layers, two ways with the same arithmetic (so the same bits):
- * - through the expert source: the routes come to the host (hooks, cache),
- *   the rows are grouped per expert, a layer's experts are acquired before
- *   any runs (their loads queue back to back while earlier ones compute),
- *   each expert runs over all its rows, then one kernel sums each row's
- *   experts in ascending order;
+ * - through the expert source (engine_cuda_moe.c): the routes come to the
+ *   host (hooks, cache), the rows are grouped per expert, a layer's experts
+ *   are acquired before any runs (their loads queue back to back while
+ *   earlier ones compute), each expert runs over all its rows, then one
+ *   kernel sums each row's experts in ascending order;
  * - fast: when every expert is resident for good (ld_expert_src.resident_all)
  *   and a step has at most ENG_CU_GEMV_MAX rows that all want logits, each
  *   a sequence of its own (decode), routing, grouping and the experts stay
@@ -35,11 +35,6 @@
 #include "engine/engine_cuda_int.h"
 #include "loader/clock.h"
 
-static bool gemv_rows(int n, int in)
-{
-	return n <= GMAX && eng_cu_gemv_ok(in);
-}
-
 /* Whether a chunk of n rows runs all its GEMMs as GEMVs (the fast way's
  * condition). */
 static bool all_gemv(const struct eng_cuda *g, int n)
@@ -48,7 +43,7 @@ static bool all_gemv(const struct eng_cuda *g, int n)
 }
 
 /* y3 [3 m][out] = the products of W [out][in] (bf16) and xb's 3 m rows. */
-static int gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
+int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
 		 int out)
 {
 	const float one = 1.0f, zero = 0.0f;
@@ -74,7 +69,7 @@ static int gemm_split(struct eng_cuda *g, float *y, const float *x, const int *r
 
 		KR(eng_cu_split3(g->xb, rows ? x : x + (size_t)t * in, rows ? rows + t : NULL, m,
 				 in, g->st));
-		if ((rc = gemm3(g->blas, g->y3, g->xb, w, m, in, out)))
+		if ((rc = eng_cuda_gemm3(g->blas, g->y3, g->xb, w, m, in, out)))
 			return rc;
 		KR(eng_cu_sum3(y + (size_t)t * out, g->y3, (size_t)m * out, add, g->st));
 	}
@@ -83,7 +78,7 @@ static int gemm_split(struct eng_cuda *g, float *y, const float *x, const int *r
 
 /* The same through cuBLAS whatever n: f32 weights in f32, bf16 ones as
  * above or (MOED_CUDA_BF16_ACTIVATIONS) with activations rounded to bf16. */
-static int gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
+int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
 		    const void *w, int bf16, int n, int in, int out, int add)
 {
 	const float one = 1.0f, beta = add ? 1.0f : 0.0f;
@@ -111,11 +106,11 @@ static int gemm_big(struct eng_cuda *g, float *y, const float *x, const int *row
 static int gemm(struct eng_cuda *g, float *y, const float *x, const void *w, int bf16, int n,
 		int in, int out, int add)
 {
-	if (gemv_rows(n, in)) {
+	if (eng_cuda_gemv_rows(n, in)) {
 		KR(eng_cu_gemv(y, out, x, in, w, bf16, n, in, out, add, g->st));
 		return 0;
 	}
-	return gemm_big(g, y, x, NULL, w, bf16, n, in, out, add);
+	return eng_cuda_gemm_big(g, y, x, NULL, w, bf16, n, in, out, add);
 }
 
 /* x's RMSNorm (weight w) into y, n rows. */
@@ -125,255 +120,12 @@ static int rmsnorm(struct eng_cuda *g, float *y, const float *x, const float *w,
 	return 0;
 }
 
-/* Whether an expert's m rows of an n-row chunk run as GEMVs (the
- * grouped-expert kernels).  A decode step's rows always do (the fast step's
- * way: the same bits at every budget); in a prefill chunk only an expert's
- * one or two rows, as more took longer than cuBLAS (16 rows: 46 us for
- * gate/up alone, one expert). */
-static bool expert_gemv(const struct eng_cuda *g, int n, int m)
-{
-	return gemv_rows(m, g->H) && eng_cu_gemv_ok(g->m->cfg.moe_intermediate_size) &&
-	       (n <= GMAX || m <= 2);
-}
-
-/* The others: bf16 experts on tensor cores (gemm_split's arithmetic, the
- * layer's inputs split once by moe(), outputs added up after the last). */
-static bool expert_split(const struct eng_cuda *g, int n, int m)
-{
-	return g->src.bf16 && !g->act16 && !expert_gemv(g, n, m);
-}
-
-/* Host side of routing: override_route, then the rows grouped per expert
- * (ascending expert id, rows ascending within one; the layout eng_cu_route's
- * grouping writes on the GPU), uploaded once.  *mmax: the most rows of one
- * expert. */
-static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng_cuda_row *rows,
-		 int ml, int n, int *mmax)
-{
-	int E = g->E, K = g->K, total = n * K, j = 0;
-	struct eng_cu_grp hg = g->hg;
-
-	for (int t = 0; t < n && h->override_route; t++)
-		h->override_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
-				  g->hid + (size_t)t * K, g->hw + (size_t)t * K, K,
-				  g->hp + (size_t)t * E, E);
-	memset(g->cnt, 0, (size_t)(E + 1) * sizeof(int));
-	for (int i = 0; i < total; i++) {
-		if (g->hid[i] < 0 || g->hid[i] >= E)
-			return -EINVAL;
-		g->cnt[g->hid[i] + 1]++;
-	}
-	*mmax = 0;
-	for (int x = 0; x < E; x++) {
-		int c = g->cnt[x + 1];
-
-		if (c) {
-			hg.xid[j] = x, hg.start[j] = g->cnt[x], hg.cnt[j] = c;
-			*mmax = c > *mmax ? c : *mmax;
-			j++;
-		}
-		g->cnt[x + 1] += g->cnt[x];
-	}
-	*hg.nact = j;
-	/* cnt[x] is now expert x's first entry; filling advances it. */
-	for (int i = 0; i < total; i++) {
-		int at = g->cnt[g->hid[i]]++;
-
-		hg.row[at] = i / K;
-		hg.wt[at] = g->hw[i];
-	}
-	g->any_split = false;
-	for (int x = 0; x < j; x++) {
-		bool sp = expert_split(g, n, hg.cnt[x]);
-
-		for (int e = hg.start[x]; e < hg.start[x] + hg.cnt[x]; e++)
-			g->hej[e] = sp ? x : -1;
-		g->any_split |= sp;
-	}
-	/* Each row's entries, ascending, for the combine. */
-	int fill[C] = {0};
-	for (int e = 0; e < total; e++) {
-		int t = hg.row[e];
-
-		g->hent[t * K + fill[t]++] = e;
-	}
-	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, eng_cu_grp_bytes(E, g->NE),
-			   cudaMemcpyHostToDevice, g->st));
-	CU(cudaMemcpyAsync(g->dent, g->hent, (size_t)total * sizeof(int), cudaMemcpyHostToDevice,
-			   g->st));
-	if (g->any_split) {
-		CU(cudaMemcpyAsync(g->dej, g->hej, (size_t)total * sizeof(int),
-				   cudaMemcpyHostToDevice, g->st));
-		KR(eng_cu_split3_entries(g->xbe, g->xn, g->H, g->dg, g->dej, total, g->st));
-	}
-	return 0;
-}
-
-/* expert_split's way for an expert's m entries from at (weights w), in the
- * three-part layout: inputs split by moe(), outputs into y3d for it to add
- * up.  (Experts on four side streams at once measured the same: 10687 /
- * 9222 tok/s prefill against 10270 / 9256, 2 x 256 / 4 x 512.) */
-static int split_ffn(struct eng_cuda *g, const void *w, int at, int m)
-{
-	int H = g->H, I = g->m->cfg.moe_intermediate_size, rc;
-	const void *down = (const char *)w + (size_t)2 * I * H * 2;
-	uint16_t *xin = (uint16_t *)g->xbe + (size_t)3 * at * H;
-	uint16_t *hid = (uint16_t *)g->xbe + (size_t)3 * g->NE * H + (size_t)3 * at * I;
-
-	if ((rc = gemm3(g->blas, g->y3, xin, w, m, H, 2 * I)))   /* y3: 3 m <= 3 C rows */
-		return rc;
-	KR(eng_cu_silu_split3(hid, g->y3, m, I, g->st));
-	return gemm3(g->blas, g->y3d + (size_t)3 * at * H, hid, down, m, I, H);
-}
-
-/* Expert j of the groups (weights w, m rows from entry at) into eo, or into
- * y3d for expert_split's. */
-static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, int m)
-{
-	const struct ld_config *c = &g->m->cfg;
-	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, rc;
-	const void *down = (const char *)w + (size_t)2 * I * H * (b ? 2 : 4);
-
-	if (expert_gemv(g, n, m)) {
-		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
-		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
-		return 0;
-	}
-	if (expert_split(g, n, m))
-		return split_ffn(g, w, at, m);
-	float *hj = g->hb + (size_t)at * I;
-	if ((rc = gemm_big(g, g->gu, g->xn, g->dg.row + at, w, b, m, H, 2 * I, 0)))
-		return rc;
-	KR(eng_cu_silu_mul(hj, g->gu, m, I, g->st));
-	return gemm_big(g, g->eo + (size_t)at * H, hj, NULL, down, b, m, I, H, 0);
-}
-
-/* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
- * their loads queue back to back.  Those past `first` (the first not yet
- * run) go through acquire_ahead where the source has it (no waiting, no
- * taking prefetched experts' slots; xpend marks those still loading); stops
- * early (0) when a slot is not to be had that way or the slots are all held,
- * while acquired experts are still to run. */
-static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq)
-{
-	int rc;
-
-	for (; *acq < nx; ++*acq) {
-		int x = g->hg.xid[*acq];
-
-		if (*acq > first && g->src.acquire_ahead)
-			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
-		else
-			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
-		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > first)
-			return 0;
-		if (rc < 0)
-			return rc;
-		g->xpend[*acq] = rc == 1;
-		if (!g->xw[*acq]) {
-			if (g->src.release)
-				g->src.release(g->src.ctx, ml, x);
-			return eng_cuda_fail("expert source", "no device pointer for an expert");
-		}
-	}
-	return 0;
-}
-
-/* Which acquired expert (of [0, acq)) runs next: the first one not loading,
- * so that its compute overlaps the others' loads, else the first to run. */
-static int next_expert(const struct eng_cuda *g, int acq)
-{
-	int j = -1;
-
-	for (int i = 0; i < acq; i++)
-		if (!g->xran[i]) {
-			if (!g->xpend[i])
-				return i;
-			j = j < 0 ? i : j;
-		}
-	return j;
-}
-
-/* The experts among [0, acq) already loaded, when at least two and each
- * has at most GMAX rows (mmax): one gate/up and one down launch for all of
- * them (a table by expert id, NULL for the others, which those kernels
- * skip) instead of two each, so the host queues a decode layer's hits
- * quickly.  Same kernels, same bits. */
-static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
-{
-	const struct ld_config *c = &g->m->cfg;
-	struct eng_cu_grp hg = g->hg;
-	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, nx = *hg.nact, k = 0;
-
-	if (!expert_gemv(g, n, mmax))
-		return 0;
-	memset(g->hxtab, 0, (size_t)g->E * sizeof(void *));
-	for (int j = 0; j < acq; j++)
-		if (!g->xpend[j]) {
-			g->hxtab[hg.xid[j]] = g->xw[j];
-			k++;
-		}
-	if (k < 2)
-		return 0;
-	/* The previous layer's copy of hxtab ran before this layer's sync. */
-	CU(cudaMemcpyAsync(g->dxtab, g->hxtab, (size_t)g->E * sizeof(void *),
-			   cudaMemcpyHostToDevice, g->st));
-	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, g->dxtab, NULL, b, 0, nx, mmax, g->st));
-	KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, g->dxtab, NULL, b, 0, nx, mmax, g->st));
-	for (int j = 0; j < acq; j++)
-		if (!g->xpend[j]) {
-			if (g->src.release)
-				g->src.release(g->src.ctx, ml, hg.xid[j]);
-			g->xran[j] = 1;
-		}
-	return 0;
-}
-
-/* Runs the grouped experts, the loaded ones first, acquiring ahead as far
- * as the slots allow; each is released once its kernels are queued (the
- * release records them as the slot's last use: a reload waits for them).
- * The order does not change the result: each entry has its own rows and
- * the combine adds them in entry order. */
-static int experts(struct eng_cuda *g, const struct eng_hooks *h,
-		   const struct eng_cuda_row *rows, int ml, int n, int mmax)
-{
-	struct eng_cu_grp hg = g->hg;
-	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
-
-	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)))
-		rc = run_loaded(g, ml, n, acq, mmax);
-	/* The routes to the hooks only now: the prefetches they start for
-	 * later layers queue behind this layer's loads (one copy stream) and
-	 * take slots only after this layer's experts have theirs. */
-	for (int t = 0; t < n && h->on_route && !rc; t++)
-		h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
-			    g->hid + (size_t)t * K, g->hw + (size_t)t * K, K);
-	while (!rc) {
-		while (first < nx && g->xran[first])
-			first++;
-		if (first == nx || (rc = acquire_ahead(g, ml, nx, first, &acq)))
-			break;
-		int j = next_expert(g, acq);
-		g->xran[j] = 1;
-		if (g->xpend[j] && (rc = g->src.order(g->src.ctx, ml, hg.xid[j])))
-			break;   /* released by order() */
-		rc = expert_ffn(g, n, j, g->xw[j], hg.start[j], hg.cnt[j]);
-		if (g->src.release)
-			g->src.release(g->src.ctx, ml, hg.xid[j]);
-	}
-	for (int i = first; i < acq; i++)   /* after a failure: the ones still held */
-		if (!g->xran[i] && g->src.release)
-			g->src.release(g->src.ctx, ml, hg.xid[i]);
-	return rc;
-}
-
 /* The MoE input xn = RMSNorm(x) (mlp_norm), router logits into rlog and the
  * top-k into ids/w (grouped into dg when group): RMSNorm and one launch for
  * up to GMAX rows (one launch for up to two), else RMSNorm, a GEMM and
  * eng_cu_route. */
-static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		 int group)
+int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
+		   int group)
 {
 	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
 	float eps = (float)g->m->cfg.rms_eps;
@@ -381,10 +133,10 @@ static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, fl
 	/* One or two rows: the router's launch normalises its input too.  For
 	 * more, each of its blocks normalising every row cost more than the
 	 * launch it saves (16 rows: 58.63 us against 36.14, cuda_kprof). */
-	bool fuse = gemv_rows(n, H) && n <= 2;
+	bool fuse = eng_cuda_gemv_rows(n, H) && n <= 2;
 	if (!fuse && (rc = rmsnorm(g, g->xn, g->x, d->mlp_norm, n)))
 		return rc;
-	if (gemv_rows(n, H)) {
+	if (eng_cuda_gemv_rows(n, H)) {
 		KR(eng_cu_router_route(g->rlog, fuse ? g->x : g->xn, d->router, n, H, E, K, norm,
 				       ids, w, g->dg, group, g->done, fuse ? d->mlp_norm : NULL,
 				       eps, g->xn, g->st));
@@ -393,29 +145,6 @@ static int route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, fl
 	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
 		return rc;
 	KR(eng_cu_route(g->rlog, ids, w, n, E, K, norm, g->dg, group, g->st));
-	return 0;
-}
-
-/* A MoE layer through the expert source; adds into x. */
-static int moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
-	       const struct eng_cuda_row *rows, int ml, int n)
-{
-	int H = g->H, E = g->E, K = g->K, rc, mmax;
-	size_t nk = (size_t)n * K;
-
-	if ((rc = route(g, d, n, g->rid, g->rw, 0)))
-		return rc;
-	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
-	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));
-	if (h->override_route)
-		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
-				   cudaMemcpyDeviceToHost, g->st));
-	CU(cudaStreamSynchronize(g->st));
-	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
-		return rc;
-	if (g->any_split)
-		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));
-	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
 	return 0;
 }
 
@@ -429,7 +158,7 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
 
-	if ((rc = route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
+	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
 	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, n, g->st));
 	KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, K, g->st));
@@ -478,7 +207,7 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 	if (L->moe_index >= 0) {
 		if (h->before_moe)
 			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
-		return moe(g, h, d, rows, L->moe_index, n);
+		return eng_cuda_moe(g, h, d, rows, L->moe_index, n);
 	}
 	/* MoE layers normalise in route(). */
 	if ((rc = rmsnorm(g, g->xn, g->x, d->mlp_norm, n)) ||
