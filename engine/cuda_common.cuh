@@ -7,17 +7,30 @@
 
 #define ST(s) ((cudaStream_t)(s))
 
-// v = *hi + *mid + *lo, each the bf16 nearest what is left (finite v; the
-// parts of inf or NaN: v's bf16, 0, 0).  eng_cu_split3 says what for.
-__device__ __forceinline__ void split3(float v, __nv_bfloat16 *hi, __nv_bfloat16 *mid,
-				       __nv_bfloat16 *lo)
+// v = hi + mid + lo, each the bf16 nearest what is left (finite v; the
+// parts of inf or NaN: v's bf16, 0, 0), into d[0], d[part], d[2 part].
+// eng_cu_split3 says what for.
+__device__ __forceinline__ void split3(float v, __nv_bfloat16 *d, size_t part)
 {
 	__nv_bfloat16 a = __float2bfloat16_rn(v), b;
 	float r = isfinite(v) ? v - __bfloat162float(a) : 0.0f, r2;   /* exact */
 
 	b = __float2bfloat16_rn(r);
 	r2 = r - __bfloat162float(b);                                 /* exact, fits bf16 */
-	*hi = a, *mid = b, *lo = __float2bfloat16_rn(r2);
+	d[0] = a, d[part] = b, d[2 * part] = __float2bfloat16_rn(r2);
+}
+
+// The three products of split3's parts at p[0], p[part], p[2 part], added
+// smallest first.
+__device__ __forceinline__ float add3(const float *p, size_t part)
+{
+	return p[0] + (p[part] + p[2 * part]);
+}
+
+// SiLU(g) * u, the one expression every expert path uses.
+__device__ __forceinline__ float silu_mul(float g, float u)
+{
+	return g / (1.0f + expf(-g)) * u;
 }
 
 // Programmatic dependent launch (sm_90).  Every kernel launched through

@@ -80,11 +80,8 @@ __global__ void k_split3(__nv_bfloat16 *xb, const float *x, const int *rows, int
 	pdl_wait();
 	pdl_launch();
 	s = x + (size_t)(rows ? rows[t] : (int)t) * in;
-	for (int i = threadIdx.x; i < in; i += blockDim.x) {
-		__nv_bfloat16 *d = xb + t * in + i;
-
-		split3(s[i], d, d + (size_t)n * in, d + (size_t)2 * n * in);
-	}
+	for (int i = threadIdx.x; i < in; i += blockDim.x)
+		split3(s[i], xb + t * in + i, (size_t)n * in);
 }
 
 __global__ void k_silu_split3(__nv_bfloat16 *xb, const float *p, int n, int I)
@@ -95,12 +92,8 @@ __global__ void k_silu_split3(__nv_bfloat16 *xb, const float *p, int n, int I)
 	pdl_wait();
 	pdl_launch();
 	for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < I; i += gridDim.y * blockDim.x) {
-		float g = r[i] + (r[part + i] + r[2 * part + i]);
-		float u = r[I + i] + (r[part + I + i] + r[2 * part + I + i]);
-
-		__nv_bfloat16 *d = xb + t * I + i;
-
-		split3(g / (1.0f + expf(-g)) * u, d, d + (size_t)n * I, d + (size_t)2 * n * I);
+		split3(silu_mul(add3(r + i, part), add3(r + I + i, part)), xb + t * I + i,
+		       (size_t)n * I);
 	}
 }
 
@@ -121,7 +114,7 @@ __global__ void k_sum3(float *y, const float *p, size_t total, int add)
 	pdl_launch();
 	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < total;
 	     j += (size_t)gridDim.x * blockDim.x) {
-		float v = p[j] + (p[total + j] + p[2 * total + j]);
+		float v = add3(p + j, total);
 
 		y[j] = add ? y[j] + v : v;
 	}
@@ -528,9 +521,7 @@ __global__ void k_silu_mul(float *h, const float *gu, int n, int I)
 	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < total;
 	     j += (size_t)gridDim.x * blockDim.x) {
 		size_t t = j / I, i = j % I;
-		float g = gu[t * 2 * I + i], u = gu[t * 2 * I + I + i];
-
-		h[j] = g / (1.0f + expf(-g)) * u;
+		h[j] = silu_mul(gu[t * 2 * I + i], gu[t * 2 * I + I + i]);
 	}
 }
 

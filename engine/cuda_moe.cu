@@ -159,8 +159,7 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 #pragma unroll
 		for (int t = 0; t < NM; t++)
 			if (t < m && lane == t)
-				hb[(size_t)(st + t) * I + i] = a[0][t] / (1.0f + expf(-a[0][t])) *
-					a[1][t];
+				hb[(size_t)(st + t) * I + i] = silu_mul(a[0][t], a[1][t]);
 	}
 }
 
@@ -280,41 +279,36 @@ __global__ void k_moe_combine(float *x, const float *eo, int H, const float *wt,
 	}
 }
 
-// Row k (0 hi, 1 mid, 2 lo) of entry e, expert j, in the three-part layout.
-__device__ __forceinline__ size_t part_row(struct eng_cu_grp g, int j, int e, int k)
-{
-	int st = g.start[j];
-
-	return (size_t)3 * st + (size_t)k * g.cnt[j] + (e - st);
-}
-
-// The block's entry (blockIdx.x): its three rows of width w in p's
-// three-part layout, or false when it is left out.
+// The block's entry e (blockIdx.x) in p's three-part layout (rows of width
+// w): its hi row, the mid and lo rows *part further on (expert j's entries
+// st .. st + m - 1 take rows 3 st .. 3 (st + m) - 1, hi rows first); NULL
+// when e is left out.
 template <typename T>
-__device__ __forceinline__ bool entry_parts(T *p, size_t w, struct eng_cu_grp g, const int *ej,
-					    T *out[3])
+__device__ __forceinline__ T *entry_parts(T *p, size_t w, struct eng_cu_grp g, const int *ej,
+					  size_t *part)
 {
-	int e = blockIdx.x, j = ej[e];
+	int e = blockIdx.x, j = ej[e], st;
 
 	if (j < 0)
-		return false;
-	for (int k = 0; k < 3; k++)
-		out[k] = p + part_row(g, j, e, k) * w;
-	return true;
+		return NULL;
+	st = g.start[j];
+	*part = (size_t)g.cnt[j] * w;
+	return p + ((size_t)3 * st + (e - st)) * w;
 }
 
 __global__ void k_split3_entries(__nv_bfloat16 *xb, const float *x, int in, struct eng_cu_grp g,
 				 const int *ej)
 {
-	__nv_bfloat16 *d[3];
+	size_t part;
 
 	pdl_wait();
 	pdl_launch();
-	if (!entry_parts(xb, in, g, ej, d))
+	__nv_bfloat16 *d = entry_parts(xb, in, g, ej, &part);
+	if (!d)
 		return;
 	const float *s = x + (size_t)g.row[blockIdx.x] * in;
 	for (int i = threadIdx.x; i < in; i += blockDim.x)
-		split3(s[i], d[0] + i, d[1] + i, d[2] + i);
+		split3(s[i], d + i, part);
 }
 
 extern "C" int eng_cu_split3_entries(void *xb, const float *x, int in, struct eng_cu_grp g,
@@ -327,14 +321,15 @@ extern "C" int eng_cu_split3_entries(void *xb, const float *x, int in, struct en
 __global__ void k_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
 			       const int *ej)
 {
-	const float *q[3];
+	size_t part;
 
 	pdl_wait();
 	pdl_launch();
-	if (!entry_parts(p, H, g, ej, q))
+	const float *q = entry_parts(p, H, g, ej, &part);
+	if (!q)
 		return;
 	for (int h = threadIdx.x; h < H; h += blockDim.x)
-		eo[(size_t)blockIdx.x * H + h] = q[0][h] + (q[1][h] + q[2][h]);
+		eo[(size_t)blockIdx.x * H + h] = add3(q + h, part);
 }
 
 extern "C" int eng_cu_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,

@@ -124,8 +124,9 @@ static int alloc_scratch(struct eng_cuda *g)
 	size_t V = (size_t)c->vocab_size, ni = (size_t)g->ni, f = sizeof(float);
 	size_t wide = H > (size_t)g->qd ? H : (size_t)g->qd;
 	size_t gb = eng_cu_grp_bytes(g->E, g->NE), fr = (size_t)c->n_moe_layers * GMAX * K;
+	size_t lists = 2 * NE * sizeof(int);   /* ent and ej after the groups */
 	size_t done_n = 1 + C * (size_t)c->n_heads;
-	bool split = g->src.bf16 && !g->act16;   /* engine_cuda_run.c's expert_split */
+	bool split = eng_cuda_split_experts(g);
 	int rc;
 
 	wide = wide > ni ? wide : ni;
@@ -141,20 +142,16 @@ static int alloc_scratch(struct eng_cuda *g)
 								  g->max_ctx))) ||
 	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, 3 * C * wide * 2)) ||
 	    (rc = dalloc(&g->y3, (g->y3n = y3_floats(g)) * f)) ||
-	    (rc = dalloc(&g->dent, C * K * sizeof(int))) ||
-	    (rc = dalloc(&g->dej, NE * sizeof(int))) ||
 	    (rc = dalloc(&g->xbe, split ? 3 * NE * (H + ni) * 2 : 1)) ||
 	    (rc = dalloc(&g->y3d, split ? 3 * NE * H * f : 1)) ||
-	    (rc = dalloc(&g->dgrpb, gb)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
+	    (rc = dalloc(&g->dgrpb, gb + lists)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
 	    (rc = dalloc(&g->dxtab, E * sizeof(void *))) ||
 	    (rc = dalloc(&g->fr_id, fr * sizeof(int))) || (rc = dalloc(&g->fr_w, fr * f)) ||
 	    (rc = dalloc(&g->dtab, (size_t)c->n_moe_layers * E * sizeof(void *))))
 		return rc;
-	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb)) ||
+	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb + lists)) ||
 	    (rc = halloc(&g->hxtab, E * sizeof(void *))) ||
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
-	    (rc = halloc(&g->hent, C * K * sizeof(int))) ||
-	    (rc = halloc(&g->hej, NE * sizeof(int))) ||
 	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hlog, C * V * f)) ||
 	    (rc = halloc(&g->hfr_id, fr * sizeof(int))) || (rc = halloc(&g->hfr_w, fr * f)))
 		return rc;
@@ -166,6 +163,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
 	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
 	g->hg = eng_cu_grp_at(g->hgrpb, g->E, g->NE);
+	g->hent = (int *)((char *)g->hgrpb + gb), g->hej = g->hent + NE;
+	g->dent = (int *)((char *)g->dgrpb + gb), g->dej = g->dent + NE;
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
 				       .cap = g->drow->cap, .kc = g->drow->kc,
 				       .vc = g->drow->vc};
@@ -297,12 +296,12 @@ void eng_cuda_close(struct eng_cuda *g)
 			cudaGraphExecDestroy(g->gx[i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
-		      g->logits, g->xb, g->y3, g->dent, g->dej, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->fr_w,
-		      g->dtab, g->dxtab};
+		      g->logits, g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id,
+		      g->fr_w, g->dtab, g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
 	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hlog, g->hfr_id, g->hfr_w,
-		      g->hxtab, g->hent, g->hej};
+		      g->hxtab};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);

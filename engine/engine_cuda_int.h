@@ -51,13 +51,14 @@ struct eng_cuda {
 	void *xb;                  /* bf16 activations: [3][C][widest input] */
 	float *y3;                 /* gemm_split's three products, y3n floats */
 	size_t y3n;
-	int *hent, *dent;          /* each row's K entries, ascending (pinned, device) */
+	/* after the groups in hgrpb / dgrpb, uploaded with them: */
+	int *hent, *dent;          /* each row's K entries, ascending */
 	/* bf16 experts of a prefill chunk on tensor cores: their entries' inputs
 	 * and hidden vectors split in three ([3 NE][H], then [3 NE][ni], bf16) and
 	 * their outputs' three parts ([3 NE][H]), eng_cu_split3_entries' layout */
 	void *xbe;
 	float *y3d;
-	int *hej, *dej;            /* entry -> expert index, or -1 (pinned, device) */
+	int *hej, *dej;            /* entry -> expert index, or -1 (after ent) */
 	bool any_split;            /* some expert of the layer runs that way */
 	int *rid;
 	void *dgrpb, *hgrpb;       /* a layer's expert groups, device and pinned */
@@ -94,6 +95,13 @@ void eng_cuda_prof_print(const struct eng_cuda *g);
 static inline bool eng_cuda_gemv_rows(int n, int in)
 {
 	return n <= GMAX && eng_cu_gemv_ok(in);
+}
+
+/* Whether bf16 experts can run on tensor cores (engine_cuda_moe.c's
+ * expert_split; the scratch for it is allocated only then). */
+static inline bool eng_cuda_split_experts(const struct eng_cuda *g)
+{
+	return g->src.bf16 && !g->act16;
 }
 
 /* engine_cuda_run.c's GEMMs and router, for the expert-source MoE path

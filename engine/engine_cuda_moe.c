@@ -26,7 +26,30 @@ static bool expert_gemv(const struct eng_cuda *g, int n, int m)
  * layer's inputs split once by moe(), outputs added up after the last). */
 static bool expert_split(const struct eng_cuda *g, int n, int m)
 {
-	return g->src.bf16 && !g->act16 && !expert_gemv(g, n, m);
+	return eng_cuda_split_experts(g) && !expert_gemv(g, n, m);
+}
+
+/* From the groups hg: each row's entries, ascending (hent, for the combine),
+ * and each entry's expert index where the expert runs expert_split's way
+ * (hej; any_split: some does). */
+static void entry_lists(struct eng_cuda *g, int n, int total)
+{
+	struct eng_cu_grp hg = g->hg;
+	int fill[C] = {0}, K = g->K;
+
+	g->any_split = false;
+	for (int x = 0; x < *hg.nact; x++) {
+		bool sp = expert_split(g, n, hg.cnt[x]);
+
+		for (int e = hg.start[x]; e < hg.start[x] + hg.cnt[x]; e++)
+			g->hej[e] = sp ? x : -1;
+		g->any_split |= sp;
+	}
+	for (int e = 0; e < total; e++) {
+		int t = hg.row[e];
+
+		g->hent[t * K + fill[t]++] = e;
+	}
 }
 
 /* Host side of routing: override_route, then the rows grouped per expert
@@ -68,30 +91,12 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 		hg.row[at] = i / K;
 		hg.wt[at] = g->hw[i];
 	}
-	g->any_split = false;
-	for (int x = 0; x < j; x++) {
-		bool sp = expert_split(g, n, hg.cnt[x]);
-
-		for (int e = hg.start[x]; e < hg.start[x] + hg.cnt[x]; e++)
-			g->hej[e] = sp ? x : -1;
-		g->any_split |= sp;
-	}
-	/* Each row's entries, ascending, for the combine. */
-	int fill[C] = {0};
-	for (int e = 0; e < total; e++) {
-		int t = hg.row[e];
-
-		g->hent[t * K + fill[t]++] = e;
-	}
-	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, eng_cu_grp_bytes(E, g->NE),
-			   cudaMemcpyHostToDevice, g->st));
-	CU(cudaMemcpyAsync(g->dent, g->hent, (size_t)total * sizeof(int), cudaMemcpyHostToDevice,
-			   g->st));
-	if (g->any_split) {
-		CU(cudaMemcpyAsync(g->dej, g->hej, (size_t)total * sizeof(int),
-				   cudaMemcpyHostToDevice, g->st));
+	entry_lists(g, n, total);
+	/* The groups with each row's entries, and ej when it is used. */
+	size_t up = eng_cu_grp_bytes(E, g->NE) + ((g->any_split ? g->NE : 0) + total) * sizeof(int);
+	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, up, cudaMemcpyHostToDevice, g->st));
+	if (g->any_split)
 		KR(eng_cu_split3_entries(g->xbe, g->xn, g->H, g->dg, g->dej, total, g->st));
-	}
 	return 0;
 }
 
