@@ -44,7 +44,7 @@ static bool all_gemv(const struct eng_cuda *g, int n)
 
 /* y3 [3 m][out] = the products of W [out][in] (bf16) and xb's 3 m rows. */
 int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
-		 int out)
+		   int out)
 {
 	const float one = 1.0f, zero = 0.0f;
 
@@ -79,7 +79,7 @@ static int gemm_split(struct eng_cuda *g, float *y, const float *x, const int *r
 /* The same through cuBLAS whatever n: f32 weights in f32, bf16 ones as
  * above or (MOED_CUDA_BF16_ACTIVATIONS) with activations rounded to bf16. */
 int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
-		    const void *w, int bf16, int n, int in, int out, int add)
+		      const void *w, int bf16, int n, int in, int out, int add)
 {
 	const float one = 1.0f, beta = add ? 1.0f : 0.0f;
 	cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
@@ -209,7 +209,7 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
 		return eng_cuda_moe(g, h, d, rows, L->moe_index, n);
 	}
-	/* MoE layers normalise in route(). */
+	/* MoE layers normalise in eng_cuda_route(). */
 	if ((rc = rmsnorm(g, g->xn, g->x, d->mlp_norm, n)) ||
 	    (rc = gemm(g, g->gu, g->xn, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
 		return rc;
