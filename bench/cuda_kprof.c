@@ -1,7 +1,7 @@
 /* Time of each CUDA engine kernel at the issue's OLMoE shape (hidden 2048,
  * 16 heads of 128, 64 experts, top-8, expert width 1024, vocab 50304), one
  * decode row (or n rows), and of one whole decoder layer (the fast step's
- * kernels in its order): 50 launches captured in a CUDA graph, as a decode
+ * kernels in its order; its first RMSNorm inside the q/k/v GEMV): 50 launches captured in a CUDA graph, as a decode
  * step runs, timed with CUDA events over 3 launches of the graph after one;
  * weights bf16 with arbitrary values.  Launch i uses layer i % 16's weights,
  * experts and KV cache (16 layers as the model has, 13 GB), so that weights
@@ -98,6 +98,7 @@ struct ctx {
 	float *lrouter;
 	const void **ltab;
 	unsigned skip;   /* layer(): launches left out (1 << SK_*), for their cost in place */
+	int norm_apart;  /* layer(): the attention's RMSNorm a launch of its own */
 };
 
 enum { SK_NORM, SK_QKV, SK_ATTN, SK_O, SK_ROUTER, SK_GU, SK_DOWN, SK_N };
@@ -195,6 +196,12 @@ static int f_attn_prep(struct ctx *c)
 	return attend(c, &p);
 }
 
+/* The attention's RMSNorm and q/k/v in one launch, as the engine runs them. */
+static int f_qkv_norm(struct ctx *c)
+{
+	return eng_cu_gemv_norm(c->qkv, c->x, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H, st);
+}
+
 /* One decoder layer of a fast step (engine_cuda_run.c's order: for up to
  * two rows the MLP norm inside the router's launch; attention doing the q/k
  * prep), or (f_layer2) with that norm, the router and the routing as
@@ -205,9 +212,10 @@ static int layer(struct ctx *c, int fused)
 	int rc = 0;
 
 #define ON(b) (!(k & 1u << (b)))
-	if ((ON(SK_NORM) && (rc = f_norm(c))) ||
-	    (ON(SK_QKV) && (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H,
-					     0, st))) ||
+	if ((c->norm_apart && ON(SK_NORM) && (rc = f_norm(c))) ||
+	    (c->norm_apart && ON(SK_QKV) &&
+	     (rc = eng_cu_gemv(c->qkv, 3 * H, c->xn, H, c->lqkv, 1, c->n, H, 3 * H, 0, st))) ||
+	    (!c->norm_apart && ON(SK_QKV) && (rc = f_qkv_norm(c))) ||
 	    (ON(SK_ATTN) && (rc = f_attn_prep(c))) ||
 	    (ON(SK_O) && (rc = eng_cu_gemv(c->x, H, c->y, H, c->lo, 1, c->n, H, H, 1, st))))
 		return rc;
@@ -318,13 +326,17 @@ int main(int argc, char **argv)
 	timeit("q/k norms, rope, kv store", f_prep, &c, 0);
 	timeit("attention", f_attn, &c, 0);
 	timeit("attention with q/k prep", f_attn_prep, &c, 0);
+	timeit("gemv qkv with rmsnorm", f_qkv_norm, &c, (double)3 * H * H * 2);
 	timeit("decoder layer", f_layer, &c, 0);
 	timeit("decoder layer, norm/router apart", f_layer2, &c, 0);
+	c.norm_apart = 1;
+	timeit("decoder layer, qkv norm apart", f_layer, &c, 0);
+	c.norm_apart = 0;
 	/* Each launch's cost in place: the layer without it (PDL overlaps
 	 * make this differ from its time alone). */
 	static const char *const sk[SK_N] = {"rmsnorm", "qkv", "attention", "o", "router",
 					      "gate/up", "down"};
-	for (int b = 0; b < SK_N; b++) {
+	for (int b = SK_QKV; b < SK_N; b++) {
 		char name[64];
 
 		snprintf(name, sizeof(name), "layer without %s", sk[b]);

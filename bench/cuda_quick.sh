@@ -3,7 +3,7 @@
 # per-kernel times (bench/cuda_kprof) and GEMV variants (bench/cuda_gemv_lab), then
 # decode timings of `moed run --json` (its "timing" object) on the issue's
 # 16-layer OLMoE-shaped bf16 model: all experts resident (CUDA graphs; the
-# same with MOED_CUDA_PDL=0; MOED_CUDA_GRAPHS=0), and a 25% budget.  .deps carried (shared/GPU.md).
+# same with MOED_CUDA_PDL=0, with MOED_CUDA_NORM_GEMV=0; MOED_CUDA_GRAPHS=0), and a 25% budget.  .deps carried (shared/GPU.md).
 # Results in $OUT/quick.txt.   bench/cuda_quick.sh [LAYERS] [STEPS]
 set -u
 T0=$(date +%s)
@@ -42,6 +42,8 @@ run resident MOED_CUDA_PROFILE=1
 grep "cuda profile" $W/run_resident.err >> $S
 run resident_nopdl "MOED_CUDA_PROFILE=1 MOED_CUDA_PDL=0"
 grep "cuda profile" $W/run_resident_nopdl.err >> $S
+run resident_normapart "MOED_CUDA_PROFILE=1 MOED_CUDA_NORM_GEMV=0"
+grep "cuda profile" $W/run_resident_normapart.err >> $S
 run nographs MOED_CUDA_GRAPHS=0
 run budget25 MOED_X=1 --slots $(( LAYERS * 16 ))
 # Kernel durations of the prompt and 3 decode steps without graphs (ncu

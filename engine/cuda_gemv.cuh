@@ -105,6 +105,40 @@ struct xin_norm {
 	}
 };
 
+// Row t's inputs times the RMSNorm weights nw, the squares of the raw
+// inputs added into ss[t] as they pass (each chunk once): a warp's dot over
+// them, scaled by norm_inv(ss) at the end, is RMSNorm then the dot without
+// a pass of its own over x (that pass, block_inv_rms in each block, made
+// the GEMV slower than a launch of k_rmsnorm before it).
+template <int NM>
+struct xin_scaled {
+	xin_rows<NM> x;
+	const float *nw;
+	mutable float ss[NM];
+
+	__device__ __forceinline__ void load(int t, int c, float o[8]) const
+	{
+		float g[8];
+
+		x.load(t, c, o);
+		load_x8(nw + c, g);
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			ss[t] = fmaf(o[i], o[i], ss[t]);
+			o[i] *= g[i];
+		}
+	}
+};
+
+// 1 / rms from a lane's squares ss (its chunks of a row of length in): the
+// butterfly over the warp, in the order chunk_dot adds its sums.
+__device__ __forceinline__ float norm_inv(float ss, int in, float eps)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		ss += __shfl_xor_sync(0xffffffffu, ss, o);
+	return 1.0f / sqrtf(ss / (float)in + eps);
+}
+
 // Chunks first, first + STEP, ... < in of NR weight rows, read B at a time
 // into registers (a batch's loads go out before its first FMA: more bytes in
 // flight per thread).  Weights are never written by a kernel, so a kernel

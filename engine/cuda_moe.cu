@@ -33,9 +33,11 @@ extern "C" int eng_cu_gemv_ok(int in)
 // several rows; for one row, twice the warps keep more rows going.  The
 // first batch of weights is requested before the wait (an L2 prefetch
 // instead, measured in bench/cuda_gemv_lab, slowed the GEMV by a quarter).
-template <typename WT, int NM, int R, int IN = 0>
-__global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
-		       int out, int add)
+// NORM: the input is RMSNorm(x) (weights nw, eps), made as it is read
+// (xin_scaled).
+template <typename WT, int NM, int R, int IN = 0, bool NORM = false>
+__global__ void __launch_bounds__(32 * WARPS, IN && NORM ? 6 : 1) k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
+		       int out, int add, const float *nw, float eps)
 {
 	const int in = IN ? IN : in_;   /* IN: the row length known at compile time */
 	const int n = NM == 1 ? 1 : n_;
@@ -53,7 +55,19 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		return;
 	warp_start<WT, NM, R>(ws, rows, in);
 	pdl_wait();
-	chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
+	if (NORM) {
+		xin_scaled<NM> xs = {rows_at<NM>(x, ldx, n), nw, {}};
+
+		chunk_dot<WT, NM>(ws, xs, n, acc);
+#pragma unroll
+		for (int t = 0; t < NM; t++) {
+			float inv = norm_inv(xs.ss[t], in, eps);
+#pragma unroll
+			for (int k = 0; k < R; k++)
+				acc[k][t] *= inv;
+		}
+	} else
+		chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
 	pdl_launch();
 #pragma unroll
 	for (int t = 0; t < NM; t++)
@@ -81,13 +95,48 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 	}
 }
 
-extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
-			   int n, int in, int out, int add, void *stream)
+// The warp kernels' launch (eng_cu_gemv's and eng_cu_gemv_norm's).
+template <bool NORM>
+static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
+		      int in, int out, int add, const float *nw, float eps, void *stream)
 {
 	int R = n >= 4 ? 2 : 1, rc = 0;
 	unsigned nb = (unsigned)((out + R * WARPS - 1) / (R * WARPS));
 
-	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(in))
+	/* One row at a common length: a compile-time length (with n known to be
+	 * 1 and pdl_launch() after the dot) takes the bf16 kernel from 56
+	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
+	if (n == 1 && (in == 1024 || in == 2048)) {
+#define G1(T, L) launch(k_gemv<T, 1, 1, L, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+			(const T *)w, n, in, out, add, nw, eps)
+		if (bf16)
+			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
+		else
+			rc = in == 1024 ? G1(float, 1024) : G1(float, 2048);
+#undef G1
+		return rc;
+	}
+#define GEMV(T, N) rc = R == 2 ? \
+	launch(k_gemv<T, N, 2, 0, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, \
+	       n, in, out, add, nw, eps) : \
+	launch(k_gemv<T, N, 1, 0, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, \
+	       n, in, out, add, nw, eps)
+	DISPATCH(n, bf16, GEMV);
+#undef GEMV
+	return rc;
+}
+
+static bool gemv_args_ok(int n, int in)
+{
+	return n >= 1 && n <= ENG_CU_GEMV_MAX && eng_cu_gemv_ok(in);
+}
+
+extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
+			   int n, int in, int out, int add, void *stream)
+{
+	int rc = 0;
+
+	if (!gemv_args_ok(n, in))
 		return (int)cudaErrorInvalidValue;
 	/* Few rows: too few warps to keep the memory busy one row each. */
 	if (out <= ENG_CU_SPLIT_ROWS) {
@@ -97,27 +146,15 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 #undef SPLIT
 		return rc;
 	}
-	/* One row at a common length: a compile-time length (with n known to be
-	 * 1 and pdl_launch() after the dot) takes the bf16 kernel from 56
-	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
-	if (n == 1 && (in == 1024 || in == 2048)) {
-#define G1(T, L) launch(k_gemv<T, 1, 1, L>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
-			(const T *)w, n, in, out, add)
-		if (bf16)
-			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
-		else
-			rc = in == 1024 ? G1(float, 1024) : G1(float, 2048);
-#undef G1
-		return rc;
-	}
-#define GEMV(T, N) rc = R == 2 ? \
-	launch(k_gemv<T, N, 2>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, n, in, \
-	       out, add) : \
-	launch(k_gemv<T, N, 1>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, n, in, \
-	       out, add)
-	DISPATCH(n, bf16, GEMV);
-#undef GEMV
-	return rc;
+	return gemv_warps<false>(y, ldy, x, ldx, w, bf16, n, in, out, add, NULL, 0, stream);
+}
+
+extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps,
+				const void *w, int bf16, int n, int in, int out, void *stream)
+{
+	if (!gemv_args_ok(n, in) || out <= ENG_CU_SPLIT_ROWS)
+		return (int)cudaErrorInvalidValue;
+	return gemv_warps<true>(y, out, x, in, w, bf16, n, in, out, 0, nw, eps, stream);
 }
 
 // ---- experts ----

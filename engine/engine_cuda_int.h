@@ -35,6 +35,7 @@ struct eng_cuda {
 	int dev, max_ctx, qd, kvd, D, ni, bf16, H, E, K, NE;
 	bool act16;                /* bf16 activations on bf16 GEMMs (opt-in) */
 	bool graphs;               /* fast path allowed (MOED_CUDA_GRAPHS != 0) */
+	bool norm_gemv;            /* GEMVs normalise (MOED_CUDA_NORM_GEMV != 0) */
 	bool gemv_dims;            /* every GEMM's input length suits the GEMVs */
 	cudaStream_t st;
 	bool own_stream;

@@ -120,6 +120,24 @@ static int rmsnorm(struct eng_cuda *g, float *y, const float *x, const float *w,
 	return 0;
 }
 
+/* y[n][out] = RMSNorm(x; nw) . W^T (into xn on the way when it does not
+ * fit a GEMV that normalises as it reads, whose bits differ from it by a
+ * rounding; MOED_CUDA_NORM_GEMV=0 turns that GEMV off). */
+static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *nw,
+		     const void *w, int n, int in, int out)
+{
+	int rc;
+
+	if (g->norm_gemv && eng_cuda_gemv_rows(n, in) && out > ENG_CU_SPLIT_ROWS) {
+		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out,
+				    g->st));
+		return 0;
+	}
+	if ((rc = rmsnorm(g, g->xn, x, nw, n)))
+		return rc;
+	return gemm(g, y, g->xn, w, g->bf16, n, in, out, 0);
+}
+
 /* The MoE input xn = RMSNorm(x) (mlp_norm), router logits into rlog and the
  * top-k into ids/w (grouped into dg when group): RMSNorm and one launch for
  * up to GMAX rows (one launch for up to two), else RMSNorm, a GEMM and
@@ -178,10 +196,7 @@ static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 		d->q_norm, d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
 		g->inv_freq};
 
-	/* The norm inside the GEMV (each block normalising the row into shared
-	 * memory) took 14.90 us against 3.38 + 6.84 (bench/cuda_kprof, H200). */
-	if ((rc = rmsnorm(g, g->xn, g->x, d->attn_norm, n)) ||
-	    (rc = gemm(g, g->qkv, g->xn, d->qkv, g->bf16, n, H, D, 0)))
+	if ((rc = gemm_norm(g, g->qkv, g->x, d->attn_norm, d->qkv, n, H, D)))
 		return rc;
 	if (!g->one_each)
 		KR(eng_cu_qk_prep(g->q, &p, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd, g->st));
@@ -210,8 +225,7 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 		return eng_cuda_moe(g, h, d, rows, L->moe_index, n);
 	}
 	/* MoE layers normalise in eng_cuda_route(). */
-	if ((rc = rmsnorm(g, g->xn, g->x, d->mlp_norm, n)) ||
-	    (rc = gemm(g, g->gu, g->xn, d->mlp_gu, g->bf16, n, H, 2 * I, 0)))
+	if ((rc = gemm_norm(g, g->gu, g->x, d->mlp_norm, d->mlp_gu, n, H, 2 * I)))
 		return rc;
 	KR(eng_cu_silu_mul(g->h, g->gu, n, I, g->st));
 	return gemm(g, g->x, g->h, d->mlp_down, g->bf16, n, I, H, 1);
@@ -221,12 +235,10 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 static int head(struct eng_cuda *g, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
-	int H = g->H, V = c->vocab_size, rc;
+	int H = g->H, V = c->vocab_size;
 
 	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	if ((rc = rmsnorm(g, g->xn, g->xe, g->final_norm, m)))
-		return rc;
-	return gemm(g, g->logits, g->xn, g->lm_head, g->bf16, m, H, V, 0);
+	return gemm_norm(g, g->logits, g->xe, g->final_norm, g->lm_head, m, H, V);
 }
 
 /* The logits of the m selected rows to the host, after a synchronize. */
