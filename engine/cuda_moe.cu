@@ -36,7 +36,7 @@ extern "C" int eng_cu_gemv_ok(int in)
 // NORM: the input is RMSNorm(x) (weights nw, eps), made as it is read
 // (xin_scaled).
 template <typename WT, int NM, int R, int IN = 0, bool NORM = false>
-__global__ void __launch_bounds__(32 * WARPS, IN && NORM ? 6 : 1) k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
+__global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
 		       int out, int add, const float *nw, float eps)
 {
 	const int in = IN ? IN : in_;   /* IN: the row length known at compile time */
@@ -100,14 +100,18 @@ template <bool NORM>
 static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
 		      int in, int out, int add, const float *nw, float eps, void *stream)
 {
-	int R = n >= 4 ? 2 : 1, rc = 0;
+	/* With the norm, two rows per warp for one input row too: the input's
+	 * loads and squares serve both (q/k/v: 9.27 us against 10.03 for one
+	 * row per warp with a compile-time length at 40 registers, 14.03 at 44,
+	 * whose grid then takes two waves; bench/cuda_kprof, H200). */
+	int R = n >= 4 || (NORM && n == 1) ? 2 : 1, rc = 0;
 	unsigned nb = (unsigned)((out + R * WARPS - 1) / (R * WARPS));
 
 	/* One row at a common length: a compile-time length (with n known to be
 	 * 1 and pdl_launch() after the dot) takes the bf16 kernel from 56
 	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
-	if (n == 1 && (in == 1024 || in == 2048)) {
-#define G1(T, L) launch(k_gemv<T, 1, 1, L, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+	if (!NORM && n == 1 && (in == 1024 || in == 2048)) {
+#define G1(T, L) launch(k_gemv<T, 1, 1, L>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
 			(const T *)w, n, in, out, add, nw, eps)
 		if (bf16)
 			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
