@@ -361,21 +361,29 @@ __device__ __forceinline__ void att_step(const float *qv, const float (*kx)[ND],
 }
 
 // The ns spans' max, sum and weighted values at pp (hd + 2 floats each,
-// written by other blocks: __ldcg) added in span order into out.
+// written by other blocks: __ldcg) added in span order into out.  The
+// spans' maxima and sums come in together (one L2 round trip, not three
+// loops of them one after another); the arithmetic and its order are as
+// when each was loaded where used.
 __device__ __forceinline__ void att_merge(float *out, const float *pp, int ns, int hd)
 {
+	__shared__ float sm[ATT_SMAX], sl[ATT_SMAX];
 	float mx = -INFINITY, sum = 0;
 
+	if (threadIdx.x < ns) {
+		sm[threadIdx.x] = __ldcg(pp + (size_t)threadIdx.x * (hd + 2));
+		sl[threadIdx.x] = __ldcg(pp + (size_t)threadIdx.x * (hd + 2) + 1);
+	}
+	__syncthreads();
 	for (int k = 0; k < ns; k++)
-		mx = fmaxf(mx, __ldcg(pp + (size_t)k * (hd + 2)));
+		mx = fmaxf(mx, sm[k]);
 	for (int k = 0; k < ns; k++)
-		sum = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 1),
-			   expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), sum);
+		sum = fmaf(sl[k], expf(sm[k] - mx), sum);
 	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
 		float o = 0;
+#pragma unroll 4
 		for (int k = 0; k < ns; k++)
-			o = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 2 + i),
-				 expf(__ldcg(pp + (size_t)k * (hd + 2)) - mx), o);
+			o = fmaf(__ldcg(pp + (size_t)k * (hd + 2) + 2 + i), expf(sm[k] - mx), o);
 		out[i] = o / sum;
 	}
 }

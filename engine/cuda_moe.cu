@@ -182,10 +182,12 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 
 	pdl_wait();
 	pdl_launch();
-	const WT *w = j < *g.nact ? expert_w<WT>(g, tab, w1, j) : NULL;
+	/* The expert's id read with the count, not after it (j < E: in
+	 * bounds): one L2 round trip less before its weights are asked for. */
+	int id = g.xid[j], st = g.start[j], m = g.cnt[j];
+	const WT *w = j < *g.nact ? (const WT *)(w1 ? w1 : tab[id]) : NULL;
 	if (!w)   /* past the last expert, or not in the table */
 		return;
-	int st = g.start[j], m = g.cnt[j];
 	xin_rows<NM> xs;
 #pragma unroll
 	for (int t = 0; t < NM; t++)
@@ -241,14 +243,15 @@ __device__ __forceinline__ void down_rows(warp_stream<WT, NM, 2> &ws, int I, con
 // Row t's share of the layer: its entries' values v[e * stride], weighted,
 // added in ascending entry (so expert) order; k_moe_combine adds the same
 // way from a list of each row's entries.
-__device__ __forceinline__ float ordered_sum(struct eng_cu_grp g, int entries, int t,
+// row and wt: the grouping's (a block's copy in shared memory).
+__device__ __forceinline__ float ordered_sum(const int *row, const float *wt, int entries, int t,
 					     const float *v, int stride)
 {
 	float acc = 0.0f;
 
 	for (int e = 0; e < entries; e++)
-		if (g.row[e] == t)
-			acc = fmaf(g.wt[e], v[(size_t)e * stride], acc);
+		if (row[e] == t)
+			acc = fmaf(wt[e], v[(size_t)e * stride], acc);
 	return acc;
 }
 
@@ -280,13 +283,18 @@ template <typename WT, int NM>
 __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, int n, int entries)
 {
-	__shared__ float dot[2][ENG_CU_GEMV_MAX * 32];
+	__shared__ float dot[2][ENG_CU_GEMV_MAX * 32], wt[ENG_CU_GEMV_MAX * 32];
+	__shared__ int row[ENG_CU_GEMV_MAX * 32];
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nact = *g.nact;
 	int lane = threadIdx.x & 31;
 	warp_stream<WT, NM, 2> ws;
 
 	if (warp < nact)
 		down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, warp), blockIdx.x * 2, H, I);
+	/* The entries' rows and weights into shared memory while the weights
+	 * come: the sums below then wait on no global loads of their own. */
+	for (int e = threadIdx.x; e < entries; e += blockDim.x)
+		row[e] = g.row[e], wt[e] = g.wt[e];
 	pdl_wait();
 	pdl_launch();
 	for (int h = blockIdx.x * 2; h < H; h += gridDim.x * 2) {
@@ -298,7 +306,7 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 		}
 		__syncthreads();
 		if (warp < 2 && lane < n)
-			x[(size_t)lane * H + h + warp] += ordered_sum(g, entries, lane, dot[warp], 1);
+			x[(size_t)lane * H + h + warp] += ordered_sum(row, wt, entries, lane, dot[warp], 1);
 		__syncthreads();   /* dot is the next pair's */
 	}
 }
