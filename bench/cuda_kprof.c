@@ -1,11 +1,12 @@
 /* Time of each CUDA engine kernel at the issue's OLMoE shape (hidden 2048,
  * 16 heads of 128, 64 experts, top-8, expert width 1024, vocab 50304), one
  * decode row (or n rows), and of one whole decoder layer (the fast step's
- * kernels in its order; its first RMSNorm inside the q/k/v GEMV): 50 launches captured in a CUDA graph, as a decode
- * step runs, timed with CUDA events over 3 launches of the graph after one;
- * weights bf16 with arbitrary values.  Launch i uses layer i % 16's weights,
- * experts and KV cache (16 layers as the model has, 13 GB), so that weights
- * come from HBM as in a decode step, not from L2.  Prints microseconds per launch with
+ * kernels in its order; its first RMSNorm inside the q/k/v GEMV): 50
+ * launches captured in a CUDA graph, as a decode step runs, timed with CUDA
+ * events over 3 launches of the graph after one; weights bf16 with
+ * arbitrary values.  Launch i uses layer i % 16's weights, experts and KV
+ * cache (16 layers as the model has, 13 GB), so that weights come from HBM
+ * as in a decode step, not from L2.  Prints microseconds per launch with
  * programmatic dependent launch off and on, and, for the weight-streaming
  * kernels, GB/s of weight bytes (with it on).
  *   cuda_kprof [n] [context]
