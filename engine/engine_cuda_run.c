@@ -322,8 +322,6 @@ static int distinct(const int *ids, int n)
 	return d;
 }
 
-/* The hooks of a fast step: before_moe of every layer ahead of it, the
- * routes after it. */
 /* MOED_CUDA_PROFILE: host time before the launch, GPU time of the graph,
  * the wait for it, host time after, and the caller's time between steps. */
 static void prof_step(struct eng_cuda *g, const double t[4])
@@ -352,6 +350,8 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 			g->p_wait / n * 1e6, g->p_post / n * 1e6, g->p_between / n * 1e6);
 }
 
+/* A fast step (one graph for n rows); the hooks: before_moe of every layer
+ * ahead of it, the routes after it. */
 static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		      const struct eng_cuda_row *rows, int n, float *logits)
 {
