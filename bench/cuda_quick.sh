@@ -3,7 +3,8 @@
 # per-kernel times (bench/cuda_kprof) and GEMV variants (bench/cuda_gemv_lab), then
 # decode timings of `moed run --json` (its "timing" object) on the issue's
 # 16-layer OLMoE-shaped bf16 model: all experts resident (CUDA graphs; the
-# same with MOED_CUDA_PDL=0, with MOED_CUDA_NORM_GEMV=0; MOED_CUDA_GRAPHS=0), and a 25% budget.  .deps carried (shared/GPU.md).
+# same with MOED_CUDA_PDL=0, with MOED_CUDA_NORM_GEMV=0; MOED_CUDA_GRAPHS=0),
+# and a 25% budget.  .deps carried (shared/GPU.md).
 # Results in $OUT/quick.txt.   bench/cuda_quick.sh [LAYERS] [STEPS]
 set -u
 T0=$(date +%s)

@@ -163,11 +163,12 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 
 // ---- experts ----
 
+// An expert's weights: w when given (one expert), else the table's entry
+// for expert id.
 template <typename WT>
-__device__ __forceinline__ const WT *expert_w(struct eng_cu_grp g, const void *const *tab,
-					      const void *w, int j)
+__device__ __forceinline__ const WT *expert_w(const void *const *tab, const void *w, int id)
 {
-	return (const WT *)(w ? w : tab[g.xid[j]]);
+	return (const WT *)(w ? w : tab[id]);
 }
 
 // Block (b, j) takes expert j's rows i = b * WARPS + warp, then i plus the
@@ -185,7 +186,7 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 	/* The expert's id read with the count, not after it (j < E: in
 	 * bounds): one L2 round trip less before its weights are asked for. */
 	int id = g.xid[j], st = g.start[j], m = g.cnt[j];
-	const WT *w = j < *g.nact ? (const WT *)(w1 ? w1 : tab[id]) : NULL;
+	const WT *w = j < *g.nact ? expert_w<WT>(tab, w1, id) : NULL;
 	if (!w)   /* past the last expert, or not in the table */
 		return;
 	xin_rows<NM> xs;
@@ -264,7 +265,7 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 
 	pdl_wait();
 	pdl_launch();
-	const WT *w = j < *g.nact && h < H ? expert_w<WT>(g, tab, w1, j) : NULL;
+	const WT *w = j < *g.nact && h < H ? expert_w<WT>(tab, w1, g.xid[j]) : NULL;
 	if (!w)   /* as k_moe_gu */
 		return;
 	down_start<WT, NM>(ws, w, h, H, I);
@@ -290,7 +291,7 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	warp_stream<WT, NM, 2> ws;
 
 	if (warp < nact)
-		down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, warp), blockIdx.x * 2, H, I);
+		down_start<WT, NM>(ws, expert_w<WT>(tab, NULL, g.xid[warp]), blockIdx.x * 2, H, I);
 	/* The entries' rows and weights into shared memory while the weights
 	 * come: the sums below then wait on no global loads of their own. */
 	for (int e = threadIdx.x; e < entries; e += blockDim.x)
@@ -300,13 +301,14 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	for (int h = blockIdx.x * 2; h < H; h += gridDim.x * 2) {
 		for (int j = warp; j < nact; j += nw) {
 			if (j != warp || h != (int)blockIdx.x * 2)
-				down_start<WT, NM>(ws, expert_w<WT>(g, tab, NULL, j), h, H, I);
+				down_start<WT, NM>(ws, expert_w<WT>(tab, NULL, g.xid[j]), h, H, I);
 			down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], dot[0], 1,
 					  ENG_CU_GEMV_MAX * 32);
 		}
 		__syncthreads();
 		if (warp < 2 && lane < n)
-			x[(size_t)lane * H + h + warp] += ordered_sum(row, wt, entries, lane, dot[warp], 1);
+			x[(size_t)lane * H + h + warp] +=
+				ordered_sum(row, wt, entries, lane, dot[warp], 1);
 		__syncthreads();   /* dot is the next pair's */
 	}
 }

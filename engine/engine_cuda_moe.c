@@ -23,7 +23,7 @@ static bool expert_gemv(const struct eng_cuda *g, int n, int m)
 }
 
 /* The others: bf16 experts on tensor cores (gemm_split's arithmetic, the
- * layer's inputs split once by moe(), outputs added up after the last). */
+ * layer's inputs split once by group(), outputs added up after the last). */
 static bool expert_split(const struct eng_cuda *g, int n, int m)
 {
 	return eng_cuda_split_experts(g) && !expert_gemv(g, n, m);
@@ -101,9 +101,10 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 }
 
 /* expert_split's way for an expert's m entries from at (weights w), in the
- * three-part layout: inputs split by moe(), outputs into y3d for it to add
- * up.  (Experts on four side streams at once measured the same: 10687 /
- * 9222 tok/s prefill against 10270 / 9256, 2 x 256 / 4 x 512.) */
+ * three-part layout: inputs split by group(), outputs into y3d for
+ * eng_cuda_moe to add up.  (Experts on four side streams at once measured
+ * the same: 10687 / 9222 tok/s prefill against 10270 / 9256, 2 x 256 /
+ * 4 x 512.) */
 static int split_ffn(struct eng_cuda *g, const void *w, int at, int m)
 {
 	int H = g->H, I = g->m->cfg.moe_intermediate_size, rc;
