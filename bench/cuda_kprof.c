@@ -197,10 +197,26 @@ static int f_attn_prep(struct ctx *c)
 	return attend(c, &p);
 }
 
-/* The attention's RMSNorm and q/k/v in one launch, as the engine runs them. */
+/* The attention's RMSNorm and q/k/v, as the engine runs them (over four
+ * rows a launch that prepares the normalised input first), or
+ * (f_qkv_fused) in one launch at any row count. */
 static int f_qkv_norm(struct ctx *c)
 {
-	return eng_cu_gemv_norm(c->qkv, c->x, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H, st);
+	return eng_cu_gemv_norm(c->qkv, c->x, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H, c->xn,
+				st);
+}
+
+/* The final norm and lm_head, as the engine's head runs them. */
+static int f_head(struct ctx *c)
+{
+	return eng_cu_gemv_norm(c->logits, c->x, c->norm, 1e-5f, c->wlm, 1, c->n, H, V, c->xn,
+				st);
+}
+
+static int f_qkv_fused(struct ctx *c)
+{
+	return eng_cu_gemv_norm(c->qkv, c->x, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H, NULL,
+				st);
 }
 
 /* One decoder layer of a fast step (engine_cuda_run.c's order: for up to
@@ -252,7 +268,7 @@ static void setup(struct ctx *c)
 	size_t eb = (size_t)3 * I * H * 2, f = sizeof(float);
 	int n = c->n;
 
-	c->x = dev(n * H * f), c->y = dev(n * H * f), c->xn = dev(n * H * f);
+	c->x = dev(n * H * f), c->y = dev(n * H * f), c->xn = dev((n * H + n) * f);
 	c->qkv = dev(n * 3 * H * f), c->att = dev(n * H * f), c->rlog = dev(n * E * f);
 	c->rw = dev(n * K * f), c->rid = dev(n * K * sizeof(int));
 	c->hb = dev((size_t)n * K * I * f), c->eo = dev((size_t)n * K * H * f);
@@ -328,6 +344,8 @@ int main(int argc, char **argv)
 	timeit("attention", f_attn, &c, 0);
 	timeit("attention with q/k prep", f_attn_prep, &c, 0);
 	timeit("gemv qkv with rmsnorm", f_qkv_norm, &c, (double)3 * H * H * 2);
+	timeit("gemv qkv with rmsnorm, one launch", f_qkv_fused, &c, (double)3 * H * H * 2);
+	timeit("gemv lm_head with rmsnorm", f_head, &c, (double)V * H * 2);
 	timeit("decoder layer", f_layer, &c, 0);
 	timeit("decoder layer, norm/router apart", f_layer2, &c, 0);
 	c.norm_apart = 1;

@@ -33,9 +33,10 @@ extern "C" int eng_cu_gemv_ok(int in)
 // several rows; for one row, twice the warps keep more rows going.  The
 // first batch of weights is requested before the wait (an L2 prefetch
 // instead, measured in bench/cuda_gemv_lab, slowed the GEMV by a quarter).
-// NORM: the input is RMSNorm(x) (weights nw, eps), made as it is read
-// (xin_scaled).
-template <typename WT, int NM, int R, int IN = 0, bool NORM = false>
+// NORM (1 or 2): the input is RMSNorm(x) (weights nw, eps); 1: made as it
+// is read (xin_scaled); 2: x already holds x * nw and nw the rows' 1 / rms
+// (k_norm_prep), with the same bits as 1.
+template <typename WT, int NM, int R, int IN = 0, int NORM = 0>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
 		       int out, int add, const float *nw, float eps)
 {
@@ -55,10 +56,10 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		return;
 	warp_start<WT, NM, R>(ws, rows, in);
 	pdl_wait();
-	if (NORM) {
+	if (NORM == 1) {
 		xin_scaled<NM> xs = {rows_at<NM>(x, ldx, n), nw, {}};
 
-		chunk_dot<WT, NM>(ws, xs, n, acc);
+		chunk_dot<WT, NM, true>(ws, xs, n, acc);
 #pragma unroll
 		for (int t = 0; t < NM; t++) {
 			float inv = norm_inv(xs.ss[t], in, eps);
@@ -68,6 +69,11 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		}
 	} else
 		chunk_dot<WT, NM>(ws, rows_at<NM>(x, ldx, n), n, acc);
+#pragma unroll
+	for (int t = 0; t < NM; t++)
+#pragma unroll
+		for (int k = 0; k < R && NORM == 2 && t < n; k++)
+			acc[k][t] *= nw[t];
 	pdl_launch();
 #pragma unroll
 	for (int t = 0; t < NM; t++)
@@ -96,7 +102,7 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 }
 
 // The warp kernels' launch (eng_cu_gemv's and eng_cu_gemv_norm's).
-template <bool NORM>
+template <int NORM>
 static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
 		      int in, int out, int add, const float *nw, float eps, void *stream)
 {
@@ -104,14 +110,14 @@ static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w,
 	 * loads and squares serve both (q/k/v: 9.27 us against 10.03 for one
 	 * row per warp with a compile-time length at 40 registers, 14.03 at 44,
 	 * whose grid then takes two waves; bench/cuda_kprof, H200). */
-	int R = n >= 4 || (NORM && n == 1) ? 2 : 1, rc = 0;
+	int R = n >= 4 || (NORM == 1 && n == 1) ? 2 : 1, rc = 0;
 	unsigned nb = (unsigned)((out + R * WARPS - 1) / (R * WARPS));
 
 	/* One row at a common length: a compile-time length (with n known to be
 	 * 1 and pdl_launch() after the dot) takes the bf16 kernel from 56
 	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
-	if (!NORM && n == 1 && (in == 1024 || in == 2048)) {
-#define G1(T, L) launch(k_gemv<T, 1, 1, L>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+	if (NORM != 1 && n == 1 && (in == 1024 || in == 2048)) {
+#define G1(T, L) launch(k_gemv<T, 1, 1, L, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
 			(const T *)w, n, in, out, add, nw, eps)
 		if (bf16)
 			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
@@ -150,15 +156,57 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 #undef SPLIT
 		return rc;
 	}
-	return gemv_warps<false>(y, ldy, x, ldx, w, bf16, n, in, out, add, NULL, 0, stream);
+	return gemv_warps<0>(y, ldy, x, ldx, w, bf16, n, in, out, add, NULL, 0, stream);
+}
+
+// Row t's x * nw into xg and its 1 / rms into inv[t], one warp a row, with
+// xin_scaled's operations in its order (lane l: chunks l, l + 32, ...), so
+// k_gemv's NORM 2 on them gives NORM 1's bits.
+__global__ void k_norm_prep(float *xg, float *inv, const float *x, const float *nw, int in,
+			    float eps)
+{
+	const float *xr = x + (size_t)blockIdx.x * in;
+	float *d = xg + (size_t)blockIdx.x * in, ss = 0.0f;
+
+	pdl_wait();
+	pdl_launch();
+	for (int c = threadIdx.x * 8; c < in; c += 256) {
+		float o[8], g[8];
+
+		load_x8(xr + c, o);
+		load_x8(nw + c, g);
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			ss = fmaf(o[i], o[i], ss);
+			d[c + i] = o[i] * g[i];
+		}
+	}
+	ss = norm_inv(ss, in, eps);
+	if (!threadIdx.x)
+		inv[blockIdx.x] = ss;
 }
 
 extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps,
-				const void *w, int bf16, int n, int in, int out, void *stream)
+				const void *w, int bf16, int n, int in, int out, float *scratch,
+				void *stream)
 {
+	float *inv;
+	int rc;
+
 	if (!gemv_args_ok(n, in) || out <= ENG_CU_SPLIT_ROWS)
 		return (int)cudaErrorInvalidValue;
-	return gemv_warps<true>(y, out, x, in, w, bf16, n, in, out, 0, nw, eps, stream);
+	/* Over four rows, each warp squaring and scaling every row as it reads
+	 * costs more than a launch that does it once (q/k/v, us, fused against
+	 * prepared: 4 rows 13.72 / 15.16, 8 rows 33.02 / 23.88, 16 rows 68.04 /
+	 * 41.64), and so it does for many output rows, whose GEMV takes several
+	 * waves of blocks (lm_head, one row: fused 53.73 us, the plain GEMV
+	 * 47.65; cuda_kprof, H200). */
+	if (!scratch || (n <= 4 && out < 16384))
+		return gemv_warps<1>(y, out, x, in, w, bf16, n, in, out, 0, nw, eps, stream);
+	inv = scratch + (size_t)n * in;
+	if ((rc = launch(k_norm_prep, n, 32, 0, stream, scratch, inv, x, nw, in, eps)))
+		return rc;
+	return gemv_warps<2>(y, out, scratch, in, w, bf16, n, in, out, 0, inv, eps, stream);
 }
 
 // ---- experts ----

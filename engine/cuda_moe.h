@@ -45,10 +45,13 @@ int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int b
 		int in, int out, int add, void *stream);
 /* y[t][o] = W[o] . RMSNorm(x[t]) (weights nw, eps) for t < n <=
  * ENG_CU_GEMV_MAX and out > ENG_CU_SPLIT_ROWS (y and x rows packed): the
- * GEMV normalises as it reads, scaling each dot by 1/rms at the end (not
- * eng_cu_rmsnorm's bits: within a rounding of them). */
+ * dot over x * nw, scaled by 1/rms at the end (not eng_cu_rmsnorm's bits:
+ * within a rounding of them; each row's bits the same for any n).  scratch:
+ * n * in + n floats (or NULL) for a launch that prepares x * nw for more
+ * than four rows or many output rows, instead of every warp doing it as it
+ * reads. */
 int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps, const void *w,
-		     int bf16, int n, int in, int out, void *stream);
+		     int bf16, int n, int in, int out, float *scratch, void *stream);
 /* Softmax over each row's E logits in p (in place), top-k (ties to the
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */

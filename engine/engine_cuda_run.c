@@ -120,16 +120,16 @@ static int rmsnorm(struct eng_cuda *g, float *y, const float *x, const float *w,
 	return 0;
 }
 
-/* y[n][out] = RMSNorm(x; nw) . W^T (into xn on the way when it does not
- * fit a GEMV that normalises as it reads, whose bits differ from it by a
- * rounding; MOED_CUDA_NORM_GEMV=0 turns that GEMV off). */
+/* y[n][out] = RMSNorm(x; nw) . W^T: a GEMV that normalises as it reads (xn
+ * its scratch), whose bits differ from RMSNorm's by a rounding, else
+ * RMSNorm into xn and the GEMM (MOED_CUDA_NORM_GEMV=0 turns that GEMV off). */
 static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *nw,
 		     const void *w, int n, int in, int out)
 {
 	int rc;
 
 	if (g->norm_gemv && eng_cuda_gemv_rows(n, in) && out > ENG_CU_SPLIT_ROWS) {
-		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out,
+		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out, g->xn,
 				    g->st));
 		return 0;
 	}
@@ -231,14 +231,17 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 	return gemm(g, g->x, g->h, d->mlp_down, g->bf16, n, I, H, 1);
 }
 
-/* Final norm and lm_head for the m rows that want logits (drow->sel), queued. */
-static int head(struct eng_cuda *g, int m)
+/* Final norm and lm_head for the m of n rows that want logits (drow->sel),
+ * queued; all n (a decode step): sel is 0 .. n - 1, no gather. */
+static int head(struct eng_cuda *g, int m, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int H = g->H, V = c->vocab_size;
 
-	KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	return gemm_norm(g, g->logits, g->xe, g->final_norm, g->lm_head, m, H, V);
+	if (m < n)
+		KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
+	return gemm_norm(g, g->logits, m < n ? g->xe : g->x, g->final_norm, g->lm_head, m, H,
+			 V);
 }
 
 /* The logits of the m selected rows to the host, after a synchronize. */
@@ -265,7 +268,7 @@ static int fast_body(struct eng_cuda *g, int n)
 	for (int li = 0; li < c->n_layers; li++)
 		if ((rc = layer(g, NULL, NULL, li, n)))
 			return rc;
-	return head(g, n);
+	return head(g, n, n);
 }
 
 static int capture(struct eng_cuda *g, int n)
@@ -439,7 +442,7 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	for (int li = 0; li < c->n_layers; li++)
 		if ((rc = layer(g, h, rows, li, n)))
 			goto out;
-	if (m && logits && !(rc = head(g, m)))
+	if (m && logits && !(rc = head(g, m, n)))
 		rc = logits_out(g, m, logits);
 out:
 	if (cudaStreamSynchronize(g->st) != cudaSuccess && !rc)
