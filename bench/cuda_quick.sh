@@ -1,6 +1,7 @@
 #!/bin/bash
 # On the GPU host: build with CUDA, run the CUDA/engine/cache tests, the
-# per-kernel times (bench/cuda_kprof) and GEMV variants (bench/cuda_gemv_lab), then
+# per-kernel times (bench/cuda_kprof), GEMV variants (bench/cuda_gemv_lab) and
+# launch boundaries against a grid barrier (bench/cuda_sync_lab), then
 # decode timings of `moed run --json` (its "timing" object) on the issue's
 # 16-layer OLMoE-shaped bf16 model: all experts resident (CUDA graphs; the
 # same with MOED_CUDA_PDL=0, with MOED_CUDA_NORM_GEMV=0; MOED_CUDA_GRAPHS=0),
@@ -23,9 +24,10 @@ cp build-gpu/meson-logs/testlog.txt $W/ 2>/dev/null
 grep -E ":[EF]:|Assertion|differs" build-gpu/meson-logs/testlog.txt | head -20 >> $S
 grep -E "^cuda " build-gpu/meson-logs/testlog.txt | grep -v "identical" | head -40 >> $S
 grep -cE "^cuda exact .*identical" build-gpu/meson-logs/testlog.txt >> $S
-if ninja -C build-gpu bench/cuda_kprof bench/cuda_gemv_lab >> $OUT/build.log 2>&1; then
+if ninja -C build-gpu bench/cuda_kprof bench/cuda_gemv_lab bench/cuda_sync_lab >> $OUT/build.log 2>&1; then
 	for a in "1 128" "16 128" "1 1024"; do build-gpu/bench/cuda_kprof $a >> $S 2>&1; done
 	timeout 60 build-gpu/bench/cuda_gemv_lab >> $S 2>&1
+	timeout 60 build-gpu/bench/cuda_sync_lab >> $S 2>&1
 fi
 [ "${QUICK_BENCH:-1}" = 0 ] && exit 0
 M=/dev/shm/olmoe_bench; moed=build-gpu/daemon/moed

@@ -198,9 +198,10 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 	/* Over four rows, each warp squaring and scaling every row as it reads
 	 * costs more than a launch that does it once (q/k/v, us, fused against
 	 * prepared: 4 rows 13.72 / 15.16, 8 rows 33.02 / 23.88, 16 rows 68.04 /
-	 * 41.64), and so it does for many output rows, whose GEMV takes several
-	 * waves of blocks (lm_head, one row: fused 53.73 us, the plain GEMV
-	 * 47.65; cuda_kprof, H200). */
+	 * 41.64).  Many output rows (a GEMV of several waves) take the launch
+	 * too: lm_head at one row took 53.73 us fused, 63.00 with chunk_dot's
+	 * PIPE (which the one-row q/k/v gains from), 53.19 prepared (cuda_kprof,
+	 * H200). */
 	if (!scratch || (n <= 4 && out < 16384))
 		return gemv_warps<1>(y, out, x, in, w, bf16, n, in, out, 0, nw, eps, stream);
 	inv = scratch + (size_t)n * in;
