@@ -6,9 +6,10 @@
  * events over 3 launches of the graph after one; weights bf16 with
  * arbitrary values.  Launch i uses layer i % 16's weights, experts and KV
  * cache (16 layers as the model has, 13 GB), so that weights come from HBM
- * as in a decode step, not from L2.  Prints microseconds per launch with
- * programmatic dependent launch off and on, and, for the weight-streaming
- * kernels, GB/s of weight bytes (with it on).
+ * as in a decode step, not from L2.  With more than one row, the expert
+ * kernels again with the rows spread over the experts (spread()).  Prints
+ * microseconds per launch with programmatic dependent launch off and on,
+ * and, for the weight-streaming kernels, GB/s of weight bytes (with it on).
  *   cuda_kprof [n] [context]
  */
 #include <cuda_runtime_api.h>
@@ -261,6 +262,24 @@ static int f_layer2(struct ctx *c)
 	return layer(c, 0);
 }
 
+/* Routes row t to experts 8t .. 8t + 7 (mod E): with more than one row, the
+ * rows spread over the experts as real routing spreads them (the ties of
+ * setup() send every row to experts 0..7); 16 rows take all 64, two each.
+ * Returns how many experts the rows use. */
+static int spread(struct ctx *c)
+{
+	static float rl[ENG_CU_GEMV_MAX * E];
+	int used = c->n * K < E ? c->n * K : E;
+
+	for (int t = 0; t < c->n; t++)
+		for (int e = 0; e < E; e++)
+			rl[t * E + e] = (e - 8 * t % E + E) % E < K;
+	cudaMemcpy(c->rlog, rl, (size_t)c->n * E * sizeof(float), cudaMemcpyHostToDevice);
+	f_route(c);
+	cudaDeviceSynchronize();
+	return used;
+}
+
 /* Device buffers, 16 layers' weights and experts, and n rows at position
  * ctxlen in KV caches of ctxlen + 1 positions. */
 static void setup(struct ctx *c)
@@ -363,5 +382,10 @@ int main(int argc, char **argv)
 		timeit(name, f_layer, &c, 0);
 	}
 	c.skip = 0;
+	if (n > 1) {
+		nj = spread(&c);
+		timeit("moe gate/up, rows spread", f_gu, &c, (double)nj * 2 * I * H * 2);
+		timeit("moe down + combine, spread", f_down, &c, (double)nj * I * H * 2);
+	}
 	return 0;
 }
