@@ -301,7 +301,7 @@ static int generate(struct rt *rt, struct run_opts *o)
 	struct eng_rng rng;
 	float *logits = calloc((size_t)c->vocab_size, sizeof(float));
 	float *last = calloc((size_t)c->vocab_size, sizeof(float));
-	float *scratch = calloc(2 * (size_t)c->vocab_size, sizeof(float));
+	float *scratch = calloc(ENG_SAMPLE_SCRATCH(c->vocab_size), sizeof(float));
 	int *gen = calloc((size_t)o->max_tokens + 1, sizeof(int)), n_gen = 0, rv;
 	struct run_time tm = {0};
 	double t0;

@@ -421,7 +421,7 @@ static int setup(struct worker *w, char *err, size_t n)
 	w->pnext = calloc((size_t)w->n_experts + 1, sizeof(int));
 	w->predicted = calloc((size_t)w->n_experts + 1, 1);
 	w->logits = calloc((size_t)eng_max_batch() * w->vocab, sizeof(float));
-	w->scratch = calloc(2 * (size_t)w->vocab, sizeof(float));
+	w->scratch = calloc(ENG_SAMPLE_SCRATCH(w->vocab), sizeof(float));
 	if (!w->pnext || !w->predicted || !w->logits || !w->scratch)
 		return -ENOMEM;
 	worker_set_hooks(w);

@@ -2,6 +2,7 @@
 #ifndef ENG_SAMPLE_H
 #define ENG_SAMPLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct eng_rng {
@@ -11,7 +12,9 @@ struct eng_rng {
 void eng_rng_seed(struct eng_rng *r, uint64_t seed);
 double eng_rng_uniform(struct eng_rng *r); /* [0, 1) */
 int eng_argmax(const float *logits, int n);
-/* temperature <= 0 means greedy.  scratch: 2*n floats. */
+/* Floats of scratch eng_sample needs for n logits. */
+#define ENG_SAMPLE_SCRATCH(n) (3 * (size_t)(n))
+/* temperature <= 0 means greedy.  scratch: ENG_SAMPLE_SCRATCH(n) floats. */
 int eng_sample(const float *logits, int n, double temperature, double top_p,
 	       struct eng_rng *r, float *scratch);
 

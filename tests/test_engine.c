@@ -2,6 +2,7 @@
  * logits, greedy continuations and router choices on every fixture. */
 #include <check.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,7 +270,7 @@ END_TEST
 
 START_TEST(test_sampling)
 {
-	float logits[8] = {0, 1, 2, 3, 4, 5, 6, 7}, scratch[16];
+	float logits[8] = {0, 1, 2, 3, 4, 5, 6, 7}, scratch[24];
 	struct eng_rng a, b;
 	int seen[8] = {0};
 
@@ -287,6 +288,97 @@ START_TEST(test_sampling)
 	/* top_p small enough keeps only the best token. */
 	for (int i = 0; i < 50; i++)
 		ck_assert_int_eq(eng_sample(logits, 8, 1.0, 0.1, &a, scratch), 7);
+}
+END_TEST
+
+/* eng_sample as it was when it sorted the whole vocabulary for top-p: the
+ * reference the nucleus of the top buckets must match draw for draw. */
+static int by_p(const void *a, const void *b, void *ctx)
+{
+	const float *p = ctx;
+	int i = *(const int *)a, j = *(const int *)b;
+
+	if (p[i] != p[j])
+		return p[i] > p[j] ? -1 : 1;
+	return i - j;
+}
+
+static int ref_sample(const float *logits, int n, double temperature, double top_p,
+		      struct eng_rng *r, float *scratch)
+{
+	float *p = scratch;
+	int *idx = (int *)(scratch + n);
+	int best = eng_argmax(logits, n), keep = n;
+	double sum = 0, acc = 0, u;
+
+	for (int i = 0; i < n; i++) {
+		p[i] = expf((float)((logits[i] - logits[best]) / temperature));
+		sum += p[i];
+	}
+	for (int i = 0; i < n; i++) {
+		p[i] = (float)(p[i] / sum);
+		idx[i] = i;
+	}
+	qsort_r(idx, (size_t)n, sizeof(int), by_p, p);
+	for (keep = 0, acc = 0; keep < n && acc < top_p; keep++)
+		acc += p[idx[keep]];
+	u = eng_rng_uniform(r) * acc;
+	for (int i = 0; i < keep; i++) {
+		u -= p[idx[i]];
+		if (u < 0)
+			return idx[i];
+	}
+	return idx[keep - 1];
+}
+
+/* Top-p sampling against the full sort: vocabularies of 300 (many draws,
+ * so that draws land on the nucleus' last entries) and of OLMoE's 50304;
+ * peaked and flat logits, ties, -inf, a NaN, top_p from tiny to nearly 1. */
+static void nucleus_case(float *l, int n, int draws, float scale, bool nan, unsigned *r,
+			 float *s1, float *s2)
+{
+	static const double tps[] = {0.05, 0.5, 0.9, 0.99, 0.9999999};
+
+	for (int i = 0; i < n; i++) {
+		float v = 0;
+
+		for (int k = 0; k < 3; k++) {
+			*r = *r * 1664525u + 1013904223u;
+			v += (float)(*r >> 8) / (float)(1u << 24) - 0.5f;
+		}
+		l[i] = v * scale;
+	}
+	l[11] = l[12] = l[13];          /* ties go to the lower id */
+	l[20] = -INFINITY;
+	if (nan)
+		l[30] = NAN;
+	for (size_t t = 0; t < sizeof(tps) / sizeof(tps[0]); t++)
+		for (int k = 0; k < 2; k++) {
+			double temp = k ? 1.3 : 0.7;
+			struct eng_rng a, b;
+
+			eng_rng_seed(&a, 99 + t);
+			eng_rng_seed(&b, 99 + t);
+			for (int d = 0; d < draws; d++)
+				ck_assert_msg(eng_sample(l, n, temp, tps[t], &a, s1) ==
+					      ref_sample(l, n, temp, tps[t], &b, s2),
+					      "n %d scale %g top_p %g temperature %g draw %d", n,
+					      scale, tps[t], temp, d);
+		}
+}
+
+START_TEST(test_nucleus)
+{
+	enum { N = 50304 };
+	static float l[N], s1[3 * N], s2[3 * N];
+	static const float scales[] = {0.3f, 3, 12, 40};
+	unsigned r = 7;
+
+	for (int sc = 0; sc < 4; sc++) {
+		nucleus_case(l, 300, 400, scales[sc], false, &r, s1, s2);
+		nucleus_case(l, N, 3, scales[sc], false, &r, s1, s2);
+	}
+	nucleus_case(l, 300, 5, 3, true, &r, s1, s2);
 }
 END_TEST
 
@@ -346,6 +438,7 @@ int main(void)
 	tcase_add_test(tc, test_long_prompt_chunks);
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_sampling);
+	tcase_add_test(tc, test_nucleus);
 	tcase_add_test(tc, test_argmax);
 	tcase_add_test(tc, test_route_set);
 	suite_add_tcase(s, tc);
