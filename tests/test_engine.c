@@ -291,51 +291,48 @@ START_TEST(test_sampling)
 }
 END_TEST
 
-/* eng_sample as it was when it sorted the whole vocabulary for top-p: the
- * reference the nucleus of the top buckets must match draw for draw. */
-static int by_p(const void *a, const void *b, void *ctx)
-{
-	const float *p = ctx;
-	int i = *(const int *)a, j = *(const int *)b;
+/* The nucleus as eng_sample drew it when it sorted the whole vocabulary:
+ * the reference the top buckets must match draw for draw.  Entries carry
+ * their id; probability down, id up (NaNs: qsort's order, whatever). */
+struct pe {
+	float p;
+	int id;
+};
 
-	if (p[i] != p[j])
-		return p[i] > p[j] ? -1 : 1;
-	return i - j;
+static int pe_order(const void *a, const void *b)
+{
+	const struct pe *x = a, *y = b;
+
+	return x->p != y->p ? (x->p > y->p ? -1 : 1) : x->id - y->id;
 }
 
 static int ref_sample(const float *logits, int n, double temperature, double top_p,
-		      struct eng_rng *r, float *scratch)
+		      struct eng_rng *r, struct pe *e)
 {
-	float *p = scratch;
-	int *idx = (int *)(scratch + n);
-	int best = eng_argmax(logits, n), keep = n;
-	double sum = 0, acc = 0, u;
+	int best = eng_argmax(logits, n), keep = 0;
+	double total = 0, acc = 0, u;
 
 	for (int i = 0; i < n; i++) {
-		p[i] = expf((float)((logits[i] - logits[best]) / temperature));
-		sum += p[i];
+		e[i] = (struct pe){expf((float)((logits[i] - logits[best]) / temperature)), i};
+		total += e[i].p;
 	}
-	for (int i = 0; i < n; i++) {
-		p[i] = (float)(p[i] / sum);
-		idx[i] = i;
-	}
-	qsort_r(idx, (size_t)n, sizeof(int), by_p, p);
-	for (keep = 0, acc = 0; keep < n && acc < top_p; keep++)
-		acc += p[idx[keep]];
+	for (int i = 0; i < n; i++)
+		e[i].p = (float)(e[i].p / total);
+	qsort(e, (size_t)n, sizeof(*e), pe_order);
+	while (keep < n && acc < top_p)
+		acc += e[keep++].p;
 	u = eng_rng_uniform(r) * acc;
-	for (int i = 0; i < keep; i++) {
-		u -= p[idx[i]];
-		if (u < 0)
-			return idx[i];
-	}
-	return idx[keep - 1];
+	for (int i = 0; i < keep; i++)
+		if ((u -= e[i].p) < 0)
+			return e[i].id;
+	return e[keep - 1].id;
 }
 
 /* Top-p sampling against the full sort: vocabularies of 300 (many draws,
  * so that draws land on the nucleus' last entries) and of OLMoE's 50304;
  * peaked and flat logits, ties, -inf, a NaN, top_p from tiny to nearly 1. */
 static void nucleus_case(float *l, int n, int draws, float scale, bool nan, unsigned *r,
-			 float *s1, float *s2)
+			 float *s1, struct pe *s2)
 {
 	static const double tps[] = {0.05, 0.5, 0.9, 0.99, 0.9999999};
 
@@ -370,7 +367,8 @@ static void nucleus_case(float *l, int n, int draws, float scale, bool nan, unsi
 START_TEST(test_nucleus)
 {
 	enum { N = 50304 };
-	static float l[N], s1[3 * N], s2[3 * N];
+	static float l[N], s1[3 * N];
+	static struct pe s2[N];
 	static const float scales[] = {0.3f, 3, 12, 40};
 	unsigned r = 7;
 
