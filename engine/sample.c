@@ -64,7 +64,7 @@ static int by_prob(const void *a, const void *b, void *ctx)
 }
 
 /* Bucket of a probability by its float exponent: 0 for [1, 2), 1 for
- * [1/2, 1), ...; NaN and infinities in NB - 1 with the smallest. */
+ * [1/2, 1), ..., zeros and subnormals 127; NaN and infinities NB - 1. */
 #define NB 160
 
 static int bucket(float p)
@@ -83,7 +83,7 @@ static int bucket(float p)
  * all keys share cost no pass. */
 static void sort_desc(int *idx, int m, const float *p, int *tmp)
 {
-	for (int sh = 0; sh < 32; sh += 8) {
+	for (int sh = 0; sh < 32 && m > 1; sh += 8) {
 		int cnt[257] = {0};
 		uint32_t b;
 
@@ -92,7 +92,7 @@ static void sort_desc(int *idx, int m, const float *p, int *tmp)
 			cnt[((~b >> sh) & 255) + 1]++;
 		}
 		memcpy(&b, &p[idx[0]], sizeof(b));
-		if (m < 2 || cnt[((~b >> sh) & 255) + 1] == m)
+		if (cnt[((~b >> sh) & 255) + 1] == m)
 			continue;
 		for (int k = 0; k < 256; k++)
 			cnt[k + 1] += cnt[k];
