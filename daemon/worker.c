@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "daemon/cmds.h"
 #include "daemon/log.h"
@@ -272,6 +273,18 @@ static void admit(struct worker *w, struct proto_msg *m)
 	proto_msg_free(m);
 }
 
+/* A decode step's sequence i: its routes move to prev, its next token is
+ * drawn (on pool thread t, with that thread's scratch). */
+static void take_one(void *ctx, int i, int t)
+{
+	struct worker *w = ctx;
+	struct wseq *s = w->act[i];
+
+	memcpy(s->prev, s->cur, (size_t)w->n_layers * w->k * sizeof(int));
+	wseq_take(s, w->logits + (size_t)i * w->vocab, w->vocab,
+		  w->scratch + (size_t)t * ENG_SAMPLE_SCRATCH(w->vocab));
+}
+
 /* One decode step shared by every active sequence. */
 static void step(struct worker *w)
 {
@@ -292,17 +305,12 @@ static void step(struct worker *w)
 	w->phase = PH_STEP;
 	w->tr_n = n;
 	rv = eng_step(w->rt.eng, seqs, toks, n, w->logits);
-	for (int i = 0; i < n; i++) {
-		struct wseq *s = w->act[i];
-
-		if (rv < 0) {
-			s->status = rv;
-			s->finish = PROTO_FINISH_ERROR;
-		} else {
-			memcpy(s->prev, s->cur, (size_t)w->n_layers * w->k * sizeof(int));
-			wseq_take(s, w->logits + (size_t)i * w->vocab, w->vocab, w->scratch);
-		}
+	for (int i = 0; i < n && rv < 0; i++) {
+		w->act[i]->status = rv;
+		w->act[i]->finish = PROTO_FINISH_ERROR;
 	}
+	if (rv >= 0)
+		spool_run(w->pool, n, take_one, w);
 	worker_finish_call(w);
 	cache_unpin_all(w->rt.cache);
 	for (int i = 0; i < n; i++) {
@@ -421,7 +429,15 @@ static int setup(struct worker *w, char *err, size_t n)
 	w->pnext = calloc((size_t)w->n_experts + 1, sizeof(int));
 	w->predicted = calloc((size_t)w->n_experts + 1, 1);
 	w->logits = calloc((size_t)eng_max_batch() * w->vocab, sizeof(float));
-	w->scratch = calloc(ENG_SAMPLE_SCRATCH(w->vocab), sizeof(float));
+	/* Sampling threads: up to 8 (a step has at most a few dozen sequences
+	 * to draw for), one scratch each. */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus;
+	if ((rv = spool_open(threads, &w->pool)) < 0) {
+		snprintf(err, n, "sampling threads: %s", strerror(-rv));
+		return rv;
+	}
+	w->scratch = calloc((size_t)threads * ENG_SAMPLE_SCRATCH(w->vocab), sizeof(float));
 	if (!w->pnext || !w->predicted || !w->logits || !w->scratch)
 		return -ENOMEM;
 	worker_set_hooks(w);
@@ -448,6 +464,7 @@ static void teardown(struct worker *w)
 	free(w->predicted);
 	free(w->logits);
 	free(w->scratch);
+	spool_close(w->pool);
 	free(w->tr_exp);
 	free(w->tr_seq);
 	free(w->tr_pos);

@@ -9,6 +9,7 @@
 #include "daemon/ipc.h"
 #include "daemon/rt.h"
 #include "daemon/shstats.h"
+#include "daemon/spool.h"
 #include "daemon/wseq.h"
 #include "predictor/pred.h"
 
@@ -45,7 +46,8 @@ struct worker {
 	uint64_t *tr_seq;
 	uint32_t *tr_pos, *tr_tok;
 	int tr_n, tr_cap;
-	float *logits, *scratch;
+	float *logits, *scratch;   /* scratch: one ENG_SAMPLE_SCRATCH per pool thread */
+	struct spool *pool;        /* samples a step's sequences together */
 	uint8_t *predicted;        /* [n_experts]: in the prefetch set of this layer */
 	struct shstats_writer *stats;
 };
