@@ -198,26 +198,29 @@ static int f_attn_prep(struct ctx *c)
 	return attend(c, &p);
 }
 
-/* The attention's RMSNorm and q/k/v, as the engine runs them (over four
- * rows a launch that prepares the normalised input first), or
- * (f_qkv_fused) in one launch at any row count. */
-static int f_qkv_norm(struct ctx *c)
+/* y = W . RMSNorm(x) as the engine's norm GEMV runs it (scratch: c->xn, so
+ * that it may take its prepared form), or in one launch (NULL). */
+static int norm_gemv(struct ctx *c, float *y, const void *w, int out, float *scratch)
 {
-	return eng_cu_gemv_norm(c->qkv, c->x, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H, c->xn,
-				st);
+	return eng_cu_gemv_norm(y, c->x, c->norm, 1e-5f, w, 1, c->n, H, out, scratch, st);
 }
 
-/* The final norm and lm_head, as the engine's head runs them. */
-static int f_head(struct ctx *c)
+/* The attention's RMSNorm and q/k/v (over four rows a launch that prepares
+ * the normalised input first), or (f_qkv_fused) in one launch at any row
+ * count; the final norm and lm_head (f_head). */
+static int f_qkv_norm(struct ctx *c)
 {
-	return eng_cu_gemv_norm(c->logits, c->x, c->norm, 1e-5f, c->wlm, 1, c->n, H, V, c->xn,
-				st);
+	return norm_gemv(c, c->qkv, c->lqkv, 3 * H, c->xn);
 }
 
 static int f_qkv_fused(struct ctx *c)
 {
-	return eng_cu_gemv_norm(c->qkv, c->x, c->norm, 1e-5f, c->lqkv, 1, c->n, H, 3 * H, NULL,
-				st);
+	return norm_gemv(c, c->qkv, c->lqkv, 3 * H, NULL);
+}
+
+static int f_head(struct ctx *c)
+{
+	return norm_gemv(c, c->logits, c->wlm, V, c->xn);
 }
 
 /* One decoder layer of a fast step (engine_cuda_run.c's order: for up to

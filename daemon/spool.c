@@ -6,9 +6,15 @@
 
 #include "daemon/spool.h"
 
+struct helper {
+	struct spool *p;
+	int t;                     /* its thread number, 1 .. */
+	pthread_t th;
+};
+
 struct spool {
 	int nth;                   /* helper threads (threads - 1) */
-	pthread_t *th;
+	struct helper *h;
 	pthread_mutex_t mu;
 	pthread_cond_t go, done;
 	unsigned gen;              /* runs started */
@@ -16,11 +22,6 @@ struct spool {
 	int n, next;               /* next: taken atomically */
 	spool_fn fn;
 	void *ctx;
-};
-
-struct helper {
-	struct spool *p;
-	int t;
 };
 
 static void take(struct spool *p, int t)
@@ -36,11 +37,10 @@ static void take(struct spool *p, int t)
 
 static void *helper_main(void *arg)
 {
-	struct helper h = *(struct helper *)arg;
-	struct spool *p = h.p;
+	const struct helper *h = arg;
+	struct spool *p = h->p;
 	unsigned seen = 0;
 
-	free(arg);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (p->gen == seen && !p->stop)
@@ -49,7 +49,7 @@ static void *helper_main(void *arg)
 			break;
 		seen = p->gen;
 		pthread_mutex_unlock(&p->mu);
-		take(p, h.t);
+		take(p, h->t);
 		pthread_mutex_lock(&p->mu);
 		if (--p->running == 0)
 			pthread_cond_signal(&p->done);
@@ -64,7 +64,7 @@ int spool_open(int threads, struct spool **out)
 
 	if (threads < 1)
 		return -EINVAL;
-	if (!(p = calloc(1, sizeof(*p))) || !(p->th = calloc((size_t)threads, sizeof(pthread_t)))) {
+	if (!(p = calloc(1, sizeof(*p))) || !(p->h = calloc((size_t)threads, sizeof(*p->h)))) {
 		free(p);
 		return -ENOMEM;
 	}
@@ -72,14 +72,11 @@ int spool_open(int threads, struct spool **out)
 	pthread_cond_init(&p->go, NULL);
 	pthread_cond_init(&p->done, NULL);
 	for (; p->nth < threads - 1; p->nth++) {
-		struct helper *h = malloc(sizeof(*h));
+		struct helper *h = &p->h[p->nth];
 
-		if (h)
-			*h = (struct helper){p, p->nth + 1};
-		if (!h || pthread_create(&p->th[p->nth], NULL, helper_main, h) != 0) {
-			free(h);
+		h->p = p, h->t = p->nth + 1;
+		if (pthread_create(&h->th, NULL, helper_main, h) != 0)
 			break;   /* fewer helpers: still correct */
-		}
 	}
 	*out = p;
 	return 0;
@@ -119,10 +116,10 @@ void spool_close(struct spool *p)
 	pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 0; i < p->nth; i++)
-		pthread_join(p->th[i], NULL);
+		pthread_join(p->h[i].th, NULL);
 	pthread_cond_destroy(&p->go);
 	pthread_cond_destroy(&p->done);
 	pthread_mutex_destroy(&p->mu);
-	free(p->th);
+	free(p->h);
 	free(p);
 }

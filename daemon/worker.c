@@ -463,8 +463,8 @@ static void teardown(struct worker *w)
 	free(w->pnext);
 	free(w->predicted);
 	free(w->logits);
+	spool_close(w->pool);   /* before the scratch its threads drew with */
 	free(w->scratch);
-	spool_close(w->pool);
 	free(w->tr_exp);
 	free(w->tr_seq);
 	free(w->tr_pos);

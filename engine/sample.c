@@ -1,5 +1,6 @@
 /* Token choice: greedy, or temperature + nucleus (top-p) sampling. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -145,7 +146,8 @@ int eng_sample(const float *logits, int n, double temperature, double top_p,
 	float *p = scratch;
 	int *idx = (int *)(scratch + n);
 	int best = eng_argmax(logits, n), keep = n;
-	double sum = 0, acc = 0, u;
+	bool nuc = top_p > 0 && top_p < 1;
+	double sum = 0, acc = 1.0, u;
 
 	if (temperature <= 0)
 		return best;
@@ -153,19 +155,16 @@ int eng_sample(const float *logits, int n, double temperature, double top_p,
 		p[i] = expf((float)((logits[i] - logits[best]) / temperature));
 		sum += p[i];
 	}
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		p[i] = (float)(p[i] / sum);
-		idx[i] = i;
-	}
-	if (top_p > 0 && top_p < 1)
+	if (nuc)
 		keep = nucleus(p, n, top_p, idx, idx + n, &acc);
-	else
-		acc = 1.0;
 	u = eng_rng_uniform(r) * acc;
+	/* The nucleus in its order, else every id in order. */
 	for (int i = 0; i < keep; i++) {
-		u -= p[idx[i]];
+		u -= p[nuc ? idx[i] : i];
 		if (u < 0)
-			return idx[i];
+			return nuc ? idx[i] : i;
 	}
-	return idx[keep - 1];
+	return nuc ? idx[keep - 1] : keep - 1;
 }
