@@ -154,12 +154,35 @@ static int f_norm_router_route(struct ctx *c)
 static int f_gu(struct ctx *c)
 {
 	int nj = c->n * K < E ? c->n * K : E;
-	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, st);
+	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, ENG_CU_ALL,
+			     st);
 }
 
 static int f_down(struct ctx *c)
 {
 	return eng_cu_moe_down_add(c->x, c->hb, H, I, c->g, c->ltab, 1, c->n, K, st);
+}
+
+/* The MoE as a fast step of more than ENG_CU_FEW_ROWS rows runs it: the
+ * experts of few rows in launches of their own, then the combine. */
+static int f_moe_parts(struct ctx *c)
+{
+	int nj = c->n * K < E ? c->n * K : E, rc = 0;
+
+	for (int p = ENG_CU_FEW; p <= ENG_CU_MANY && !rc; p++)
+		rc = eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, p, st);
+	for (int p = ENG_CU_FEW; p <= ENG_CU_MANY && !rc; p++)
+		rc = eng_cu_moe_down(c->eo, c->hb, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, p,
+				     st);
+	return rc ? rc : eng_cu_moe_combine_grp(c->x, c->eo, H, c->g, c->n, c->n * K, st);
+}
+
+/* The MoE in two launches (gate/up for all, down with the combine). */
+static int f_moe_two(struct ctx *c)
+{
+	int rc = f_gu(c);
+
+	return rc ? rc : f_down(c);
 }
 
 static int f_norm(struct ctx *c)
@@ -389,6 +412,8 @@ int main(int argc, char **argv)
 		nj = spread(&c);
 		timeit("moe gate/up, rows spread", f_gu, &c, (double)nj * 2 * I * H * 2);
 		timeit("moe down + combine, spread", f_down, &c, (double)nj * I * H * 2);
+		timeit("moe in two launches, spread", f_moe_two, &c, (double)nj * 3 * I * H * 2);
+		timeit("moe by row count, spread", f_moe_parts, &c, (double)nj * 3 * I * H * 2);
 	}
 	return 0;
 }

@@ -224,9 +224,15 @@ __device__ __forceinline__ const WT *expert_w(const void *const *tab, const void
 // grid's warps, ...; for one row a grid that fits on the GPU at once, so
 // each block looks its expert up once and the next rows' loads follow the
 // last dot (a second wave of blocks would start from the lookup again).
+// Whether an expert of m entries is in the launch's part (ENG_CU_*).
+__device__ __forceinline__ bool in_part(int part, int m)
+{
+	return part == ENG_CU_ALL || (part == ENG_CU_FEW) == (m <= ENG_CU_FEW_ROWS);
+}
+
 template <typename WT, int NM>
 __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
-			 const void *const *tab, const void *w1, int j0)
+			 const void *const *tab, const void *w1, int j0, int part)
 {
 	int j = j0 + blockIdx.y, lane = threadIdx.x & 31;
 
@@ -235,8 +241,8 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 	/* The expert's id read with the count, not after it (j < E: in
 	 * bounds): one L2 round trip less before its weights are asked for. */
 	int id = g.xid[j], st = g.start[j], m = g.cnt[j];
-	const WT *w = j < *g.nact ? expert_w<WT>(tab, w1, id) : NULL;
-	if (!w)   /* past the last expert, or not in the table */
+	const WT *w = j < *g.nact && in_part(part, m) ? expert_w<WT>(tab, w1, id) : NULL;
+	if (!w)   /* past the last expert, not in the part or not in the table */
 		return;
 	xin_rows<NM> xs;
 #pragma unroll
@@ -307,14 +313,15 @@ __device__ __forceinline__ float ordered_sum(const int *row, const float *wt, in
 
 template <typename WT, int NM>
 __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
-			   const void *const *tab, const void *w1, int j0)
+			   const void *const *tab, const void *w1, int j0, int part)
 {
 	int j = j0 + blockIdx.y, h = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * 2;
 	warp_stream<WT, NM, 2> ws;
 
 	pdl_wait();
 	pdl_launch();
-	const WT *w = j < *g.nact && h < H ? expert_w<WT>(tab, w1, g.xid[j]) : NULL;
+	const WT *w = j < *g.nact && h < H && in_part(part, g.cnt[j]) ?
+			      expert_w<WT>(tab, w1, g.xid[j]) : NULL;
 	if (!w)   /* as k_moe_gu */
 		return;
 	down_start<WT, NM>(ws, w, h, H, I);
@@ -360,6 +367,24 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 				ordered_sum(row, wt, entries, lane, dot[warp], 1);
 		__syncthreads();   /* dot is the next pair's */
 	}
+}
+
+// Block t: row t's sums, ordered_sum over the grouping's entries (row and
+// weights copied to shared memory first).
+__global__ void k_moe_combine_grp(float *x, const float *eo, int H, struct eng_cu_grp g,
+				  int entries)
+{
+	__shared__ float wt[ENG_CU_GEMV_MAX * 32];
+	__shared__ int row[ENG_CU_GEMV_MAX * 32];
+
+	pdl_wait();
+	pdl_launch();
+	for (int e = threadIdx.x; e < entries; e += blockDim.x)
+		row[e] = g.row[e], wt[e] = g.wt[e];
+	__syncthreads();
+	for (int h = threadIdx.x; h < H; h += blockDim.x)
+		x[(size_t)blockIdx.x * H + h] += ordered_sum(row, wt, entries, blockIdx.x, eo + h,
+							     H);
 }
 
 // ordered_sum's arithmetic over row t's own entries.
@@ -477,18 +502,26 @@ static unsigned fit(unsigned want, unsigned ny)
 	return cap && cap < want ? cap : want;
 }
 
+// The most rows an expert of the part can have.
+static int part_rows(int part, int mmax)
+{
+	return part == ENG_CU_FEW && mmax > ENG_CU_FEW_ROWS ? ENG_CU_FEW_ROWS : mmax;
+}
+
 extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 			     const void *const *tab, const void *w, int bf16, int j0, int nj,
-			     int mmax, void *stream)
+			     int mmax, int part, void *stream)
 {
 	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
+	mmax = part_rows(part, mmax);
 	unsigned want = (unsigned)((I + WARPS - 1) / WARPS);
 	int rc = 0;
 	/* More rows stream one chunk at a time (batch_of): rows in turn would
 	 * serialise them (16 rows: 614 us against 117). */
 #define GU(T, N) rc = launch(k_moe_gu<T, N>, dim3(N == 1 ? fit<k_moe_gu<T, N>>(want, nj) : want, \
-						  nj), 32 * WARPS, 0, stream, hb, x, H, I, g, tab, w, j0)
+						  nj), 32 * WARPS, 0, stream, hb, x, H, I, g, tab, w, j0, \
+		     part)
 	DISPATCH(mmax, bf16, GU);
 #undef GU
 	return rc;
@@ -496,14 +529,15 @@ extern "C" int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng
 
 extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 			       const void *const *tab, const void *w, int bf16, int j0, int nj,
-			       int mmax, void *stream)
+			       int mmax, int part, void *stream)
 {
 	if (!experts_ok(H, I, mmax, w, nj))
 		return (int)cudaErrorInvalidValue;
+	mmax = part_rows(part, mmax);
 	dim3 grid((unsigned)((H + 2 * WARPS - 1) / (2 * WARPS)), (unsigned)nj);
 	int rc = 0;
 #define DN(T, N) rc = launch(k_moe_down<T, N>, grid, 32 * WARPS, 0, stream, eo, hb, H, I, g, \
-			     tab, w, j0)
+			     tab, w, j0, part)
 	DISPATCH(mmax, bf16, DN);
 #undef DN
 	return rc;
@@ -521,6 +555,14 @@ extern "C" int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, stru
 	DISPATCH(n, bf16, DA);
 #undef DA
 	return rc;
+}
+
+extern "C" int eng_cu_moe_combine_grp(float *x, const float *eo, int H, struct eng_cu_grp g,
+				      int n, int entries, void *stream)
+{
+	if (entries > ENG_CU_GEMV_MAX * 32)
+		return (int)cudaErrorInvalidValue;
+	return launch(k_moe_combine_grp, n, 256, 0, stream, x, eo, H, g, entries);
 }
 
 extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, const float *wt,

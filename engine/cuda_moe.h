@@ -65,24 +65,36 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
 			unsigned *done, const float *nw, float eps, float *xn, void *stream);
-/* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped):
- * hb[e][I] = silu(gate . x[row[e]]) * (up . x[row[e]]) for their entries;
- * weights w (one expert: nj == 1) or tab[xid[j]] (layout gate [I][H], up
- * [I][H], down [H][I]; a NULL entry: that expert skipped); each expert has
- * at most mmax <= ENG_CU_GEMV_MAX entries. */
+/* Which of the experts a launch takes: all, those with at most
+ * ENG_CU_FEW_ROWS entries, or the others.  Two launches (few, then many)
+ * give the same values as one (all): each expert's sums do not depend on
+ * the kernel's row count, and the few take a kernel that keeps more of
+ * their weights in flight. */
+enum { ENG_CU_ALL, ENG_CU_FEW, ENG_CU_MANY };
+#define ENG_CU_FEW_ROWS 2
+/* Experts j0 .. j0 + nj - 1 of g (nj launches at once; j >= nact skipped)
+ * of the part asked for: hb[e][I] = silu(gate . x[row[e]]) * (up .
+ * x[row[e]]) for their entries; weights w (one expert: nj == 1) or
+ * tab[xid[j]] (layout gate [I][H], up [I][H], down [H][I]; a NULL entry:
+ * that expert skipped); each expert has at most mmax <= ENG_CU_GEMV_MAX
+ * entries. */
 int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 		  const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
-		  void *stream);
+		  int part, void *stream);
 /* eo[e][H] = down . hb[e] for the entries of experts j0 .. j0 + nj - 1
- * (weights as eng_cu_moe_gu's). */
+ * (weights and part as eng_cu_moe_gu's). */
 int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 		    const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
-		    void *stream);
+		    int part, void *stream);
 /* x[t] += sum over t's entries e, ascending: wt[e] * eo[e] (fused multiply-
  * add from 0), for t < n; ent[t * K + k]: row t's K entries, ascending (a
  * list per row: a prefill chunk has thousands of entries). */
 int eng_cu_moe_combine(float *x, const float *eo, int H, const float *wt, const int *ent,
 		       int K, int n, void *stream);
+/* The same sums from g's rows and weights (its `entries` entries, at most
+ * ENG_CU_GEMV_MAX * 32), for a decode step grouped on the GPU (no lists). */
+int eng_cu_moe_combine_grp(float *x, const float *eo, int H, struct eng_cu_grp g, int n,
+			   int entries, void *stream);
 /* The experts' three-part layout (eng_cu_split3's, per expert): expert j's
  * entries [st, st + m) take rows 3 st .. 3 (st + m) - 1 of a [3 entries][w]
  * matrix, hi parts first.  ej[e]: entry e's expert index j, or -1 for an

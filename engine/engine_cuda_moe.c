@@ -127,8 +127,10 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 	const void *down = (const char *)w + (size_t)2 * I * H * (b ? 2 : 4);
 
 	if (expert_gemv(g, n, m)) {
-		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
-		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, NULL, w, b, j, 1, m, g->st));
+		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, NULL, w, b, j, 1, m, ENG_CU_ALL,
+				 g->st));
+		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, NULL, w, b, j, 1, m, ENG_CU_ALL,
+				   g->st));
 		return 0;
 	}
 	if (expert_split(g, n, m))
@@ -138,6 +140,22 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 		return rc;
 	KR(eng_cu_silu_mul(hj, g->gu, m, I, g->st));
 	return eng_cuda_gemm_big(g, g->eo + (size_t)at * H, hj, NULL, down, b, m, I, H, 0);
+}
+
+int eng_cuda_experts(struct eng_cuda *g, const void *const *tab, int nj, int mmax)
+{
+	int H = g->H, I = g->m->cfg.moe_intermediate_size, b = g->src.bf16;
+	int parts[2] = {ENG_CU_FEW, ENG_CU_MANY}, np = 2;
+
+	if (mmax <= ENG_CU_FEW_ROWS)
+		parts[0] = ENG_CU_ALL, np = 1;
+	for (int p = 0; p < np; p++)
+		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, mmax, parts[p],
+				 g->st));
+	for (int p = 0; p < np; p++)
+		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, tab, NULL, b, 0, nj, mmax,
+				   parts[p], g->st));
+	return 0;
 }
 
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
@@ -193,9 +211,8 @@ static int next_expert(const struct eng_cuda *g, int acq)
  * quickly.  Same kernels, same bits. */
 static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 {
-	const struct ld_config *c = &g->m->cfg;
 	struct eng_cu_grp hg = g->hg;
-	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, nx = *hg.nact, k = 0;
+	int nx = *hg.nact, k = 0, rc;
 
 	if (!expert_gemv(g, n, mmax))
 		return 0;
@@ -210,8 +227,8 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	/* The previous layer's copy of hxtab ran before this layer's sync. */
 	CU(cudaMemcpyAsync(g->dxtab, g->hxtab, (size_t)g->E * sizeof(void *),
 			   cudaMemcpyHostToDevice, g->st));
-	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, g->dxtab, NULL, b, 0, nx, mmax, g->st));
-	KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, g->dxtab, NULL, b, 0, nx, mmax, g->st));
+	if ((rc = eng_cuda_experts(g, (const void *const *)g->dxtab, nx, mmax)))
+		return rc;
 	for (int j = 0; j < acq; j++)
 		if (!g->xpend[j]) {
 			if (g->src.release)

@@ -178,7 +178,16 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 
 	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
-	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, n, g->st));
+	/* Over the few-rows bound, the experts of few rows take kernels of
+	 * their own (eng_cuda_experts): down and combine apart, not in one
+	 * launch whose kernel suits only one row count. */
+	if (n > ENG_CU_FEW_ROWS) {
+		if ((rc = eng_cuda_experts(g, tab, nj, n)))
+			return rc;
+		KR(eng_cu_moe_combine_grp(g->x, g->eo, H, g->dg, n, n * K, g->st));
+		return 0;
+	}
+	KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, n, ENG_CU_ALL, g->st));
 	KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, K, g->st));
 	return 0;
 }
