@@ -140,21 +140,23 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->done, done_n * sizeof(unsigned))) ||
 	    (rc = dalloc(&g->apart, f * eng_cu_att_part_floats(C, c->n_heads, c->head_dim,
 								  g->max_ctx))) ||
-	    (rc = dalloc(&g->logits, C * V * f)) || (rc = dalloc(&g->xb, 3 * C * wide * 2)) ||
+	    (rc = dalloc(&g->fr_id, 2 * fr * f + C * V * f)) ||
+	    (rc = dalloc(&g->xb, 3 * C * wide * 2)) ||
 	    (rc = dalloc(&g->y3, (g->y3n = y3_floats(g)) * f)) ||
 	    (rc = dalloc(&g->xbe, split ? 3 * NE * (H + ni) * 2 : 1)) ||
 	    (rc = dalloc(&g->y3d, split ? 3 * NE * H * f : 1)) ||
 	    (rc = dalloc(&g->dgrpb, gb + lists)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
 	    (rc = dalloc(&g->dxtab, E * sizeof(void *))) ||
-	    (rc = dalloc(&g->fr_id, fr * sizeof(int))) || (rc = dalloc(&g->fr_w, fr * f)) ||
 	    (rc = dalloc(&g->dtab, (size_t)c->n_moe_layers * E * sizeof(void *))))
 		return rc;
 	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb + lists)) ||
 	    (rc = halloc(&g->hxtab, E * sizeof(void *))) ||
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
-	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hlog, C * V * f)) ||
-	    (rc = halloc(&g->hfr_id, fr * sizeof(int))) || (rc = halloc(&g->hfr_w, fr * f)))
+	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hfr_id, 2 * fr * f + C * V * f)))
 		return rc;
+	/* A fast step's routes, then the logits: one copy brings both back. */
+	g->fr_w = (float *)(g->fr_id + fr), g->logits = g->fr_w + fr;
+	g->hfr_w = (float *)(g->hfr_id + fr), g->hlog = g->hfr_w + fr;
 	if (!(g->cnt = calloc(E + 1, sizeof(int))) ||
 	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
 	    !(g->xw = calloc(E, sizeof(*g->xw))) || !(g->xpend = calloc(E, 1)) ||
@@ -297,12 +299,11 @@ void eng_cuda_close(struct eng_cuda *g)
 			cudaGraphExecDestroy(g->gx[i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
-		      g->logits, g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id,
-		      g->fr_w, g->dtab, g->dxtab};
+		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab,
+		      g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
-	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hlog, g->hfr_id, g->hfr_w,
-		      g->hxtab};
+	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hfr_id, g->hxtab};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);

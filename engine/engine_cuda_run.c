@@ -253,13 +253,16 @@ static int head(struct eng_cuda *g, int m, int n)
 			 V);
 }
 
-/* The logits of the m selected rows to the host, after a synchronize. */
-static int logits_out(struct eng_cuda *g, int m, float *logits)
+/* The logits of the m selected rows to the host, after a synchronize; with
+ * routes, a fast step's routes (fr_id, fr_w: just before the logits) in the
+ * same copy. */
+static int logits_out(struct eng_cuda *g, int m, float *logits, bool routes)
 {
 	int V = g->m->cfg.vocab_size;
+	size_t rb = routes ? (size_t)((char *)g->logits - (char *)g->fr_id) : 0;
 
-	CU(cudaMemcpyAsync(g->hlog, g->logits, (size_t)m * V * sizeof(float),
-			   cudaMemcpyDeviceToHost, g->st));
+	CU(cudaMemcpyAsync((char *)g->hlog - rb, (char *)g->logits - rb,
+			   rb + (size_t)m * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
 	for (int i = 0; i < m; i++)
 		memcpy(logits + (size_t)g->hrow->out[g->hrow->sel[i]] * V,
@@ -369,7 +372,6 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 {
 	const struct ld_config *c = &g->m->cfg;
 	int K = g->K, rc;
-	size_t fr = (size_t)c->n_moe_layers * GMAX * K;
 	double tm[4] = {g->prof ? ld_now() : 0, 0, 0, 0};
 
 	for (int ml = 0; ml < c->n_moe_layers && h->before_moe; ml++)
@@ -383,11 +385,7 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	CU(cudaGraphLaunch(g->gx[n], g->st));
 	if (g->prof)
 		cudaEventRecord(g->pev[1], g->st);
-	CU(cudaMemcpyAsync(g->hfr_id, g->fr_id, fr * sizeof(int), cudaMemcpyDeviceToHost,
-			   g->st));
-	CU(cudaMemcpyAsync(g->hfr_w, g->fr_w, fr * sizeof(float), cudaMemcpyDeviceToHost,
-			   g->st));
-	if ((rc = logits_out(g, n, logits)))
+	if ((rc = logits_out(g, n, logits, true)))
 		return rc;
 	if (g->prof)
 		tm[2] = ld_now();
@@ -452,7 +450,7 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		if ((rc = layer(g, h, rows, li, n)))
 			goto out;
 	if (m && logits && !(rc = head(g, m, n)))
-		rc = logits_out(g, m, logits);
+		rc = logits_out(g, m, logits, false);
 out:
 	if (cudaStreamSynchronize(g->st) != cudaSuccess && !rc)
 		rc = eng_cuda_fail("cudaStreamSynchronize", cudaGetErrorString(cudaGetLastError()));
