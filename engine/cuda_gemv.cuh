@@ -24,16 +24,17 @@ __device__ __forceinline__ void unpack8(uint4 v, float o[8])
 
 // Eight weights as loaded (16 bytes of bf16, 32 of f32): a batch of
 // chunks stays in this form until used, which halves the registers bf16
-// needs.
-template <typename WT>
+// needs.  CS: streaming loads (ld.global.cs: evicted first), for weights
+// read once a step that should not push others out of L2 (the experts').
+template <typename WT, bool CS = false>
 struct raw8;
 
-template <>
-struct raw8<__nv_bfloat16> {
+template <bool CS>
+struct raw8<__nv_bfloat16, CS> {
 	uint4 v;
 	__device__ __forceinline__ void load(const __nv_bfloat16 *w)
 	{
-		v = __ldg((const uint4 *)w);
+		v = CS ? __ldcs((const uint4 *)w) : __ldg((const uint4 *)w);
 	}
 	__device__ __forceinline__ void get(float o[8]) const
 	{
@@ -41,12 +42,15 @@ struct raw8<__nv_bfloat16> {
 	}
 };
 
-template <>
-struct raw8<float> {
+template <bool CS>
+struct raw8<float, CS> {
 	float4 a, b;
 	__device__ __forceinline__ void load(const float *w)
 	{
-		a = __ldg((const float4 *)w), b = __ldg((const float4 *)w + 1);
+		if (CS)
+			a = __ldcs((const float4 *)w), b = __ldcs((const float4 *)w + 1);
+		else
+			a = __ldg((const float4 *)w), b = __ldg((const float4 *)w + 1);
 	}
 	__device__ __forceinline__ void get(float o[8]) const
 	{
@@ -144,11 +148,11 @@ __device__ __forceinline__ float norm_inv(float ss, int in, float eps)
 // flight per thread).  Weights are never written by a kernel, so a kernel
 // may start() before its pdl_wait(): the first batch (B > 1) is then on its
 // way while the kernel before finishes.
-template <typename WT, int NR, int B, int STEP>
+template <typename WT, int NR, int B, int STEP, bool CS = false>
 struct wstream {
 	const WT *w[NR];
 	int in, c0;
-	raw8<WT> v[B][NR];
+	raw8<WT, CS> v[B][NR];
 
 	__device__ __forceinline__ void fetch()
 	{
@@ -212,8 +216,8 @@ __device__ __forceinline__ void dot_inputs(const float (*u)[8], const XS &xs, in
 // input costs work of its own (the norm GEMV at one row: q/k/v 9.45 ->
 // 8.71 us) and costs elsewhere (its registers: gate/up 20.68 -> 23.30,
 // down 11.80 -> 13.52; cuda_kprof 1 128, H200).
-template <typename WT, int NM, bool PIPE = false, int NR, int B, int STEP, typename XS>
-__device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS &xs, int m,
+template <typename WT, int NM, bool PIPE = false, int NR, int B, int STEP, bool CS, typename XS>
+__device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP, CS> &ws, const XS &xs, int m,
 					  float (*acc)[NM])
 {
 #pragma unroll
@@ -231,7 +235,7 @@ __device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS
 
 #pragma unroll
 			for (int r = 0; r < NR; r++) {
-				raw8<WT> q;
+				raw8<WT, CS> q;
 				q.load(ws.w[r] + c);
 				q.get(u[r]);
 			}
@@ -269,11 +273,11 @@ __device__ __forceinline__ void chunk_dot(wstream<WT, NR, B, STEP> &ws, const XS
 
 // A warp's stream of NR rows of length in (a multiple of 8): lane l takes
 // chunks l, l + 32, ...; chunk_dot on it gives each row's sums as alone.
-template <typename WT, int NM, int NR>
-using warp_stream = wstream<WT, NR, batch_of<NM, NR>::v, 256>;
+template <typename WT, int NM, int NR, bool CS = false>
+using warp_stream = wstream<WT, NR, batch_of<NM, NR>::v, 256, CS>;
 
-template <typename WT, int NM, int NR>
-__device__ __forceinline__ void warp_start(warp_stream<WT, NM, NR> &ws, const WT *const *rows,
+template <typename WT, int NM, int NR, bool CS = false>
+__device__ __forceinline__ void warp_start(warp_stream<WT, NM, NR, CS> &ws, const WT *const *rows,
 					   int in)
 {
 	ws.start(rows, in, (threadIdx.x & 31) * 8);

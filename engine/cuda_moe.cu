@@ -212,6 +212,11 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 
 // ---- experts ----
 
+// Two rows of an expert's weights, streamed (read once a step: they should
+// not push the dense weights out of L2).
+template <typename WT, int NM>
+using expert_stream = warp_stream<WT, NM, 2, true>;
+
 // An expert's weights: w when given (one expert), else the table's entry
 // for expert id.
 template <typename WT>
@@ -251,9 +256,9 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 	for (int i = blockIdx.x * WARPS + (threadIdx.x >> 5); i < I; i += gridDim.x * WARPS) {
 		const WT *rows[2] = {w + (size_t)i * H, w + ((size_t)I + i) * H};
 		float a[2][NM];
-		warp_stream<WT, NM, 2> ws;
+		expert_stream<WT, NM> ws;
 
-		warp_start<WT, NM, 2>(ws, rows, H);
+		warp_start<WT, NM, 2, true>(ws, rows, H);
 		chunk_dot<WT, NM>(ws, xs, m, a);
 #pragma unroll
 		for (int t = 0; t < NM; t++)
@@ -264,12 +269,12 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 
 // Starts ws on rows h and h + 1 of the down projection of expert weights w.
 template <typename WT, int NM>
-__device__ __forceinline__ void down_start(warp_stream<WT, NM, 2> &ws, const WT *w, int h, int H,
+__device__ __forceinline__ void down_start(expert_stream<WT, NM> &ws, const WT *w, int h, int H,
 					   int I)
 {
 	const WT *wd = w + (size_t)2 * I * H + (size_t)h * I, *rows[2] = {wd, wd + I};
 
-	warp_start<WT, NM, 2>(ws, rows, I);
+	warp_start<WT, NM, 2, true>(ws, rows, I);
 }
 
 // Those two rows (ws, from down_start) against the hidden vectors of the
@@ -277,7 +282,7 @@ __device__ __forceinline__ void down_start(warp_stream<WT, NM, 2> &ws, const WT 
 // stride] and out[(st + t) * stride + step].  The one place both down
 // kernels compute them (each row's sum as alone).
 template <typename WT, int NM>
-__device__ __forceinline__ void down_rows(warp_stream<WT, NM, 2> &ws, int I, const float *hb,
+__device__ __forceinline__ void down_rows(expert_stream<WT, NM> &ws, int I, const float *hb,
 					  int st, int m, float *out, int stride, int step)
 {
 	int lane = threadIdx.x & 31;
@@ -316,7 +321,7 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 			   const void *const *tab, const void *w1, int j0, int part)
 {
 	int j = j0 + blockIdx.y, h = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * 2;
-	warp_stream<WT, NM, 2> ws;
+	expert_stream<WT, NM> ws;
 
 	pdl_wait();
 	pdl_launch();
@@ -344,7 +349,7 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	__shared__ int row[ENG_CU_GEMV_MAX * 32];
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nact = *g.nact;
 	int lane = threadIdx.x & 31;
-	warp_stream<WT, NM, 2> ws;
+	expert_stream<WT, NM> ws;
 
 	if (warp < nact)
 		down_start<WT, NM>(ws, expert_w<WT>(tab, NULL, g.xid[warp]), blockIdx.x * 2, H, I);
