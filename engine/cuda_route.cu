@@ -16,6 +16,15 @@ __device__ __forceinline__ void warp_argmax(float &v, int &i)
 	}
 }
 
+// A probability as the ranks see it: 0 in a row whose sum is NaN (a NaN or
+// infinite logit makes every probability NaN).  NaN compares false both
+// ways, so every expert would rank first and a row would take all E, past
+// its K slots; ties instead give ids 0 .. K-1, the CPU's route's choice.
+__device__ __forceinline__ float rankable(float p, float sum)
+{
+	return sum == sum ? p : 0.0f;
+}
+
 // p[0 .. E) = the softmax of the row pg (written back to pg too); one warp.
 __device__ __forceinline__ void softmax_row(float *pg, float *p, int E)
 {
@@ -36,7 +45,7 @@ __device__ __forceinline__ void softmax_row(float *pg, float *p, int E)
 	for (int o = 16; o > 0; o >>= 1)
 		sum += __shfl_xor_sync(0xffffffffu, sum, o);
 	for (int i = lane; i < E; i += 32)
-		pg[i] = p[i] = p[i] / sum;
+		pg[i] = p[i] = rankable(p[i] / sum, sum);
 	__syncwarp();
 }
 
@@ -204,7 +213,7 @@ __device__ __forceinline__ void softmax_regs(float *pg, float *v, int E)
 #pragma unroll
 	for (int q = 0; q < QM; q++)
 		if (lane + 32 * q < E)
-			pg[lane + 32 * q] = v[q] = v[q] / sum;
+			pg[lane + 32 * q] = v[q] = rankable(v[q] / sum, sum);
 }
 
 // 1 when expert j (value pj) ranks before expert i (value v): top_k's rule.

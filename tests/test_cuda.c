@@ -437,6 +437,62 @@ START_TEST(ahead_then_order)
 }
 END_TEST
 
+/* A row with a NaN or infinite router logit (a model gone wrong) takes K
+ * experts like any other, ids 0 .. K-1 as the CPU's route picks them, and
+ * nothing is written past its K slots; the other rows route as usual.  All
+ * three kernel paths: one row, a few rows (split ranks), more than 32. */
+START_TEST(route_nan)
+{
+	enum { E = 64, K = 8, NMAX = 40, PAD = 64 };
+	static const int ns[] = {1, 3, 16, NMAX};
+	int n = ns[_i], entries = n * K;
+	float hl[NMAX * E], *dl, *dw;
+	int hid[NMAX * K + PAD], *did, nact, cnt[E], row[NMAX * K];
+	void *gb;
+
+	for (int t = 0; t < n; t++)
+		for (int x = 0; x < E; x++)   /* distinct values, row t's best at 7 t % E */
+			hl[t * E + x] = (float)((x - 7 * t + 3 * E) % E) * -0.125f;
+	hl[0 * E + 5] = NAN;
+	if (n > 2)
+		hl[2 * E + 9] = INFINITY;
+	ck_assert_int_eq(cudaMalloc((void **)&dl, sizeof(hl)), 0);
+	ck_assert_int_eq(cudaMalloc((void **)&did, sizeof(hid)), 0);
+	ck_assert_int_eq(cudaMalloc((void **)&dw, sizeof(hid)), 0);
+	ck_assert_int_eq(cudaMalloc(&gb, eng_cu_grp_bytes(E, entries)), 0);
+	struct eng_cu_grp g = eng_cu_grp_at(gb, E, entries), hg;
+	cudaMemcpy(dl, hl, (size_t)n * E * sizeof(float), cudaMemcpyHostToDevice);
+	cudaMemset(did, 0xff, sizeof(hid));
+	ck_assert_int_eq(eng_cu_route(dl, did, dw, n, E, K, 1, g, 1, NULL), 0);
+	ck_assert_int_eq(cudaMemcpy(hid, did, sizeof(hid), cudaMemcpyDeviceToHost), 0);
+	hg = g;
+	cudaMemcpy(&nact, hg.nact, sizeof(int), cudaMemcpyDeviceToHost);
+	ck_assert(nact > 0 && nact <= E);
+	cudaMemcpy(cnt, hg.cnt, (size_t)nact * sizeof(int), cudaMemcpyDeviceToHost);
+	cudaMemcpy(row, hg.row, (size_t)entries * sizeof(int), cudaMemcpyDeviceToHost);
+	for (int t = 0; t < n; t++)
+		for (int k = 0; k < K; k++) {
+			int bad = t == 0 || (t == 2 && n > 2);
+			/* the finite rows' 8 best: 7 t .. 7 t + 7 (mod E), ascending */
+			int want = bad ? k : 0, lo = 7 * t % E, at = 0;
+			for (int x = 0; !bad && x < E; x++)
+				if ((x - lo + E) % E < K && at++ == k)
+					want = x;
+			ck_assert_msg(hid[t * K + k] == want, "n %d row %d slot %d: %d, want %d", n,
+				      t, k, hid[t * K + k], want);
+		}
+	for (int i = entries; i < entries + PAD; i++)
+		ck_assert_int_eq(hid[i], -1);
+	int total = 0;
+	for (int j = 0; j < nact; j++)
+		total += cnt[j];
+	ck_assert_int_eq(total, entries);
+	for (int i = 0; i < entries; i++)
+		ck_assert(row[i] >= 0 && row[i] < n);
+	cudaFree(dl), cudaFree(did), cudaFree(dw), cudaFree(gb);
+}
+END_TEST
+
 /* A model past the CUDA kernels' limits is refused at open (-EINVAL, with a
  * line saying which limit), not run. */
 START_TEST(limits)
@@ -491,6 +547,7 @@ int main(void)
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
 	tcase_add_test(tc, limits);
+	tcase_add_loop_test(tc, route_nan, 0, 4);
 	tcase_add_test(tc, ahead_then_order);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
