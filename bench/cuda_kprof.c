@@ -15,7 +15,6 @@
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bench/graph_time.h"
 #include "engine/cuda_kernels.h"
@@ -139,33 +138,17 @@ static int f_route(struct ctx *c)
 	return eng_cu_route(c->rlog, c->rid, c->rw, c->n, E, K, 0, c->g, 1, st);
 }
 
-/* The next layer's q/k/v weights, which the router asks into L2 as the
- * engine's fast step does (none with MOED_CUDA_L2PF=0). */
-static const void *next_qkv(struct ctx *c, size_t *bytes)
-{
-	const char *e = getenv("MOED_CUDA_L2PF");
-
-	*bytes = e && !strcmp(e, "0") ? 0 : (size_t)3 * H * H * 2;
-	return (const char *)c->wqkv + (size_t)((c->li + 1) % NL) * 3 * H * H * 2;
-}
-
 static int f_router_route(struct ctx *c)
 {
-	size_t pfb;
-	const void *pf = next_qkv(c, &pfb);
-
 	return eng_cu_router_route(c->rlog, c->xn, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
-				   c->g, 1, c->done, NULL, 0, NULL, pf, pfb, st);
+				   c->g, 1, c->done, NULL, 0, NULL, st);
 }
 
 /* The fast step's MoE entry: RMSNorm, router, routing in one launch. */
 static int f_norm_router_route(struct ctx *c)
 {
-	size_t pfb;
-	const void *pf = next_qkv(c, &pfb);
-
 	return eng_cu_router_route(c->rlog, c->x, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
-				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, pf, pfb, st);
+				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, st);
 }
 
 static int f_gu(struct ctx *c)

@@ -64,8 +64,7 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
  * rows go to xn (eng_cu_rmsnorm's bits) for the experts. */
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
-			unsigned *done, const float *nw, float eps, float *xn, const void *pf,
-			size_t pf_bytes, void *stream);
+			unsigned *done, const float *nw, float eps, float *xn, void *stream);
 /* Which of the experts a launch takes: all, those with at most
  * ENG_CU_FEW_ROWS entries, or the others.  Two launches (few, then many)
  * give the same values as one (all): each expert's sums do not depend on

@@ -489,8 +489,7 @@ template <int NM, bool NORM>
 __global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
 			       int E, int K, int norm, int *ids, float *w,
 			       struct eng_cu_grp g, int group, unsigned *done,
-			       const float *nw, float eps, float *xn, const char *pf,
-			       size_t pf_bytes)
+			       const float *nw, float eps, float *xn)
 {
 	extern __shared__ __align__(16) float smem[];
 	__shared__ bool last;
@@ -499,11 +498,6 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 	block_start(ws, wr + (size_t)blockIdx.x * H, H);
 	pdl_wait();
 	pdl_launch();
-	/* pf: weights a later launch reads, into L2 to stay (evict_last) while
-	 * this launch's chain of waits leaves the memory idle. */
-	for (size_t o = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 128; o < pf_bytes;
-	     o += (size_t)gridDim.x * blockDim.x * 128)
-		asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(pf + o));
 	float s;
 	if (NORM) {
 		xin_norm<NM> xs = {rows_at<NM>(x, H, n), nw};
@@ -535,8 +529,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
 				   int E, int K, int norm, int *ids, float *w,
 				   struct eng_cu_grp g, int group, unsigned *done,
-				   const float *nw, float eps, float *xn, const void *pf,
-				   size_t pf_bytes, void *stream)
+				   const float *nw, float eps, float *xn, void *stream)
 {
 	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
 	int rc = 0;
@@ -545,9 +538,9 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 		return (int)cudaErrorInvalidValue;
 #define RR(T, N) rc = nw ? \
 	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, (const char *)pf, pf_bytes) : \
+	       ids, w, g, group, done, nw, eps, xn) : \
 	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, (const char *)pf, pf_bytes)
+	       ids, w, g, group, done, nw, eps, xn)
 	DISPATCH(n, 0, RR);
 #undef RR
 	return rc;

@@ -259,7 +259,6 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 		(c->n_moe_layers == c->n_layers || eng_cu_gemv_ok(c->intermediate_size));
 	g->graphs = !getenv("MOED_CUDA_GRAPHS") || strcmp(getenv("MOED_CUDA_GRAPHS"), "0");
 	g->norm_gemv = !getenv("MOED_CUDA_NORM_GEMV") || strcmp(getenv("MOED_CUDA_NORM_GEMV"), "0");
-	g->l2pf = !getenv("MOED_CUDA_L2PF") || strcmp(getenv("MOED_CUDA_L2PF"), "0");
 	g->prof = getenv("MOED_CUDA_PROFILE") && strcmp(getenv("MOED_CUDA_PROFILE"), "0");
 	eng_cu_set_pdl(!getenv("MOED_CUDA_PDL") || strcmp(getenv("MOED_CUDA_PDL"), "0"));
 	g->bf16 = m->dtype == LD_BF16;

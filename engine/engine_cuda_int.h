@@ -36,7 +36,6 @@ struct eng_cuda {
 	bool act16;                /* bf16 activations on bf16 GEMMs (opt-in) */
 	bool graphs;               /* fast path allowed (MOED_CUDA_GRAPHS != 0) */
 	bool norm_gemv;            /* GEMVs normalise (MOED_CUDA_NORM_GEMV != 0) */
-	bool l2pf;                 /* the router prefetches the next q/k/v (MOED_CUDA_L2PF) */
 	bool gemv_dims;            /* every GEMM's input length suits the GEMVs */
 	cudaStream_t st;
 	bool own_stream;
@@ -113,7 +112,7 @@ int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w
 int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
 		      const void *w, int bf16, int n, int in, int out, int add);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group, const void *pf, size_t pf_bytes);
+		   int group);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 /* Gate/up into hb and down into eo for experts [0, nj) of the grouping dg
  * (weights tab[xid], device), at most mmax rows each: those of a few rows

@@ -283,7 +283,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	int H = g->H, E = g->E, K = g->K, rc, mmax;
 	size_t nk = (size_t)n * K;
 
-	if ((rc = eng_cuda_route(g, d, n, g->rid, g->rw, 0, NULL, 0)))
+	if ((rc = eng_cuda_route(g, d, n, g->rid, g->rw, 0)))
 		return rc;
 	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
 	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));

@@ -143,7 +143,7 @@ static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *
  * up to GMAX rows (one launch for up to two), else RMSNorm, a GEMM and
  * eng_cu_route. */
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group, const void *pf, size_t pf_bytes)
+		   int group)
 {
 	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
 	float eps = (float)g->m->cfg.rms_eps;
@@ -157,7 +157,7 @@ int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, 
 	if (eng_cuda_gemv_rows(n, H)) {
 		KR(eng_cu_router_route(g->rlog, fuse ? g->x : g->xn, d->router, n, H, E, K, norm,
 				       ids, w, g->dg, group, g->done, fuse ? d->mlp_norm : NULL,
-				       eps, g->xn, pf, pf_bytes, g->st));
+				       eps, g->xn, g->st));
 		return 0;
 	}
 	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
@@ -175,14 +175,8 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	int nj = n * K < E ? n * K : E, rc;
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
-	/* The router waits on latency, not on memory: it asks for the next
-	 * layer's q/k/v weights meanwhile (into L2, kept there while the
-	 * experts, read streaming, pass). */
-	const struct dlayer *nx = d + 1 < g->L + c->n_layers && g->l2pf ? d + 1 : NULL;
-	size_t pfb = nx ? (size_t)g->D * H * (g->bf16 ? 2 : 4) : 0;
 
-	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1, nx ? nx->qkv : NULL,
-				 pfb)))
+	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
 	/* Over the few-rows bound, the experts of few rows take kernels of
 	 * their own (eng_cuda_experts): down and combine apart, not in one

@@ -452,7 +452,7 @@ START_TEST(route_nan)
 
 	for (int t = 0; t < n; t++)
 		for (int x = 0; x < E; x++)   /* distinct values, row t's best at 7 t % E */
-			hl[t * E + x] = (float)((x - 7 * t + 3 * E) % E) * -0.125f;
+			hl[t * E + x] = (float)((x - 7 * t % E + E) % E) * -0.125f;
 	hl[0 * E + 5] = NAN;
 	if (n > 2)
 		hl[2 * E + 9] = INFINITY;
