@@ -25,7 +25,10 @@ __device__ __forceinline__ void unpack8(uint4 v, float o[8])
 // Eight weights as loaded (16 bytes of bf16, 32 of f32): a batch of
 // chunks stays in this form until used, which halves the registers bf16
 // needs.  CS: streaming loads (ld.global.cs: evicted first), for weights
-// read once a step that should not push others out of L2 (the experts').
+// read once a step, all but the router's: they keep the router's weights,
+// the KV cache and the activations in L2 (b1 decode 924-932 tok/s with the
+// experts' alone, 954-964 with the GEMVs' too; the L2::256B prefetch hint
+// on top: 934-939; bench/results/cuda_bench_s10.md).
 template <typename WT, bool CS = false>
 struct raw8;
 

@@ -46,7 +46,7 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 	int r1 = R == 2 && r + 1 < out ? r + 1 : r;
 	const WT *rows[R];
 	float acc[R][NM];
-	warp_stream<WT, NM, R> ws;
+	warp_stream<WT, NM, R, true> ws;
 
 	rows[0] = w + (size_t)r * in;
 	rows[R - 1] = w + (size_t)r1 * in;
@@ -54,7 +54,7 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 	 * its other warps wait). */
 	if (r >= out)
 		return;
-	warp_start<WT, NM, R>(ws, rows, in);
+	warp_start<WT, NM, R, true>(ws, rows, in);
 	pdl_wait();
 	if (NORM == 1) {
 		xin_scaled<NM> xs = {rows_at<NM>(x, ldx, n), nw, {}};
