@@ -167,13 +167,9 @@ static int f_down(struct ctx *c)
  * experts of few rows in launches of their own, then the combine. */
 static int f_moe_parts(struct ctx *c)
 {
-	int nj = c->n * K < E ? c->n * K : E, rc = 0;
+	int nj = c->n * K < E ? c->n * K : E;
+	int rc = eng_cu_moe_experts(c->hb, c->eo, c->xn, H, I, c->g, c->ltab, 1, nj, c->n, st);
 
-	for (int p = ENG_CU_FEW; p <= ENG_CU_MANY && !rc; p++)
-		rc = eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, p, st);
-	for (int p = ENG_CU_FEW; p <= ENG_CU_MANY && !rc; p++)
-		rc = eng_cu_moe_down(c->eo, c->hb, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, p,
-				     st);
 	return rc ? rc : eng_cu_moe_combine_grp(c->x, c->eo, H, c->g, c->n, c->n * K, st);
 }
 

@@ -212,8 +212,7 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 
 // ---- experts ----
 
-// Two rows of an expert's weights, streamed (read once a step: they should
-// not push the dense weights out of L2).
+// Two rows of an expert's weights, streamed (raw8's CS).
 template <typename WT, int NM>
 using expert_stream = warp_stream<WT, NM, 2, true>;
 
@@ -225,15 +224,16 @@ __device__ __forceinline__ const WT *expert_w(const void *const *tab, const void
 	return (const WT *)(w ? w : tab[id]);
 }
 
-// Block (b, j) takes expert j's rows i = b * WARPS + warp, then i plus the
-// grid's warps, ...; for one row a grid that fits on the GPU at once, so
-// each block looks its expert up once and the next rows' loads follow the
-// last dot (a second wave of blocks would start from the lookup again).
 // Whether an expert of m entries is in the launch's part (ENG_CU_*).
 __device__ __forceinline__ bool in_part(int part, int m)
 {
 	return part == ENG_CU_ALL || (part == ENG_CU_FEW) == (m <= ENG_CU_FEW_ROWS);
 }
+
+// Block (b, j) takes expert j's rows i = b * WARPS + warp, then i plus the
+// grid's warps, ...; for one row a grid that fits on the GPU at once, so
+// each block looks its expert up once and the next rows' loads follow the
+// last dot (a second wave of blocks would start from the lookup again).
 
 template <typename WT, int NM>
 __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
@@ -545,6 +545,22 @@ extern "C" int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct 
 			     tab, w, j0, part)
 	DISPATCH(mmax, bf16, DN);
 #undef DN
+	return rc;
+}
+
+extern "C" int eng_cu_moe_experts(float *hb, float *eo, const float *x, int H, int I,
+				  struct eng_cu_grp g, const void *const *tab, int bf16, int nj,
+				  int mmax, void *stream)
+{
+	int parts[2] = {ENG_CU_FEW, ENG_CU_MANY}, np = 2, rc = 0;
+
+	if (mmax <= ENG_CU_FEW_ROWS)
+		parts[0] = ENG_CU_ALL, np = 1;
+	for (int p = 0; p < np && !rc; p++)
+		rc = eng_cu_moe_gu(hb, x, H, I, g, tab, NULL, bf16, 0, nj, mmax, parts[p], stream);
+	for (int p = 0; p < np && !rc; p++)
+		rc = eng_cu_moe_down(eo, hb, H, I, g, tab, NULL, bf16, 0, nj, mmax, parts[p],
+				     stream);
 	return rc;
 }
 

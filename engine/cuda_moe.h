@@ -86,6 +86,11 @@ int eng_cu_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 int eng_cu_moe_down(float *eo, const float *hb, int H, int I, struct eng_cu_grp g,
 		    const void *const *tab, const void *w, int bf16, int j0, int nj, int mmax,
 		    int part, void *stream);
+/* eng_cu_moe_gu into hb and eng_cu_moe_down into eo for experts [0, nj) of
+ * g (weights tab[xid]): those of up to ENG_CU_FEW_ROWS entries in launches
+ * of their own when mmax is larger; the same values as one launch each. */
+int eng_cu_moe_experts(float *hb, float *eo, const float *x, int H, int I, struct eng_cu_grp g,
+		       const void *const *tab, int bf16, int nj, int mmax, void *stream);
 /* x[t] += sum over t's entries e, ascending: wt[e] * eo[e] (fused multiply-
  * add from 0), for t < n; ent[t * K + k]: row t's K entries, ascending (a
  * list per row: a prefill chunk has thousands of entries). */

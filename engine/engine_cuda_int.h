@@ -113,10 +113,6 @@ int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *r
 		      const void *w, int bf16, int n, int in, int out, int add);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
 		   int group);
-/* Gate/up into hb and down into eo for experts [0, nj) of the grouping dg
- * (weights tab[xid], device), at most mmax rows each: those of a few rows
- * in launches of their own (ENG_CU_FEW), same values. */
-int eng_cuda_experts(struct eng_cuda *g, const void *const *tab, int nj, int mmax);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n);

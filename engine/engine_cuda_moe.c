@@ -142,22 +142,6 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 	return eng_cuda_gemm_big(g, g->eo + (size_t)at * H, hj, NULL, down, b, m, I, H, 0);
 }
 
-int eng_cuda_experts(struct eng_cuda *g, const void *const *tab, int nj, int mmax)
-{
-	int H = g->H, I = g->m->cfg.moe_intermediate_size, b = g->src.bf16;
-	int parts[2] = {ENG_CU_FEW, ENG_CU_MANY}, np = 2;
-
-	if (mmax <= ENG_CU_FEW_ROWS)
-		parts[0] = ENG_CU_ALL, np = 1;
-	for (int p = 0; p < np; p++)
-		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nj, mmax, parts[p],
-				 g->st));
-	for (int p = 0; p < np; p++)
-		KR(eng_cu_moe_down(g->eo, g->hb, H, I, g->dg, tab, NULL, b, 0, nj, mmax,
-				   parts[p], g->st));
-	return 0;
-}
-
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
  * their loads queue back to back.  Those past `first` (the first not yet
  * run) go through acquire_ahead where the source has it (no waiting, no
@@ -211,8 +195,9 @@ static int next_expert(const struct eng_cuda *g, int acq)
  * quickly.  Same kernels, same bits. */
 static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 {
+	const struct ld_config *c = &g->m->cfg;
 	struct eng_cu_grp hg = g->hg;
-	int nx = *hg.nact, k = 0, rc;
+	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, nx = *hg.nact, k = 0;
 
 	if (!expert_gemv(g, n, mmax))
 		return 0;
@@ -227,8 +212,8 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	/* The previous layer's copy of hxtab ran before this layer's sync. */
 	CU(cudaMemcpyAsync(g->dxtab, g->hxtab, (size_t)g->E * sizeof(void *),
 			   cudaMemcpyHostToDevice, g->st));
-	if ((rc = eng_cuda_experts(g, (const void *const *)g->dxtab, nx, mmax)))
-		return rc;
+	KR(eng_cu_moe_experts(g->hb, g->eo, g->xn, H, I, g->dg, (const void *const *)g->dxtab, b,
+			      nx, mmax, g->st));
 	for (int j = 0; j < acq; j++)
 		if (!g->xpend[j]) {
 			if (g->src.release)

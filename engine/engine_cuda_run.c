@@ -129,8 +129,8 @@ static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *
 	int rc;
 
 	if (g->norm_gemv && eng_cuda_gemv_rows(n, in) && out > ENG_CU_SPLIT_ROWS) {
-		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out, g->xn,
-				    g->st));
+		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out,
+				    g->xn, g->st));
 		return 0;
 	}
 	if ((rc = rmsnorm(g, g->xn, x, nw, n)))
@@ -179,11 +179,10 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
 	/* Over the few-rows bound, the experts of few rows take kernels of
-	 * their own (eng_cuda_experts): down and combine apart, not in one
+	 * their own (eng_cu_moe_experts): down and combine apart, not in one
 	 * launch whose kernel suits only one row count. */
 	if (n > ENG_CU_FEW_ROWS) {
-		if ((rc = eng_cuda_experts(g, tab, nj, n)))
-			return rc;
+		KR(eng_cu_moe_experts(g->hb, g->eo, g->xn, H, I, g->dg, tab, b, nj, n, g->st));
 		KR(eng_cu_moe_combine_grp(g->x, g->eo, H, g->dg, n, n * K, g->st));
 		return 0;
 	}
