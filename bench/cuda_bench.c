@@ -408,7 +408,7 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	size_t all = (size_t)b->L * (size_t)b->E;
 	size_t slots = frac >= 1 ? all : (size_t)((double)all * frac);
 	struct run *r = calloc(1, sizeof(*r));
-	float *logits = malloc((size_t)BATCH * b->V * sizeof(float));
+	float *logits = malloc((size_t)BATCH * b->V * sizeof(float)), *lg = logits;
 	struct br_res pre = {0}, d1 = {0}, db = {0}, w;
 	int pam[8] = {0}, rv = -ENOMEM;
 	double t0 = ld_now();
@@ -421,12 +421,18 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	r->h.mode = mode;
 	memset(r->gen, 0xff, sizeof(r->gen));
 	slots = slots ? slots : 1;
-	if ((rv = setup_run(b, r, slots)) || (frac >= 1 && (rv = resident_prep(r, logits))))
+	if ((rv = setup_run(b, r, slots)))
+		goto out;
+	/* The engine's own rows when it has them, as moed's worker uses (on
+	 * the CUDA path, pinned: no host copy of a step's logits). */
+	if (eng_logits_buffer(r->e))
+		lg = eng_logits_buffer(r->e);
+	if (frac >= 1 && (rv = resident_prep(r, lg)))
 		goto out;
 	/* Warm-up off the clock (cuBLAS handles, first launches; all resident:
 	 * also a prefill, whose kernels the decode does not load). */
-	if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, logits, &w)) ||
-	    (frac >= 1 && (rv = prefill(r, logits, &pre, pam))))
+	if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, lg, &w)) ||
+	    (frac >= 1 && (rv = prefill(r, lg, &pre, pam))))
 		goto out;
 #ifdef HAVE_CUDA
 	if (!strcmp(b->o.backend, "cuda"))
@@ -434,9 +440,9 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 #endif
 	double setup = ld_now() - t0;
 	r->h.record = frac >= 1;
-	if ((rv = prefill(r, logits, &pre, pam)) ||
-	    (rv = decode(r, 1, 0, 0, PROMPT, b->o.w1, b->o.s1, logits, &d1)) ||
-	    (rv = decode(r, BATCH, 1, 1000, BPROMPT, b->o.w16, b->o.s16, logits, &db)))
+	if ((rv = prefill(r, lg, &pre, pam)) ||
+	    (rv = decode(r, 1, 0, 0, PROMPT, b->o.w1, b->o.s1, lg, &d1)) ||
+	    (rv = decode(r, BATCH, 1, 1000, BPROMPT, b->o.w16, b->o.s16, lg, &db)))
 		goto out;
 	if (frac >= 1) {
 		memcpy(b->ref, r->gen, sizeof(b->ref));

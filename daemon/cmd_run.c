@@ -299,7 +299,7 @@ static int generate(struct rt *rt, struct run_opts *o)
 	struct eng_hooks h = {.on_route = on_route, .ctx = &r};
 	struct eng_seq *s = NULL;
 	struct eng_rng rng;
-	float *logits = calloc((size_t)c->vocab_size, sizeof(float));
+	float *logits = eng_logits_buffer(rt->eng);   /* the engine's: no copy on the GPU path */
 	float *last = calloc((size_t)c->vocab_size, sizeof(float));
 	float *scratch = calloc(ENG_SAMPLE_SCRATCH(c->vocab_size), sizeof(float));
 	int *gen = calloc((size_t)o->max_tokens + 1, sizeof(int)), n_gen = 0, rv;
@@ -343,7 +343,6 @@ out:
 	free(gen);
 	free(scratch);
 	free(last);
-	free(logits);
 	return rv;
 }
 

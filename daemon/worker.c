@@ -428,7 +428,7 @@ static int setup(struct worker *w, char *err, size_t n)
 	}
 	w->pnext = calloc((size_t)w->n_experts + 1, sizeof(int));
 	w->predicted = calloc((size_t)w->n_experts + 1, 1);
-	w->logits = calloc((size_t)eng_max_batch() * w->vocab, sizeof(float));
+	w->logits = eng_logits_buffer(w->rt.eng);   /* the engine's: no copy on the GPU path */
 	/* Sampling threads: up to 8 (a step has at most a few dozen sequences
 	 * to draw for), one scratch each. */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -462,7 +462,6 @@ static void teardown(struct worker *w)
 	rt_close(&w->rt);
 	free(w->pnext);
 	free(w->predicted);
-	free(w->logits);
 	spool_close(w->pool);   /* before the scratch its threads drew with */
 	free(w->scratch);
 	free(w->tr_exp);

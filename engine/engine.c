@@ -27,6 +27,7 @@ void eng_close(struct eng *e)
 	free(e->cnt);
 	free(e->rows);
 	free(e->slot);
+	free(e->ulog);
 #ifdef HAVE_CUDA
 	eng_cuda_close(e->cu);
 #endif
@@ -215,6 +216,17 @@ void eng_route_set(const int *chosen, int k, const float *probs, int norm, int *
 int eng_max_batch(void)
 {
 	return CHUNK;
+}
+
+float *eng_logits_buffer(struct eng *e)
+{
+#ifdef HAVE_CUDA
+	if (e->cu)
+		return eng_cuda_logits_buffer(e->cu);
+#endif
+	if (!e->ulog)
+		e->ulog = calloc((size_t)CHUNK * e->m->cfg.vocab_size, sizeof(float));
+	return e->ulog;
 }
 
 uint64_t eng_fast_steps(const struct eng *e)

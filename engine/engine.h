@@ -73,6 +73,13 @@ int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
 	     int n, float *logits);
 int eng_max_batch(void);
 
+/* eng_max_batch() rows of vocab floats that the engine owns (until
+ * eng_close).  Passed as the logits of eng_forward, eng_batch or eng_step,
+ * it saves a copy on the CUDA path: they are the pinned memory the GPU
+ * copies into (a decode step's logits land there with no host copy).
+ * NULL when it cannot be allocated. */
+float *eng_logits_buffer(struct eng *e);
+
 /* Forward calls that ran as one CUDA graph with every expert resident (the
  * CUDA path's fast way, engine/engine_cuda_run.c); 0 on the CPU. */
 uint64_t eng_fast_steps(const struct eng *e);

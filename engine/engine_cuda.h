@@ -35,6 +35,9 @@ void eng_cuda_kv_free(struct eng_cuda *g, float *kc, float *vc);
  * go to logits + out * vocab (when logits is not NULL). */
 int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits);
+/* The pinned host rows the logits are copied into (ENG_CUDA_MAX_ROWS of
+ * vocab floats): eng_logits_buffer's. */
+float *eng_cuda_logits_buffer(struct eng_cuda *g);
 /* Chunks run the fast way (one CUDA graph, every expert resident). */
 uint64_t eng_cuda_fast_steps(const struct eng_cuda *g);
 

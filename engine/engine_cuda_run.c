@@ -252,20 +252,35 @@ static int head(struct eng_cuda *g, int m, int n)
 			 V);
 }
 
+float *eng_cuda_logits_buffer(struct eng_cuda *g)
+{
+	return g->hlog;
+}
+
 /* The logits of the m selected rows to the host, after a synchronize; with
  * routes, a fast step's routes (fr_id, fr_w: just before the logits) in the
- * same copy. */
+ * same copy.  When logits is hlog itself (eng_logits_buffer), rows that
+ * stay in place take no host copy, and the others are copied from the GPU
+ * straight to their rows (those of earlier chunks of a batch are kept). */
 static int logits_out(struct eng_cuda *g, int m, float *logits, bool routes)
 {
-	int V = g->m->cfg.vocab_size;
+	int V = g->m->cfg.vocab_size, lead = 0;
 	size_t rb = routes ? (size_t)((char *)g->logits - (char *)g->fr_id) : 0;
+	size_t row = (size_t)V * sizeof(float);
+	const struct rowtab *r = g->hrow;
 
+	if (logits == g->hlog)   /* rows in place, 0 .. lead - 1: one copy */
+		while (lead < m && r->out[r->sel[lead]] == lead)
+			lead++;
 	CU(cudaMemcpyAsync((char *)g->hlog - rb, (char *)g->logits - rb,
-			   rb + (size_t)m * V * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+			   rb + (logits == g->hlog ? (size_t)lead : (size_t)m) * row,
+			   cudaMemcpyDeviceToHost, g->st));
+	for (int i = lead; i < m && logits == g->hlog; i++)
+		CU(cudaMemcpyAsync(logits + (size_t)r->out[r->sel[i]] * V, g->logits + (size_t)i * V,
+				   row, cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
-	for (int i = 0; i < m; i++)
-		memcpy(logits + (size_t)g->hrow->out[g->hrow->sel[i]] * V,
-		       g->hlog + (size_t)i * V, (size_t)V * sizeof(float));
+	for (int i = 0; i < m && logits != g->hlog; i++)
+		memcpy(logits + (size_t)r->out[r->sel[i]] * V, g->hlog + (size_t)i * V, row);
 	return 0;
 }
 

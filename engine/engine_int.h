@@ -25,6 +25,7 @@ struct eng {
 	float *xe, *g, *u, *eo, *scores;
 	int *rid, *cnt, *rows;     /* routes [CHUNK][k], per-expert counts, rows */
 	int *slot;                 /* [CHUNK][k]: which k-slot a row came from */
+	float *ulog;               /* eng_logits_buffer's, on the CPU path */
 	/* The rows of the chunk in flight: their sequence, position, token, and
 	 * which logits row they fill (-1: none). */
 	struct eng_seq *row_seq[CHUNK];

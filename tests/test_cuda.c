@@ -355,8 +355,8 @@ START_TEST(batch_and_prefill)
 {
 	struct ref_fixture f;
 	struct world w;
-	struct eng_seq *a[4], *b[4], *c1;
-	float la[4 * 160], lb[160], lc[160];
+	struct eng_seq *a[4], *b[4], *d[4], *c1;
+	float la[4 * 160], le[4 * 160], lb[160], lc[160], *eb;
 	int next[4];
 
 	ref_load("qwen3moe_f32_sharded", &f);
@@ -370,8 +370,12 @@ START_TEST(batch_and_prefill)
 
 		ck_assert_int_eq(eng_seq_new(w.e, &a[i]), 0);
 		ck_assert_int_eq(eng_seq_new(w.e, &b[i]), 0);
+		ck_assert_int_eq(eng_seq_new(w.e, &d[i]), 0);
 		ck_assert_int_eq(eng_seq_new(w.e, &c1), 0);
 		ck_assert_int_eq(eng_forward(w.e, a[i], rc->prompt, rc->n_prompt, lb), 0);
+		ck_assert_ptr_nonnull(eb = eng_logits_buffer(w.e));
+		ck_assert_int_eq(eng_forward(w.e, d[i], rc->prompt, rc->n_prompt, eb), 0);
+		ck_assert(!memcmp(lb, eb, sizeof(lb)));
 		ck_assert_int_eq(eng_forward(w.e, b[i], rc->prompt, rc->n_prompt, lc), 0);
 		ck_assert(!memcmp(lb, lc, sizeof(lb)));
 		for (int j = 0; j < rc->n_prompt; j++)
@@ -387,7 +391,12 @@ START_TEST(batch_and_prefill)
 		next[i] = rc->greedy[0];
 	}
 	for (int step = 0; step < 3; step++) {
+		/* The engine's own rows (pinned, no host copy) give the same. */
+		ck_assert_int_eq(eng_step(w.e, d, next, 4, eb), 0);
+		memcpy(le, eb, sizeof(le));
 		ck_assert_int_eq(eng_step(w.e, a, next, 4, la), 0);
+		ck_assert_msg(!memcmp(la, le, sizeof(la)), "engine rows vs own: max %g",
+			      max_abs_diff(la, le, 4 * 160));
 		for (int i = 0; i < 4; i++) {
 			ck_assert_int_eq(eng_forward(w.e, b[i], &next[i], 1, lb), 0);
 			ck_assert_msg(!memcmp(la + i * 160, lb, sizeof(lb)), "step vs forward "
@@ -405,9 +414,47 @@ START_TEST(batch_and_prefill)
 	for (int i = 0; i < 4; i++) {
 		eng_seq_free(a[i]);
 		eng_seq_free(b[i]);
+		eng_seq_free(d[i]);
 	}
 	close_world(&w);
 	ref_free(&f);
+}
+END_TEST
+
+/* A batch of three 120-token prompts spans two chunks: the third prompt's
+ * logits come from the second, into row 2.  Into the engine's rows (its
+ * own pinned rows, copied to from the GPU row by row) and into the
+ * caller's: the same bits, and rows 0 and 1 of the first chunk kept. */
+START_TEST(logits_buffer_chunks)
+{
+	enum { S = 3, P = 120, V = 160 };
+	struct world w;
+	struct eng_seq *x[S], *y[S];
+	static int tok[S][P];
+	const int *tp[S] = {tok[0], tok[1], tok[2]};
+	int nt[S] = {P, P, P};
+	float own[S * V], mine[S * V], *eb;
+
+	open_world("qwen3moe_f32_sharded", 0, CACHE_LRU, 0, &w);
+	for (int s = 0; s < S; s++)
+		for (int p = 0; p < P; p++)
+			tok[s][p] = (7 * s + 13 * p + 1) % V;
+	for (int s = 0; s < S; s++) {
+		ck_assert_int_eq(eng_seq_new(w.e, &x[s]), 0);
+		ck_assert_int_eq(eng_seq_new(w.e, &y[s]), 0);
+	}
+	ck_assert_ptr_nonnull(eb = eng_logits_buffer(w.e));
+	memset(eb, 0xff, sizeof(mine));
+	ck_assert_int_eq(eng_batch(w.e, x, tp, nt, S, eb), 0);
+	memcpy(mine, eb, sizeof(mine));
+	ck_assert_int_eq(eng_batch(w.e, y, tp, nt, S, own), 0);
+	ck_assert_msg(!memcmp(mine, own, sizeof(own)), "engine rows vs own: max %g",
+		      max_abs_diff(mine, own, S * V));
+	for (int s = 0; s < S; s++) {
+		eng_seq_free(x[s]);
+		eng_seq_free(y[s]);
+	}
+	close_world(&w);
 }
 END_TEST
 
@@ -547,6 +594,7 @@ int main(void)
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
 	tcase_add_test(tc, limits);
+	tcase_add_test(tc, logits_buffer_chunks);
 	tcase_add_loop_test(tc, route_nan, 0, 4);
 	tcase_add_test(tc, ahead_then_order);
 	suite_add_tcase(s, tc);
