@@ -10,7 +10,7 @@
 #include "engine/engine.h"
 
 /* Rows per chunk the CUDA path is sized for (engine.c's CHUNK). */
-#define ENG_CUDA_MAX_ROWS 256
+#define ENG_CUDA_MAX_ROWS 512
 
 struct eng_cuda;
 

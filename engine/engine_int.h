@@ -6,7 +6,7 @@
 #include "engine/engine.h"
 
 /* Prompts run in chunks of this many tokens, so scratch is sized once. */
-#define CHUNK 256
+#define CHUNK 512
 
 #ifdef HAVE_CUDA
 #include "engine/engine_cuda.h"

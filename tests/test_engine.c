@@ -202,8 +202,8 @@ START_TEST(test_step_equals_forward)
 }
 END_TEST
 
-/* A prompt longer than a chunk (256 rows), alone and batched with another,
- * gives what feeding it in pieces gives. */
+/* A prompt longer than a chunk (eng_max_batch() rows), alone and batched
+ * with another, gives what feeding it in pieces gives. */
 START_TEST(test_long_prompt_chunks)
 {
 	struct ref_fixture f;
@@ -212,29 +212,31 @@ START_TEST(test_long_prompt_chunks)
 	struct ld_expert_src src;
 	struct eng *e;
 	struct eng_seq *a, *b, *c, *seqs[2];
-	static int toks[300];
-	int other[5] = {1, 2, 3, 4, 5}, nt[2] = {300, 5};
+	enum { L = 600 };
+	static int toks[L];
+	int other[5] = {1, 2, 3, 4, 5}, nt[2] = {L, 5};
 	const int *tp[2] = {toks, other};
 	float la[2 * 160], lb[160], lc[160];
 	char err[256];
 
-	for (int i = 0; i < 300; i++)
+	ck_assert_int_lt(eng_max_batch(), L);
+	for (int i = 0; i < L; i++)
 		toks[i] = (i * 37 + 11) % 160;
 	ref_load("mixtral_f32", &f);
 	ck_assert_int_eq(ld_model_open(f.dir, &m, err, sizeof(err)), 0);
 	ck_assert_int_eq(ld_resident_open(m, &res), 0);
 	src = ld_resident_src(res);
-	ck_assert_int_eq(eng_open(m, &src, 600, &e), 0);
+	ck_assert_int_eq(eng_open(m, &src, L, &e), 0);
 	ck_assert_int_eq(eng_seq_new(e, &a), 0);
 	ck_assert_int_eq(eng_seq_new(e, &b), 0);
 	ck_assert_int_eq(eng_seq_new(e, &c), 0);
 	seqs[0] = a;
 	seqs[1] = c;
 	ck_assert_int_eq(eng_batch(e, seqs, tp, nt, 2, la), 0);
-	ck_assert_int_eq(eng_seq_len(a), 300);
+	ck_assert_int_eq(eng_seq_len(a), L);
 	ck_assert_int_eq(eng_seq_len(c), 5);
 	ck_assert_int_eq(eng_forward(e, b, toks, 100, lb), 0);
-	ck_assert_int_eq(eng_forward(e, b, toks + 100, 200, lb), 0);
+	ck_assert_int_eq(eng_forward(e, b, toks + 100, L - 100, lb), 0);
 	for (int v = 0; v < 160; v++)
 		ck_assert_float_eq_tol(la[v], lb[v], 1e-4);
 	eng_seq_reset(c);
