@@ -425,8 +425,8 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 		goto out;
 	/* The engine's own rows when it has them, as moed's worker uses (on
 	 * the CUDA path, pinned: no host copy of a step's logits). */
-	if (eng_logits_buffer(r->e))
-		lg = eng_logits_buffer(r->e);
+	if ((lg = eng_logits_buffer(r->e)) == NULL)
+		lg = logits;
 	if (frac >= 1 && (rv = resident_prep(r, lg)))
 		goto out;
 	/* Warm-up off the clock (cuBLAS handles, first launches; all resident:

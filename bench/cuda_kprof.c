@@ -151,11 +151,16 @@ static int f_norm_router_route(struct ctx *c)
 				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, st);
 }
 
+/* Experts the n rows' routes can use: the expert kernels' grid height. */
+static int experts_used(const struct ctx *c)
+{
+	return c->n * K < E ? c->n * K : E;
+}
+
 static int f_gu(struct ctx *c)
 {
-	int nj = c->n * K < E ? c->n * K : E;
-	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, nj, c->n, ENG_CU_ALL,
-			     st);
+	return eng_cu_moe_gu(c->hb, c->xn, H, I, c->g, c->ltab, NULL, 1, 0, experts_used(c), c->n,
+			     ENG_CU_ALL, st);
 }
 
 static int f_down(struct ctx *c)
@@ -167,8 +172,8 @@ static int f_down(struct ctx *c)
  * experts of few rows in launches of their own, then the combine. */
 static int f_moe_parts(struct ctx *c)
 {
-	int nj = c->n * K < E ? c->n * K : E;
-	int rc = eng_cu_moe_experts(c->hb, c->eo, c->xn, H, I, c->g, c->ltab, 1, nj, c->n, st);
+	int rc = eng_cu_moe_experts(c->hb, c->eo, c->xn, H, I, c->g, c->ltab, 1, experts_used(c),
+				    c->n, st);
 
 	return rc ? rc : eng_cu_moe_combine_grp(c->x, c->eo, H, c->g, c->n, c->n * K, st);
 }
@@ -291,7 +296,6 @@ static int f_layer2(struct ctx *c)
 static int spread(struct ctx *c)
 {
 	static float rl[ENG_CU_GEMV_MAX * E];
-	int used = c->n * K < E ? c->n * K : E;
 
 	for (int t = 0; t < c->n; t++)
 		for (int e = 0; e < E; e++)
@@ -299,7 +303,7 @@ static int spread(struct ctx *c)
 	cudaMemcpy(c->rlog, rl, (size_t)c->n * E * sizeof(float), cudaMemcpyHostToDevice);
 	f_route(c);
 	cudaDeviceSynchronize();
-	return used;
+	return experts_used(c);
 }
 
 /* Device buffers, 16 layers' weights and experts, and n rows at position
@@ -377,7 +381,7 @@ int main(int argc, char **argv)
 	timeit("route + group", f_route, &c, 0);
 	timeit("router + route + group", f_router_route, &c, (double)E * H * f);
 	timeit("rmsnorm + router + route", f_norm_router_route, &c, (double)E * H * f);
-	int nj = n * K < E ? n * K : E;
+	int nj = experts_used(&c);
 	timeit("moe gate/up (all experts)", f_gu, &c, (double)nj * 2 * I * H * 2);
 	timeit("moe down + combine", f_down, &c, (double)nj * I * H * 2);
 	timeit("rmsnorm 2048", f_norm, &c, 0);

@@ -437,7 +437,8 @@ static int setup(struct worker *w, char *err, size_t n)
 		snprintf(err, n, "sampling threads: %s", strerror(-rv));
 		return rv;
 	}
-	w->scratch = calloc((size_t)threads * ENG_SAMPLE_SCRATCH(w->vocab), sizeof(float));
+	w->scratch = calloc((size_t)spool_threads(w->pool) * ENG_SAMPLE_SCRATCH(w->vocab),
+			    sizeof(float));
 	if (!w->pnext || !w->predicted || !w->logits || !w->scratch)
 		return -ENOMEM;
 	worker_set_hooks(w);

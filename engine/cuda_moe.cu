@@ -234,7 +234,6 @@ __device__ __forceinline__ bool in_part(int part, int m)
 // grid's warps, ...; for one row a grid that fits on the GPU at once, so
 // each block looks its expert up once and the next rows' loads follow the
 // last dot (a second wave of blocks would start from the lookup again).
-
 template <typename WT, int NM>
 __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_grp g,
 			 const void *const *tab, const void *w1, int j0, int part)

@@ -264,22 +264,22 @@ float *eng_cuda_logits_buffer(struct eng_cuda *g)
  * straight to their rows (those of earlier chunks of a batch are kept). */
 static int logits_out(struct eng_cuda *g, int m, float *logits, bool routes)
 {
-	int V = g->m->cfg.vocab_size, lead = 0;
+	int V = g->m->cfg.vocab_size, lead = m;
 	size_t rb = routes ? (size_t)((char *)g->logits - (char *)g->fr_id) : 0;
 	size_t row = (size_t)V * sizeof(float);
 	const struct rowtab *r = g->hrow;
+	bool own = logits == g->hlog;
 
-	if (logits == g->hlog)   /* rows in place, 0 .. lead - 1: one copy */
-		while (lead < m && r->out[r->sel[lead]] == lead)
-			lead++;
-	CU(cudaMemcpyAsync((char *)g->hlog - rb, (char *)g->logits - rb,
-			   rb + (logits == g->hlog ? (size_t)lead : (size_t)m) * row,
+	if (own)   /* rows in place, 0 .. lead - 1: one copy */
+		for (lead = 0; lead < m && r->out[r->sel[lead]] == lead; lead++)
+			;
+	CU(cudaMemcpyAsync((char *)g->hlog - rb, (char *)g->logits - rb, rb + (size_t)lead * row,
 			   cudaMemcpyDeviceToHost, g->st));
-	for (int i = lead; i < m && logits == g->hlog; i++)
+	for (int i = lead; i < m; i++)   /* own rows elsewhere (lead == m otherwise) */
 		CU(cudaMemcpyAsync(logits + (size_t)r->out[r->sel[i]] * V, g->logits + (size_t)i * V,
 				   row, cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
-	for (int i = 0; i < m && logits != g->hlog; i++)
+	for (int i = 0; i < m && !own; i++)
 		memcpy(logits + (size_t)r->out[r->sel[i]] * V, g->hlog + (size_t)i * V, row);
 	return 0;
 }

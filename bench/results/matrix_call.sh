@@ -1,6 +1,7 @@
 #!/bin/bash
-# Session 10 matrix call (H200): PART=1 builds, tests, kprof, moed run and the synthetic
+# The CUDA matrix call (H200): PART=1 builds, tests, kprof, moed run and the synthetic
 # matrix; PART=2 (the same machine, still warm: build and model kept) the replayed matrix.
+# TAG names the output files (s10, s11: the session that ran it).
 set -u
 T0=$(date +%s); S=$OUT/sum.txt; : > $S
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
@@ -14,9 +15,9 @@ gpu_build build-gpu $L $S bench/cuda_kprof bench/cuda_bench || exit 1
 if [ "$PART" = 1 ]; then
   gpu_test build-gpu $L
   grep -E ":F:|:E:" build-gpu/meson-logs/testlog.txt | head >> $S
-  build-gpu/bench/cuda_kprof 1 128 > $OUT/s10_kprof_1.txt 2>&1
-  build-gpu/bench/cuda_kprof 16 128 > $OUT/s10_kprof_16.txt 2>&1
-  say "kprof: $(grep -hE '^decoder layer  ' $OUT/s10_kprof_1.txt $OUT/s10_kprof_16.txt | tr -s ' ' | tr '\n' ';')"
+  build-gpu/bench/cuda_kprof 1 128 > $OUT/${TAG}_kprof_1.txt 2>&1
+  build-gpu/bench/cuda_kprof 16 128 > $OUT/${TAG}_kprof_16.txt 2>&1
+  say "kprof: $(grep -hE '^decoder layer  ' $OUT/${TAG}_kprof_1.txt $OUT/${TAG}_kprof_16.txt | tr -s ' ' | tr '\n' ';')"
 fi
 wait; cat $L/mk.log >> $S
 if [ "$PART" = 1 ]; then
@@ -25,13 +26,13 @@ if [ "$PART" = 1 ]; then
       --tokens 5,17,42,99,3,250,1000,7 --max-tokens 256 --max-ctx 512 --backend cuda --json > $L/r.txt 2> $L/r.err
     say "run rc=$?: $(grep -o '"decode_tok_s":[0-9.]*' $L/r.txt) $(grep -o '"tokens":\[[0-9,]*' $L/r.txt | head -c 60) $(grep 'cuda profile' $L/r.err)"
   done
-  RT=synthetic; J=$OUT/s10_matrix_synthetic.jsonl
+  RT=synthetic; J=$OUT/${TAG}_matrix_synthetic.jsonl
 else
-  RT=trace:.deps/nvmoe-olmoe-all.tokens.jsonl; J=$OUT/s10_matrix_replay.jsonl
+  RT=trace:.deps/nvmoe-olmoe-all.tokens.jsonl; J=$OUT/${TAG}_matrix_replay.jsonl
 fi
 timeout 290 build-gpu/bench/cuda_bench --backend cuda --policy lru,fifo,lfu --fracs 1,0.5,0.25,0.125 \
   --prefetch none,cepr,freq,all --routing $RT --steps1 4,32 --steps16 2,16 --prefill 2x256 \
   --deadline 245 --json $J $M $M.pack > $L/m.txt 2> $L/m.err
 say "matrix $RT rc=$? rows $(grep -c '^|' $L/m.txt)"
-cp $L/m.txt $OUT/s10_matrix_${PART}.md; tail -3 $L/m.err >> $S
+cp $L/m.txt $OUT/${TAG}_matrix_${PART}.md; tail -3 $L/m.err >> $S
 say done
