@@ -17,6 +17,22 @@ int eng_cuda_fail(const char *what, const char *why)
 	return -EIO;
 }
 
+/* dg/hg and the entry lists after them (hent, hej; dent, dej) laid out for
+ * that many entries: a layer's upload is then only as long as its own
+ * entries (at CHUNK 512 the whole capacity was 33.5 KB a layer for a one-row
+ * step's 8 entries, and cepr at 50% decoded 84-85 tok/s against 89 at
+ * CHUNK 256; bench/results/cuda_bench_s11.md).  Any entries <= NE fit the
+ * buffers.  A fast step's graph keeps the layout it was captured with. */
+void eng_cuda_grp_layout(struct eng_cuda *g, int entries)
+{
+	size_t gb = eng_cu_grp_bytes(g->E, entries);
+
+	g->dg = eng_cu_grp_at(g->dgrpb, g->E, entries);
+	g->hg = eng_cu_grp_at(g->hgrpb, g->E, entries);
+	g->hent = (int *)((char *)g->hgrpb + gb), g->hej = g->hent + entries;
+	g->dent = (int *)((char *)g->dgrpb + gb), g->dej = g->dent + entries;
+}
+
 static uint16_t to_bf16(float f)
 {
 	uint32_t u;
@@ -163,10 +179,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    !(g->xran = calloc(E, 1)))
 		return -ENOMEM;
 	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
-	g->dg = eng_cu_grp_at(g->dgrpb, g->E, g->NE);
-	g->hg = eng_cu_grp_at(g->hgrpb, g->E, g->NE);
-	g->hent = (int *)((char *)g->hgrpb + gb), g->hej = g->hent + NE;
-	g->dent = (int *)((char *)g->dgrpb + gb), g->dej = g->dent + NE;
+	eng_cuda_grp_layout(g, g->NE);
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
 				       .cap = g->drow->cap, .kc = g->drow->kc,
 				       .vc = g->drow->vc};

@@ -111,6 +111,7 @@ int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w
 		   int out);
 int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
 		      const void *w, int bf16, int n, int in, int out, int add);
+void eng_cuda_grp_layout(struct eng_cuda *g, int entries);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
 		   int group);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */

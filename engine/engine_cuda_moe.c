@@ -60,8 +60,9 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 		 int ml, int n, int *mmax)
 {
 	int E = g->E, K = g->K, total = n * K, j = 0;
-	struct eng_cu_grp hg = g->hg;
 
+	eng_cuda_grp_layout(g, total);
+	struct eng_cu_grp hg = g->hg;
 	for (int t = 0; t < n && h->override_route; t++)
 		h->override_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
 				  g->hid + (size_t)t * K, g->hw + (size_t)t * K, K,
@@ -93,7 +94,7 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 	}
 	entry_lists(g, n, total);
 	/* The groups with each row's entries, and ej when it is used. */
-	size_t up = eng_cu_grp_bytes(E, g->NE) + ((g->any_split ? g->NE : 0) + total) * sizeof(int);
+	size_t up = eng_cu_grp_bytes(E, total) + ((g->any_split ? total : 0) + total) * sizeof(int);
 	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, up, cudaMemcpyHostToDevice, g->st));
 	if (g->any_split)
 		KR(eng_cu_split3_entries(g->xbe, g->xn, g->H, g->dg, g->dej, total, g->st));

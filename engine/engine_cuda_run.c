@@ -176,6 +176,7 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
 
+	eng_cuda_grp_layout(g, n * K);   /* the router's grouping: n rows' entries */
 	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
 		return rc;
 	/* Over the few-rows bound, the experts of few rows take kernels of
