@@ -87,10 +87,16 @@ struct eng_cuda {
 	bool prof;
 	cudaEvent_t pev[2];
 	double p_pre, p_gpu, p_wait, p_post, p_between, p_last;
+	/* and a one-row step's MoE layers through the expert source */
+	uint64_t pm_layers;
+	double pm_route, pm_queue, pm_between, pm_last;
 };
 
 int eng_cuda_fail(const char *what, const char *why);
 void eng_cuda_prof_print(const struct eng_cuda *g);
+/* MOED_CUDA_PROFILE: a one-row MoE layer through the expert source entered
+ * at t0, had its routes on the host at t1 and its experts queued at t2. */
+void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2);
 
 /* Whether n rows of length in go through the GEMV kernels. */
 static inline bool eng_cuda_gemv_rows(int n, int in)

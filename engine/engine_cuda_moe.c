@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine/engine_cuda_int.h"
+#include "loader/clock.h"
 
 /* Whether an expert's m rows of an n-row chunk run as GEMVs (the
  * grouped-expert kernels).  A decode step's rows always do (the fast step's
@@ -268,6 +269,8 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 {
 	int H = g->H, E = g->E, K = g->K, rc, mmax;
 	size_t nk = (size_t)n * K;
+	bool prof = g->prof && n == 1;
+	double t0 = prof ? ld_now() : 0, t1 = 0;
 
 	if ((rc = eng_cuda_route(g, d, n, g->rid, g->rw, 0)))
 		return rc;
@@ -277,8 +280,12 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
 	CU(cudaStreamSynchronize(g->st));
+	if (prof)
+		t1 = ld_now();
 	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
 		return rc;
+	if (prof)
+		eng_cuda_prof_moe(g, t0, t1, ld_now());
 	if (g->any_split)
 		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));

@@ -368,9 +368,28 @@ static void prof_step(struct eng_cuda *g, const double t[4])
 	g->p_last = t[3];
 }
 
+void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2)
+{
+	/* The host's time since the previous layer, when within one step. */
+	if (g->pm_last > 0 && t0 - g->pm_last < 1e-3)
+		g->pm_between += t0 - g->pm_last;
+	g->pm_route += t1 - t0;
+	g->pm_queue += t2 - t1;
+	g->pm_last = t2;
+	g->pm_layers++;
+}
+
 void eng_cuda_prof_print(const struct eng_cuda *g)
 {
 	double n = g->fast_steps ? (double)g->fast_steps : 1;
+	double nm = g->pm_layers ? (double)g->pm_layers : 1;
+
+	if (g->prof && g->pm_layers)
+		fprintf(stderr, "moed: cuda profile: %llu one-row MoE layers through the expert "
+			"source, per layer (us): router launch to routes on host %.1f, grouping, "
+			"acquiring and queueing the experts %.1f, host between layers %.1f\n",
+			(unsigned long long)g->pm_layers, g->pm_route / nm * 1e6,
+			g->pm_queue / nm * 1e6, g->pm_between / nm * 1e6);
 
 	if (g->prof && g->fast_steps)
 		fprintf(stderr, "moed: cuda profile: %llu fast steps, per step (us): host before "
