@@ -27,6 +27,16 @@
 
 #define NSTAGE 4
 #define STAGE_BYTES (8u << 20) /* copies of 4 MiB and up reach full rate */
+#define PROF_COPIES 4096
+
+/* MOED_CUDA_PROFILE: timing events around a pool's first PROF_COPIES
+ * copies (from the copy stream's wait for the slot to the copy's end),
+ * summed up when the pool is freed. */
+struct cu_prof {
+	cudaEvent_t ev[PROF_COPIES][2];
+	size_t bytes;
+	unsigned n;
+};
 
 struct cu {
 	struct ld_backend base;
@@ -45,6 +55,8 @@ struct cu {
 	cudaEvent_t stage_ev[NSTAGE];
 	unsigned stage_next;
 	bool staged;               /* staging ring allocated */
+	bool prof;                 /* MOED_CUDA_PROFILE */
+	struct cu_prof *pp;
 };
 
 static struct cu *CUB(struct ld_backend *be)
@@ -57,12 +69,54 @@ static int io(cudaError_t e)
 	return e == cudaSuccess ? 0 : -EIO;
 }
 
+/* The copy stream's busy and idle time over the profiled copies. */
+static void prof_print(const struct cu_prof *p)
+{
+	double busy = 0, gap = 0;
+	unsigned near = 0, mid = 0, far = 0;
+	float ms;
+
+	for (unsigned i = 0; i < p->n; i++) {
+		if (cudaEventElapsedTime(&ms, p->ev[i][0], p->ev[i][1]) == cudaSuccess)
+			busy += ms;
+		if (!i || cudaEventElapsedTime(&ms, p->ev[i - 1][1], p->ev[i][0]) != cudaSuccess)
+			continue;
+		if (ms < 0.005f)
+			near++;
+		else if (ms < 1.0f)
+			mid++, gap += ms;
+		else
+			far++;
+	}
+	cudaGetLastError();
+	if (p->n)
+		fprintf(stderr, "moed: cuda profile: %u expert copies, %.1f us each (%.1f GB/s); "
+			"from one's end to the next's start: %u under 5 us, %u of 5 us to 1 ms "
+			"(%.1f us on average), %u longer\n", p->n, busy / p->n * 1e3,
+			busy > 0 ? (double)p->bytes / (busy * 1e6) : 0.0, near, mid,
+			mid ? gap / mid * 1e3 : 0.0, far);
+}
+
+static void prof_free(struct cu *c)
+{
+	if (!c->pp)
+		return;
+	prof_print(c->pp);
+	for (unsigned i = 0; i < PROF_COPIES; i++)
+		for (int j = 0; j < 2; j++)
+			if (c->pp->ev[i][j])
+				cudaEventDestroy(c->pp->ev[i][j]);
+	free(c->pp);
+	c->pp = NULL;
+}
+
 static void cu_pool_free(struct ld_backend *be)
 {
 	struct cu *c = CUB(be);
 
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->copy);
+	prof_free(c);
 	if (c->done)
 		for (size_t i = 0; i < be->n_slots; i++)
 			if (c->done[i])
@@ -110,6 +164,14 @@ static int cu_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_byte
 		cu_pool_free(be);
 		return -ENOMEM;
 	}
+	if (c->prof && (c->pp = calloc(1, sizeof(*c->pp))))
+		for (unsigned i = 0; i < PROF_COPIES; i++)
+			for (int j = 0; j < 2; j++)
+				if (cudaEventCreate(&c->pp->ev[i][j]) != cudaSuccess) {
+					cudaGetLastError();
+					cu_pool_free(be);
+					return -EIO;
+				}
 	/* A never-recorded event is complete: a first load waits for nothing. */
 	for (size_t i = 0; i < n_slots; i++)
 		if (cudaEventCreateWithFlags(&c->done[i], cudaEventDisableTiming) != cudaSuccess ||
@@ -196,8 +258,13 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 	pthread_mutex_lock(&c->mu);
 	if ((rc = io(cudaSetDevice(c->dev))))
 		goto out;
-	if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))))
+	struct cu_prof *p = c->pp && c->pp->n < PROF_COPIES ? c->pp : NULL;
+	if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))) && p)
+		rc = io(cudaEventRecord(p->ev[p->n][0], c->copy));
+	if (!rc)
 		rc = copy_in(c, dst, src, bytes);
+	if (!rc && p && !(rc = io(cudaEventRecord(p->ev[p->n][1], c->copy))))
+		p->n++, p->bytes += bytes;
 	if (rc || (rc = io(cudaEventRecord(c->done[slot], c->copy))))
 		goto out;
 	c->sub_seq[slot] = ++c->seq;
@@ -375,6 +442,7 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->base.ops = &cuda_ops;
 	c->dev = c->base.dev_index = index;
 	c->flags = flags;
+	c->prof = getenv("MOED_CUDA_PROFILE") && strcmp(getenv("MOED_CUDA_PROFILE"), "0");
 	pthread_mutex_init(&c->mu, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
 	if (e == cudaSuccess)
