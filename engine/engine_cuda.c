@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine/engine_cuda_int.h"
+#include "loader/env.h"
 
 int eng_cuda_fail(const char *what, const char *why)
 {
@@ -21,7 +22,7 @@ int eng_cuda_fail(const char *what, const char *why)
  * that many entries: a layer's upload is then only as long as its own
  * entries (at CHUNK 512 the whole capacity was 33.5 KB a layer for a one-row
  * step's 8 entries, and cepr at 50% decoded 84-85 tok/s against 89 at
- * CHUNK 256; bench/results/cuda_bench_s11.md).  Any entries <= NE fit the
+ * CHUNK 256; sized per call, 89: bench/results/cuda_bench_s12.md).  Any entries <= NE fit the
  * buffers.  A fast step's graph keeps the layout it was captured with. */
 void eng_cuda_grp_layout(struct eng_cuda *g, int entries)
 {
@@ -270,13 +271,12 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->gemv_dims = eng_cu_gemv_ok(g->H) && eng_cu_gemv_ok(g->qd) &&
 		eng_cu_gemv_ok(c->moe_intermediate_size) &&
 		(c->n_moe_layers == c->n_layers || eng_cu_gemv_ok(c->intermediate_size));
-	g->graphs = !getenv("MOED_CUDA_GRAPHS") || strcmp(getenv("MOED_CUDA_GRAPHS"), "0");
-	g->norm_gemv = !getenv("MOED_CUDA_NORM_GEMV") || strcmp(getenv("MOED_CUDA_NORM_GEMV"), "0");
-	g->prof = getenv("MOED_CUDA_PROFILE") && strcmp(getenv("MOED_CUDA_PROFILE"), "0");
-	eng_cu_set_pdl(!getenv("MOED_CUDA_PDL") || strcmp(getenv("MOED_CUDA_PDL"), "0"));
+	g->graphs = ld_env_on("MOED_CUDA_GRAPHS", true);
+	g->norm_gemv = ld_env_on("MOED_CUDA_NORM_GEMV", true);
+	g->prof = ld_env_on("MOED_CUDA_PROFILE", false);
+	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
-	g->act16 = g->bf16 && getenv("MOED_CUDA_BF16_ACTIVATIONS") &&
-		strcmp(getenv("MOED_CUDA_BF16_ACTIVATIONS"), "0");
+	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
 	if ((rc = setup(g))) {
 		eng_cuda_close(g);
 		return rc;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "loader/backend.h"
+#include "loader/env.h"
 #include "loader/store.h"
 
 #define NSTAGE 4
@@ -442,7 +443,7 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->base.ops = &cuda_ops;
 	c->dev = c->base.dev_index = index;
 	c->flags = flags;
-	c->prof = getenv("MOED_CUDA_PROFILE") && strcmp(getenv("MOED_CUDA_PROFILE"), "0");
+	c->prof = ld_env_on("MOED_CUDA_PROFILE", false);
 	pthread_mutex_init(&c->mu, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
 	if (e == cudaSuccess)
