@@ -274,6 +274,8 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->graphs = ld_env_on("MOED_CUDA_GRAPHS", true);
 	g->norm_gemv = ld_env_on("MOED_CUDA_NORM_GEMV", true);
 	g->prof = ld_env_on("MOED_CUDA_PROFILE", false);
+	g->zout = ld_env_on("MOED_CUDA_ZOUT", true);
+	g->rowg = ld_env_on("MOED_CUDA_ROWG", false);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
@@ -307,9 +309,10 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->L);
 	if (g->lm_head != g->embed)
 		cudaFree(g->lm_head);
-	for (int i = 0; i <= GMAX; i++)
-		if (g->gx[i])
-			cudaGraphExecDestroy(g->gx[i]);
+	for (int z = 0; z < 2; z++)
+		for (int i = 0; i <= GMAX; i++)
+			if (g->gx[z][i])
+				cudaGraphExecDestroy(g->gx[z][i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
 		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab,

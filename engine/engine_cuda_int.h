@@ -81,7 +81,12 @@ struct eng_cuda {
 	int *hfr_id;               /* pinned copies */
 	float *hfr_w;
 	int *lhits;                /* experts used per MoE layer in a fast step */
-	cudaGraphExec_t gx[GMAX + 1];
+	/* [0]: routes and logits left on the device, copied back after the
+	 * graph; [1]: written by the kernels straight into the pinned copies
+	 * (zero-copy, MOED_CUDA_ZOUT) */
+	cudaGraphExec_t gx[2][GMAX + 1];
+	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
+	bool rowg;                 /* (experiment) the row table's copy inside the graph */
 	uint64_t fast_steps;
 	/* MOED_CUDA_PROFILE: where a fast step's time goes (printed at close) */
 	bool prof;

@@ -175,9 +175,11 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	int nj = n * K < E ? n * K : E, rc;
 	const void *const *tab = g->dtab + (size_t)ml * E;
 	size_t at = (size_t)ml * GMAX * K;
+	int *ids = (g->zcap ? g->hfr_id : g->fr_id) + at;
+	float *w = (g->zcap ? g->hfr_w : g->fr_w) + at;
 
 	eng_cuda_grp_layout(g, n * K);   /* the router's grouping: n rows' entries */
-	if ((rc = eng_cuda_route(g, d, n, g->fr_id + at, g->fr_w + at, 1)))
+	if ((rc = eng_cuda_route(g, d, n, ids, w, 1)))
 		return rc;
 	/* Over the few-rows bound, the experts of few rows take kernels of
 	 * their own (eng_cu_moe_experts): down and combine apart, not in one
@@ -249,8 +251,8 @@ static int head(struct eng_cuda *g, int m, int n)
 
 	if (m < n)
 		KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	return gemm_norm(g, g->logits, m < n ? g->xe : g->x, g->final_norm, g->lm_head, m, H,
-			 V);
+	return gemm_norm(g, g->zcap ? g->hlog : g->logits, m < n ? g->xe : g->x, g->final_norm,
+			 g->lm_head, m, H, V);
 }
 
 float *eng_cuda_logits_buffer(struct eng_cuda *g)
@@ -262,8 +264,10 @@ float *eng_cuda_logits_buffer(struct eng_cuda *g)
  * routes, a fast step's routes (fr_id, fr_w: just before the logits) in the
  * same copy.  When logits is hlog itself (eng_logits_buffer), rows that
  * stay in place take no host copy, and the others are copied from the GPU
- * straight to their rows (those of earlier chunks of a batch are kept). */
-static int logits_out(struct eng_cuda *g, int m, float *logits, bool routes)
+ * straight to their rows (those of earlier chunks of a batch are kept).
+ * zc: a zero-copy step's, already in hlog's rows 0 .. m - 1 (in place when
+ * logits is hlog). */
+static int logits_out(struct eng_cuda *g, int m, float *logits, bool routes, bool zc)
 {
 	int V = g->m->cfg.vocab_size, lead = m;
 	size_t rb = routes ? (size_t)((char *)g->logits - (char *)g->fr_id) : 0;
@@ -271,11 +275,12 @@ static int logits_out(struct eng_cuda *g, int m, float *logits, bool routes)
 	const struct rowtab *r = g->hrow;
 	bool own = logits == g->hlog;
 
-	if (own)   /* rows in place, 0 .. lead - 1: one copy */
+	if (own && !zc)   /* rows in place, 0 .. lead - 1: one copy */
 		for (lead = 0; lead < m && r->out[r->sel[lead]] == lead; lead++)
 			;
-	CU(cudaMemcpyAsync((char *)g->hlog - rb, (char *)g->logits - rb, rb + (size_t)lead * row,
-			   cudaMemcpyDeviceToHost, g->st));
+	if (!zc)
+		CU(cudaMemcpyAsync((char *)g->hlog - rb, (char *)g->logits - rb,
+				   rb + (size_t)lead * row, cudaMemcpyDeviceToHost, g->st));
 	for (int i = lead; i < m; i++)   /* own rows elsewhere (lead == m otherwise) */
 		CU(cudaMemcpyAsync(logits + (size_t)r->out[r->sel[i]] * V, g->logits + (size_t)i * V,
 				   row, cudaMemcpyDeviceToHost, g->st));
@@ -291,6 +296,9 @@ static int fast_body(struct eng_cuda *g, int n)
 	const struct ld_config *c = &g->m->cfg;
 	int rc;
 
+	if (g->rowg)
+		CU(cudaMemcpyAsync(g->drow, g->hrow, sizeof(*g->hrow), cudaMemcpyHostToDevice,
+				   g->st));
 	KR(eng_cu_embed(g->x, g->embed, g->bf16, g->rows.tok, n, g->H, g->st));
 	for (int li = 0; li < c->n_layers; li++)
 		if ((rc = layer(g, NULL, NULL, li, n)))
@@ -298,22 +306,25 @@ static int fast_body(struct eng_cuda *g, int n)
 	return head(g, n, n);
 }
 
-static int capture(struct eng_cuda *g, int n)
+static int capture(struct eng_cuda *g, int n, int z)
 {
+	cudaGraphExec_t *gx = &g->gx[z][n];
 	cudaGraph_t gr = NULL;
 	int rc;
 
 	CU(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
+	g->zcap = z;
 	rc = fast_body(g, n);
+	g->zcap = false;
 	cudaError_t e = cudaStreamEndCapture(g->st, &gr);
 	if (!rc && e != cudaSuccess)
 		rc = eng_cuda_fail("cudaStreamEndCapture", cudaGetErrorString(e));
-	if (!rc && (e = cudaGraphInstantiate(&g->gx[n], gr, 0)) != cudaSuccess)
+	if (!rc && (e = cudaGraphInstantiate(gx, gr, 0)) != cudaSuccess)
 		rc = eng_cuda_fail("cudaGraphInstantiate", cudaGetErrorString(e));
 	if (gr)
 		cudaGraphDestroy(gr);
 	if (rc)
-		g->gx[n] = NULL;
+		*gx = NULL;
 	return rc;
 }
 
@@ -399,27 +410,43 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 			g->p_wait / n * 1e6, g->p_post / n * 1e6, g->p_between / n * 1e6);
 }
 
+/* Whether a fast step of n rows writes its routes and logits to the host
+ * itself: allowed, the router's fast way (route_block's: it never reads
+ * its ids back), and the rows in place when logits is the engine's buffer
+ * (else earlier chunks' rows 0 .. n - 1 there would be overwritten). */
+static int zero_copy(const struct eng_cuda *g, int n, const float *logits)
+{
+	const struct rowtab *r = g->hrow;
+
+	if (!g->zout || g->E > 256 || g->E % 4)
+		return 0;
+	for (int i = 0; i < n && logits == g->hlog; i++)
+		if (r->out[r->sel[i]] != i)
+			return 0;
+	return 1;
+}
+
 /* A fast step (one graph for n rows); the hooks: before_moe of every layer
  * ahead of it, the routes after it. */
 static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		      const struct eng_cuda_row *rows, int n, float *logits)
 {
 	const struct ld_config *c = &g->m->cfg;
-	int K = g->K, rc;
+	int K = g->K, rc, z = zero_copy(g, n, logits);
 	double tm[4] = {g->prof ? ld_now() : 0, 0, 0, 0};
 
 	for (int ml = 0; ml < c->n_moe_layers && h->before_moe; ml++)
 		h->before_moe(h->ctx, ml, g->hrow->tok, n);
-	if (!g->gx[n] && (rc = capture(g, n)))
+	if (!g->gx[z][n] && (rc = capture(g, n, z)))
 		return rc;
 	if (g->prof) {
 		tm[1] = ld_now();
 		cudaEventRecord(g->pev[0], g->st);
 	}
-	CU(cudaGraphLaunch(g->gx[n], g->st));
+	CU(cudaGraphLaunch(g->gx[z][n], g->st));
 	if (g->prof)
 		cudaEventRecord(g->pev[1], g->st);
-	if ((rc = logits_out(g, n, logits, true)))
+	if ((rc = logits_out(g, n, logits, true, z)))
 		return rc;
 	if (g->prof)
 		tm[2] = ld_now();
@@ -474,8 +501,10 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 			r->sel[m++] = t;
 	}
 	g->one_each = one_each(rows, n);
-	CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
-	if (logits && fast_ok(g, h, n, m)) {
+	bool fast = logits && fast_ok(g, h, n, m);
+	if (!fast || !g->rowg)   /* else the graph's first node */
+		CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
+	if (fast) {
 		rc = fast_chunk(g, h, rows, n, logits);
 		goto out;
 	}
@@ -484,7 +513,7 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		if ((rc = layer(g, h, rows, li, n)))
 			goto out;
 	if (m && logits && !(rc = head(g, m, n)))
-		rc = logits_out(g, m, logits, false);
+		rc = logits_out(g, m, logits, false, false);
 out:
 	if (cudaStreamSynchronize(g->st) != cudaSuccess && !rc)
 		rc = eng_cuda_fail("cudaStreamSynchronize", cudaGetErrorString(cudaGetLastError()));
