@@ -35,8 +35,11 @@ extern "C" int eng_cu_gemv_ok(int in)
 // instead, measured in bench/cuda_gemv_lab, slowed the GEMV by a quarter).
 // NORM (1 or 2): the input is RMSNorm(x) (weights nw, eps); 1: made as it
 // is read (xin_scaled); 2: x already holds x * nw and nw the rows' 1 / rms
-// (k_norm_prep), with the same bits as 1.
-template <typename WT, int NM, int R, int IN = 0, int NORM = 0>
+// (k_norm_prep), with the same bits as 1.  HY: y is host memory (zero-copy
+// logits) and out a multiple of the block's rows: the block's sums go out
+// as 16-byte stores from consecutive threads, not a 4-byte PCIe write per
+// warp (which made lm_head's b1 step 10 us slower).
+template <typename WT, int NM, int R, int IN = 0, int NORM = 0, bool HY = false>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
 		       int out, int add, const float *nw, float eps)
 {
@@ -75,14 +78,32 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 		for (int k = 0; k < R && NORM == 2 && t < n; k++)
 			acc[k][t] *= nw[t];
 	pdl_launch();
+	if (HY) {
+		constexpr int BR = WARPS * R;
+		__shared__ __align__(16) float ys[NM][BR];
+		int wr = (threadIdx.x >> 5) * R;
+
 #pragma unroll
-	for (int t = 0; t < NM; t++)
-		if (t < n && lane == t) {
-			float *d = y + (size_t)t * ldy + r;
-			d[0] = add ? d[0] + acc[0][t] : acc[0][t];
-			if (r1 != r)
-				d[1] = add ? d[1] + acc[R - 1][t] : acc[R - 1][t];
+		for (int t = 0; t < NM; t++)
+			if (t < n && lane == t) {
+				ys[t][wr] = acc[0][t];
+				ys[t][wr + R - 1] = acc[R - 1][t];
+			}
+		__syncthreads();
+		for (int i = threadIdx.x; i < n * BR / 4; i += blockDim.x) {
+			int t = i / (BR / 4), q = i % (BR / 4);
+			float4 *d = (float4 *)(y + (size_t)t * ldy + (size_t)blockIdx.x * BR);
+			d[q] = ((const float4 *)ys[t])[q];
 		}
+	} else
+#pragma unroll
+		for (int t = 0; t < NM; t++)
+			if (t < n && lane == t) {
+				float *d = y + (size_t)t * ldy + r;
+				d[0] = add ? d[0] + acc[0][t] : acc[0][t];
+				if (r1 != r)
+					d[1] = add ? d[1] + acc[R - 1][t] : acc[R - 1][t];
+			}
 }
 
 template <typename WT, int NM>
@@ -102,7 +123,7 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 }
 
 // The warp kernels' launch (eng_cu_gemv's and eng_cu_gemv_norm's).
-template <int NORM>
+template <int NORM, bool HY = false>
 static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
 		      int in, int out, int add, const float *nw, float eps, void *stream)
 {
@@ -117,7 +138,7 @@ static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w,
 	 * 1 and pdl_launch() after the dot) takes the bf16 kernel from 56
 	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
 	if (NORM != 1 && n == 1 && (in == 1024 || in == 2048)) {
-#define G1(T, L) launch(k_gemv<T, 1, 1, L, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+#define G1(T, L) launch(k_gemv<T, 1, 1, L, NORM, HY>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
 			(const T *)w, n, in, out, add, nw, eps)
 		if (bf16)
 			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
@@ -127,9 +148,9 @@ static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w,
 		return rc;
 	}
 #define GEMV(T, N) rc = R == 2 ? \
-	launch(k_gemv<T, N, 2, 0, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, \
-	       n, in, out, add, nw, eps) : \
-	launch(k_gemv<T, N, 1, 0, NORM>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, \
+	launch(k_gemv<T, N, 2, 0, NORM, HY>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
+	       (const T *)w, n, in, out, add, nw, eps) : \
+	launch(k_gemv<T, N, 1, 0, NORM, HY>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, \
 	       n, in, out, add, nw, eps)
 	DISPATCH(n, bf16, GEMV);
 #undef GEMV
@@ -188,10 +209,10 @@ __global__ void k_norm_prep(float *xg, float *inv, const float *x, const float *
 
 extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps,
 				const void *w, int bf16, int n, int in, int out, float *scratch,
-				void *stream)
+				int to_host, void *stream)
 {
+	int R = n >= 4 ? 2 : 1, rc;   /* gemv_warps' rows per warp for NORM 2 */
 	float *inv;
-	int rc;
 
 	if (!gemv_args_ok(n, in) || out <= ENG_CU_SPLIT_ROWS)
 		return (int)cudaErrorInvalidValue;
@@ -207,6 +228,9 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 	inv = scratch + (size_t)n * in;
 	if ((rc = launch(k_norm_prep, n, 32, 0, stream, scratch, inv, x, nw, in, eps)))
 		return rc;
+	if (to_host && out % (R * WARPS) == 0 && out % 4 == 0 && (uintptr_t)y % 16 == 0)
+		return gemv_warps<2, true>(y, out, scratch, in, w, bf16, n, in, out, 0, inv, eps,
+					   stream);
 	return gemv_warps<2>(y, out, scratch, in, w, bf16, n, in, out, 0, inv, eps, stream);
 }
 

@@ -49,9 +49,10 @@ int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int b
  * within a rounding of them; each row's bits the same for any n).  scratch:
  * n * in + n floats (or NULL) for a launch that prepares x * nw for more
  * than four rows or many output rows, instead of every warp doing it as it
- * reads. */
+ * reads.  to_host: y is pinned host memory (zero-copy), written in 16-byte
+ * stores where the shape allows. */
 int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps, const void *w,
-		     int bf16, int n, int in, int out, float *scratch, void *stream);
+		     int bf16, int n, int in, int out, float *scratch, int to_host, void *stream);
 /* Softmax over each row's E logits in p (in place), top-k (ties to the
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */

@@ -130,7 +130,7 @@ static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *
 
 	if (g->norm_gemv && eng_cuda_gemv_rows(n, in) && out > ENG_CU_SPLIT_ROWS) {
 		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out,
-				    g->xn, g->st));
+				    g->xn, y == g->hlog, g->st));
 		return 0;
 	}
 	if ((rc = rmsnorm(g, g->xn, x, nw, n)))
