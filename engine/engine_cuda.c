@@ -275,7 +275,6 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->norm_gemv = ld_env_on("MOED_CUDA_NORM_GEMV", true);
 	g->prof = ld_env_on("MOED_CUDA_PROFILE", false);
 	g->zout = ld_env_on("MOED_CUDA_ZOUT", true);
-	g->rowg = ld_env_on("MOED_CUDA_ROWG", false);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);

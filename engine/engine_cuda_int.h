@@ -86,7 +86,6 @@ struct eng_cuda {
 	 * (zero-copy, MOED_CUDA_ZOUT) */
 	cudaGraphExec_t gx[2][GMAX + 1];
 	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
-	bool rowg;                 /* (experiment) the row table's copy inside the graph */
 	uint64_t fast_steps;
 	/* MOED_CUDA_PROFILE: where a fast step's time goes (printed at close) */
 	bool prof;

@@ -296,9 +296,6 @@ static int fast_body(struct eng_cuda *g, int n)
 	const struct ld_config *c = &g->m->cfg;
 	int rc;
 
-	if (g->rowg)
-		CU(cudaMemcpyAsync(g->drow, g->hrow, sizeof(*g->hrow), cudaMemcpyHostToDevice,
-				   g->st));
 	KR(eng_cu_embed(g->x, g->embed, g->bf16, g->rows.tok, n, g->H, g->st));
 	for (int li = 0; li < c->n_layers; li++)
 		if ((rc = layer(g, NULL, NULL, li, n)))
@@ -501,10 +498,8 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 			r->sel[m++] = t;
 	}
 	g->one_each = one_each(rows, n);
-	bool fast = logits && fast_ok(g, h, n, m);
-	if (!fast || !g->rowg)   /* else the graph's first node */
-		CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
-	if (fast) {
+	CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
+	if (logits && fast_ok(g, h, n, m)) {
 		rc = fast_chunk(g, h, rows, n, logits);
 		goto out;
 	}
