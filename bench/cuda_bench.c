@@ -197,8 +197,14 @@ static int decode(struct run *r, int n, int id0, int base, int plen, int warm, i
 		}
 		if (!(rv = eng_step(r->e, es, next, n, logits)))
 			br_end_step(&r->h, ps, n);
-		for (int i = 0; i < n; i++)
-			next[i] = eng_argmax(logits + (size_t)i * b->V, b->V);
+		/* As the server's greedy sampling: the GPU's argmax when it made
+		 * one with the logits, else a scan. */
+		for (int i = 0; i < n; i++) {
+			const float *row = logits + (size_t)i * b->V;
+			int best = eng_row_argmax(r->e, row);
+
+			next[i] = best >= 0 ? best : eng_argmax(row, b->V);
+		}
 	}
 	if (!rv)
 		br_res_end(&r->h, x, n * steps);

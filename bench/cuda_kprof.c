@@ -226,7 +226,7 @@ static int f_attn_prep(struct ctx *c)
  * that it may take its prepared form), or in one launch (NULL). */
 static int norm_gemv(struct ctx *c, float *y, const void *w, int out, float *scratch)
 {
-	return eng_cu_gemv_norm(y, c->x, c->norm, 1e-5f, w, 1, c->n, H, out, scratch, 0, st);
+	return eng_cu_gemv_norm(y, c->x, c->norm, 1e-5f, w, 1, c->n, H, out, scratch, NULL, st);
 }
 
 /* The attention's RMSNorm and q/k/v (over four rows a launch that prepares

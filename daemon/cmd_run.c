@@ -250,7 +250,8 @@ static int decode(struct eng *e, struct eng_seq *s, const struct run_opts *o, in
 	int rv;
 
 	while (*n_gen < o->max_tokens) {
-		int next = eng_sample(logits, V, o->temperature, o->top_p, rng, scratch);
+		int next = eng_sample_best(logits, V, eng_row_argmax(e, logits), o->temperature,
+					   o->top_p, rng, scratch);
 
 		gen[(*n_gen)++] = next;
 		if (*n_gen == o->max_tokens)

@@ -151,7 +151,7 @@ static void prefilled(struct worker *w, struct wseq *s, const float *logits)
 	} else if (s->max_tokens == 0) {
 		s->finish = PROTO_FINISH_LENGTH;
 	} else {
-		wseq_take(s, logits, w->vocab, w->scratch);
+		wseq_take(s, logits, eng_row_argmax(w->rt.eng, logits), w->vocab, w->scratch);
 	}
 	if (s->flags & PROTO_SEQ_WANT_ROUTES)
 		send_routes(w, s->row0, s->n_prompt);
@@ -279,9 +279,10 @@ static void take_one(void *ctx, int i, int t)
 {
 	struct worker *w = ctx;
 	struct wseq *s = w->act[i];
+	const float *row = w->logits + (size_t)i * w->vocab;
 
 	memcpy(s->prev, s->cur, (size_t)w->n_layers * w->k * sizeof(int));
-	wseq_take(s, w->logits + (size_t)i * w->vocab, w->vocab,
+	wseq_take(s, row, eng_row_argmax(w->rt.eng, row), w->vocab,
 		  w->scratch + (size_t)t * ENG_SAMPLE_SCRATCH(w->vocab));
 }
 

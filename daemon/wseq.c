@@ -64,9 +64,9 @@ void wseq_free(struct wseq *w)
 	free(w);
 }
 
-void wseq_take(struct wseq *w, const float *logits, int vocab, float *scratch)
+void wseq_take(struct wseq *w, const float *logits, int best, int vocab, float *scratch)
 {
-	int t = eng_sample(logits, vocab, w->temperature, w->top_p, &w->rng, scratch);
+	int t = eng_sample_best(logits, vocab, best, w->temperature, w->top_p, &w->rng, scratch);
 
 	w->gen[w->n_gen++] = (uint32_t)t;
 	w->next = t;

@@ -39,8 +39,9 @@ struct wseq {
 int wseq_new(struct eng *e, const struct proto_seq *ps, uint64_t batch, int kind,
 	     int n_layers, int n_experts, int k, struct wseq **out);
 void wseq_free(struct wseq *w);
-/* Chooses the next token from logits, records it, and decides whether the
- * sequence is done (max_tokens, or a stop token). */
-void wseq_take(struct wseq *w, const float *logits, int vocab, float *scratch);
+/* Chooses the next token from logits (best: their argmax when known, from
+ * eng_row_argmax, else -1), records it, and decides whether the sequence
+ * is done (max_tokens, or a stop token). */
+void wseq_take(struct wseq *w, const float *logits, int best, int vocab, float *scratch);
 
 #endif

@@ -27,6 +27,56 @@ extern "C" int eng_cu_gemv_ok(int in)
 	return in > 0 && in % 8 == 0;
 }
 
+// Value v at index i as a key for atomicMax, larger wins: the value's order,
+// then the lower index; a NaN is no candidate (0), except at index 0,
+// which then beats every key (eng_argmax answers 0 when the first value
+// is NaN).  -0 counts as +0, so equal values tie and the lower index wins.
+__device__ __forceinline__ unsigned long long argmax_key(float v, unsigned i)
+{
+	if (v != v)
+		return i ? 0ull : ~0ull;
+	unsigned b = __float_as_uint(v + 0.0f);
+
+	b = b & 0x80000000u ? ~b : b | 0x80000000u;
+	return (unsigned long long)b << 32 | ~i;
+}
+
+// Each of the n rows' argmax over the block's BR values ys[t] (indexes
+// blockIdx.x * BR + j) into hy.keys[t]; the block that finishes last
+// writes the winners' indexes to hy.out and clears the keys.
+template <int NM, int BR>
+__device__ void block_argmax(const float (*ys)[BR], int n, const struct eng_cu_host_y &hy)
+{
+	__shared__ bool last;
+	int lane = threadIdx.x & 31;
+
+	for (int t = threadIdx.x >> 5; t < n; t += WARPS) {
+		unsigned long long k = lane < BR ? argmax_key(ys[t][lane], blockIdx.x * BR + lane) : 0;
+
+		for (int o = 16; o > 0; o >>= 1) {
+			unsigned long long u = __shfl_xor_sync(0xffffffffu, k, o);
+			k = u > k ? u : k;
+		}
+		if (!lane && k)
+			atomicMax(hy.keys + t, k);
+	}
+	__threadfence();
+	__syncthreads();
+	if (!threadIdx.x)
+		last = atomicAdd(hy.done, 1u) == gridDim.x - 1;
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	if (threadIdx.x < n) {
+		unsigned long long k = atomicExch(hy.keys + threadIdx.x, 0ull);
+
+		hy.out[threadIdx.x] = k ? (int)~(unsigned)k : 0;
+	}
+	if (!threadIdx.x)
+		*hy.done = 0;
+}
+
 // R (1 or 2) output rows per warp: r, and r + 1 in the same pass (more
 // loads in flight, each row's sum as alone, so R does not change the bits).
 // Two pay off from a few activation rows on, where each weight load serves
@@ -38,10 +88,11 @@ extern "C" int eng_cu_gemv_ok(int in)
 // (k_norm_prep), with the same bits as 1.  HY: y is host memory (zero-copy
 // logits) and out a multiple of the block's rows: the block's sums go out
 // as 16-byte stores from consecutive threads, not a 4-byte PCIe write per
-// warp (which made lm_head's b1 step 10 us slower).
+// warp (which made lm_head's b1 step 10 us slower); then each row's argmax
+// (block_argmax).
 template <typename WT, int NM, int R, int IN = 0, int NORM = 0, bool HY = false>
 __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, int n_, int in_,
-		       int out, int add, const float *nw, float eps)
+		       int out, int add, const float *nw, float eps, struct eng_cu_host_y hy)
 {
 	const int in = IN ? IN : in_;   /* IN: the row length known at compile time */
 	const int n = NM == 1 ? 1 : n_;
@@ -95,6 +146,7 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 			float4 *d = (float4 *)(y + (size_t)t * ldy + (size_t)blockIdx.x * BR);
 			d[q] = ((const float4 *)ys[t])[q];
 		}
+		block_argmax<NM, BR>(ys, n, hy);
 	} else
 #pragma unroll
 		for (int t = 0; t < NM; t++)
@@ -125,7 +177,8 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 // The warp kernels' launch (eng_cu_gemv's and eng_cu_gemv_norm's).
 template <int NORM, bool HY = false>
 static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
-		      int in, int out, int add, const float *nw, float eps, void *stream)
+		      int in, int out, int add, const float *nw, float eps, void *stream,
+		      struct eng_cu_host_y hy = {})
 {
 	/* With the norm, two rows per warp for one input row too: the input's
 	 * loads and squares serve both (q/k/v: 9.27 us against 10.03 for one
@@ -139,7 +192,7 @@ static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w,
 	 * registers to 38 (ptxas), so 6 blocks per SM instead of 4. */
 	if (NORM != 1 && n == 1 && (in == 1024 || in == 2048)) {
 #define G1(T, L) launch(k_gemv<T, 1, 1, L, NORM, HY>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
-			(const T *)w, n, in, out, add, nw, eps)
+			(const T *)w, n, in, out, add, nw, eps, hy)
 		if (bf16)
 			rc = in == 1024 ? G1(__nv_bfloat16, 1024) : G1(__nv_bfloat16, 2048);
 		else
@@ -149,9 +202,9 @@ static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w,
 	}
 #define GEMV(T, N) rc = R == 2 ? \
 	launch(k_gemv<T, N, 2, 0, NORM, HY>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, \
-	       (const T *)w, n, in, out, add, nw, eps) : \
+	       (const T *)w, n, in, out, add, nw, eps, hy) : \
 	launch(k_gemv<T, N, 1, 0, NORM, HY>, nb, 32 * WARPS, 0, stream, y, ldy, x, ldx, (const T *)w, \
-	       n, in, out, add, nw, eps)
+	       n, in, out, add, nw, eps, hy)
 	DISPATCH(n, bf16, GEMV);
 #undef GEMV
 	return rc;
@@ -209,7 +262,7 @@ __global__ void k_norm_prep(float *xg, float *inv, const float *x, const float *
 
 extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps,
 				const void *w, int bf16, int n, int in, int out, float *scratch,
-				int to_host, void *stream)
+				struct eng_cu_host_y *host, void *stream)
 {
 	int R = n >= 4 ? 2 : 1, rc;   /* gemv_warps' rows per warp for NORM 2 */
 	float *inv;
@@ -222,15 +275,19 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 	 * 41.64).  Many output rows (a GEMV of several waves) take the launch
 	 * too: lm_head at one row took 53.73 us fused, 63.00 with chunk_dot's
 	 * PIPE (which the one-row q/k/v gains from), 53.19 prepared (cuda_kprof,
-	 * H200). */
-	if (!scratch || (n <= 4 && out < 16384))
+	 * H200).  Host rows take it too (the same bits), for the argmax. */
+	if (host)
+		host->ok = 0;
+	if (!scratch || (n <= 4 && out < 16384 && !host))
 		return gemv_warps<1>(y, out, x, in, w, bf16, n, in, out, 0, nw, eps, stream);
 	inv = scratch + (size_t)n * in;
 	if ((rc = launch(k_norm_prep, n, 32, 0, stream, scratch, inv, x, nw, in, eps)))
 		return rc;
-	if (to_host && out % (R * WARPS) == 0 && out % 4 == 0 && (uintptr_t)y % 16 == 0)
+	if (host && out % (R * WARPS) == 0 && out % 4 == 0 && (uintptr_t)y % 16 == 0) {
+		host->ok = 1;
 		return gemv_warps<2, true>(y, out, scratch, in, w, bf16, n, in, out, 0, inv, eps,
-					   stream);
+					   stream, *host);
+	}
 	return gemv_warps<2>(y, out, scratch, in, w, bf16, n, in, out, 0, inv, eps, stream);
 }
 

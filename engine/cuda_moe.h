@@ -49,10 +49,20 @@ int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int b
  * within a rounding of them; each row's bits the same for any n).  scratch:
  * n * in + n floats (or NULL) for a launch that prepares x * nw for more
  * than four rows or many output rows, instead of every warp doing it as it
- * reads.  to_host: y is pinned host memory (zero-copy), written in 16-byte
- * stores where the shape allows. */
+ * reads.  host: y is pinned host memory (zero-copy), written in 16-byte
+ * stores where the shape allows, and then each row's argmax (eng_argmax's
+ * answer: the first index of the largest value, NaNs skipped, 0 when the
+ * row's first value is NaN) into host->out[t]; host->ok says whether it
+ * was (else y took plain stores and out is not written). */
+struct eng_cu_host_y {
+	unsigned long long *keys;  /* device, ENG_CU_GEMV_MAX, at 0 (left at 0) */
+	unsigned *done;            /* device counter at 0 (left at 0) */
+	int *out;                  /* pinned host, n */
+	int ok;
+};
 int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps, const void *w,
-		     int bf16, int n, int in, int out, float *scratch, int to_host, void *stream);
+		     int bf16, int n, int in, int out, float *scratch, struct eng_cu_host_y *host,
+		     void *stream);
 /* Softmax over each row's E logits in p (in place), top-k (ties to the
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */

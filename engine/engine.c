@@ -229,6 +229,16 @@ float *eng_logits_buffer(struct eng *e)
 	return e->ulog;
 }
 
+int eng_row_argmax(const struct eng *e, const float *row)
+{
+#ifdef HAVE_CUDA
+	if (e->cu)
+		return eng_cuda_row_argmax(e->cu, row);
+#endif
+	(void)e, (void)row;
+	return -1;
+}
+
 uint64_t eng_fast_steps(const struct eng *e)
 {
 #ifdef HAVE_CUDA

@@ -83,5 +83,9 @@ float *eng_logits_buffer(struct eng *e);
 /* Forward calls that ran as one CUDA graph with every expert resident (the
  * CUDA path's fast way, engine/engine_cuda_run.c); 0 on the CPU. */
 uint64_t eng_fast_steps(const struct eng *e);
+/* The argmax of a row of logits that the last engine call wrote (the same
+ * answer as eng_argmax on it), when the GPU made it with the logits (a
+ * CUDA graph step's rows), else -1: the caller then scans the row. */
+int eng_row_argmax(const struct eng *e, const float *row);
 
 #endif

@@ -155,6 +155,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->rw, C * K * f)) || (rc = dalloc(&g->rid, C * K * sizeof(int))) ||
 	    (rc = dalloc(&g->gu, C * 2 * ni * f)) || (rc = dalloc(&g->h, C * ni * f)) ||
 	    (rc = dalloc(&g->done, done_n * sizeof(unsigned))) ||
+	    (rc = dalloc(&g->amk, (GMAX + 1) * sizeof(*g->amk))) ||
 	    (rc = dalloc(&g->apart, f * eng_cu_att_part_floats(C, c->n_heads, c->head_dim,
 								  g->max_ctx))) ||
 	    (rc = dalloc(&g->fr_id, 2 * fr * f + C * V * f)) ||
@@ -169,7 +170,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb + lists)) ||
 	    (rc = halloc(&g->hxtab, E * sizeof(void *))) ||
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
-	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hfr_id, 2 * fr * f + C * V * f)))
+	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hfr_id, 2 * fr * f + C * V * f)) ||
+	    (rc = halloc(&g->hbest, GMAX * sizeof(int))))
 		return rc;
 	/* A fast step's routes, then the logits: one copy brings both back. */
 	g->fr_w = (float *)(g->fr_id + fr), g->logits = g->fr_w + fr;
@@ -180,6 +182,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    !(g->xran = calloc(E, 1)))
 		return -ENOMEM;
 	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
+	CU(cudaMemset(g->amk, 0, (GMAX + 1) * sizeof(*g->amk)));
 	eng_cuda_grp_layout(g, g->NE);
 	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
 				       .cap = g->drow->cap, .kc = g->drow->kc,
@@ -275,6 +278,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->norm_gemv = ld_env_on("MOED_CUDA_NORM_GEMV", true);
 	g->prof = ld_env_on("MOED_CUDA_PROFILE", false);
 	g->zout = ld_env_on("MOED_CUDA_ZOUT", true);
+	g->argmax = ld_env_on("MOED_CUDA_ARGMAX", true);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
@@ -313,12 +317,12 @@ void eng_cuda_close(struct eng_cuda *g)
 			if (g->gx[z][i])
 				cudaGraphExecDestroy(g->gx[z][i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
-		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->apart,
+		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->amk, g->apart,
 		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab,
 		      g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
-	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hfr_id, g->hxtab};
+	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hfr_id, g->hxtab, g->hbest};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);

@@ -40,5 +40,7 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 float *eng_cuda_logits_buffer(struct eng_cuda *g);
 /* Chunks run the fast way (one CUDA graph, every expert resident). */
 uint64_t eng_cuda_fast_steps(const struct eng_cuda *g);
+/* eng_row_argmax's answer for the CUDA engine. */
+int eng_cuda_row_argmax(const struct eng_cuda *g, const float *row);
 
 #endif

@@ -86,6 +86,13 @@ struct eng_cuda {
 	 * (zero-copy, MOED_CUDA_ZOUT) */
 	cudaGraphExec_t gx[2][GMAX + 1];
 	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
+	/* the [1] graphs' lm_head also leaves each row's argmax in hbest */
+	unsigned long long *amk;   /* its keys and counter (device) */
+	int *hbest;                /* pinned, GMAX */
+	bool best_in[GMAX + 1];    /* the [1] graph of n rows writes hbest */
+	bool argmax;               /* hbest given out (MOED_CUDA_ARGMAX != 0) */
+	int best_n;                /* rows of hbest valid now, for logits rows at */
+	const float *best_at;      /* best_at + out[sel[t]] * V */
 	uint64_t fast_steps;
 	/* MOED_CUDA_PROFILE: where a fast step's time goes (printed at close) */
 	bool prof;

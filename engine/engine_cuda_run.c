@@ -122,15 +122,16 @@ static int rmsnorm(struct eng_cuda *g, float *y, const float *x, const float *w,
 
 /* y[n][out] = RMSNorm(x; nw) . W^T: a GEMV that normalises as it reads (xn
  * its scratch), whose bits differ from RMSNorm's by a rounding, else
- * RMSNorm into xn and the GEMM (MOED_CUDA_NORM_GEMV=0 turns that GEMV off). */
+ * RMSNorm into xn and the GEMM (MOED_CUDA_NORM_GEMV=0 turns that GEMV off).
+ * host: y is pinned host memory (eng_cu_gemv_norm's). */
 static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *nw,
-		     const void *w, int n, int in, int out)
+		     const void *w, int n, int in, int out, struct eng_cu_host_y *host)
 {
 	int rc;
 
 	if (g->norm_gemv && eng_cuda_gemv_rows(n, in) && out > ENG_CU_SPLIT_ROWS) {
 		KR(eng_cu_gemv_norm(y, x, nw, (float)g->m->cfg.rms_eps, w, g->bf16, n, in, out,
-				    g->xn, y == g->hlog, g->st));
+				    g->xn, host, g->st));
 		return 0;
 	}
 	if ((rc = rmsnorm(g, g->xn, x, nw, n)))
@@ -207,7 +208,7 @@ static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 		d->q_norm, d->k_norm, (float)c->rms_eps, c->clip_qkv > 0 ? (float)c->clip_qkv : 0,
 		g->inv_freq};
 
-	if ((rc = gemm_norm(g, g->qkv, g->x, d->attn_norm, d->qkv, n, H, D)))
+	if ((rc = gemm_norm(g, g->qkv, g->x, d->attn_norm, d->qkv, n, H, D, NULL)))
 		return rc;
 	if (!g->one_each)
 		KR(eng_cu_qk_prep(g->q, &p, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd, g->st));
@@ -236,23 +237,39 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 		return eng_cuda_moe(g, h, d, rows, L->moe_index, n);
 	}
 	/* MoE layers normalise in eng_cuda_route(). */
-	if ((rc = gemm_norm(g, g->gu, g->x, d->mlp_norm, d->mlp_gu, n, H, 2 * I)))
+	if ((rc = gemm_norm(g, g->gu, g->x, d->mlp_norm, d->mlp_gu, n, H, 2 * I, NULL)))
 		return rc;
 	KR(eng_cu_silu_mul(g->h, g->gu, n, I, g->st));
 	return gemm(g, g->x, g->h, d->mlp_down, g->bf16, n, I, H, 1);
 }
 
 /* Final norm and lm_head for the m of n rows that want logits (drow->sel),
- * queued; all n (a decode step): sel is 0 .. n - 1, no gather. */
+ * queued; all n (a decode step): sel is 0 .. n - 1, no gather.  A
+ * zero-copy capture's logits go to hlog, each row's argmax to hbest
+ * (best_in[n] says whether it does). */
 static int head(struct eng_cuda *g, int m, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
-	int H = g->H, V = c->vocab_size;
+	int H = g->H, V = c->vocab_size, rc;
+	struct eng_cu_host_y hy = {g->amk, (unsigned *)(g->amk + GMAX), g->hbest, 0};
 
 	if (m < n)
 		KR(eng_cu_gather(g->xe, g->x, g->drow->sel, m, H, g->st));
-	return gemm_norm(g, g->zcap ? g->hlog : g->logits, m < n ? g->xe : g->x, g->final_norm,
-			 g->lm_head, m, H, V);
+	rc = gemm_norm(g, g->zcap ? g->hlog : g->logits, m < n ? g->xe : g->x, g->final_norm,
+		       g->lm_head, m, H, V, g->zcap ? &hy : NULL);
+	if (g->zcap)
+		g->best_in[n] = hy.ok;
+	return rc;
+}
+
+int eng_cuda_row_argmax(const struct eng_cuda *g, const float *row)
+{
+	int V = g->m->cfg.vocab_size;
+
+	for (int t = 0; t < g->best_n; t++)
+		if (row == g->best_at + (size_t)g->hrow->out[g->hrow->sel[t]] * V)
+			return g->hbest[t];
+	return -1;
 }
 
 float *eng_cuda_logits_buffer(struct eng_cuda *g)
@@ -445,6 +462,8 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		cudaEventRecord(g->pev[1], g->st);
 	if ((rc = logits_out(g, n, logits, true, z)))
 		return rc;
+	g->best_n = z && g->best_in[n] && g->argmax ? n : 0;
+	g->best_at = logits;
 	if (g->prof)
 		tm[2] = ld_now();
 	g->fast_steps++;
@@ -486,6 +505,7 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	if (n < 1 || n > C)
 		return -EINVAL;
 	CU(cudaSetDevice(g->dev));
+	g->best_n = 0;
 	/* The previous chunk ended with a synchronize: r is free to refill. */
 	for (int t = 0; t < n; t++) {
 		r->kc[t] = rows[t].kc;

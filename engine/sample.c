@@ -143,9 +143,18 @@ static int nucleus(const float *p, int n, double top_p, int *idx, int *tmp, doub
 int eng_sample(const float *logits, int n, double temperature, double top_p,
 	       struct eng_rng *r, float *scratch)
 {
+	return eng_sample_best(logits, n, -1, temperature, top_p, r, scratch);
+}
+
+int eng_sample_best(const float *logits, int n, int best, double temperature, double top_p,
+		    struct eng_rng *r, float *scratch)
+{
 	float *p = scratch;
 	int *idx = (int *)(scratch + n);
-	int best = eng_argmax(logits, n), keep = n;
+	int keep = n;
+
+	if (best < 0)
+		best = eng_argmax(logits, n);
 	bool nuc = top_p > 0 && top_p < 1;
 	double sum = 0, acc = 1.0, u;
 

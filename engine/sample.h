@@ -17,5 +17,9 @@ int eng_argmax(const float *logits, int n);
 /* temperature <= 0 means greedy.  scratch: ENG_SAMPLE_SCRATCH(n) floats. */
 int eng_sample(const float *logits, int n, double temperature, double top_p,
 	       struct eng_rng *r, float *scratch);
+/* The same with best = eng_argmax(logits, n) known (eng_row_argmax), or
+ * computed when best < 0. */
+int eng_sample_best(const float *logits, int n, int best, double temperature, double top_p,
+		    struct eng_rng *r, float *scratch);
 
 #endif

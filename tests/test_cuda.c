@@ -394,9 +394,20 @@ START_TEST(batch_and_prefill)
 		/* The engine's own rows (pinned, no host copy) give the same. */
 		ck_assert_int_eq(eng_step(w.e, d, next, 4, eb), 0);
 		memcpy(le, eb, sizeof(le));
+		/* A zero-copy graph step's rows come with the GPU's argmax
+		 * (into the engine's rows or the caller's): eng_argmax's. */
+		const char *zo = getenv("MOED_CUDA_ZOUT"), *am = getenv("MOED_CUDA_ARGMAX");
+		bool gb = _i && (!zo || strcmp(zo, "0")) && (!am || strcmp(am, "0"));
+		for (int i = 0; i < 4; i++)
+			ck_assert_int_eq(eng_row_argmax(w.e, eb + i * 160),
+					 gb ? eng_argmax(eb + i * 160, 160) : -1);
 		ck_assert_int_eq(eng_step(w.e, a, next, 4, la), 0);
 		ck_assert_msg(!memcmp(la, le, sizeof(la)), "engine rows vs own: max %g",
 			      max_abs_diff(la, le, 4 * 160));
+		for (int i = 0; i < 4; i++)
+			ck_assert_int_eq(eng_row_argmax(w.e, la + i * 160),
+					 gb ? eng_argmax(la + i * 160, 160) : -1);
+		ck_assert_int_eq(eng_row_argmax(w.e, eb), -1);   /* an earlier call's */
 		for (int i = 0; i < 4; i++) {
 			ck_assert_int_eq(eng_forward(w.e, b[i], &next[i], 1, lb), 0);
 			ck_assert_msg(!memcmp(la + i * 160, lb, sizeof(lb)), "step vs forward "
