@@ -158,10 +158,12 @@ __global__ void k_gemv(float *y, int ldy, const float *x, int ldx, const WT *w, 
 			}
 }
 
-template <typename WT, int NM>
+// AM: then each row's argmax (block_argmax, y host memory as k_gemv's HY).
+template <typename WT, int NM, bool AM = false>
 __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const WT *w, int n,
-			     int in, int add)
+			     int in, int add, struct eng_cu_host_y hy)
 {
+	__shared__ float sv[AM ? NM : 1][1];
 	block_stream<WT> ws;
 
 	block_start(ws, w + (size_t)blockIdx.x * in, in);
@@ -171,6 +173,12 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 	if (threadIdx.x < n) {
 		float *d = y + (size_t)threadIdx.x * ldy + blockIdx.x;
 		*d = add ? *d + s : s;
+		if (AM)
+			sv[threadIdx.x][0] = s;
+	}
+	if (AM) {
+		__syncthreads();
+		block_argmax<NM, 1>(sv, n, hy);
 	}
 }
 
@@ -225,12 +233,27 @@ extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const voi
 	/* Few rows: too few warps to keep the memory busy one row each. */
 	if (out <= ENG_CU_SPLIT_ROWS) {
 #define SPLIT(T, N) rc = launch(k_gemv_split<T, N>, out, 32 * WARPS, 0, stream, y, ldy, x, \
-				ldx, (const T *)w, n, in, add)
+				ldx, (const T *)w, n, in, add, eng_cu_host_y{})
 		DISPATCH(n, bf16, SPLIT);
 #undef SPLIT
 		return rc;
 	}
 	return gemv_warps<0>(y, ldy, x, ldx, w, bf16, n, in, out, add, NULL, 0, stream);
+}
+
+extern "C" int eng_cu_gemv_host(float *y, const float *x, const void *w, int bf16, int n, int in,
+				int out, struct eng_cu_host_y *host, void *stream)
+{
+	int rc = 0;
+
+	if (!gemv_args_ok(n, in) || out > ENG_CU_SPLIT_ROWS)
+		return (int)cudaErrorInvalidValue;
+	host->ok = 1;
+#define SPLIT(T, N) rc = launch(k_gemv_split<T, N, true>, out, 32 * WARPS, 0, stream, y, out, x, \
+				in, (const T *)w, n, in, 0, *host)
+	DISPATCH(n, bf16, SPLIT);
+#undef SPLIT
+	return rc;
 }
 
 // Row t's x * nw into xg and its 1 / rms into inv[t], one warp a row, with

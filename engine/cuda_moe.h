@@ -63,6 +63,10 @@ struct eng_cu_host_y {
 int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float eps, const void *w,
 		     int bf16, int n, int in, int out, float *scratch, struct eng_cu_host_y *host,
 		     void *stream);
+/* eng_cu_gemv (y and x rows packed, no add) for out <= ENG_CU_SPLIT_ROWS
+ * into host rows, and their argmax as eng_cu_gemv_norm's. */
+int eng_cu_gemv_host(float *y, const float *x, const void *w, int bf16, int n, int in, int out,
+		     struct eng_cu_host_y *host, void *stream);
 /* Softmax over each row's E logits in p (in place), top-k (ties to the
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */

@@ -136,6 +136,10 @@ static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *
 	}
 	if ((rc = rmsnorm(g, g->xn, x, nw, n)))
 		return rc;
+	if (host && eng_cuda_gemv_rows(n, in) && out <= ENG_CU_SPLIT_ROWS) {
+		KR(eng_cu_gemv_host(y, g->xn, w, g->bf16, n, in, out, host, g->st));
+		return 0;
+	}
 	return gemm(g, y, g->xn, w, g->bf16, n, in, out, 0);
 }
 
