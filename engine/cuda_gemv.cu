@@ -179,17 +179,24 @@ __global__ void k_gemv_split(float *y, int ldy, const float *x, int ldx, const W
 	}
 }
 
+// Output rows per warp of gemv_warps' kernels.  With the norm, two rows per
+// warp for one input row too: the input's loads and squares serve both
+// (q/k/v: 9.27 us against 10.03 for one row per warp with a compile-time
+// length at 40 registers, 14.03 at 44, whose grid then takes two waves;
+// bench/cuda_kprof, H200).
+template <int NORM>
+static int warp_rows(int n)
+{
+	return n >= 4 || (NORM == 1 && n == 1) ? 2 : 1;
+}
+
 // The warp kernels' launch (eng_cu_gemv's and eng_cu_gemv_norm's).
 template <int NORM, bool HY = false>
 static int gemv_warps(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
 		      int in, int out, int add, const float *nw, float eps, void *stream,
 		      struct eng_cu_host_y hy = {})
 {
-	/* With the norm, two rows per warp for one input row too: the input's
-	 * loads and squares serve both (q/k/v: 9.27 us against 10.03 for one
-	 * row per warp with a compile-time length at 40 registers, 14.03 at 44,
-	 * whose grid then takes two waves; bench/cuda_kprof, H200). */
-	int R = n >= 4 || (NORM == 1 && n == 1) ? 2 : 1, rc = 0;
+	int R = warp_rows<NORM>(n), rc = 0;
 	unsigned nb = (unsigned)((out + R * WARPS - 1) / (R * WARPS));
 
 	/* One row at a common length: a compile-time length (with n known to be
@@ -220,37 +227,39 @@ static bool gemv_args_ok(int n, int in)
 	return n >= 1 && n <= ENG_CU_GEMV_MAX && eng_cu_gemv_ok(in);
 }
 
-extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
-			   int n, int in, int out, int add, void *stream)
+// The split kernel's launch (one block per output row), with the argmax
+// when AM (eng_cu_gemv's and eng_cu_gemv_host's).
+template <bool AM>
+static int gemv_split(float *y, int ldy, const float *x, int ldx, const void *w, int bf16, int n,
+		      int in, int out, int add, struct eng_cu_host_y hy, void *stream)
 {
 	int rc = 0;
 
+#define SPLIT(T, N) rc = launch(k_gemv_split<T, N, AM>, out, 32 * WARPS, 0, stream, y, ldy, x, \
+				ldx, (const T *)w, n, in, add, hy)
+	DISPATCH(n, bf16, SPLIT);
+#undef SPLIT
+	return rc;
+}
+
+extern "C" int eng_cu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, int bf16,
+			   int n, int in, int out, int add, void *stream)
+{
 	if (!gemv_args_ok(n, in))
 		return (int)cudaErrorInvalidValue;
 	/* Few rows: too few warps to keep the memory busy one row each. */
-	if (out <= ENG_CU_SPLIT_ROWS) {
-#define SPLIT(T, N) rc = launch(k_gemv_split<T, N>, out, 32 * WARPS, 0, stream, y, ldy, x, \
-				ldx, (const T *)w, n, in, add, eng_cu_host_y{})
-		DISPATCH(n, bf16, SPLIT);
-#undef SPLIT
-		return rc;
-	}
+	if (out <= ENG_CU_SPLIT_ROWS)
+		return gemv_split<false>(y, ldy, x, ldx, w, bf16, n, in, out, add, {}, stream);
 	return gemv_warps<0>(y, ldy, x, ldx, w, bf16, n, in, out, add, NULL, 0, stream);
 }
 
 extern "C" int eng_cu_gemv_host(float *y, const float *x, const void *w, int bf16, int n, int in,
 				int out, struct eng_cu_host_y *host, void *stream)
 {
-	int rc = 0;
-
 	if (!gemv_args_ok(n, in) || out > ENG_CU_SPLIT_ROWS)
 		return (int)cudaErrorInvalidValue;
 	host->ok = 1;
-#define SPLIT(T, N) rc = launch(k_gemv_split<T, N, true>, out, 32 * WARPS, 0, stream, y, out, x, \
-				in, (const T *)w, n, in, 0, *host)
-	DISPATCH(n, bf16, SPLIT);
-#undef SPLIT
-	return rc;
+	return gemv_split<true>(y, out, x, in, w, bf16, n, in, out, 0, *host, stream);
 }
 
 // Row t's x * nw into xg and its 1 / rms into inv[t], one warp a row, with
@@ -284,7 +293,7 @@ extern "C" int eng_cu_gemv_norm(float *y, const float *x, const float *nw, float
 				const void *w, int bf16, int n, int in, int out, float *scratch,
 				struct eng_cu_host_y *host, void *stream)
 {
-	int R = n >= 4 ? 2 : 1, rc;   /* gemv_warps' rows per warp for NORM 2 */
+	int R = warp_rows<2>(n), rc;
 	float *inv;
 
 	if (!gemv_args_ok(n, in) || out <= ENG_CU_SPLIT_ROWS)

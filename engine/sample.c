@@ -152,12 +152,11 @@ int eng_sample_best(const float *logits, int n, int best, double temperature, do
 	float *p = scratch;
 	int *idx = (int *)(scratch + n);
 	int keep = n;
-
-	if (best < 0)
-		best = eng_argmax(logits, n);
 	bool nuc = top_p > 0 && top_p < 1;
 	double sum = 0, acc = 1.0, u;
 
+	if (best < 0)
+		best = eng_argmax(logits, n);
 	if (temperature <= 0)
 		return best;
 	for (int i = 0; i < n; i++) {

@@ -28,6 +28,7 @@ int main(void)
 #include "engine/sample.h"
 #include "loader/backend.h"
 #include "loader/cache.h"
+#include "loader/env.h"
 #include "loader/model.h"
 #include "loader/store.h"
 #include "tests/refs.h"
@@ -396,8 +397,8 @@ START_TEST(batch_and_prefill)
 		memcpy(le, eb, sizeof(le));
 		/* A zero-copy graph step's rows come with the GPU's argmax
 		 * (into the engine's rows or the caller's): eng_argmax's. */
-		const char *zo = getenv("MOED_CUDA_ZOUT"), *am = getenv("MOED_CUDA_ARGMAX");
-		bool gb = _i && (!zo || strcmp(zo, "0")) && (!am || strcmp(am, "0"));
+		bool gb = _i && ld_env_on("MOED_CUDA_ZOUT", true) &&
+			  ld_env_on("MOED_CUDA_ARGMAX", true);
 		for (int i = 0; i < 4; i++)
 			ck_assert_int_eq(eng_row_argmax(w.e, eb + i * 160),
 					 gb ? eng_argmax(eb + i * 160, 160) : -1);
