@@ -483,8 +483,11 @@ static size_t route_smem(int warps, int E, int total)
 	return ((size_t)warps * (E + 32) + 2 * (size_t)E + 2 * (size_t)total) * 4;
 }
 
-__global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			struct eng_cu_grp g, int group, const void *const *tab)
+// Up to 32 warps a block: at most 64 registers a thread (the table's
+// pointers took it to 72, too many to launch 1024 threads).
+__global__ void __launch_bounds__(1024)
+k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm, struct eng_cu_grp g,
+	int group, const void *const *tab)
 {
 	extern __shared__ __align__(16) float smem[];
 	__shared__ const void *stab[256];
