@@ -96,6 +96,28 @@ __device__ float block_reduce(float v, float *sh)
 	return v;
 }
 
+// block_reduce<false> of a and of b together: each by the same tree (the
+// same bits as two calls), with one pair of barriers instead of two.
+__device__ __forceinline__ void block_sum2(float &a, float &b, float2 *sh)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+	for (int o = 16; o > 0; o >>= 1) {
+		a += __shfl_xor_sync(0xffffffffu, a, o);
+		b += __shfl_xor_sync(0xffffffffu, b, o);
+	}
+	__syncthreads();
+	if (!lane)
+		sh[warp] = make_float2(a, b);
+	__syncthreads();
+	float2 v = lane < nw ? sh[lane] : make_float2(0.0f, 0.0f);
+	a = v.x, b = v.y;
+	for (int o = 16; o > 0; o >>= 1) {
+		a += __shfl_xor_sync(0xffffffffu, a, o);
+		b += __shfl_xor_sync(0xffffffffu, b, o);
+	}
+}
+
 // One normalised element: weight w, input x, the row's scale inv.  Every
 // path that normalises (k_rmsnorm, xin_norm, the router's copy for the
 // experts) goes through this, so all give the same bits.

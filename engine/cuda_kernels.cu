@@ -162,26 +162,42 @@ __device__ __forceinline__ float norm_scale(const struct eng_cu_prep &p, float s
 	return p.norm ? 1.0f / sqrtf(ss / (float)(p.norm == 2 ? hd : dim) + p.eps) : 1.0f;
 }
 
-// Head hh of src (the row's q or k; norm weights nw, scale inv) into out,
-// normalised, clipped and rotated for position pos; raw: hd floats of
-// scratch.  Every thread calls it; out is ready for all when it returns.
-__device__ void head_prep(float *out, float *raw, const float *src, const struct eng_cu_prep &p,
-			  const float *nw, int hh, float inv, int hd, int pos)
+// One head to prepare: hh of src (the row's q or k; norm weights nw, scale
+// inv) into out; raw: hd floats of scratch.
+struct head_job {
+	float *out, *raw;
+	const float *src, *nw;
+	int hh;
+	float inv;
+};
+
+// NH heads (a q head, or a q head and its k head) normalised, clipped and
+// rotated for position pos, side by side (one pair of barriers for both).
+// Every thread calls it; the outputs are ready for all when it returns.
+template <int NH>
+__device__ void head_prep(const head_job *j, const struct eng_cu_prep &p, int hd, int pos)
 {
 	int half = hd / 2;
 
-	for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
-		float x = src[(size_t)hh * hd + i];
-		if (p.norm)
-			x = rms_scale(nw[p.norm == 1 ? hh * hd + i : i], x, inv);
-		raw[i] = clip_to(x, p.clip);
-	}
+	for (int i = threadIdx.x; i < hd; i += ATT_THREADS)
+#pragma unroll
+		for (int h = 0; h < NH; h++) {
+			float x = j[h].src[(size_t)j[h].hh * hd + i];
+			if (p.norm)
+				x = rms_scale(j[h].nw[p.norm == 1 ? j[h].hh * hd + i : i], x, j[h].inv);
+			j[h].raw[i] = clip_to(x, p.clip);
+		}
 	__syncthreads();
 	for (int i = threadIdx.x; i < half; i += ATT_THREADS) {
 		float a = p.inv_freq[i] * (float)pos, c = cosf(a), s = sinf(a);
 
-		out[i] = raw[i] * c - raw[i + half] * s;
-		out[i + half] = raw[i + half] * c + raw[i] * s;
+#pragma unroll
+		for (int h = 0; h < NH; h++) {
+			const float *raw = j[h].raw;
+
+			j[h].out[i] = raw[i] * c - raw[i + half] * s;
+			j[h].out[i + half] = raw[i + half] * c + raw[i] * s;
+		}
 	}
 	__syncthreads();
 }
@@ -210,8 +226,8 @@ k_qk_prep(float *q, struct eng_cu_prep p, struct eng_cu_rows r, int layer, int h
 	float ss = norm_part(p, src, dim, hh, hd);
 	if (p.norm)
 		ss = block_reduce<false>(ss, sh);
-	head_prep(out, raw, src, p, isq ? p.qw : p.kw, hh, norm_scale(p, ss, dim, hd), hd,
-		  r.pos[t]);
+	head_job j = {out, raw, src, isq ? p.qw : p.kw, hh, norm_scale(p, ss, dim, hd)};
+	head_prep<1>(&j, p, hd, r.pos[t]);
 	float *dst = isq ? q + (size_t)t * qd + (size_t)hh * hd : cache_at(r.kc, r, t, layer, kvd,
 									    hh, hd);
 	for (int i = threadIdx.x; i < hd; i += ATT_THREADS)
@@ -277,13 +293,17 @@ __device__ __forceinline__ void att_q(float qv[ND], float *qs, float *ks, float 
 		const float *row = p.qkv + (size_t)t * p.D, *krow = row + qd;
 		float sq = norm_part(p, row, qd, h, hd), sk = cur ? norm_part(p, krow, kvd, kvh, hd) : 0;
 
-		if (p.norm)
-			sq = block_reduce<false>(sq, sh);
 		if (p.norm && cur)
-			sk = block_reduce<false>(sk, sh);
-		head_prep(qs, raw, row, p, p.qw, h, norm_scale(p, sq, qd, hd), hd, r.pos[t]);
+			block_sum2(sq, sk, (float2 *)sh);
+		else if (p.norm)
+			sq = block_reduce<false>(sq, sh);
+		head_job j[2] = {{qs, raw, row, p.qw, h, norm_scale(p, sq, qd, hd)},
+				 {ks, raw + hd, krow, p.kw, kvh, norm_scale(p, sk, kvd, hd)}};
+		if (cur)
+			head_prep<2>(j, p, hd, r.pos[t]);
+		else
+			head_prep<1>(j, p, hd, r.pos[t]);
 		if (cur) {
-			head_prep(ks, raw, krow, p, p.kw, kvh, norm_scale(p, sk, kvd, hd), hd, r.pos[t]);
 			float *kd = cache_at(r.kc, r, t, layer, kvd, kvh, hd);
 			float *vd = cache_at(r.vc, r, t, layer, kvd, kvh, hd);
 			for (int i = threadIdx.x; i < hd; i += ATT_THREADS) {
@@ -418,7 +438,8 @@ k_attend(float *att, float *part, unsigned *cnt, const float *q, int stride,
 	 int hd, int span)
 {
 	constexpr int P = ND >= 16 ? 2 : ND >= 8 ? 4 : 8, HD = 32 * ND;
-	__shared__ float sh[32], qs[HD], ks[HD], vs[HD], raw[HD];
+	__shared__ __align__(8) float sh[64];   /* block_sum2's float2[32] */
+	__shared__ float qs[HD], ks[HD], vs[HD], raw[2 * HD];
 	__shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wa[ATT_WARPS][HD];
 	int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z, lane = threadIdx.x & 31;
 	int warp = threadIdx.x >> 5, kvd = kv_heads * hd, kvh = h / (heads / kv_heads);

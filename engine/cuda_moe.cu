@@ -18,7 +18,7 @@ extern "C" struct eng_cu_grp eng_cu_grp_at(void *base, int E, int entries)
 {
 	int *p = (int *)base;
 	struct eng_cu_grp g = {p, p + 1, p + 1 + E, p + 1 + 2 * E, p + 1 + 3 * E,
-			       (float *)(p + 1 + 3 * E + entries)};
+			       (float *)(p + 1 + 3 * E + entries), NULL};
 	return g;
 }
 
@@ -34,6 +34,15 @@ template <typename WT>
 __device__ __forceinline__ const WT *expert_w(const void *const *tab, const void *w, int id)
 {
 	return (const WT *)(w ? w : tab[id]);
+}
+
+// Expert j of the groups: g.wp[j] when the router wrote it, else the
+// table's (or w's) by its id.
+template <typename WT>
+__device__ __forceinline__ const WT *expert_j(struct eng_cu_grp g, const void *const *tab,
+					      const void *w, int j)
+{
+	return g.wp ? (const WT *)g.wp[j] : expert_w<WT>(tab, w, g.xid[j]);
 }
 
 // Whether an expert of m entries is in the launch's part (ENG_CU_*).
@@ -54,10 +63,13 @@ __global__ void k_moe_gu(float *hb, const float *x, int H, int I, struct eng_cu_
 
 	pdl_wait();
 	pdl_launch();
-	/* The expert's id read with the count, not after it (j < E: in
-	 * bounds): one L2 round trip less before its weights are asked for. */
+	/* The expert's weights (g.wp) or id read with the count, not after it
+	 * (j < E: in bounds): an L2 round trip less before its weights are
+	 * asked for, two with g.wp. */
 	int id = g.xid[j], st = g.start[j], m = g.cnt[j];
-	const WT *w = j < *g.nact && in_part(part, m) ? expert_w<WT>(tab, w1, id) : NULL;
+	const void *pw = g.wp ? g.wp[j] : NULL;
+	const WT *w = j < *g.nact && in_part(part, m) ?
+			      (pw ? (const WT *)pw : expert_w<WT>(tab, w1, id)) : NULL;
 	if (!w)   /* past the last expert, not in the part or not in the table */
 		return;
 	xin_rows<NM> xs;
@@ -137,7 +149,7 @@ __global__ void k_moe_down(float *eo, const float *hb, int H, int I, struct eng_
 	pdl_wait();
 	pdl_launch();
 	const WT *w = j < *g.nact && h < H && in_part(part, g.cnt[j]) ?
-			      expert_w<WT>(tab, w1, g.xid[j]) : NULL;
+			      expert_j<WT>(g, tab, w1, j) : NULL;
 	if (!w)   /* as k_moe_gu */
 		return;
 	down_start<WT, NM>(ws, w, h, H, I);
@@ -163,7 +175,7 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	expert_stream<WT, NM> ws;
 
 	if (warp < nact)
-		down_start<WT, NM>(ws, expert_w<WT>(tab, NULL, g.xid[warp]), blockIdx.x * 2, H, I);
+		down_start<WT, NM>(ws, expert_j<WT>(g, tab, NULL, warp), blockIdx.x * 2, H, I);
 	/* The entries' rows and weights into shared memory while the weights
 	 * come: the sums below then wait on no global loads of their own. */
 	for (int e = threadIdx.x; e < entries; e += blockDim.x)
@@ -173,7 +185,7 @@ __global__ void k_moe_down_add(float *x, const float *hb, int H, int I, struct e
 	for (int h = blockIdx.x * 2; h < H; h += gridDim.x * 2) {
 		for (int j = warp; j < nact; j += nw) {
 			if (j != warp || h != (int)blockIdx.x * 2)
-				down_start<WT, NM>(ws, expert_w<WT>(tab, NULL, g.xid[j]), h, H, I);
+				down_start<WT, NM>(ws, expert_j<WT>(g, tab, NULL, j), h, H, I);
 			down_rows<WT, NM>(ws, I, hb, g.start[j], g.cnt[j], dot[0], 1,
 					  ENG_CU_GEMV_MAX * 32);
 		}

@@ -33,6 +33,11 @@ extern "C" {
 struct eng_cu_grp {
 	int *nact, *xid, *start, *cnt, *row;
 	float *wt;
+	/* Not NULL (set by the caller, E pointers): the router also writes
+	 * expert j's weights (its table's entry for xid[j]) to wp[j], where the
+	 * expert kernels take them (one dependent load less); the router is
+	 * then given the table. */
+	const void **wp;
 };
 size_t eng_cu_grp_bytes(int E, int entries);
 struct eng_cu_grp eng_cu_grp_at(void *base, int E, int entries);
@@ -71,7 +76,7 @@ int eng_cu_gemv_host(float *y, const float *x, const void *w, int bf16, int n, i
  * lowest id), ids ascending with their weights (renormalised when norm)
  * into ids/w [n][K]; with group, also g for these n rows. */
 int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
-		 struct eng_cu_grp g, int group, void *stream);
+		 struct eng_cu_grp g, int group, const void *const *tab, void *stream);
 /* The router's logits p[t][E] = wr [E][H] (f32) . x[t] (x rows H apart)
  * and eng_cu_route's routing of them in one launch, n <= ENG_CU_GEMV_MAX;
  * done: a device counter at 0 (left at 0) that no other launch uses at the
@@ -79,7 +84,8 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
  * rows go to xn (eng_cu_rmsnorm's bits) for the experts. */
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
-			unsigned *done, const float *nw, float eps, float *xn, void *stream);
+			unsigned *done, const float *nw, float eps, float *xn,
+			const void *const *tab, void *stream);
 /* Which of the experts a launch takes: all, those with at most
  * ENG_CU_FEW_ROWS entries, or the others.  Two launches (few, then many)
  * give the same values as one (all): each expert's sums do not depend on

@@ -119,7 +119,7 @@ __device__ void route_row(float *pg, float *p, int *ids, float *w, int E, int K,
 // rows, then (group) [E] counts, [E] offsets and the entries' ids and
 // weights.  The general path: any E and n.
 __device__ void route_general(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			      struct eng_cu_grp g, int group, float *sh)
+			      struct eng_cu_grp g, int group, float *sh, const void *const *stab)
 {
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K, lane = threadIdx.x & 31;
 	float *p = sh + (size_t)warp * (E + 32);
@@ -159,6 +159,8 @@ __device__ void route_general(float *pg, int *ids, float *w, int n, int E, int K
 			off[x] = at;
 			if (cnt[x]) {
 				g.xid[j] = x, g.start[j] = at, g.cnt[j] = cnt[x];
+				if (stab)
+					g.wp[j] = stab[x];
 				j++;
 			}
 			at += cnt[x];
@@ -368,7 +370,7 @@ __device__ void route_split(float *pg, int n, int E, int K, int norm, int *ids, 
 // place: its expert's first, plus the earlier rows that chose the expert.
 template <int QM>
 __device__ void group_fast(const unsigned *mask, int *off, const int *sid, const float *sw,
-			   int n, int E, int K, struct eng_cu_grp g)
+			   int n, int E, int K, struct eng_cu_grp g, const void *const *stab)
 {
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, total = n * K, at = 0, j = 0;
 	unsigned lt = (1u << lane) - 1u;
@@ -389,6 +391,8 @@ __device__ void group_fast(const unsigned *mask, int *off, const int *sid, const
 		if (m && !warp) {
 			int k = j + __popc(a & lt);
 			g.xid[k] = x, g.start[k] = at + below, g.cnt[k] = c;
+			if (stab)
+				g.wp[k] = stab[x];
 		}
 		at += all, j += __popc(a);
 	}
@@ -405,7 +409,7 @@ __device__ void group_fast(const unsigned *mask, int *off, const int *sid, const
 // shared memory (its offsets' part unused; mask in its counts' place).
 template <int QM>
 __device__ void route_fast(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			   struct eng_cu_grp g, int group, float *sh)
+			   struct eng_cu_grp g, int group, float *sh, const void *const *stab)
 {
 	int warp = threadIdx.x >> 5, nw = blockDim.x >> 5, total = n * K;
 	float *p = sh + (size_t)warp * (E + 32);
@@ -427,22 +431,51 @@ __device__ void route_fast(float *pg, int *ids, float *w, int n, int E, int K, i
 	if (!group)
 		return;
 	__syncthreads();
-	group_fast<QM>(mask, (int *)p, sid, sw, n, E, K, g);
+	group_fast<QM>(mask, (int *)p, sid, sw, n, E, K, g, stab);
 }
 
 // Routes n rows with the block's warps (shared memory as route_general's,
 // 16-byte aligned): the fast path where it applies, the same results.
+// stab (shared, E entries, or NULL): the experts' weights for g.wp.
 __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			    struct eng_cu_grp g, int group, float *sh)
+			    struct eng_cu_grp g, int group, float *sh, const void *const *stab)
 {
 	if (n > 32 || E > 256 || E % 4)
-		route_general(pg, ids, w, n, E, K, norm, g, group, sh);
+		route_general(pg, ids, w, n, E, K, norm, g, group, sh, stab);
 	else if (E <= 64)
-		route_fast<2>(pg, ids, w, n, E, K, norm, g, group, sh);
+		route_fast<2>(pg, ids, w, n, E, K, norm, g, group, sh, stab);
 	else if (E <= 128)
-		route_fast<4>(pg, ids, w, n, E, K, norm, g, group, sh);
+		route_fast<4>(pg, ids, w, n, E, K, norm, g, group, sh, stab);
 	else
-		route_fast<8>(pg, ids, w, n, E, K, norm, g, group, sh);
+		route_fast<8>(pg, ids, w, n, E, K, norm, g, group, sh, stab);
+}
+
+// The table's entries for g.wp, requested before the wait (the table is
+// written before the step): thread i < E keeps entry i until table_to()
+// puts them in shared memory for route_block.  E <= blockDim.x, as the
+// callers check.
+struct wp_table {
+	const void *mine;
+	bool on;
+};
+
+__device__ __forceinline__ wp_table table_get(const void *const *tab, struct eng_cu_grp g, int E)
+{
+	wp_table t = {NULL, tab && g.wp};
+
+	if (t.on && (int)threadIdx.x < E)
+		t.mine = tab[threadIdx.x];
+	return t;
+}
+
+__device__ __forceinline__ const void *const *table_to(const wp_table &t, const void **stab, int E)
+{
+	if (!t.on)
+		return NULL;
+	if ((int)threadIdx.x < E)
+		stab[threadIdx.x] = t.mine;
+	__syncthreads();
+	return stab;
 }
 
 static size_t route_smem(int warps, int E, int total)
@@ -450,23 +483,28 @@ static size_t route_smem(int warps, int E, int total)
 	return ((size_t)warps * (E + 32) + 2 * (size_t)E + 2 * (size_t)total) * 4;
 }
 
-__global__ void k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm,
-			struct eng_cu_grp g, int group)
+// Up to 32 warps a block: at most 64 registers a thread (the table's
+// pointers took it to 72, too many to launch 1024 threads).
+__global__ void __launch_bounds__(1024)
+k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm, struct eng_cu_grp g,
+	int group, const void *const *tab)
 {
 	extern __shared__ __align__(16) float smem[];
+	__shared__ const void *stab[256];
 
 	/* Without grouping the rows are independent: 32 per block (the fast
 	 * way's, the same results as route_general's). */
 	int t0 = group ? 0 : blockIdx.x * 32, m = group ? n : min(32, n - t0);
+	wp_table tt = table_get(group ? tab : NULL, g, E);
 
 	pdl_wait();
 	pdl_launch();
 	route_block(pg + (size_t)t0 * E, ids + (size_t)t0 * K, w + (size_t)t0 * K, m, E, K, norm,
-		    g, group, smem);
+		    g, group, smem, table_to(tt, stab, E));
 }
 
 extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
-			    struct eng_cu_grp g, int group, void *stream)
+			    struct eng_cu_grp g, int group, const void *const *tab, void *stream)
 {
 	/* At least WARPS warps: for few rows, the spare ones share the ranks. */
 	int warps = n < WARPS ? WARPS : n < 32 ? n : 32, total = group ? n * K : 0;
@@ -475,9 +513,9 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 	while (warps > 1 && (size_t)warps * (E + 32) * 4 > 32768)
 		warps--;
 	size_t sm = route_smem(warps, E, total);
-	if (K > 32 || sm > 48 * 1024)
+	if (K > 32 || sm > 48 * 1024 || (tab && g.wp && E > 32 * warps))
 		return (int)cudaErrorInvalidValue;
-	return launch(k_route, nb, 32 * warps, sm, stream, p, ids, w, n, E, K, norm, g, group);
+	return launch(k_route, nb, 32 * warps, sm, stream, p, ids, w, n, E, K, norm, g, group, tab);
 }
 
 // The router's GEMV (f32 weights, one block per expert, as k_gemv_split)
@@ -489,13 +527,15 @@ template <int NM, bool NORM>
 __global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
 			       int E, int K, int norm, int *ids, float *w,
 			       struct eng_cu_grp g, int group, unsigned *done,
-			       const float *nw, float eps, float *xn)
+			       const float *nw, float eps, float *xn, const void *const *tab)
 {
 	extern __shared__ __align__(16) float smem[];
+	__shared__ const void *stab[256];
 	__shared__ bool last;
 	block_stream<float> ws;
 
 	block_start(ws, wr + (size_t)blockIdx.x * H, H);
+	wp_table tt = table_get(group ? tab : NULL, g, E);
 	pdl_wait();
 	pdl_launch();
 	float s;
@@ -521,7 +561,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 	if (!last)
 		return;
 	__threadfence();
-	route_block(pg, ids, w, n, E, K, norm, g, group, smem);
+	route_block(pg, ids, w, n, E, K, norm, g, group, smem, table_to(tt, stab, E));
 	if (!threadIdx.x)
 		*done = 0;
 }
@@ -529,18 +569,20 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H,
 				   int E, int K, int norm, int *ids, float *w,
 				   struct eng_cu_grp g, int group, unsigned *done,
-				   const float *nw, float eps, float *xn, void *stream)
+				   const float *nw, float eps, float *xn, const void *const *tab,
+				   void *stream)
 {
 	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
 	int rc = 0;
 
-	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024)
+	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024 ||
+	    (tab && g.wp && E > 32 * WARPS))
 		return (int)cudaErrorInvalidValue;
 #define RR(T, N) rc = nw ? \
 	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn) : \
+	       ids, w, g, group, done, nw, eps, xn, tab) : \
 	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn)
+	       ids, w, g, group, done, nw, eps, xn, tab)
 	DISPATCH(n, 0, RR);
 #undef RR
 	return rc;

@@ -165,6 +165,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->y3d, split ? 3 * NE * H * f : 1)) ||
 	    (rc = dalloc(&g->dgrpb, gb + lists)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
 	    (rc = dalloc(&g->dxtab, E * sizeof(void *))) ||
+	    (rc = dalloc(&g->dwp, E * sizeof(void *))) ||
 	    (rc = dalloc(&g->dtab, (size_t)c->n_moe_layers * E * sizeof(void *))))
 		return rc;
 	if ((rc = halloc(&g->hrow, sizeof(struct rowtab))) || (rc = halloc(&g->hgrpb, gb + lists)) ||
@@ -318,7 +319,7 @@ void eng_cuda_close(struct eng_cuda *g)
 				cudaGraphExecDestroy(g->gx[z][i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->amk, g->apart,
-		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab,
+		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab, g->dwp,
 		      g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);

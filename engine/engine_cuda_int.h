@@ -76,6 +76,7 @@ struct eng_cuda {
 	/* fast path: every expert resident, one CUDA graph per row count */
 	bool have_tab;             /* dtab uploaded (the source said all resident) */
 	const void **dtab;         /* its device copy */
+	const void **dwp;          /* a layer's experts' weights by group (eng_cu_grp.wp) */
 	int *fr_id;                /* routes of a fast step, [moe][GMAX][K], device */
 	float *fr_w;
 	int *hfr_id;               /* pinned copies */
@@ -130,7 +131,7 @@ int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *r
 		      const void *w, int bf16, int n, int in, int out, int add);
 void eng_cuda_grp_layout(struct eng_cuda *g, int entries);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group);
+		   int group, const void *const *tab);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n);

@@ -272,7 +272,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	bool prof = g->prof && n == 1;
 	double t0 = prof ? ld_now() : 0, t1 = 0;
 
-	if ((rc = eng_cuda_route(g, d, n, g->rid, g->rw, 0)))
+	if ((rc = eng_cuda_route(g, d, n, g->rid, g->rw, 0, NULL)))
 		return rc;
 	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
 	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));

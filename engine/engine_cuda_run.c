@@ -148,7 +148,7 @@ static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *
  * up to GMAX rows (one launch for up to two), else RMSNorm, a GEMM and
  * eng_cu_route. */
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group)
+		   int group, const void *const *tab)
 {
 	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
 	float eps = (float)g->m->cfg.rms_eps;
@@ -162,12 +162,12 @@ int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, 
 	if (eng_cuda_gemv_rows(n, H)) {
 		KR(eng_cu_router_route(g->rlog, fuse ? g->x : g->xn, d->router, n, H, E, K, norm,
 				       ids, w, g->dg, group, g->done, fuse ? d->mlp_norm : NULL,
-				       eps, g->xn, g->st));
+				       eps, g->xn, tab, g->st));
 		return 0;
 	}
 	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
 		return rc;
-	KR(eng_cu_route(g->rlog, ids, w, n, E, K, norm, g->dg, group, g->st));
+	KR(eng_cu_route(g->rlog, ids, w, n, E, K, norm, g->dg, group, tab, g->st));
 	return 0;
 }
 
@@ -184,7 +184,11 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	float *w = (g->zcap ? g->hfr_w : g->fr_w) + at;
 
 	eng_cuda_grp_layout(g, n * K);   /* the router's grouping: n rows' entries */
-	if ((rc = eng_cuda_route(g, d, n, ids, w, 1)))
+	/* The router writes the experts' weights for the expert kernels (the
+	 * route kernels take up to 256 experts that way). */
+	if (E <= 256)
+		g->dg.wp = g->dwp;
+	if ((rc = eng_cuda_route(g, d, n, ids, w, 1, g->dg.wp ? tab : NULL)))
 		return rc;
 	/* Over the few-rows bound, the experts of few rows take kernels of
 	 * their own (eng_cu_moe_experts): down and combine apart, not in one

@@ -522,7 +522,7 @@ START_TEST(route_nan)
 	struct eng_cu_grp g = eng_cu_grp_at(gb, E, entries), hg;
 	cudaMemcpy(dl, hl, (size_t)n * E * sizeof(float), cudaMemcpyHostToDevice);
 	cudaMemset(did, 0xff, sizeof(hid));
-	ck_assert_int_eq(eng_cu_route(dl, did, dw, n, E, K, 1, g, 1, NULL), 0);
+	ck_assert_int_eq(eng_cu_route(dl, did, dw, n, E, K, 1, g, 1, NULL, NULL), 0);
 	ck_assert_int_eq(cudaMemcpy(hid, did, sizeof(hid), cudaMemcpyDeviceToHost), 0);
 	hg = g;
 	cudaMemcpy(&nact, hg.nact, sizeof(int), cudaMemcpyDeviceToHost);
