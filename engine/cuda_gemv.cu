@@ -264,25 +264,40 @@ extern "C" int eng_cu_gemv_host(float *y, const float *x, const void *w, int bf1
 
 // Row t's x * nw into xg and its 1 / rms into inv[t], one warp a row, with
 // xin_scaled's operations in its order (lane l: chunks l, l + 32, ...), so
-// k_gemv's NORM 2 on them gives NORM 1's bits.
+// k_gemv's NORM 2 on them gives NORM 1's bits.  PREP chunks a lane are
+// loaded at once (nw's first before the wait: it does not depend on the
+// kernel before), not one load's latency after another.
+#define PREP 8
+__device__ __forceinline__ void prep_load(const float *p, float v[PREP][8], int c, int in)
+{
+#pragma unroll
+	for (int u = 0; u < PREP; u++)
+		if (c + u * 256 < in)
+			load_x8(p + c + u * 256, v[u]);
+}
+
 __global__ void k_norm_prep(float *xg, float *inv, const float *x, const float *nw, int in,
 			    float eps)
 {
 	const float *xr = x + (size_t)blockIdx.x * in;
-	float *d = xg + (size_t)blockIdx.x * in, ss = 0.0f;
+	float *d = xg + (size_t)blockIdx.x * in, ss = 0.0f, o[PREP][8], g[PREP][8];
+	int c = threadIdx.x * 8;
 
+	prep_load(nw, g, c, in);
 	pdl_wait();
 	pdl_launch();
-	for (int c = threadIdx.x * 8; c < in; c += 256) {
-		float o[8], g[8];
-
-		load_x8(xr + c, o);
-		load_x8(nw + c, g);
+	for (;;) {
+		prep_load(xr, o, c, in);
 #pragma unroll
-		for (int i = 0; i < 8; i++) {
-			ss = fmaf(o[i], o[i], ss);
-			d[c + i] = o[i] * g[i];
-		}
+		for (int u = 0; u < PREP; u++)
+#pragma unroll
+			for (int i = 0; i < 8 && c + u * 256 < in; i++) {
+				ss = fmaf(o[u][i], o[u][i], ss);
+				d[c + u * 256 + i] = o[u][i] * g[u][i];
+			}
+		if ((c += PREP * 256) >= in)
+			break;
+		prep_load(nw, g, c, in);
 	}
 	ss = norm_inv(ss, in, eps);
 	if (!threadIdx.x)
