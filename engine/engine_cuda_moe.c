@@ -94,8 +94,17 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
 		hg.wt[at] = g->hw[i];
 	}
 	entry_lists(g, n, total);
-	/* The groups with each row's entries, and ej when it is used. */
-	size_t up = eng_cu_grp_bytes(E, total) + ((g->any_split ? total : 0) + total) * sizeof(int);
+	return 0;
+}
+
+/* The groups with each row's entries, and ej when it is used, to the GPU:
+ * after the first experts are acquired, so that a miss's copy is queued
+ * without waiting for this call. */
+static int upload(struct eng_cuda *g, int total)
+{
+	size_t up = eng_cu_grp_bytes(g->E, total) +
+		    ((g->any_split ? total : 0) + total) * sizeof(int);
+
 	CU(cudaMemcpyAsync(g->dgrpb, g->hgrpb, up, cudaMemcpyHostToDevice, g->st));
 	if (g->any_split)
 		KR(eng_cu_split3_entries(g->xbe, g->xn, g->H, g->dg, g->dej, total, g->st));
@@ -237,7 +246,7 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)))
+	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = upload(g, n * K)))
 		rc = run_loaded(g, ml, n, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
@@ -272,10 +281,17 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	bool prof = g->prof && n == 1;
 	double t0 = prof ? ld_now() : 0, t1 = 0;
 
-	if ((rc = eng_cuda_route(g, d, n, g->rid, g->rw, 0, NULL)))
+	/* Zero-copy routes where the router's fast way writes them (it never
+	 * reads them back): no copies between the router and the wait. */
+	bool zc = g->zout && n <= 32 && E <= 256 && E % 4 == 0;
+
+	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, 0, NULL)))
 		return rc;
-	CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
-	CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost, g->st));
+	if (!zc) {
+		CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
+		CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost,
+				   g->st));
+	}
 	if (h->override_route)
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
