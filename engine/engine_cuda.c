@@ -224,9 +224,14 @@ static int setup(struct eng_cuda *g)
 	int rc;
 
 	CU(cudaSetDevice(g->dev));
-	if (g->prof)
+	if (g->prof) {
 		for (int i = 0; i < 2; i++)
 			CU(cudaEventCreate(&g->pev[i]));
+		for (int i = 0; i < 6; i++)
+			CU(cudaEventCreate(&g->gev[i / 3][i % 3]));
+		CU(cudaStreamCreateWithFlags(&g->pst, cudaStreamNonBlocking));
+		g->gml[0] = g->gml[1] = -1;
+	}
 	if (g->src.stream) {
 		g->st = (cudaStream_t)g->src.stream;
 	} else {
@@ -300,6 +305,11 @@ void eng_cuda_close(struct eng_cuda *g)
 	for (int i = 0; i < 2; i++)
 		if (g->pev[i])
 			cudaEventDestroy(g->pev[i]);
+	for (int i = 0; i < 6; i++)
+		if (g->gev[i / 3][i % 3])
+			cudaEventDestroy(g->gev[i / 3][i % 3]);
+	if (g->pst)
+		cudaStreamDestroy(g->pst);
 	if (g->st)
 		cudaStreamSynchronize(g->st);
 	if (g->L)

@@ -102,6 +102,15 @@ struct eng_cuda {
 	/* and a one-row step's MoE layers through the expert source */
 	uint64_t pm_layers;
 	double pm_route, pm_queue, pm_between, pm_last;
+	/* and what lies between one such layer's experts and the next one's
+	 * loads: events at the router's end and after the experts' kernels
+	 * (st), and when the loads were queued (pst, an idle stream: that
+	 * moment on the GPU's clock); [ml & 1], for layer gml[ml & 1] */
+	cudaStream_t pst;
+	cudaEvent_t gev[2][3];
+	int gml[2];
+	uint64_t pg_n;
+	double pg_chain, pg_host;
 };
 
 int eng_cuda_fail(const char *what, const char *why);
@@ -109,6 +118,7 @@ void eng_cuda_prof_print(const struct eng_cuda *g);
 /* MOED_CUDA_PROFILE: a one-row MoE layer through the expert source entered
  * at t0, had its routes on the host at t1 and its experts queued at t2. */
 void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2);
+
 
 /* Whether n rows of length in go through the GEMV kernels. */
 static inline bool eng_cuda_gemv_rows(int n, int in)

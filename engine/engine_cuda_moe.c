@@ -234,6 +234,34 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	return 0;
 }
 
+/* MOED_CUDA_PROFILE, one-row layers: layer ml's event which (GEV_*). */
+enum { GEV_ROUTE, GEV_QUEUED, GEV_DONE };
+
+static void gap_event(struct eng_cuda *g, int ml, int which)
+{
+	if (which == GEV_ROUTE)
+		g->gml[ml & 1] = ml;
+	cudaEventRecord(g->gev[ml & 1][which], which == GEV_QUEUED ? g->pst : g->st);
+}
+
+/* With layer ml's routes on the host (so its router's event and every
+ * earlier one on st are done): from the previous layer's experts done to
+ * this router done (GPU work no load overlaps without prediction), and
+ * from the previous router done to its loads queued (the host's turn). */
+static void gap_note(struct eng_cuda *g, int ml)
+{
+	int q = (ml + 1) & 1;
+	float chain = 0, host = 0;
+
+	if (ml < 1 || g->gml[q] != ml - 1 ||
+	    cudaEventElapsedTime(&chain, g->gev[q][GEV_DONE], g->gev[ml & 1][GEV_ROUTE]) ||
+	    cudaEventElapsedTime(&host, g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]))
+		return;
+	g->pg_chain += chain * 1e-3;
+	g->pg_host += host * 1e-3;
+	g->pg_n++;
+}
+
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
  * as the slots allow; each is released once its kernels are queued (the
  * release records them as the slot's last use: a reload waits for them).
@@ -246,7 +274,10 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = upload(g, n * K)))
+	rc = acquire_ahead(g, ml, nx, 0, &acq);
+	if (g->prof && n == 1)
+		gap_event(g, ml, GEV_QUEUED);
+	if (!rc && !(rc = upload(g, n * K)))
 		rc = run_loaded(g, ml, n, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
@@ -295,13 +326,19 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	if (h->override_route)
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
-	CU(cudaStreamSynchronize(g->st));
 	if (prof)
+		gap_event(g, ml, GEV_ROUTE);
+	CU(cudaStreamSynchronize(g->st));
+	if (prof) {
 		t1 = ld_now();
+		gap_note(g, ml);
+	}
 	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
 		return rc;
-	if (prof)
+	if (prof) {
+		gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, t0, t1, ld_now());
+	}
 	if (g->any_split)
 		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
