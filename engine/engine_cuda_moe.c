@@ -154,11 +154,13 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 }
 
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
- * their loads queue back to back.  Those past `first` (the first not yet
- * run) go through acquire_ahead where the source has it (no waiting, no
- * taking prefetched experts' slots; xpend marks those still loading); stops
- * early (0) when a slot is not to be had that way or the slots are all held,
- * while acquired experts are still to run. */
+ * their loads queue back to back: through acquire_ahead where the source has
+ * it (no waiting, no taking prefetched experts' slots; xpend marks those
+ * still loading, so the loaded ones run first even when the first expert is
+ * loading); stops early (0) when a slot is not to be had that way or the
+ * slots are all held, while acquired experts are still to run; the first
+ * not yet run then takes acquire's way (the same slot choice, plus waiting
+ * or taking a prefetched expert's slot). */
 static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq)
 {
 	int rc;
@@ -166,12 +168,12 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 	for (; *acq < nx; ++*acq) {
 		int x = g->hg.xid[*acq];
 
-		if (*acq > first && g->src.acquire_ahead)
-			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
-		else
-			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
+		rc = g->src.acquire_ahead ? g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq])
+					  : -EAGAIN;
 		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > first)
 			return 0;
+		if (rc == -ENOSPC || rc == -EAGAIN)
+			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
 		if (rc < 0)
 			return rc;
 		g->xpend[*acq] = rc == 1;
