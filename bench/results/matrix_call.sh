@@ -1,7 +1,9 @@
 #!/bin/bash
 # The CUDA matrix call (H200): PART=1 builds, tests, kprof, moed run and the synthetic
 # matrix; PART=2 (the same machine, still warm: build and model kept) the replayed matrix.
-# TAG names the output files (s10, s11: the session that ran it).
+# TAG names the output files (s10, s11: the session that ran it). It leaves five files under
+# $OUT (PART=1; three with PART=2): a caller that adds its own must stay within the device
+# tool's eight (session 14 lost a matrix's JSON lines that way).
 set -u
 T0=$(date +%s); S=$OUT/sum.txt; : > $S
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
