@@ -13,6 +13,7 @@
 #ifndef ENG_CUDA_MOE_H
 #define ENG_CUDA_MOE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -24,6 +25,16 @@ extern "C" {
  * block instead of a warp (a fixed choice per shape, so still the same bits
  * for any row count). */
 #define ENG_CU_SPLIT_ROWS 256
+/* The most experts whose weights the routing launches write to g.wp. */
+#define ENG_CU_WP_MAX 256
+
+/* Whether the routing launches take their fast way for n rows of E experts:
+ * it writes the ids and weights once and never reads them back, so they
+ * may be pinned host memory (zero-copy). */
+static inline bool eng_cu_route_fast(int n, int E)
+{
+	return n <= 32 && E <= 256 && E % 4 == 0;
+}
 
 /* A MoE layer's rows grouped per expert, in device memory: nact experts in
  * use, ascending (xid[j]), expert j's entries [start[j], start[j] + cnt[j]),

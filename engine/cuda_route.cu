@@ -440,6 +440,8 @@ __device__ void route_fast(float *pg, int *ids, float *w, int n, int E, int K, i
 __device__ void route_block(float *pg, int *ids, float *w, int n, int E, int K, int norm,
 			    struct eng_cu_grp g, int group, float *sh, const void *const *stab)
 {
+	/* !eng_cu_route_fast(n, E), spelled out: called here it changed the
+	 * router kernel's code (71 registers to 64; not measured). */
 	if (n > 32 || E > 256 || E % 4)
 		route_general(pg, ids, w, n, E, K, norm, g, group, sh, stab);
 	else if (E <= 64)
@@ -478,6 +480,12 @@ __device__ __forceinline__ const void *const *table_to(const wp_table &t, const 
 	return stab;
 }
 
+// Whether the table's entries for g.wp fit: one a thread, in stab.
+static bool wp_fits(const void *const *tab, struct eng_cu_grp g, int E, int threads)
+{
+	return !tab || !g.wp || (E <= ENG_CU_WP_MAX && E <= threads);
+}
+
 static size_t route_smem(int warps, int E, int total)
 {
 	return ((size_t)warps * (E + 32) + 2 * (size_t)E + 2 * (size_t)total) * 4;
@@ -490,7 +498,7 @@ k_route(float *pg, int *ids, float *w, int n, int E, int K, int norm, struct eng
 	int group, const void *const *tab)
 {
 	extern __shared__ __align__(16) float smem[];
-	__shared__ const void *stab[256];
+	__shared__ const void *stab[ENG_CU_WP_MAX];
 
 	/* Without grouping the rows are independent: 32 per block (the fast
 	 * way's, the same results as route_general's). */
@@ -513,7 +521,7 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 	while (warps > 1 && (size_t)warps * (E + 32) * 4 > 32768)
 		warps--;
 	size_t sm = route_smem(warps, E, total);
-	if (K > 32 || sm > 48 * 1024 || (tab && g.wp && E > 32 * warps))
+	if (K > 32 || sm > 48 * 1024 || !wp_fits(tab, g, E, 32 * warps))
 		return (int)cudaErrorInvalidValue;
 	return launch(k_route, nb, 32 * warps, sm, stream, p, ids, w, n, E, K, norm, g, group, tab);
 }
@@ -530,7 +538,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 			       const float *nw, float eps, float *xn, const void *const *tab)
 {
 	extern __shared__ __align__(16) float smem[];
-	__shared__ const void *stab[256];
+	__shared__ const void *stab[ENG_CU_WP_MAX];
 	__shared__ bool last;
 	block_stream<float> ws;
 
@@ -576,7 +584,7 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 	int rc = 0;
 
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024 ||
-	    (tab && g.wp && E > 32 * WARPS))
+	    !wp_fits(tab, g, E, 32 * WARPS))
 		return (int)cudaErrorInvalidValue;
 #define RR(T, N) rc = nw ? \
 	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \

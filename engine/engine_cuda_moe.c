@@ -316,7 +316,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 
 	/* Zero-copy routes where the router's fast way writes them (it never
 	 * reads them back): no copies between the router and the wait. */
-	bool zc = g->zout && n <= 32 && E <= 256 && E % 4 == 0;
+	bool zc = g->zout && eng_cu_route_fast(n, E);
 
 	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, 0, NULL)))
 		return rc;

@@ -185,8 +185,8 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 
 	eng_cuda_grp_layout(g, n * K);   /* the router's grouping: n rows' entries */
 	/* The router writes the experts' weights for the expert kernels (the
-	 * route kernels take up to 256 experts that way). */
-	if (E <= 256)
+	 * route kernels take up to ENG_CU_WP_MAX experts that way). */
+	if (E <= ENG_CU_WP_MAX)
 		g->dg.wp = g->dwp;
 	if ((rc = eng_cuda_route(g, d, n, ids, w, 1, g->dg.wp ? tab : NULL)))
 		return rc;
@@ -444,7 +444,7 @@ static int zero_copy(const struct eng_cuda *g, int n, const float *logits)
 {
 	const struct rowtab *r = g->hrow;
 
-	if (!g->zout || g->E > 256 || g->E % 4)
+	if (!g->zout || !eng_cu_route_fast(n, g->E))
 		return 0;
 	for (int i = 0; i < n && logits == g->hlog; i++)
 		if (r->out[r->sel[i]] != i)

@@ -648,6 +648,12 @@ START_TEST(limits)
 	ck_assert_int_eq(eng_open(w.m, &src, 128, &e2), -EINVAL);
 	w.m->cfg = keep;
 	close_world(&w);
+	/* The experts' weights go to g.wp for at most ENG_CU_WP_MAX experts:
+	 * 32 rows of more are refused before a launch. */
+	const void *tab[1] = {NULL};
+	struct eng_cu_grp g = {.wp = (const void **)tab};
+	ck_assert_int_eq(eng_cu_route(NULL, NULL, NULL, 32, ENG_CU_WP_MAX + 4, 8, 0, g, 1, tab,
+				      NULL), cudaErrorInvalidValue);
 }
 END_TEST
 
