@@ -90,8 +90,8 @@ int eng_cuda_greedy(struct eng_cuda *g, const struct eng_hooks *h,
 	CU(cudaSetDevice(g->dev));
 	g->best_n = 0;
 	/* The fast way with zero-copy outputs and the GPU's argmax, else none. */
-	if (!g->chain || eng_cuda_rows_in(g, rows, n) != n || !g->zout || !g->argmax || g->E > 256 ||
-	    g->E % 4 || !eng_cuda_fast_ok(g, h, n, n))
+	if (!g->chain || eng_cuda_rows_in(g, rows, n) != n || !g->zout || !g->argmax ||
+	    !eng_cu_route_fast(n, g->E) || !eng_cuda_fast_ok(g, h, n, n))
 		return -ENOTSUP;
 	if ((rc = graphs(g, n, &ok)) || !ok)
 		return rc ? rc : -ENOTSUP;
