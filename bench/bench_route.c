@@ -243,6 +243,40 @@ void br_end_step(struct br_ctx *r, struct br_seq *const *ss, int n)
 	}
 }
 
+void br_dec_feed(struct br_dec *d, const int *next)
+{
+	for (int i = 0; i < d->n; i++) {
+		d->ps[i]->tok = next[i];
+		if (d->gen[i] && d->at < d->gen_max)
+			d->gen[i][d->at] = next[i];
+	}
+}
+
+/* eng_greedy's step_done: the step's hooks have run. */
+static void dec_step(void *ctx, int step, const int *next)
+{
+	struct br_dec *d = ctx;
+
+	(void)step;
+	br_end_step(d->r, d->ps, d->n);
+	d->at++;
+	br_dec_feed(d, next);
+}
+
+int br_dec_greedy(struct br_dec *d, struct eng_seq **es, int k, int *next)
+{
+	int *out, rv;
+
+	if (k < 1)
+		return 0;
+	if (d->n > BR_MAXSEQ || !(out = malloc((size_t)k * d->n * sizeof(int))))
+		return d->n > BR_MAXSEQ ? -EINVAL : -ENOMEM;
+	if (!(rv = eng_greedy(d->e, es, d->n, next, k, out, dec_step, d)))
+		memcpy(next, out + (size_t)(k - 1) * d->n, (size_t)d->n * sizeof(int));
+	free(out);
+	return rv;
+}
+
 int br_trace_check(const struct pred_trace *t, const char *path, int L, int E, int K,
 		   char *err, size_t errlen)
 {

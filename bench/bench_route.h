@@ -77,6 +77,24 @@ void br_call_end(struct br_ctx *r);
  * previous token linked) and becomes the previous one. */
 void br_end_step(struct br_ctx *r, struct br_seq *const *ss, int n);
 
+/* Greedy decode steps of n (<= BR_MAXSEQ) sequences: before each step every
+ * sequence's tok is the token it is fed, also written to gen[i][at] (gen[i]
+ * not NULL, at < gen_max); after it br_end_step.  at counts the steps. */
+#define BR_MAXSEQ 16
+struct br_dec {
+	struct br_ctx *r;
+	struct eng *e;
+	struct br_seq **ps;
+	int n, at, gen_max;
+	int *gen[BR_MAXSEQ];
+};
+/* The tokens of the next step. */
+void br_dec_feed(struct br_dec *d, const int *next);
+/* k steps from next (left holding the tokens after them) through
+ * eng_greedy: on the CUDA fast way chained on the GPU (MOED_CUDA_CHAIN=0:
+ * one step at a time, as the server's worker steps).  0 or its error. */
+int br_dec_greedy(struct br_dec *d, struct eng_seq **es, int k, int *next);
+
 void br_res_start(const struct br_ctx *r, struct br_res *x);
 void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens);
 /* "name": {...} with tok/s, bytes and acquires per token, the counters. */

@@ -187,27 +187,15 @@ static int decode(struct run *r, int n, int id0, int base, int plen, int warm, i
 	for (int i = 0; i < n; i++)
 		next[i] = eng_argmax(logits + (size_t)i * b->V, b->V);
 	r->h.phase = BR_DECODE;
-	for (int st = 0; st < warm + steps && !rv; st++) {
-		if (st == warm)
-			br_res_start(&r->h, x);
-		for (int i = 0; i < n; i++) {
-			bs[i].tok = next[i];
-			if (id0 >= 0 && plen + st < MAXPOS)
-				r->gen[id0 + i][plen + st] = next[i];
-		}
-		if (!(rv = eng_step(r->e, es, next, n, logits)))
-			br_end_step(&r->h, ps, n);
-		/* As the server's greedy sampling: the GPU's argmax when it made
-		 * one with the logits, else a scan. */
-		for (int i = 0; i < n; i++) {
-			const float *row = logits + (size_t)i * b->V;
-			int best = eng_row_argmax(r->e, row);
-
-			next[i] = best >= 0 ? best : eng_argmax(row, b->V);
-		}
+	struct br_dec d = {&r->h, r->e, ps, n, plen, MAXPOS, {0}};
+	for (int i = 0; i < n && id0 >= 0; i++)
+		d.gen[i] = r->gen[id0 + i];
+	br_dec_feed(&d, next);
+	if (!(rv = br_dec_greedy(&d, es, warm, next))) {
+		br_res_start(&r->h, x);
+		if (!(rv = br_dec_greedy(&d, es, steps, next)))
+			br_res_end(&r->h, x, n * steps);
 	}
-	if (!rv)
-		br_res_end(&r->h, x, n * steps);
 out:
 	r->h.phase = BR_OFF;
 	if (r->h.mode != BR_NONE && r->h.ca)

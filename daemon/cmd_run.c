@@ -242,13 +242,25 @@ static void print_json(struct rt *rt, const struct run_opts *o,
 	json_decref(root);
 }
 
-/* Samples from logits and steps s until max_tokens tokens are in gen. */
+/* Samples from logits and steps s until max_tokens tokens are in gen.
+ * Greedy (temperature 0): the steps but the last through eng_greedy (on the
+ * CUDA fast way chained on the GPU), the last one for last_logits. */
 static int decode(struct eng *e, struct eng_seq *s, const struct run_opts *o, int V,
 		  struct eng_rng *rng, float *logits, float *scratch, int *gen, int *n_gen,
 		  int *steps)
 {
-	int rv;
+	int rv, k = o->max_tokens - *n_gen - 2;
 
+	if (o->temperature <= 0 && k > 0) {
+		gen[*n_gen] = eng_sample_best(logits, V, eng_row_argmax(e, logits), 0, 1, rng,
+					      scratch);
+		if ((rv = eng_greedy(e, &s, 1, gen + *n_gen, k, gen + *n_gen + 1, NULL, NULL)) < 0)
+			return rv;
+		*n_gen += k + 1;
+		*steps += k + 1;
+		if ((rv = eng_forward(e, s, &gen[*n_gen - 1], 1, logits)) < 0)
+			return rv;
+	}
 	while (*n_gen < o->max_tokens) {
 		int next = eng_sample_best(logits, V, eng_row_argmax(e, logits), o->temperature,
 					   o->top_p, rng, scratch);

@@ -40,6 +40,21 @@ int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, i
 	return launch(k_embed, n, 256, 0, stream, x, table, bf16, tok, H);
 }
 
+__global__ void k_advance(int *tok, int *pos, const int *best, int n)
+{
+	pdl_wait();
+	pdl_launch();
+	for (int t = threadIdx.x; t < n; t += blockDim.x) {
+		tok[t] = best[t];
+		pos[t]++;
+	}
+}
+
+int eng_cu_advance(int *tok, int *pos, const int *best, int n, void *stream)
+{
+	return launch(k_advance, 1, 32, 0, stream, tok, pos, best, n);
+}
+
 __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, float eps)
 {
 	const float *xr = x + (size_t)blockIdx.x * dim;

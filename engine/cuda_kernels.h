@@ -24,6 +24,9 @@ struct eng_cu_rows {
 /* x[t][0..H) = table[tok[t]] (f32 or bf16 table, bf16 when bf16 != 0). */
 int eng_cu_embed(float *x, const void *table, int bf16, const int *tok, int n, int H,
 		 void *stream);
+/* The next step of n rows: tok[t] = best[t] (the step's argmax, which may
+ * be pinned host memory) and pos[t] + 1. */
+int eng_cu_advance(int *tok, int *pos, const int *best, int n, void *stream);
 /* y[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w, n rows of dim. */
 int eng_cu_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps,
 		   void *stream);

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "engine/engine_int.h"
+#include "engine/sample.h"
 
 static void *zalloc(size_t n, size_t size)
 {
@@ -330,6 +331,66 @@ int eng_forward(struct eng *e, struct eng_seq *s, const int *tokens, int n,
 		float *logits)
 {
 	return eng_batch(e, &s, &tokens, &n, 1, logits);
+}
+
+#ifdef HAVE_CUDA
+/* eng_greedy's CUDA way: -ENOTSUP where it does not apply. */
+static int cuda_greedy(struct eng *e, struct eng_seq *const *seqs, int n, const int *tokens,
+		       int steps, int *out, void (*step_done)(void *, int, const int *),
+		       void *ctx)
+{
+	struct eng_cuda_row rows[CHUNK];
+
+	for (int t = 0; t < n; t++)
+		rows[t] = (struct eng_cuda_row){.kc = seqs[t]->kc, .vc = seqs[t]->vc,
+						.cap = seqs[t]->cap, .pos = seqs[t]->len,
+						.tok = tokens[t], .out = t, .user = seqs[t]->user};
+	return eng_cuda_greedy(e->cu, &e->hooks, rows, n, steps, out, step_done, ctx);
+}
+#endif
+
+int eng_greedy(struct eng *e, struct eng_seq *const *seqs, int n, const int *tokens,
+	       int steps, int *out, void (*step_done)(void *ctx, int step, const int *next),
+	       void *ctx)
+{
+	int V = e->m->cfg.vocab_size, cur[CHUNK], rv = -ENOTSUP;
+	const int *tp[CHUNK];
+	int ns[CHUNK];
+	float *lg = eng_logits_buffer(e);
+
+	if (n < 1 || n > CHUNK || steps < 1)
+		return -EINVAL;
+	for (int t = 0; t < n; t++)
+		tp[t] = tokens + t, ns[t] = 1;
+	/* The whole run checked first: a failure then is the source's. */
+	if ((rv = check_batch(e, seqs, tp, ns, n)) < 0)
+		return rv;
+	for (int t = 0; t < n; t++)
+		if (seqs[t]->len + steps > seqs[t]->cap)
+			return -ERANGE;
+#ifdef HAVE_CUDA
+	if (e->cu && (rv = cuda_greedy(e, seqs, n, tokens, steps, out, step_done, ctx)) == 0)
+		for (int t = 0; t < n; t++)
+			seqs[t]->len += steps;
+	if (e->cu && rv != -ENOTSUP)
+		return rv;
+#endif
+	if (!lg)
+		return -ENOMEM;
+	memcpy(cur, tokens, (size_t)n * sizeof(int));
+	for (int s = 0; s < steps; s++) {
+		if ((rv = eng_step(e, seqs, cur, n, lg)) < 0)
+			return rv;
+		for (int t = 0; t < n; t++) {
+			const float *row = lg + (size_t)t * V;
+			int best = eng_row_argmax(e, row);
+
+			cur[t] = out[(size_t)s * n + t] = best >= 0 ? best : eng_argmax(row, V);
+		}
+		if (step_done)
+			step_done(ctx, s, out + (size_t)s * n);
+	}
+	return 0;
 }
 
 int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,

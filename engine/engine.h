@@ -73,6 +73,19 @@ int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
 	     int n, float *logits);
 int eng_max_batch(void);
 
+/* Greedy decode: `steps` decode steps of the n sequences, the first with
+ * tokens[i] for seqs[i], each later one with the argmax of the step before;
+ * out[s * n + i] gets that argmax after step s (eng_argmax's answer), and
+ * step_done (when not NULL) is called with those n tokens once step s is
+ * done.  The same tokens, hooks' calls and cache work as `steps` eng_step
+ * calls; no logits are given back.  On the CUDA fast way (every expert
+ * resident; MOED_CUDA_CHAIN) the steps run back to back on the GPU, each
+ * taking its tokens there from the step before, and a step's before_moe
+ * calls come after it ran (there is nothing to load ahead there). */
+int eng_greedy(struct eng *e, struct eng_seq *const *seqs, int n, const int *tokens,
+	       int steps, int *out, void (*step_done)(void *ctx, int step, const int *next),
+	       void *ctx);
+
 /* eng_max_batch() rows of vocab floats that the engine owns (until
  * eng_close).  Passed as the logits of eng_forward, eng_batch or eng_step,
  * it saves a copy on the CUDA path: they are the pinned memory the GPU

@@ -123,6 +123,24 @@ static int halloc(void *pp, size_t bytes)
 	return 0;
 }
 
+int eng_cuda_chain_alloc(struct eng_cuda *g)
+{
+	const struct ld_config *c = &g->m->cfg;
+	size_t fr = (size_t)c->n_moe_layers * GMAX * g->K, f = sizeof(float);
+	int rc;
+
+	/* Each part once (a failure leaves the others for the next try). */
+	for (int i = 0; i < 2; i++)
+		if (!g->cev[i])
+			CU(cudaEventCreateWithFlags(&g->cev[i], cudaEventDisableTiming));
+	/* hfr_id's layout, GMAX rows of logits */
+	if (!g->hfr_id2 &&
+	    (rc = halloc(&g->hfr_id2, 2 * fr * f + (size_t)GMAX * c->vocab_size * f)))
+		return rc;
+	g->hfr_w2 = (float *)(g->hfr_id2 + fr), g->hlog2 = g->hfr_w2 + fr;
+	return g->hbest2 ? 0 : halloc(&g->hbest2, GMAX * sizeof(int));
+}
+
 /* Floats of gemm_split's products: 3 x C rows of the widest output but
  * the vocabulary (lm_head goes a few rows at a time), or 3 rows of that. */
 static size_t y3_floats(const struct eng_cuda *g)
@@ -224,9 +242,14 @@ static int setup(struct eng_cuda *g)
 	int rc;
 
 	CU(cudaSetDevice(g->dev));
-	if (g->prof)
+	if (g->prof) {
 		for (int i = 0; i < 2; i++)
 			CU(cudaEventCreate(&g->pev[i]));
+		for (int i = 0; i < 6; i++)
+			CU(cudaEventCreate(&g->gev[i / 3][i % 3]));
+		CU(cudaStreamCreateWithFlags(&g->pst, cudaStreamNonBlocking));
+		g->gml[0] = g->gml[1] = -1;
+	}
 	if (g->src.stream) {
 		g->st = (cudaStream_t)g->src.stream;
 	} else {
@@ -280,6 +303,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->prof = ld_env_on("MOED_CUDA_PROFILE", false);
 	g->zout = ld_env_on("MOED_CUDA_ZOUT", true);
 	g->argmax = ld_env_on("MOED_CUDA_ARGMAX", true);
+	g->chain = ld_env_on("MOED_CUDA_CHAIN", true);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
@@ -300,6 +324,11 @@ void eng_cuda_close(struct eng_cuda *g)
 	for (int i = 0; i < 2; i++)
 		if (g->pev[i])
 			cudaEventDestroy(g->pev[i]);
+	for (int i = 0; i < 6; i++)
+		if (g->gev[i / 3][i % 3])
+			cudaEventDestroy(g->gev[i / 3][i % 3]);
+	if (g->pst)
+		cudaStreamDestroy(g->pst);
 	if (g->st)
 		cudaStreamSynchronize(g->st);
 	if (g->L)
@@ -313,17 +342,21 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->L);
 	if (g->lm_head != g->embed)
 		cudaFree(g->lm_head);
-	for (int z = 0; z < 2; z++)
-		for (int i = 0; i <= GMAX; i++)
-			if (g->gx[z][i])
-				cudaGraphExecDestroy(g->gx[z][i]);
+	for (int i = 0; i <= GMAX; i++)
+		for (int z = 0; z < 3; z++)
+			if (z < 2 ? g->gx[z][i] : g->gx2[i])
+				cudaGraphExecDestroy(z < 2 ? g->gx[z][i] : g->gx2[i]);
+	for (int i = 0; i < 2; i++)
+		if (g->cev[i])
+			cudaEventDestroy(g->cev[i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->amk, g->apart,
 		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab, g->dwp,
 		      g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
-	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hfr_id, g->hxtab, g->hbest};
+	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hfr_id, g->hxtab, g->hbest,
+		      g->hfr_id2, g->hbest2};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);

@@ -35,6 +35,12 @@ void eng_cuda_kv_free(struct eng_cuda *g, float *kc, float *vc);
  * go to logits + out * vocab (when logits is not NULL). */
 int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits);
+/* eng_greedy's CUDA way for rows[0..n) (rows[t].out == t): steps chained on
+ * the GPU (engine_cuda_chain.c); -ENOTSUP when the fast way with the GPU's
+ * argmax does not apply (the caller then steps one at a time). */
+int eng_cuda_greedy(struct eng_cuda *g, const struct eng_hooks *h,
+		    const struct eng_cuda_row *rows, int n, int steps, int *out,
+		    void (*step_done)(void *ctx, int step, const int *next), void *ctx);
 /* The pinned host rows the logits are copied into (ENG_CUDA_MAX_ROWS of
  * vocab floats): eng_logits_buffer's. */
 float *eng_cuda_logits_buffer(struct eng_cuda *g);

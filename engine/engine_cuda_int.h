@@ -86,6 +86,13 @@ struct eng_cuda {
 	 * graph; [1]: written by the kernels straight into the pinned copies
 	 * (zero-copy, MOED_CUDA_ZOUT) */
 	cudaGraphExec_t gx[2][GMAX + 1];
+	/* eng_cuda_greedy's second set of zero-copy outputs (allocated on its
+	 * first use) and the [1] graphs that write them */
+	int *hfr_id2, *hbest2;
+	float *hfr_w2, *hlog2;
+	cudaGraphExec_t gx2[GMAX + 1];
+	cudaEvent_t cev[2];
+	bool chain;                /* MOED_CUDA_CHAIN != 0 */
 	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
 	/* the [1] graphs' lm_head also leaves each row's argmax in hbest */
 	unsigned long long *amk;   /* its keys and counter (device) */
@@ -102,6 +109,15 @@ struct eng_cuda {
 	/* and a one-row step's MoE layers through the expert source */
 	uint64_t pm_layers;
 	double pm_route, pm_queue, pm_between, pm_last;
+	/* and what lies between one such layer's experts and the next one's
+	 * loads: events at the router's end and after the experts' kernels
+	 * (st), and when the loads were queued (pst, an idle stream: that
+	 * moment on the GPU's clock); [ml & 1], for layer gml[ml & 1] */
+	cudaStream_t pst;
+	cudaEvent_t gev[2][3];
+	int gml[2];
+	uint64_t pg_n;
+	double pg_chain, pg_host;
 };
 
 int eng_cuda_fail(const char *what, const char *why);
@@ -109,6 +125,7 @@ void eng_cuda_prof_print(const struct eng_cuda *g);
 /* MOED_CUDA_PROFILE: a one-row MoE layer through the expert source entered
  * at t0, had its routes on the host at t1 and its experts queued at t2. */
 void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2);
+
 
 /* Whether n rows of length in go through the GEMV kernels. */
 static inline bool eng_cuda_gemv_rows(int n, int in)
@@ -132,6 +149,20 @@ int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *r
 void eng_cuda_grp_layout(struct eng_cuda *g, int entries);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
 		   int group, const void *const *tab);
+/* engine_cuda_run.c's fast step, for eng_cuda_greedy: whether n rows (all
+ * giving logits) can take it; the graph of n rows (z: zero-copy) into *gx;
+ * after a step, its routes (fr_id, fr_w: as hfr_id's) to the hooks and the
+ * source's hit counts. */
+bool eng_cuda_fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m);
+int eng_cuda_capture(struct eng_cuda *g, int n, int z, cudaGraphExec_t *gx);
+void eng_cuda_fast_routes(struct eng_cuda *g, const struct eng_hooks *h,
+			  const struct eng_cuda_row *rows, int n, const int *fr_id,
+			  const float *fr_w);
+/* The rows into the pinned row table (not yet copied); the number of rows
+ * that give logits. */
+int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n);
+/* eng_cuda_greedy's second output set, once. */
+int eng_cuda_chain_alloc(struct eng_cuda *g);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n);

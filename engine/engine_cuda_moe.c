@@ -154,11 +154,13 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 }
 
 /* Acquires the layer's experts [*acq, nx) ahead of their compute, so that all
- * their loads queue back to back.  Those past `first` (the first not yet
- * run) go through acquire_ahead where the source has it (no waiting, no
- * taking prefetched experts' slots; xpend marks those still loading); stops
- * early (0) when a slot is not to be had that way or the slots are all held,
- * while acquired experts are still to run. */
+ * their loads queue back to back: through acquire_ahead where the source has
+ * it (no waiting, no taking prefetched experts' slots; xpend marks those
+ * still loading, so the loaded ones run first even when the first expert is
+ * loading); stops early (0) when a slot is not to be had that way or the
+ * slots are all held, while acquired experts are still to run; the first
+ * not yet run then takes acquire's way (the same slot choice, plus waiting
+ * or taking a prefetched expert's slot). */
 static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq)
 {
 	int rc;
@@ -166,12 +168,12 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 	for (; *acq < nx; ++*acq) {
 		int x = g->hg.xid[*acq];
 
-		if (*acq > first && g->src.acquire_ahead)
-			rc = g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq]);
-		else
-			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
+		rc = g->src.acquire_ahead ? g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq])
+					  : -EAGAIN;
 		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > first)
 			return 0;
+		if (rc == -ENOSPC || rc == -EAGAIN)
+			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
 		if (rc < 0)
 			return rc;
 		g->xpend[*acq] = rc == 1;
@@ -234,6 +236,34 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	return 0;
 }
 
+/* MOED_CUDA_PROFILE, one-row layers: layer ml's event which (GEV_*). */
+enum { GEV_ROUTE, GEV_QUEUED, GEV_DONE };
+
+static void gap_event(struct eng_cuda *g, int ml, int which)
+{
+	if (which == GEV_ROUTE)
+		g->gml[ml & 1] = ml;
+	cudaEventRecord(g->gev[ml & 1][which], which == GEV_QUEUED ? g->pst : g->st);
+}
+
+/* With layer ml's routes on the host (so its router's event and every
+ * earlier one on st are done): from the previous layer's experts done to
+ * this router done (GPU work no load overlaps without prediction), and
+ * from the previous router done to its loads queued (the host's turn). */
+static void gap_note(struct eng_cuda *g, int ml)
+{
+	int q = (ml + 1) & 1;
+	float chain = 0, host = 0;
+
+	if (ml < 1 || g->gml[q] != ml - 1 ||
+	    cudaEventElapsedTime(&chain, g->gev[q][GEV_DONE], g->gev[ml & 1][GEV_ROUTE]) ||
+	    cudaEventElapsedTime(&host, g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]))
+		return;
+	g->pg_chain += chain * 1e-3;
+	g->pg_host += host * 1e-3;
+	g->pg_n++;
+}
+
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
  * as the slots allow; each is released once its kernels are queued (the
  * release records them as the slot's last use: a reload waits for them).
@@ -246,7 +276,10 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
-	if (!(rc = acquire_ahead(g, ml, nx, 0, &acq)) && !(rc = upload(g, n * K)))
+	rc = acquire_ahead(g, ml, nx, 0, &acq);
+	if (g->prof && n == 1)
+		gap_event(g, ml, GEV_QUEUED);
+	if (!rc && !(rc = upload(g, n * K)))
 		rc = run_loaded(g, ml, n, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
@@ -295,13 +328,19 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	if (h->override_route)
 		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
 				   cudaMemcpyDeviceToHost, g->st));
-	CU(cudaStreamSynchronize(g->st));
 	if (prof)
+		gap_event(g, ml, GEV_ROUTE);
+	CU(cudaStreamSynchronize(g->st));
+	if (prof) {
 		t1 = ld_now();
+		gap_note(g, ml);
+	}
 	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
 		return rc;
-	if (prof)
+	if (prof) {
+		gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, t0, t1, ld_now());
+	}
 	if (g->any_split)
 		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));

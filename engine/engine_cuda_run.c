@@ -328,9 +328,8 @@ static int fast_body(struct eng_cuda *g, int n)
 	return head(g, n, n);
 }
 
-static int capture(struct eng_cuda *g, int n, int z)
+int eng_cuda_capture(struct eng_cuda *g, int n, int z, cudaGraphExec_t *gx)
 {
-	cudaGraphExec_t *gx = &g->gx[z][n];
 	cudaGraph_t gr = NULL;
 	int rc;
 
@@ -352,7 +351,7 @@ static int capture(struct eng_cuda *g, int n, int z)
 
 /* Whether this chunk can take the fast way; uploads the experts' table the
  * first time the source says all are resident. */
-static bool fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
+bool eng_cuda_fast_ok(struct eng_cuda *g, const struct eng_hooks *h, int n, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
 
@@ -423,6 +422,11 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 			"acquiring and queueing the experts %.1f, host between layers %.1f\n",
 			(unsigned long long)g->pm_layers, g->pm_route / nm * 1e6,
 			g->pm_queue / nm * 1e6, g->pm_between / nm * 1e6);
+	if (g->prof && g->pg_n)
+		fprintf(stderr, "moed: cuda profile: %llu of them after another, on the GPU's "
+			"clock (us): the previous layer's experts done to this router done %.1f, "
+			"router done to its loads queued %.1f\n", (unsigned long long)g->pg_n,
+			g->pg_chain / (double)g->pg_n * 1e6, g->pg_host / (double)g->pg_n * 1e6);
 
 	if (g->prof && g->fast_steps)
 		fprintf(stderr, "moed: cuda profile: %llu fast steps, per step (us): host before "
@@ -448,18 +452,38 @@ static int zero_copy(const struct eng_cuda *g, int n, const float *logits)
 	return 1;
 }
 
+void eng_cuda_fast_routes(struct eng_cuda *g, const struct eng_hooks *h,
+			  const struct eng_cuda_row *rows, int n, const int *fr_id,
+			  const float *fr_w)
+{
+	int K = g->K, L = g->m->cfg.n_moe_layers;
+
+	g->fast_steps++;
+	for (int ml = 0; ml < L; ml++) {
+		/* One hit per expert used, as acquires count them. */
+		g->lhits[ml] = distinct(fr_id + (size_t)ml * GMAX * K, n * K);
+		for (int t = 0; t < n && h->on_route; t++) {
+			size_t at = ((size_t)ml * GMAX + t) * K;
+			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok, fr_id + at,
+				    fr_w + at, K);
+		}
+	}
+	if (g->src.note_hits)
+		g->src.note_hits(g->src.ctx, g->lhits);
+}
+
 /* A fast step (one graph for n rows); the hooks: before_moe of every layer
  * ahead of it, the routes after it. */
 static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		      const struct eng_cuda_row *rows, int n, float *logits)
 {
 	const struct ld_config *c = &g->m->cfg;
-	int K = g->K, rc, z = zero_copy(g, n, logits);
+	int rc, z = zero_copy(g, n, logits);
 	double tm[4] = {g->prof ? ld_now() : 0, 0, 0, 0};
 
 	for (int ml = 0; ml < c->n_moe_layers && h->before_moe; ml++)
 		h->before_moe(h->ctx, ml, g->hrow->tok, n);
-	if (!g->gx[z][n] && (rc = capture(g, n, z)))
+	if (!g->gx[z][n] && (rc = eng_cuda_capture(g, n, z, &g->gx[z][n])))
 		return rc;
 	if (g->prof) {
 		tm[1] = ld_now();
@@ -474,18 +498,7 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	g->best_at = logits;
 	if (g->prof)
 		tm[2] = ld_now();
-	g->fast_steps++;
-	for (int ml = 0; ml < c->n_moe_layers; ml++) {
-		/* One hit per expert used, as acquires count them. */
-		g->lhits[ml] = distinct(g->hfr_id + (size_t)ml * GMAX * K, n * K);
-		for (int t = 0; t < n && h->on_route; t++) {
-			size_t at = ((size_t)ml * GMAX + t) * K;
-			h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
-				    g->hfr_id + at, g->hfr_w + at, K);
-		}
-	}
-	if (g->src.note_hits)
-		g->src.note_hits(g->src.ctx, g->lhits);
+	eng_cuda_fast_routes(g, h, rows, n, g->hfr_id, g->hfr_w);
 	if (g->prof) {
 		tm[3] = ld_now();
 		prof_step(g, tm);
@@ -503,17 +516,11 @@ static bool one_each(const struct eng_cuda_row *rows, int n)
 	return true;
 }
 
-int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
-		   const struct eng_cuda_row *rows, int n, float *logits)
+int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n)
 {
-	const struct ld_config *c = &g->m->cfg;
 	struct rowtab *r = g->hrow;
-	int rc = 0, m = 0;
+	int m = 0;
 
-	if (n < 1 || n > C)
-		return -EINVAL;
-	CU(cudaSetDevice(g->dev));
-	g->best_n = 0;
 	/* The previous chunk ended with a synchronize: r is free to refill. */
 	for (int t = 0; t < n; t++) {
 		r->kc[t] = rows[t].kc;
@@ -526,8 +533,22 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 			r->sel[m++] = t;
 	}
 	g->one_each = one_each(rows, n);
-	CU(cudaMemcpyAsync(g->drow, r, sizeof(*r), cudaMemcpyHostToDevice, g->st));
-	if (logits && fast_ok(g, h, n, m)) {
+	return m;
+}
+
+int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
+		   const struct eng_cuda_row *rows, int n, float *logits)
+{
+	const struct ld_config *c = &g->m->cfg;
+	int rc = 0, m;
+
+	if (n < 1 || n > C)
+		return -EINVAL;
+	CU(cudaSetDevice(g->dev));
+	g->best_n = 0;
+	m = eng_cuda_rows_in(g, rows, n);
+	CU(cudaMemcpyAsync(g->drow, g->hrow, sizeof(*g->hrow), cudaMemcpyHostToDevice, g->st));
+	if (logits && eng_cuda_fast_ok(g, h, n, m)) {
 		rc = fast_chunk(g, h, rows, n, logits);
 		goto out;
 	}

@@ -82,6 +82,17 @@ static void open_world(const char *name, size_t n_slots, enum cache_policy p,
 	ck_assert_int_eq(eng_open(w->m, &src, 128, &w->e), 0);
 }
 
+/* The qwen3moe fixture with every slot, graphs on or off (the fast way or
+ * not), every expert loaded at open when load_all. */
+static void open_graphs(bool graphs, bool load_all, struct world *w)
+{
+	warm = load_all;
+	setenv("MOED_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+	open_world("qwen3moe_f32_sharded", 0, CACHE_LRU, 0, w);
+	unsetenv("MOED_CUDA_GRAPHS");
+	warm = false;
+}
+
 static void close_world(struct world *w)
 {
 	eng_close(w->e);
@@ -361,11 +372,7 @@ START_TEST(batch_and_prefill)
 	int next[4];
 
 	ref_load("qwen3moe_f32_sharded", &f);
-	warm = _i;
-	setenv("MOED_CUDA_GRAPHS", _i ? "1" : "0", 1);
-	open_world("qwen3moe_f32_sharded", 0, CACHE_LRU, 0, &w);
-	unsetenv("MOED_CUDA_GRAPHS");
-	warm = false;
+	open_graphs(_i, _i, &w);
 	for (int i = 0; i < 4; i++) {
 		struct ref_case *rc = &f.cases[i];
 
@@ -428,6 +435,76 @@ START_TEST(batch_and_prefill)
 		eng_seq_free(b[i]);
 		eng_seq_free(d[i]);
 	}
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+/* Routes of the row's own sequence (its user pointer), [layer][pos][k]. */
+static void on_route_seq(void *ctx, void *seq_user, int layer, int pos, int token,
+			 const int *experts, const float *w, int k)
+{
+	(void)ctx;
+	on_route(seq_user, NULL, layer, pos, token, experts, w, k);
+}
+
+/* Greedy decode (the fast way chained on the GPU, or step by step without
+ * graphs) gives the tokens and hooks' routes of eng_step and eng_argmax
+ * step by step, and the reference's greedy tokens. */
+START_TEST(greedy_chain)
+{
+	enum { S = 6 };
+	struct ref_fixture f;
+	struct world w;
+	struct eng_seq *a[2], *b[2];
+	struct routes ra[2], rb[2];
+	float lb[2 * 160];
+	int tok[2], out[S * 2], next[2];
+
+	ref_load("qwen3moe_f32_sharded", &f);
+	open_graphs(_i, true, &w);
+	struct eng_hooks h = {.on_route = on_route_seq};
+	const struct ld_config *c = &w.m->cfg;
+	eng_set_hooks(w.e, &h);
+	for (int i = 0; i < 2; i++) {
+		struct ref_case *rc = &f.cases[i];
+		struct routes *r[2] = {&ra[i], &rb[i]};
+		struct eng_seq **s[2] = {&a[i], &b[i]};
+
+		for (int j = 0; j < 2; j++) {
+			*r[j] = (struct routes){.n_pos = rc->n_prompt + S, .k = c->top_k};
+			r[j]->ids = calloc((size_t)c->n_moe_layers * r[j]->n_pos * c->top_k,
+					   sizeof(int));
+			ck_assert_int_eq(eng_seq_new(w.e, s[j]), 0);
+			eng_seq_set_user(*s[j], r[j]);
+			ck_assert_int_eq(eng_forward(w.e, *s[j], rc->prompt, rc->n_prompt, lb), 0);
+		}
+		tok[i] = next[i] = rc->greedy[0];
+	}
+	uint64_t fast0 = eng_fast_steps(w.e);
+	ck_assert_int_eq(eng_greedy(w.e, a, 2, tok, S, out, NULL, NULL), 0);
+	printf("cuda greedy (graphs %d): %llu fast steps for %d\n", _i,
+	       (unsigned long long)(eng_fast_steps(w.e) - fast0), S);
+	ck_assert_uint_eq(eng_fast_steps(w.e) - fast0, _i ? S : 0);
+	for (int st = 0; st < S; st++) {
+		ck_assert_int_eq(eng_step(w.e, b, next, 2, lb), 0);
+		for (int i = 0; i < 2; i++) {
+			next[i] = eng_argmax(lb + i * 160, 160);
+			ck_assert_int_eq(out[st * 2 + i], next[i]);
+			ck_assert_int_eq(out[st * 2 + i], f.cases[i].greedy[st + 1]);
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		size_t nr = (size_t)c->n_moe_layers * ra[i].n_pos * c->top_k;
+
+		ck_assert_int_eq(eng_seq_len(a[i]), eng_seq_len(b[i]));
+		ck_assert(!memcmp(ra[i].ids, rb[i].ids, nr * sizeof(int)));
+		eng_seq_free(a[i]);
+		eng_seq_free(b[i]);
+		free(ra[i].ids);
+		free(rb[i].ids);
+	}
+	eng_set_hooks(w.e, NULL);
 	close_world(&w);
 	ref_free(&f);
 }
@@ -611,6 +688,7 @@ int main(void)
 	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
+	tcase_add_loop_test(tc, greedy_chain, 0, 2);
 	tcase_add_test(tc, limits);
 	tcase_add_test(tc, logits_buffer_chunks);
 	tcase_add_loop_test(tc, route_nan, 0, 4);

@@ -1,6 +1,7 @@
 /* The CPU engine against HF transformers' reference outputs: last-position
  * logits, greedy continuations and router choices on every fixture. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -196,6 +197,58 @@ START_TEST(test_step_equals_forward)
 		if (i != 1)
 			eng_seq_free(a[i]);
 		eng_seq_free(b[i]);
+	}
+	close_world(&w);
+	ref_free(&f);
+}
+END_TEST
+
+/* eng_greedy's step_done record: each step's tokens, in order. */
+struct steps_seen {
+	int n, calls, tok[8][4];
+};
+
+static void step_done(void *ctx, int step, const int *next)
+{
+	struct steps_seen *s = ctx;
+
+	ck_assert_int_eq(step, s->calls);
+	memcpy(s->tok[s->calls++], next, (size_t)s->n * sizeof(int));
+}
+
+/* Greedy decode of two sequences gives the reference's greedy tokens, step
+ * by step, and advances each sequence by the steps; a run past a
+ * sequence's capacity or with a token outside the vocabulary is refused
+ * before any step. */
+START_TEST(test_greedy)
+{
+	struct ref_fixture f;
+	struct world w;
+	struct eng_seq *s[2];
+	struct steps_seen seen = {.n = 2};
+	float lb[160];
+	int tok[2], out[6 * 2], bad[2] = {0, 160};
+
+	ref_load("qwen3moe_f32_sharded", &f);
+	open_world(f.dir, &w);
+	for (int i = 0; i < 2; i++) {
+		struct ref_case *rc = &f.cases[i];
+
+		ck_assert_int_eq(eng_seq_new_cap(w.e, rc->n_prompt + 6, &s[i]), 0);
+		ck_assert_int_eq(eng_forward(w.e, s[i], rc->prompt, rc->n_prompt, lb), 0);
+		tok[i] = rc->greedy[0];
+	}
+	ck_assert_int_eq(eng_greedy(w.e, s, 2, tok, 7, out, NULL, NULL), -ERANGE);
+	ck_assert_int_eq(eng_greedy(w.e, s, 2, bad, 1, out, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(eng_greedy(w.e, s, 2, tok, 6, out, step_done, &seen), 0);
+	ck_assert_int_eq(seen.calls, 6);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(eng_seq_len(s[i]), f.cases[i].n_prompt + 6);
+		for (int st = 0; st < 6; st++) {
+			ck_assert_int_eq(out[st * 2 + i], f.cases[i].greedy[st + 1]);
+			ck_assert_int_eq(seen.tok[st][i], out[st * 2 + i]);
+		}
+		eng_seq_free(s[i]);
 	}
 	close_world(&w);
 	ref_free(&f);
@@ -441,6 +494,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_fixture, 0, ref_n_fixtures);
 	tcase_add_test(tc, test_prefill_equals_decode);
 	tcase_add_test(tc, test_step_equals_forward);
+	tcase_add_test(tc, test_greedy);
 	tcase_add_test(tc, test_long_prompt_chunks);
 	tcase_add_test(tc, test_bad_input);
 	tcase_add_test(tc, test_sampling);
