@@ -245,10 +245,11 @@ static int setup(struct eng_cuda *g)
 	if (g->prof) {
 		for (int i = 0; i < 2; i++)
 			CU(cudaEventCreate(&g->pev[i]));
-		for (int i = 0; i < 6; i++)
-			CU(cudaEventCreate(&g->gev[i / 3][i % 3]));
+		for (int i = 0; i < 8; i++) {
+			CU(cudaEventCreate(&g->gev[i / 4][i % 4]));
+			g->gml[i / 4][i % 4] = -1;
+		}
 		CU(cudaStreamCreateWithFlags(&g->pst, cudaStreamNonBlocking));
-		g->gml[0] = g->gml[1] = -1;
 	}
 	if (g->src.stream) {
 		g->st = (cudaStream_t)g->src.stream;
@@ -304,6 +305,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->zout = ld_env_on("MOED_CUDA_ZOUT", true);
 	g->argmax = ld_env_on("MOED_CUDA_ARGMAX", true);
 	g->chain = ld_env_on("MOED_CUDA_CHAIN", true);
+	g->spin = ld_env_on("MOED_CUDA_SPIN", true);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
@@ -324,9 +326,9 @@ void eng_cuda_close(struct eng_cuda *g)
 	for (int i = 0; i < 2; i++)
 		if (g->pev[i])
 			cudaEventDestroy(g->pev[i]);
-	for (int i = 0; i < 6; i++)
-		if (g->gev[i / 3][i % 3])
-			cudaEventDestroy(g->gev[i / 3][i % 3]);
+	for (int i = 0; i < 8; i++)
+		if (g->gev[i / 4][i % 4])
+			cudaEventDestroy(g->gev[i / 4][i % 4]);
 	if (g->pst)
 		cudaStreamDestroy(g->pst);
 	if (g->st)

@@ -93,6 +93,7 @@ struct eng_cuda {
 	cudaGraphExec_t gx2[GMAX + 1];
 	cudaEvent_t cev[2];
 	bool chain;                /* MOED_CUDA_CHAIN != 0 */
+	bool spin;                 /* MOED_CUDA_SPIN != 0 */
 	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
 	/* the [1] graphs' lm_head also leaves each row's argmax in hbest */
 	unsigned long long *amk;   /* its keys and counter (device) */
@@ -107,17 +108,18 @@ struct eng_cuda {
 	cudaEvent_t pev[2];
 	double p_pre, p_gpu, p_wait, p_post, p_between, p_last;
 	/* and a one-row step's MoE layers through the expert source */
-	uint64_t pm_layers;
-	double pm_route, pm_queue, pm_between, pm_last;
+	uint64_t pm_layers, pm_nfirst;
+	double pm_route, pm_queue, pm_between, pm_last, pm_first, t_first;
 	/* and what lies between one such layer's experts and the next one's
-	 * loads: events at the router's end and after the experts' kernels
-	 * (st), and when the loads were queued (pst, an idle stream: that
-	 * moment on the GPU's clock); [ml & 1], for layer gml[ml & 1] */
+	 * loads: events on st at the MoE layer's start (attention done), the
+	 * router's end and after the experts' kernels, and when the loads were
+	 * queued (pst, an idle stream: that moment on the GPU's clock);
+	 * gev[ml & 1][GEV_*], recorded for layer gml[ml & 1][GEV_*] */
 	cudaStream_t pst;
-	cudaEvent_t gev[2][3];
-	int gml[2];
+	cudaEvent_t gev[2][4];
+	int gml[2][4];
 	uint64_t pg_n;
-	double pg_chain, pg_host;
+	double pg_attn, pg_router, pg_host;
 };
 
 int eng_cuda_fail(const char *what, const char *why);

@@ -177,6 +177,8 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 		if (rc < 0)
 			return rc;
 		g->xpend[*acq] = rc == 1;
+		if (rc == 1 && g->prof && !g->t_first)
+			g->t_first = ld_now();
 		if (!g->xw[*acq]) {
 			if (g->src.release)
 				g->src.release(g->src.ctx, ml, x);
@@ -237,29 +239,32 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 }
 
 /* MOED_CUDA_PROFILE, one-row layers: layer ml's event which (GEV_*). */
-enum { GEV_ROUTE, GEV_QUEUED, GEV_DONE };
+enum { GEV_ATTN, GEV_ROUTE, GEV_QUEUED, GEV_DONE };
 
 static void gap_event(struct eng_cuda *g, int ml, int which)
 {
-	if (which == GEV_ROUTE)
-		g->gml[ml & 1] = ml;
+	g->gml[ml & 1][which] = ml;
 	cudaEventRecord(g->gev[ml & 1][which], which == GEV_QUEUED ? g->pst : g->st);
 }
 
-/* With layer ml's routes on the host (so its router's event and every
- * earlier one on st are done): from the previous layer's experts done to
- * this router done (GPU work no load overlaps without prediction), and
- * from the previous router done to its loads queued (the host's turn). */
+/* With layer ml's routes on the host (so layer ml - 1's events and layer
+ * ml - 2's experts done are past), for layer ml - 1: from the layer before's
+ * experts done to its attention done and router done (GPU work no load
+ * overlaps without prediction), and from that router done to its loads
+ * queued (the host's turn). */
 static void gap_note(struct eng_cuda *g, int ml)
 {
-	int q = (ml + 1) & 1;
-	float chain = 0, host = 0;
+	int p = ml & 1, q = p ^ 1;
+	float attn = 0, router = 0, host = 0;
 
-	if (ml < 1 || g->gml[q] != ml - 1 ||
-	    cudaEventElapsedTime(&chain, g->gev[q][GEV_DONE], g->gev[ml & 1][GEV_ROUTE]) ||
+	if (ml < 2 || g->gml[p][GEV_DONE] != ml - 2 || g->gml[q][GEV_ATTN] != ml - 1 ||
+	    g->gml[q][GEV_ROUTE] != ml - 1 || g->gml[q][GEV_QUEUED] != ml - 1 ||
+	    cudaEventElapsedTime(&attn, g->gev[p][GEV_DONE], g->gev[q][GEV_ATTN]) ||
+	    cudaEventElapsedTime(&router, g->gev[q][GEV_ATTN], g->gev[q][GEV_ROUTE]) ||
 	    cudaEventElapsedTime(&host, g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]))
 		return;
-	g->pg_chain += chain * 1e-3;
+	g->pg_attn += attn * 1e-3;
+	g->pg_router += router * 1e-3;
 	g->pg_host += host * 1e-3;
 	g->pg_n++;
 }
@@ -306,6 +311,40 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	return rc;
 }
 
+/* Sentinels the router's zero-copy routes overwrite: an id below 0 and a
+ * NaN no arithmetic yields. */
+#define NO_ID (-1)
+#define NO_W 0x7fc0dead
+
+/* Waits for the router's nk zero-copy routes by watching them arrive in
+ * pinned memory instead of for the stream's end (which comes later, after
+ * the kernel retires).  Should the stream end without them (a failed
+ * launch), its status says why. */
+static int wait_routes(struct eng_cuda *g, size_t nk)
+{
+	const volatile int *id = g->hid;
+	const volatile uint32_t *w = (const volatile uint32_t *)g->hw;
+
+	for (unsigned spin = 1;; spin++) {
+		size_t k = 0;
+
+		while (k < nk && id[k] != NO_ID && w[k] != NO_W)
+			k++;
+		if (k == nk)
+			break;
+		if (spin % 4096 == 0 && cudaStreamQuery(g->st) != cudaErrorNotReady) {
+			CU(cudaStreamSynchronize(g->st));
+			for (k = 0; k < nk && id[k] != NO_ID && w[k] != NO_W; k++)
+				;
+			if (k < nk)
+				return eng_cuda_fail("router", "the stream ended without its routes");
+			break;
+		}
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return 0;
+}
+
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n)
 {
@@ -315,9 +354,17 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	double t0 = prof ? ld_now() : 0, t1 = 0;
 
 	/* Zero-copy routes where the router's fast way writes them (it never
-	 * reads them back): no copies between the router and the wait. */
+	 * reads them back): no copies between the router and the wait, and
+	 * the host watches them land (spin) unless the router's logits are
+	 * to be copied back too. */
 	bool zc = g->zout && eng_cu_route_fast(n, E);
+	bool spin = zc && g->spin && !h->override_route;
 
+	if (prof)
+		gap_event(g, ml, GEV_ATTN);
+	if (spin)
+		for (size_t k = 0; k < nk; k++)
+			g->hid[k] = NO_ID, memcpy(&g->hw[k], &(uint32_t){NO_W}, sizeof(float));
 	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, 0, NULL)))
 		return rc;
 	if (!zc) {
@@ -330,9 +377,13 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 				   cudaMemcpyDeviceToHost, g->st));
 	if (prof)
 		gap_event(g, ml, GEV_ROUTE);
-	CU(cudaStreamSynchronize(g->st));
+	if (spin && (rc = wait_routes(g, nk)))
+		return rc;
+	if (!spin)
+		CU(cudaStreamSynchronize(g->st));
 	if (prof) {
 		t1 = ld_now();
+		g->t_first = 0;
 		gap_note(g, ml);
 	}
 	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
@@ -340,6 +391,10 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	if (prof) {
 		gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, t0, t1, ld_now());
+		if (g->t_first) {
+			g->pm_first += g->t_first - t1;
+			g->pm_nfirst++;
+		}
 	}
 	if (g->any_split)
 		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));

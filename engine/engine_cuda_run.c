@@ -422,11 +422,16 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 			"acquiring and queueing the experts %.1f, host between layers %.1f\n",
 			(unsigned long long)g->pm_layers, g->pm_route / nm * 1e6,
 			g->pm_queue / nm * 1e6, g->pm_between / nm * 1e6);
+	if (g->prof && g->pm_nfirst)
+		fprintf(stderr, "moed: cuda profile: %llu of them with an expert loading when "
+			"acquired: routes on host to the first such acquired %.1f us\n",
+			(unsigned long long)g->pm_nfirst, g->pm_first / (double)g->pm_nfirst * 1e6);
 	if (g->prof && g->pg_n)
 		fprintf(stderr, "moed: cuda profile: %llu of them after another, on the GPU's "
-			"clock (us): the previous layer's experts done to this router done %.1f, "
-			"router done to its loads queued %.1f\n", (unsigned long long)g->pg_n,
-			g->pg_chain / (double)g->pg_n * 1e6, g->pg_host / (double)g->pg_n * 1e6);
+			"clock (us): the previous layer's experts done to this layer's attention "
+			"done %.1f, to its router done %.1f, to its loads queued %.1f\n",
+			(unsigned long long)g->pg_n, g->pg_attn / (double)g->pg_n * 1e6,
+			g->pg_router / (double)g->pg_n * 1e6, g->pg_host / (double)g->pg_n * 1e6);
 
 	if (g->prof && g->fast_steps)
 		fprintf(stderr, "moed: cuda profile: %llu fast steps, per step (us): host before "
