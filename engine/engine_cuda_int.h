@@ -106,6 +106,7 @@ struct eng_cuda {
 	/* MOED_CUDA_PROFILE: where a fast step's time goes (printed at close) */
 	bool prof;
 	cudaEvent_t pev[2];
+	uint64_t p_n;              /* steps timed (chained ones are not) */
 	double p_pre, p_gpu, p_wait, p_post, p_between, p_last;
 	/* and a one-row step's MoE layers through the expert source */
 	uint64_t pm_layers, pm_nfirst;

@@ -395,6 +395,7 @@ static void prof_step(struct eng_cuda *g, const double t[4])
 	g->p_gpu += ms * 1e-3;
 	g->p_wait += t[2] - t[1];
 	g->p_post += t[3] - t[2];
+	g->p_n++;
 	if (g->p_last > 0)
 		g->p_between += t[0] - g->p_last;
 	g->p_last = t[3];
@@ -413,7 +414,7 @@ void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2)
 
 void eng_cuda_prof_print(const struct eng_cuda *g)
 {
-	double n = g->fast_steps ? (double)g->fast_steps : 1;
+	double n = g->p_n ? (double)g->p_n : 1;
 	double nm = g->pm_layers ? (double)g->pm_layers : 1;
 
 	if (g->prof && g->pm_layers)
@@ -434,11 +435,13 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 			g->pg_router / (double)g->pg_n * 1e6, g->pg_host / (double)g->pg_n * 1e6);
 
 	if (g->prof && g->fast_steps)
-		fprintf(stderr, "moed: cuda profile: %llu fast steps, per step (us): host before "
-			"launch %.1f, graph on GPU %.1f, launch to logits on host %.1f, host "
-			"after %.1f, caller between steps %.1f\n",
-			(unsigned long long)g->fast_steps, g->p_pre / n * 1e6, g->p_gpu / n * 1e6,
-			g->p_wait / n * 1e6, g->p_post / n * 1e6, g->p_between / n * 1e6);
+		fprintf(stderr, "moed: cuda profile: %llu fast steps, %llu of them one at a time, "
+			"per such step (us): host before launch %.1f, graph on GPU %.1f, launch to "
+			"logits on host %.1f, host after %.1f, caller between steps %.1f (chained "
+			"steps, eng_greedy's, are not timed)\n",
+			(unsigned long long)g->fast_steps, (unsigned long long)g->p_n,
+			g->p_pre / n * 1e6, g->p_gpu / n * 1e6, g->p_wait / n * 1e6,
+			g->p_post / n * 1e6, g->p_between / n * 1e6);
 }
 
 /* Whether a fast step of n rows writes its routes and logits to the host
