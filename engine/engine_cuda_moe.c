@@ -170,10 +170,11 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 
 		rc = g->src.acquire_ahead ? g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq])
 					  : -EAGAIN;
-		if ((rc == -ENOSPC || rc == -EAGAIN) && *acq > first)
-			return 0;
-		if (rc == -ENOSPC || rc == -EAGAIN)
+		if (rc == -ENOSPC || rc == -EAGAIN) {
+			if (*acq > first)
+				return 0;
 			rc = g->src.acquire(g->src.ctx, ml, x, &g->xw[*acq]);
+		}
 		if (rc < 0)
 			return rc;
 		g->xpend[*acq] = rc == 1;
@@ -316,31 +317,31 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 #define NO_ID (-1)
 #define NO_W 0x7fc0dead
 
+/* How many of the router's nk zero-copy routes have landed (in order). */
+static size_t routes_landed(const struct eng_cuda *g, size_t nk)
+{
+	const volatile int *id = g->hid;
+	const volatile uint32_t *w = (const volatile uint32_t *)g->hw;
+	size_t k = 0;
+
+	while (k < nk && id[k] != NO_ID && w[k] != NO_W)
+		k++;
+	return k;
+}
+
 /* Waits for the router's nk zero-copy routes by watching them arrive in
  * pinned memory instead of for the stream's end (which comes later, after
  * the kernel retires).  Should the stream end without them (a failed
  * launch), its status says why. */
 static int wait_routes(struct eng_cuda *g, size_t nk)
 {
-	const volatile int *id = g->hid;
-	const volatile uint32_t *w = (const volatile uint32_t *)g->hw;
-
-	for (unsigned spin = 1;; spin++) {
-		size_t k = 0;
-
-		while (k < nk && id[k] != NO_ID && w[k] != NO_W)
-			k++;
-		if (k == nk)
-			break;
+	for (unsigned spin = 1; routes_landed(g, nk) < nk; spin++)
 		if (spin % 4096 == 0 && cudaStreamQuery(g->st) != cudaErrorNotReady) {
 			CU(cudaStreamSynchronize(g->st));
-			for (k = 0; k < nk && id[k] != NO_ID && w[k] != NO_W; k++)
-				;
-			if (k < nk)
+			if (routes_landed(g, nk) < nk)
 				return eng_cuda_fail("router", "the stream ended without its routes");
 			break;
 		}
-	}
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	return 0;
 }
