@@ -37,7 +37,8 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits);
 /* eng_greedy's CUDA way for rows[0..n) (rows[t].out == t): steps chained on
  * the GPU (engine_cuda_chain.c); -ENOTSUP when the fast way with the GPU's
- * argmax does not apply (the caller then steps one at a time). */
+ * argmax does not apply, more than ENG_CU_GEMV_MAX rows among it (the
+ * caller then steps one at a time). */
 int eng_cuda_greedy(struct eng_cuda *g, const struct eng_hooks *h,
 		    const struct eng_cuda_row *rows, int n, int steps, int *out,
 		    void (*step_done)(void *ctx, int step, const int *next), void *ctx);

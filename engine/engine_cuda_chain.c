@@ -82,8 +82,10 @@ int eng_cuda_greedy(struct eng_cuda *g, const struct eng_hooks *h,
 	bool ok = false;
 	int rc = 0;
 
-	if (n < 1 || n > GMAX || steps < 1)
+	if (n < 1 || steps < 1)
 		return -EINVAL;
+	if (n > GMAX)   /* more rows than a fast step takes: one at a time */
+		return -ENOTSUP;
 	for (int t = 0; t < n; t++)
 		if (rows[t].out != t || rows[t].pos + steps > rows[t].cap)
 			return -EINVAL;

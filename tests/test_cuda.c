@@ -505,6 +505,18 @@ START_TEST(greedy_chain)
 		free(rb[i].ids);
 	}
 	eng_set_hooks(w.e, NULL);
+	/* More rows than a fast step takes: stepped one at a time, not refused. */
+	struct eng_seq *m[ENG_CU_GEMV_MAX + 1];
+	int mt[ENG_CU_GEMV_MAX + 1], mo[2 * (ENG_CU_GEMV_MAX + 1)];
+	for (int i = 0; i <= ENG_CU_GEMV_MAX; i++) {
+		ck_assert_int_eq(eng_seq_new(w.e, &m[i]), 0);
+		mt[i] = 1 + i;
+	}
+	ck_assert_int_eq(eng_greedy(w.e, m, ENG_CU_GEMV_MAX + 1, mt, 2, mo, NULL, NULL), 0);
+	for (int i = 0; i <= ENG_CU_GEMV_MAX; i++) {
+		ck_assert_int_eq(eng_seq_len(m[i]), 2);
+		eng_seq_free(m[i]);
+	}
 	close_world(&w);
 	ref_free(&f);
 }

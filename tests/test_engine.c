@@ -240,6 +240,8 @@ START_TEST(test_greedy)
 	}
 	ck_assert_int_eq(eng_greedy(w.e, s, 2, tok, 7, out, NULL, NULL), -ERANGE);
 	ck_assert_int_eq(eng_greedy(w.e, s, 2, bad, 1, out, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(eng_greedy(w.e, s, 0, tok, 1, out, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(eng_greedy(w.e, s, 2, tok, 0, out, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(eng_greedy(w.e, s, 2, tok, 6, out, step_done, &seen), 0);
 	ck_assert_int_eq(seen.calls, 6);
 	for (int i = 0; i < 2; i++) {
