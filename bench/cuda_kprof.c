@@ -87,7 +87,7 @@ struct ctx {
 	float *x, *xn, *y, *qkv, *att, *rlog, *rw, *hb, *eo, *logits, *norm, *inv;
 	unsigned *done;
 	float *apart;
-	int *rid;
+	int *rid, *ent;                /* ent: each row's K entries (f_combine) */
 	void *wqkv, *wo, *wlm, *grpb;
 	float *router;
 	const void **tab;
@@ -166,6 +166,13 @@ static int f_gu(struct ctx *c)
 static int f_down(struct ctx *c)
 {
 	return eng_cu_moe_down_add(c->x, c->hb, H, I, c->g, c->ltab, 1, c->n, K, st);
+}
+
+/* The combine of a MoE layer through the expert cache (its experts' outputs
+ * in eo, each row's entries in ent). */
+static int f_combine(struct ctx *c)
+{
+	return eng_cu_moe_combine(c->x, c->eo, H, c->g.wt, c->ent, K, c->n, st);
 }
 
 /* The MoE as a fast step of more than ENG_CU_FEW_ROWS rows runs it: the
@@ -317,6 +324,11 @@ static void setup(struct ctx *c)
 	c->qkv = dev(n * 3 * H * f), c->att = dev(n * H * f), c->rlog = dev(n * E * f);
 	c->rw = dev(n * K * f), c->rid = dev(n * K * sizeof(int));
 	c->hb = dev((size_t)n * K * I * f), c->eo = dev((size_t)n * K * H * f);
+	int hent[16 * K];
+	for (int i = 0; i < n * K; i++)
+		hent[i] = i;
+	c->ent = dev(n * K * sizeof(int));
+	cudaMemcpy(c->ent, hent, n * K * sizeof(int), cudaMemcpyHostToDevice);
 	c->logits = dev((size_t)n * V * f), c->norm = dev(H * f), c->inv = dev(HD / 2 * f);
 	c->apart = dev(eng_cu_att_part_floats(n, HEADS, HD, c->ctxlen + 1) * f);
 	c->done = dev((1 + n * HEADS) * sizeof(unsigned));
@@ -384,6 +396,7 @@ int main(int argc, char **argv)
 	int nj = experts_used(&c);
 	timeit("moe gate/up (all experts)", f_gu, &c, (double)nj * 2 * I * H * 2);
 	timeit("moe down + combine", f_down, &c, (double)nj * I * H * 2);
+	timeit("moe combine (expert-cache path)", f_combine, &c, 0);
 	timeit("rmsnorm 2048", f_norm, &c, 0);
 	timeit("q/k norms, rope, kv store", f_prep, &c, 0);
 	timeit("attention", f_attn, &c, 0);

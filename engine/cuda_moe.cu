@@ -215,7 +215,10 @@ __global__ void k_moe_combine_grp(float *x, const float *eo, int H, struct eng_c
 							     H);
 }
 
-// ordered_sum's arithmetic over row t's own entries.
+// ordered_sum's arithmetic over row t's own entries; block (t, y) takes
+// the row's elements y * blockDim.x, ... (the row split across blocks: as
+// one block per row, a one-row layer's combine walked 2048 elements on one
+// SM, on the copy stream's idle path between layers).
 __global__ void k_moe_combine(float *x, const float *eo, int H, const float *wt, const int *ent,
 			      int K)
 {
@@ -223,7 +226,7 @@ __global__ void k_moe_combine(float *x, const float *eo, int H, const float *wt,
 
 	pdl_wait();
 	pdl_launch();
-	for (int h = threadIdx.x; h < H; h += blockDim.x) {
+	for (int h = blockIdx.y * blockDim.x + threadIdx.x; h < H; h += gridDim.y * blockDim.x) {
 		float acc = 0.0f;
 
 		for (int k = 0; k < K; k++)
@@ -412,5 +415,6 @@ extern "C" int eng_cu_moe_combine_grp(float *x, const float *eo, int H, struct e
 extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, const float *wt,
 				  const int *ent, int K, int n, void *stream)
 {
-	return launch(k_moe_combine, n, 256, 0, stream, x, eo, H, wt, ent, K);
+	return launch(k_moe_combine, dim3(n, (H + 127) / 128), 128, 0, stream, x, eo, H, wt, ent,
+		      K);
 }
