@@ -109,8 +109,8 @@ struct eng_cuda {
 	uint64_t p_n;              /* steps timed (chained ones are not) */
 	double p_pre, p_gpu, p_wait, p_post, p_between, p_last;
 	/* and a one-row step's MoE layers through the expert source */
-	uint64_t pm_layers, pm_nfirst;
-	double pm_route, pm_queue, pm_between, pm_last, pm_first, t_first;
+	uint64_t pm_layers, pm_nfirst, pm_nq[2];
+	double pm_route, pm_queue, pm_between, pm_last, pm_first, t_first, pm_q[2];
 	/* and what lies between one such layer's experts and the next one's
 	 * loads: events on st at the MoE layer's start (attention done), the
 	 * router's end and after the experts' kernels, and when the loads were
@@ -119,8 +119,11 @@ struct eng_cuda {
 	cudaStream_t pst;
 	cudaEvent_t gev[2][4];
 	int gml[2][4];
-	uint64_t pg_n;
-	double pg_attn, pg_router, pg_host;
+	int gload[2];              /* layer gml[i][GEV_QUEUED]'s loads pending */
+	/* per layer without / with loads pending: attention, router, host,
+	 * experts (GEV_QUEUED to GEV_DONE) */
+	uint64_t pg_n[2];
+	double pg[2][4];
 };
 
 int eng_cuda_fail(const char *what, const char *why);

@@ -251,23 +251,26 @@ static void gap_event(struct eng_cuda *g, int ml, int which)
 /* With layer ml's routes on the host (so layer ml - 1's events and layer
  * ml - 2's experts done are past), for layer ml - 1: from the layer before's
  * experts done to its attention done and router done (GPU work no load
- * overlaps without prediction), and from that router done to its loads
- * queued (the host's turn). */
+ * overlaps without prediction), from that router done to its loads queued
+ * (the host's turn), and on to its experts done; apart for layers with and
+ * without loads pending. */
 static void gap_note(struct eng_cuda *g, int ml)
 {
 	int p = ml & 1, q = p ^ 1;
-	float attn = 0, router = 0, host = 0;
+	float t[4] = {0};
 
 	if (ml < 2 || g->gml[p][GEV_DONE] != ml - 2 || g->gml[q][GEV_ATTN] != ml - 1 ||
 	    g->gml[q][GEV_ROUTE] != ml - 1 || g->gml[q][GEV_QUEUED] != ml - 1 ||
-	    cudaEventElapsedTime(&attn, g->gev[p][GEV_DONE], g->gev[q][GEV_ATTN]) ||
-	    cudaEventElapsedTime(&router, g->gev[q][GEV_ATTN], g->gev[q][GEV_ROUTE]) ||
-	    cudaEventElapsedTime(&host, g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]))
+	    g->gml[q][GEV_DONE] != ml - 1 ||
+	    cudaEventElapsedTime(&t[0], g->gev[p][GEV_DONE], g->gev[q][GEV_ATTN]) ||
+	    cudaEventElapsedTime(&t[1], g->gev[q][GEV_ATTN], g->gev[q][GEV_ROUTE]) ||
+	    cudaEventElapsedTime(&t[2], g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]) ||
+	    cudaEventElapsedTime(&t[3], g->gev[q][GEV_QUEUED], g->gev[q][GEV_DONE]))
 		return;
-	g->pg_attn += attn * 1e-3;
-	g->pg_router += router * 1e-3;
-	g->pg_host += host * 1e-3;
-	g->pg_n++;
+	int c = g->gload[q] > 0;
+	for (int i = 0; i < 4; i++)
+		g->pg[c][i] += t[i] * 1e-3;
+	g->pg_n[c]++;
 }
 
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
@@ -283,8 +286,12 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 
 	memset(g->xran, 0, (size_t)nx);
 	rc = acquire_ahead(g, ml, nx, 0, &acq);
-	if (g->prof && n == 1)
+	if (g->prof && n == 1) {
 		gap_event(g, ml, GEV_QUEUED);
+		g->gload[ml & 1] = 0;
+		for (int i = 0; i < acq; i++)
+			g->gload[ml & 1] += g->xpend[i];
+	}
 	if (!rc && !(rc = upload(g, n * K)))
 		rc = run_loaded(g, ml, n, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
@@ -392,6 +399,8 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	if (prof) {
 		gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, t0, t1, ld_now());
+		g->pm_q[g->t_first > 0] += ld_now() - t1;
+		g->pm_nq[g->t_first > 0]++;
 		if (g->t_first) {
 			g->pm_first += g->t_first - t1;
 			g->pm_nfirst++;

@@ -427,12 +427,20 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 		fprintf(stderr, "moed: cuda profile: %llu of them with an expert loading when "
 			"acquired: routes on host to the first such acquired %.1f us\n",
 			(unsigned long long)g->pm_nfirst, g->pm_first / (double)g->pm_nfirst * 1e6);
-	if (g->prof && g->pg_n)
-		fprintf(stderr, "moed: cuda profile: %llu of them after another, on the GPU's "
-			"clock (us): the previous layer's experts done to this layer's attention "
-			"done %.1f, to its router done %.1f, to its loads queued %.1f\n",
-			(unsigned long long)g->pg_n, g->pg_attn / (double)g->pg_n * 1e6,
-			g->pg_router / (double)g->pg_n * 1e6, g->pg_host / (double)g->pg_n * 1e6);
+	for (int c = 0; c < 2 && g->prof; c++)
+		if (g->pg_n[c] || g->pm_nq[c])
+			fprintf(stderr, "moed: cuda profile: %llu of them after another %s, on the "
+				"GPU's clock (us): the previous layer's experts done to this layer's "
+				"attention done %.1f, to its router done %.1f, to its loads queued "
+				"%.1f, to its experts done %.1f; on the host, routes to experts "
+				"queued %.1f (%llu)\n", (unsigned long long)g->pg_n[c],
+				c ? "with loads" : "without loads",
+				g->pg[c][0] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
+				g->pg[c][1] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
+				g->pg[c][2] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
+				g->pg[c][3] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
+				g->pm_q[c] / (g->pm_nq[c] ? (double)g->pm_nq[c] : 1) * 1e6,
+				(unsigned long long)g->pm_nq[c]);
 
 	if (g->prof && g->fast_steps)
 		fprintf(stderr, "moed: cuda profile: %llu fast steps, %llu of them one at a time, "
