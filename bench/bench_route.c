@@ -269,8 +269,10 @@ int br_dec_greedy(struct br_dec *d, struct eng_seq **es, int k, int *next)
 
 	if (k < 1)
 		return 0;
-	if (d->n > BR_MAXSEQ || !(out = malloc((size_t)k * d->n * sizeof(int))))
-		return d->n > BR_MAXSEQ ? -EINVAL : -ENOMEM;
+	if (d->n > BR_MAXSEQ)
+		return -EINVAL;
+	if (!(out = malloc((size_t)k * d->n * sizeof(int))))
+		return -ENOMEM;
 	if (!(rv = eng_greedy(d->e, es, d->n, next, k, out, dec_step, d)))
 		memcpy(next, out + (size_t)(k - 1) * d->n, (size_t)d->n * sizeof(int));
 	free(out);

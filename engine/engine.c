@@ -252,15 +252,19 @@ uint64_t eng_fast_steps(const struct eng *e)
 
 /* y[n][out] = x[n][in] . W[out][in]^T */
 #ifdef HAVE_CUDA
+/* Sequence s's row at pos with token tok, its logits to row out. */
+static struct eng_cuda_row cuda_row(const struct eng_seq *s, int pos, int tok, int out)
+{
+	return (struct eng_cuda_row){.kc = s->kc, .vc = s->vc, .cap = s->cap, .pos = pos,
+				     .tok = tok, .out = out, .user = s->user};
+}
+
 static int cuda_chunk(struct eng *e, int n, float *logits)
 {
 	struct eng_cuda_row rows[CHUNK];
 
 	for (int t = 0; t < n; t++)
-		rows[t] = (struct eng_cuda_row){
-			.kc = e->row_seq[t]->kc, .vc = e->row_seq[t]->vc,
-			.cap = e->row_seq[t]->cap, .pos = e->row_pos[t], .tok = e->row_tok[t],
-			.out = e->row_out[t], .user = e->row_seq[t]->user};
+		rows[t] = cuda_row(e->row_seq[t], e->row_pos[t], e->row_tok[t], e->row_out[t]);
 	return eng_cuda_chunk(e->cu, &e->hooks, rows, n, logits);
 }
 #endif
@@ -342,9 +346,7 @@ static int cuda_greedy(struct eng *e, struct eng_seq *const *seqs, int n, const 
 	struct eng_cuda_row rows[CHUNK];
 
 	for (int t = 0; t < n; t++)
-		rows[t] = (struct eng_cuda_row){.kc = seqs[t]->kc, .vc = seqs[t]->vc,
-						.cap = seqs[t]->cap, .pos = seqs[t]->len,
-						.tok = tokens[t], .out = t, .user = seqs[t]->user};
+		rows[t] = cuda_row(seqs[t], seqs[t]->len, tokens[t], t);
 	return eng_cuda_greedy(e->cu, &e->hooks, rows, n, steps, out, step_done, ctx);
 }
 #endif

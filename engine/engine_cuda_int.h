@@ -109,8 +109,8 @@ struct eng_cuda {
 	uint64_t p_n;              /* steps timed (chained ones are not) */
 	double p_pre, p_gpu, p_wait, p_post, p_between, p_last;
 	/* and a one-row step's MoE layers through the expert source */
-	uint64_t pm_layers, pm_nfirst, pm_nq[2];
-	double pm_route, pm_queue, pm_between, pm_last, pm_first, t_first, pm_q[2];
+	uint64_t pm_nq[2];         /* layers without / with an expert loading */
+	double pm_route, pm_between, pm_last, pm_first, t_first, pm_q[2];
 	/* and what lies between one such layer's experts and the next one's
 	 * loads: events on st at the MoE layer's start (attention done), the
 	 * router's end and after the experts' kernels, and when the loads were
@@ -119,7 +119,7 @@ struct eng_cuda {
 	cudaStream_t pst;
 	cudaEvent_t gev[2][4];
 	int gml[2][4];
-	int gload[2];              /* layer gml[i][GEV_QUEUED]'s loads pending */
+	bool gloading[2];          /* layer gml[i][GEV_DONE] had an expert loading */
 	/* per layer without / with loads pending: attention, router, host,
 	 * experts (GEV_QUEUED to GEV_DONE) */
 	uint64_t pg_n[2];
@@ -128,11 +128,10 @@ struct eng_cuda {
 
 int eng_cuda_fail(const char *what, const char *why);
 void eng_cuda_prof_print(const struct eng_cuda *g);
-/* MOED_CUDA_PROFILE: a one-row MoE layer through the expert source entered
- * at t0, had its routes on the host at t1 and its experts queued at t2. */
-void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2);
-
-
+/* MOED_CUDA_PROFILE: one-row MoE layer ml through the expert source entered
+ * at t0, had its routes on the host at t1, its first expert found loading
+ * at t_first (0: none) and its experts queued at t2. */
+void eng_cuda_prof_moe(struct eng_cuda *g, int ml, double t0, double t1, double t2);
 /* Whether n rows of length in go through the GEMV kernels. */
 static inline bool eng_cuda_gemv_rows(int n, int in)
 {

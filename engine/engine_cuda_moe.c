@@ -253,7 +253,7 @@ static void gap_event(struct eng_cuda *g, int ml, int which)
  * experts done to its attention done and router done (GPU work no load
  * overlaps without prediction), from that router done to its loads queued
  * (the host's turn), and on to its experts done; apart for layers with and
- * without loads pending. */
+ * without an expert loading when acquired. */
 static void gap_note(struct eng_cuda *g, int ml)
 {
 	int p = ml & 1, q = p ^ 1;
@@ -267,7 +267,7 @@ static void gap_note(struct eng_cuda *g, int ml)
 	    cudaEventElapsedTime(&t[2], g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]) ||
 	    cudaEventElapsedTime(&t[3], g->gev[q][GEV_QUEUED], g->gev[q][GEV_DONE]))
 		return;
-	int c = g->gload[q] > 0;
+	int c = g->gloading[q];
 	for (int i = 0; i < 4; i++)
 		g->pg[c][i] += t[i] * 1e-3;
 	g->pg_n[c]++;
@@ -286,12 +286,8 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 
 	memset(g->xran, 0, (size_t)nx);
 	rc = acquire_ahead(g, ml, nx, 0, &acq);
-	if (g->prof && n == 1) {
+	if (g->prof && n == 1)
 		gap_event(g, ml, GEV_QUEUED);
-		g->gload[ml & 1] = 0;
-		for (int i = 0; i < acq; i++)
-			g->gload[ml & 1] += g->xpend[i];
-	}
 	if (!rc && !(rc = upload(g, n * K)))
 		rc = run_loaded(g, ml, n, acq, mmax);
 	/* The routes to the hooks only now: the prefetches they start for
@@ -398,13 +394,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		return rc;
 	if (prof) {
 		gap_event(g, ml, GEV_DONE);
-		eng_cuda_prof_moe(g, t0, t1, ld_now());
-		g->pm_q[g->t_first > 0] += ld_now() - t1;
-		g->pm_nq[g->t_first > 0]++;
-		if (g->t_first) {
-			g->pm_first += g->t_first - t1;
-			g->pm_nfirst++;
-		}
+		eng_cuda_prof_moe(g, ml, t0, t1, ld_now());
 	}
 	if (g->any_split)
 		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));

@@ -401,32 +401,43 @@ static void prof_step(struct eng_cuda *g, const double t[4])
 	g->p_last = t[3];
 }
 
-void eng_cuda_prof_moe(struct eng_cuda *g, double t0, double t1, double t2)
+void eng_cuda_prof_moe(struct eng_cuda *g, int ml, double t0, double t1, double t2)
 {
+	int c = g->t_first > 0;
+
 	/* The host's time since the previous layer, when within one step. */
 	if (g->pm_last > 0 && t0 - g->pm_last < 1e-3)
 		g->pm_between += t0 - g->pm_last;
 	g->pm_route += t1 - t0;
-	g->pm_queue += t2 - t1;
+	g->pm_q[c] += t2 - t1;
+	g->pm_nq[c]++;
+	if (c)
+		g->pm_first += g->t_first - t1;
+	g->gloading[ml & 1] = c;
 	g->pm_last = t2;
-	g->pm_layers++;
+}
+
+/* Microseconds on average of sum seconds over n. */
+static double per(double sum, uint64_t n)
+{
+	return n ? sum / (double)n * 1e6 : 0;
 }
 
 void eng_cuda_prof_print(const struct eng_cuda *g)
 {
 	double n = g->p_n ? (double)g->p_n : 1;
-	double nm = g->pm_layers ? (double)g->pm_layers : 1;
+	uint64_t nm = g->pm_nq[0] + g->pm_nq[1];
 
-	if (g->prof && g->pm_layers)
+	if (g->prof && nm)
 		fprintf(stderr, "moed: cuda profile: %llu one-row MoE layers through the expert "
 			"source, per layer (us): router launch to routes on host %.1f, grouping, "
 			"acquiring and queueing the experts %.1f, host between layers %.1f\n",
-			(unsigned long long)g->pm_layers, g->pm_route / nm * 1e6,
-			g->pm_queue / nm * 1e6, g->pm_between / nm * 1e6);
-	if (g->prof && g->pm_nfirst)
+			(unsigned long long)nm, per(g->pm_route, nm),
+			per(g->pm_q[0] + g->pm_q[1], nm), per(g->pm_between, nm));
+	if (g->prof && g->pm_nq[1])
 		fprintf(stderr, "moed: cuda profile: %llu of them with an expert loading when "
 			"acquired: routes on host to the first such acquired %.1f us\n",
-			(unsigned long long)g->pm_nfirst, g->pm_first / (double)g->pm_nfirst * 1e6);
+			(unsigned long long)g->pm_nq[1], per(g->pm_first, g->pm_nq[1]));
 	for (int c = 0; c < 2 && g->prof; c++)
 		if (g->pg_n[c] || g->pm_nq[c])
 			fprintf(stderr, "moed: cuda profile: %llu of them after another %s, on the "
@@ -434,12 +445,9 @@ void eng_cuda_prof_print(const struct eng_cuda *g)
 				"attention done %.1f, to its router done %.1f, to its loads queued "
 				"%.1f, to its experts done %.1f; on the host, routes to experts "
 				"queued %.1f (%llu)\n", (unsigned long long)g->pg_n[c],
-				c ? "with loads" : "without loads",
-				g->pg[c][0] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
-				g->pg[c][1] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
-				g->pg[c][2] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
-				g->pg[c][3] / (g->pg_n[c] ? (double)g->pg_n[c] : 1) * 1e6,
-				g->pm_q[c] / (g->pm_nq[c] ? (double)g->pm_nq[c] : 1) * 1e6,
+				c ? "with loads" : "without loads", per(g->pg[c][0], g->pg_n[c]),
+				per(g->pg[c][1], g->pg_n[c]), per(g->pg[c][2], g->pg_n[c]),
+				per(g->pg[c][3], g->pg_n[c]), per(g->pm_q[c], g->pm_nq[c]),
 				(unsigned long long)g->pm_nq[c]);
 
 	if (g->prof && g->fast_steps)
