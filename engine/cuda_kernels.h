@@ -5,6 +5,7 @@
 #ifndef ENG_CUDA_KERNELS_H
 #define ENG_CUDA_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -37,9 +38,6 @@ int eng_cu_to_bf16(void *y, const float *x, size_t n, void *stream);
  * [3][n][in], hi rows first.  A bf16 GEMM of them with f32 sums has an f32
  * GEMM's precision, on tensor cores. */
 int eng_cu_split3(void *xb, const float *x, const int *rows, int n, int in, void *stream);
-/* An expert's gate/up products p ([3][n][2I], eng_cu_sum3's sums) to h[t][i] =
- * silu(gate) * up, written as eng_cu_split3 writes it into xb ([3][n][I]). */
-int eng_cu_silu_split3(void *xb, const float *p, int n, int I, void *stream);
 /* y[j] = (add ? y[j] : 0) + (p[j] + (p[total + j] + p[2 total + j])), j < total. */
 int eng_cu_sum3(float *y, const float *p, size_t total, int add, void *stream);
 /* A chunk's new positions before attention: per row of qkv ([n][D], D =
@@ -70,6 +68,14 @@ int eng_cu_attention(float *att, const float *q, int stride, const struct eng_cu
 		     const struct eng_cu_rows *r, int layer, int n, int heads, int kv_heads,
 		     int hd, float *part, unsigned *cnt, int max_ctx, void *stream);
 size_t eng_cu_att_part_floats(int n, int heads, int hd, int max_ctx);
+/* The same for a prefill chunk after eng_cu_qk_prep (prep's work not done
+ * here), tiled: rows of one sequence share each tile of its cached keys
+ * and values, so it pays when the chunk's rows come in long runs per
+ * sequence.  hd <= 128, a multiple of 4 (eng_cu_att_tiles_ok).  Other bits than
+ * eng_cu_attention's (another order of the sums). */
+bool eng_cu_att_tiles_ok(int hd);
+int eng_cu_attention_tiles(float *att, const float *q, int stride, const struct eng_cu_rows *r,
+			   int layer, int n, int heads, int kv_heads, int hd, void *stream);
 /* h[t][i] = silu(gu[t][i]) * gu[t][I + i]. */
 int eng_cu_silu_mul(float *h, const float *gu, int n, int I, void *stream);
 /* xe[r] = x[rows[r]], rows of H. */

@@ -274,24 +274,62 @@ extern "C" int eng_cu_split3_entries(void *xb, const float *x, int in, struct en
 		      ej);
 }
 
-__global__ void k_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
-			       const int *ej)
+// Block (b, t) of a wave's launch: its expert b (w) and row t of it; false
+// past the expert's entries.
+__device__ __forceinline__ bool wave_row(const struct eng_cu_wave *wv, struct eng_cu_wave &w,
+					 int &t)
 {
-	size_t part;
-
 	pdl_wait();
 	pdl_launch();
-	const float *q = entry_parts(p, H, g, ej, &part);
-	if (!q)
-		return;
-	for (int h = threadIdx.x; h < H; h += blockDim.x)
-		eo[(size_t)blockIdx.x * H + h] = add3(q + h, part);
+	w = wv[blockIdx.x], t = blockIdx.y;
+	return t < w.cnt;
 }
 
-extern "C" int eng_cu_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g,
-				   const int *ej, int entries, void *stream)
+// The gate/up products of the expert's entry st + t: row yb + t of p
+// ([rows][2I]), its mid and lo rows cnt and 2 cnt further on; silu(gate) *
+// up split in three as eng_cu_split3_entries writes an entry (rows 3 st +
+// t, + cnt, + 2 cnt).
+__global__ void k_silu_split3_wave(__nv_bfloat16 *xb, const float *p, int I,
+				   const struct eng_cu_wave *wv)
 {
-	return launch(k_sum3_entries, entries, 256, 0, stream, eo, p, H, g, ej);
+	struct eng_cu_wave w;
+	int t;
+
+	if (!wave_row(wv, w, t))
+		return;
+	size_t part = (size_t)w.cnt * 2 * I;
+	const float *r = p + (size_t)(w.yb + t) * 2 * I;
+	__nv_bfloat16 *d = xb + ((size_t)3 * w.st + t) * I;
+	for (int i = threadIdx.x; i < I; i += blockDim.x)
+		split3(silu_mul(add3(r + i, part), add3(r + I + i, part)), d + i,
+		       (size_t)w.cnt * I);
+}
+
+extern "C" int eng_cu_silu_split3_wave(void *xb, const float *p, int I,
+				       const struct eng_cu_wave *w, int nj, int mmax, void *stream)
+{
+	return launch(k_silu_split3_wave, dim3(nj, mmax), 256, 0, stream, (__nv_bfloat16 *)xb, p,
+		      I, w);
+}
+
+// The expert's entry st + t from its down products (row yb + t of p,
+// [rows][H], mid and lo rows cnt apart).
+__global__ void k_sum3_wave(float *eo, const float *p, int H, const struct eng_cu_wave *wv)
+{
+	struct eng_cu_wave w;
+	int t;
+
+	if (!wave_row(wv, w, t))
+		return;
+	const float *q = p + (size_t)(w.yb + t) * H;
+	for (int h = threadIdx.x; h < H; h += blockDim.x)
+		eo[(size_t)(w.st + t) * H + h] = add3(q + h, (size_t)w.cnt * H);
+}
+
+extern "C" int eng_cu_sum3_wave(float *eo, const float *p, int H, const struct eng_cu_wave *w,
+				int nj, int mmax, void *stream)
+{
+	return launch(k_sum3_wave, dim3(nj, mmax), 256, 0, stream, eo, p, H, w);
 }
 
 static bool moe_args_ok(int H, int I, int mmax)

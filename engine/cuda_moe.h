@@ -139,10 +139,21 @@ int eng_cu_moe_combine_grp(float *x, const float *eo, int H, struct eng_cu_grp g
  * xb = the parts of x's rows row[e], bf16 [3 entries][in]: */
 int eng_cu_split3_entries(void *xb, const float *x, int in, struct eng_cu_grp g,
 			  const int *ej, int entries, void *stream);
-/* eo[e][0..H) = hi + (mid + lo) of p ([3 entries][H] in that layout), for the
- * entries not left out. */
-int eng_cu_sum3_entries(float *eo, const float *p, int H, struct eng_cu_grp g, const int *ej,
-			int entries, void *stream);
+/* A wave of experts run on tensor cores together (engine_cuda_moe.c's
+ * run_split): expert b's entries [st, st + cnt) in the layout above; its
+ * GEMMs' products in a [rows][w] scratch from row yb: the hi rows, then
+ * mid and lo, cnt apart (rows past 3 cnt: padding, never read). */
+struct eng_cu_wave {
+	int st, cnt, yb;
+};
+/* For the nj experts of wave w (device; mmax: their most entries): their
+ * gate/up products p (w = 2I) to silu(gate) * up in xb's hidden layout,
+ * split in three as eng_cu_split3_entries writes (in = I). */
+int eng_cu_silu_split3_wave(void *xb, const float *p, int I, const struct eng_cu_wave *w,
+			    int nj, int mmax, void *stream);
+/* eo[e][0..H) = hi + (mid + lo) of their down products p (w = H). */
+int eng_cu_sum3_wave(float *eo, const float *p, int H, const struct eng_cu_wave *w, int nj,
+		     int mmax, void *stream);
 /* The down projections of all nact experts of g and the combine above in
  * one launch (same bits as eng_cu_moe_down then eng_cu_moe_combine); n rows
  * of K entries each, n <= ENG_CU_GEMV_MAX, K <= 32. */

@@ -179,8 +179,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = dalloc(&g->fr_id, 2 * fr * f + C * V * f)) ||
 	    (rc = dalloc(&g->xb, 3 * C * wide * 2)) ||
 	    (rc = dalloc(&g->y3, (g->y3n = y3_floats(g)) * f)) ||
-	    (rc = dalloc(&g->xbe, split ? 3 * NE * (H + ni) * 2 : 1)) ||
-	    (rc = dalloc(&g->y3d, split ? 3 * NE * H * f : 1)) ||
+	    (rc = dalloc(&g->xbe, split ? 3 * (NE + C) * (H + ni) * 2 : 1)) ||
+	    (rc = dalloc(&g->dplan, E * PLAN_EXPERT)) ||
 	    (rc = dalloc(&g->dgrpb, gb + lists)) || (rc = dalloc(&g->drow, sizeof(struct rowtab))) ||
 	    (rc = dalloc(&g->dxtab, E * sizeof(void *))) ||
 	    (rc = dalloc(&g->dwp, E * sizeof(void *))) ||
@@ -190,15 +190,23 @@ static int alloc_scratch(struct eng_cuda *g)
 	    (rc = halloc(&g->hxtab, E * sizeof(void *))) ||
 	    (rc = halloc(&g->hid, C * K * sizeof(int))) || (rc = halloc(&g->hw, C * K * f)) ||
 	    (rc = halloc(&g->hp, C * E * f)) || (rc = halloc(&g->hfr_id, 2 * fr * f + C * V * f)) ||
-	    (rc = halloc(&g->hbest, GMAX * sizeof(int))))
+	    (rc = halloc(&g->hbest, GMAX * sizeof(int))) ||
+	    (rc = halloc(&g->hplan, E * PLAN_EXPERT)))
 		return rc;
+	/* A wave's products take 3 padded entries' rows each of y3's widest
+	 * (2 ni >= moe_intermediate_size * 2, >= H); y3 holds C entries' at
+	 * least, so any one expert fits.  MOED_CUDA_WAVE_ROWS: fewer (tests). */
+	g->wave_rows = (int)(g->y3n / (3 * (2 * ni > H ? 2 * ni : H)));
+	const char *wr = getenv("MOED_CUDA_WAVE_ROWS");
+	if (wr && atoi(wr) > 0 && atoi(wr) < g->wave_rows)
+		g->wave_rows = atoi(wr);
 	/* A fast step's routes, then the logits: one copy brings both back. */
 	g->fr_w = (float *)(g->fr_id + fr), g->logits = g->fr_w + fr;
 	g->hfr_w = (float *)(g->hfr_id + fr), g->hlog = g->hfr_w + fr;
 	if (!(g->cnt = calloc(E + 1, sizeof(int))) ||
 	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
 	    !(g->xw = calloc(E, sizeof(*g->xw))) || !(g->xpend = calloc(E, 1)) ||
-	    !(g->xran = calloc(E, 1)))
+	    !(g->xran = calloc(E, 1)) || !(g->wj = calloc(E, sizeof(int))))
 		return -ENOMEM;
 	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
 	CU(cudaMemset(g->amk, 0, (GMAX + 1) * sizeof(*g->amk)));
@@ -306,6 +314,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->argmax = ld_env_on("MOED_CUDA_ARGMAX", true);
 	g->chain = ld_env_on("MOED_CUDA_CHAIN", true);
 	g->spin = ld_env_on("MOED_CUDA_SPIN", true);
+	g->tiles = ld_env_on("MOED_CUDA_ATT_TILES", true);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
@@ -353,12 +362,12 @@ void eng_cuda_close(struct eng_cuda *g)
 			cudaEventDestroy(g->cev[i]);
 	void *dp[] = {g->embed, g->final_norm, g->inv_freq, g->x, g->xn, g->qkv, g->q, g->att,
 		      g->rlog, g->rw, g->xe, g->gu, g->h, g->hb, g->eo, g->done, g->amk, g->apart,
-		      g->xb, g->y3, g->xbe, g->y3d, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab, g->dwp,
+		      g->xb, g->y3, g->xbe, g->dplan, g->rid, g->dgrpb, g->drow, g->fr_id, g->dtab, g->dwp,
 		      g->dxtab};
 	for (size_t j = 0; j < sizeof(dp) / sizeof(dp[0]); j++)
 		cudaFree(dp[j]);
 	void *hp[] = {g->hrow, g->hgrpb, g->hid, g->hw, g->hp, g->hfr_id, g->hxtab, g->hbest,
-		      g->hfr_id2, g->hbest2};
+		      g->hfr_id2, g->hbest2, g->hplan};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
 	free(g->cnt);
@@ -366,6 +375,7 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->xw);
 	free(g->xpend);
 	free(g->xran);
+	free(g->wj);
 	if (g->blas)
 		cublasDestroy(g->blas);
 	if (g->own_stream)

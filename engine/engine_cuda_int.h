@@ -14,6 +14,8 @@
 
 #define C ENG_CUDA_MAX_ROWS
 #define GMAX ENG_CU_GEMV_MAX      /* rows of a fast (graph) step */
+#define PLAN_EXPERT 128           /* plan bytes an expert may take: its wave entry,
+				     six GEMM pointers, its wave's alignment */
 
 struct dlayer {
 	void *qkv, *o;             /* [qd + 2 kvd][H], [H][qd]; dense dtype */
@@ -48,6 +50,8 @@ struct eng_cuda {
 	unsigned *done;            /* eng_cu_router_route's counter, then eng_cu_attention's */
 	float *apart;              /* eng_cu_attention's spans */
 	bool one_each;             /* every row of the chunk a sequence of its own */
+	bool tiles;                /* tiled prefill attention allowed (MOED_CUDA_ATT_TILES) */
+	bool att_tiles;            /* the chunk's attention tiled (eng_cuda_rows_in) */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
 	void *xb;                  /* bf16 activations: [3][C][widest input] */
 	float *y3;                 /* gemm_split's three products, y3n floats */
@@ -55,12 +59,18 @@ struct eng_cuda {
 	/* after the groups in hgrpb / dgrpb, uploaded with them: */
 	int *hent, *dent;          /* each row's K entries, ascending */
 	/* bf16 experts of a prefill chunk on tensor cores: their entries' inputs
-	 * and hidden vectors split in three ([3 NE][H], then [3 NE][ni], bf16) and
-	 * their outputs' three parts ([3 NE][H]), eng_cu_split3_entries' layout */
+	 * and hidden vectors split in three ([3 NE][H], then [3 NE][ni], bf16,
+	 * eng_cu_split3_entries' layout; then slack a padded GEMM reads past the
+	 * last expert), their products in y3, a wave at a time (run_split) */
 	void *xbe;
-	float *y3d;
 	int *hej, *dej;            /* entry -> expert index, or -1 (after ent) */
 	bool any_split;            /* some expert of the layer runs that way */
+	int wave_rows;             /* padded entries a wave's products may take in y3 */
+	/* a layer's waves: their eng_cu_wave lists and GEMM pointer arrays
+	 * (pinned, device), plan_at bytes used */
+	char *hplan, *dplan;
+	size_t plan_at;
+	int *wj;                   /* run_split_loaded's experts, E */
 	int *rid;
 	void *dgrpb, *hgrpb;       /* a layer's expert groups, device and pinned */
 	struct eng_cu_grp dg, hg;
@@ -168,6 +178,10 @@ void eng_cuda_fast_routes(struct eng_cuda *g, const struct eng_hooks *h,
 int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n);
 /* eng_cuda_greedy's second output set, once. */
 int eng_cuda_chain_alloc(struct eng_cuda *g);
+/* Experts js[0 .. nj) of the layer's groups (acquired, weights in xw; bf16
+ * on tensor cores, engine_cuda_wave.c) into eo, in waves of at most
+ * wave_rows padded entries; sorts js. */
+int eng_cuda_run_split(struct eng_cuda *g, int *js, int nj);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n);

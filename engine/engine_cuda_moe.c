@@ -111,26 +111,8 @@ static int upload(struct eng_cuda *g, int total)
 	return 0;
 }
 
-/* expert_split's way for an expert's m entries from at (weights w), in the
- * three-part layout: inputs split by group(), outputs into y3d for
- * eng_cuda_moe to add up.  (Experts on four side streams at once measured
- * the same: 10687 / 9222 tok/s prefill against 10270 / 9256, 2 x 256 /
- * 4 x 512.) */
-static int split_ffn(struct eng_cuda *g, const void *w, int at, int m)
-{
-	int H = g->H, I = g->m->cfg.moe_intermediate_size, rc;
-	const void *down = (const char *)w + (size_t)2 * I * H * 2;
-	uint16_t *xin = (uint16_t *)g->xbe + (size_t)3 * at * H;
-	uint16_t *hid = (uint16_t *)g->xbe + (size_t)3 * g->NE * H + (size_t)3 * at * I;
-
-	if ((rc = eng_cuda_gemm3(g->blas, g->y3, xin, w, m, H, 2 * I)))   /* y3: 3 m <= 3 C rows */
-		return rc;
-	KR(eng_cu_silu_split3(hid, g->y3, m, I, g->st));
-	return eng_cuda_gemm3(g->blas, g->y3d + (size_t)3 * at * H, hid, down, m, I, H);
-}
-
-/* Expert j of the groups (weights w, m rows from entry at) into eo, or into
- * y3d for expert_split's. */
+/* Expert j of the groups (weights w, m rows from entry at) into eo
+ * (expert_split's: a wave of one, weights xw[j]). */
 static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, int m)
 {
 	const struct ld_config *c = &g->m->cfg;
@@ -145,7 +127,7 @@ static int expert_ffn(struct eng_cuda *g, int n, int j, const void *w, int at, i
 		return 0;
 	}
 	if (expert_split(g, n, m))
-		return split_ffn(g, w, at, m);
+		return eng_cuda_run_split(g, &j, 1);
 	float *hj = g->hb + (size_t)at * I;
 	if ((rc = eng_cuda_gemm_big(g, g->gu, g->xn, g->dg.row + at, w, b, m, H, 2 * I, 0)))
 		return rc;
@@ -239,6 +221,25 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	return 0;
 }
 
+/* The split experts among [0, acq) already loaded, as run_split's waves
+ * (the rest run one at a time as their loads land). */
+static int run_split_loaded(struct eng_cuda *g, int ml, int n, int acq)
+{
+	int *js = g->wj, nj = 0, rc;
+
+	for (int j = 0; j < acq; j++)
+		if (!g->xpend[j] && !g->xran[j] && expert_split(g, n, g->hg.cnt[j]))
+			js[nj++] = j;
+	if (!nj || (rc = eng_cuda_run_split(g, js, nj)))
+		return nj ? rc : 0;
+	for (int k = 0; k < nj; k++) {
+		if (g->src.release)
+			g->src.release(g->src.ctx, ml, g->hg.xid[js[k]]);
+		g->xran[js[k]] = 1;
+	}
+	return 0;
+}
+
 /* MOED_CUDA_PROFILE, one-row layers: layer ml's event which (GEV_*). */
 enum { GEV_ATTN, GEV_ROUTE, GEV_QUEUED, GEV_DONE };
 
@@ -285,11 +286,13 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	int nx = *hg.nact, acq = 0, first = 0, K = g->K, rc;
 
 	memset(g->xran, 0, (size_t)nx);
+	g->plan_at = 0;
 	rc = acquire_ahead(g, ml, nx, 0, &acq);
 	if (g->prof && n == 1)
 		gap_event(g, ml, GEV_QUEUED);
-	if (!rc && !(rc = upload(g, n * K)))
-		rc = run_loaded(g, ml, n, acq, mmax);
+	if (!rc && !(rc = upload(g, n * K)) && !(rc = run_loaded(g, ml, n, acq, mmax)) &&
+	    g->any_split)
+		rc = run_split_loaded(g, ml, n, acq);
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers queue behind this layer's loads (one copy stream) and
 	 * take slots only after this layer's experts have theirs. */
@@ -396,8 +399,6 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, ml, t0, t1, ld_now());
 	}
-	if (g->any_split)
-		KR(eng_cu_sum3_entries(g->eo, g->y3d, H, g->dg, g->dej, (int)nk, g->st));
 	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
 	return 0;
 }

@@ -205,8 +205,8 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 
 /* RMSNorm and q/k/v in one GEMM; the family's q/k norms, clipping, RoPE and
  * the KV store in attention's launch when every row is a sequence of its
- * own, else in a launch before it; attention; the output projection added
- * into x. */
+ * own, else in a launch before it; attention (tiled for a prefill chunk of
+ * long runs of rows per sequence); the output projection added into x. */
 static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 {
 	const struct ld_config *c = &g->m->cfg;
@@ -220,9 +220,13 @@ static int attn(struct eng_cuda *g, const struct dlayer *d, int li, int n)
 		return rc;
 	if (!g->one_each)
 		KR(eng_cu_qk_prep(g->q, &p, &g->rows, li, n, c->n_heads, c->n_kv_heads, hd, g->st));
-	KR(eng_cu_attention(g->att, g->q, qd, g->one_each ? &p : NULL, &g->rows, li, n,
-			    c->n_heads, c->n_kv_heads, hd, g->apart, g->done + 1, g->max_ctx,
-			    g->st));
+	if (g->att_tiles)
+		KR(eng_cu_attention_tiles(g->att, g->q, qd, &g->rows, li, n, c->n_heads,
+					  c->n_kv_heads, hd, g->st));
+	else
+		KR(eng_cu_attention(g->att, g->q, qd, g->one_each ? &p : NULL, &g->rows, li, n,
+				    c->n_heads, c->n_kv_heads, hd, g->apart, g->done + 1,
+				    g->max_ctx, g->st));
 	return gemm(g, g->x, g->att, d->o, g->bf16, n, qd, H, 1);
 }
 
@@ -540,6 +544,16 @@ static bool one_each(const struct eng_cuda_row *rows, int n)
 	return true;
 }
 
+/* Runs of consecutive rows of one sequence. */
+static int runs(const struct eng_cuda_row *rows, int n)
+{
+	int k = 1;
+
+	for (int t = 1; t < n; t++)
+		k += rows[t].kc != rows[t - 1].kc;
+	return k;
+}
+
 int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n)
 {
 	struct rowtab *r = g->hrow;
@@ -557,6 +571,8 @@ int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n)
 			r->sel[m++] = t;
 	}
 	g->one_each = one_each(rows, n);
+	g->att_tiles = g->tiles && !g->one_each && n > GMAX &&
+		       eng_cu_att_tiles_ok(g->m->cfg.head_dim) && 8 * runs(rows, n) <= n;
 	return m;
 }
 

@@ -329,6 +329,17 @@ START_TEST(exact_every_budget)
 		printf("cuda exact %s: bf16 pack and f32 pack: max |dlogit| %.3g, same tokens\n",
 		       name, d);
 		close_world(&w);
+		/* The prompt's experts one wave each instead of all in one wave
+		 * (engine_cuda_moe.c's run_split): the same bits. */
+		setenv("MOED_CUDA_WAVE_ROWS", "1", 1);
+		open_world(name, 0, CACHE_LRU, 0, &w);
+		unsetenv("MOED_CUDA_WAVE_ROWS");
+		run_seq(&w, &f.cases[3], false, got);
+		ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)),
+			      "%s: experts in waves of one differ (max %g)", name,
+			      max_abs_diff(ref, got, (int)nl));
+		printf("cuda exact %s: experts in waves of one: identical\n", name);
+		close_world(&w);
 	}
 	size_t budgets[] = {1, 2, 3, (size_t)all / 4, (size_t)all / 2, (size_t)all - 1};
 	for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
@@ -525,7 +536,8 @@ END_TEST
 /* A batch of three 120-token prompts spans two chunks: the third prompt's
  * logits come from the second, into row 2.  Into the engine's rows (its
  * own pinned rows, copied to from the GPU row by row) and into the
- * caller's: the same bits, and rows 0 and 1 of the first chunk kept. */
+ * caller's: the same bits, and rows 0 and 1 of the first chunk kept; each
+ * prompt alone gives its row. */
 START_TEST(logits_buffer_chunks)
 {
 	enum { S = 3, P = 120, V = 160 };
@@ -551,6 +563,17 @@ START_TEST(logits_buffer_chunks)
 	ck_assert_int_eq(eng_batch(w.e, y, tp, nt, S, own), 0);
 	ck_assert_msg(!memcmp(mine, own, sizeof(own)), "engine rows vs own: max %g",
 		      max_abs_diff(mine, own, S * V));
+	/* Each prompt alone: its batch row within GEMM-shape rounding (the
+	 * first chunk's tiled attention takes the two prompts' rows apart). */
+	for (int s = 0; s < S; s++) {
+		float lz[V];
+
+		eng_seq_free(y[s]);
+		ck_assert_int_eq(eng_seq_new(w.e, &y[s]), 0);
+		ck_assert_int_eq(eng_forward(w.e, y[s], tok[s], P, lz), 0);
+		ck_assert_msg(max_abs_diff(lz, own + s * V, V) < 1e-4, "prompt %d alone: max %g", s,
+			      max_abs_diff(lz, own + s * V, V));
+	}
 	for (int s = 0; s < S; s++) {
 		eng_seq_free(x[s]);
 		eng_seq_free(y[s]);
