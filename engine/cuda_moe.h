@@ -139,8 +139,8 @@ int eng_cu_moe_combine_grp(float *x, const float *eo, int H, struct eng_cu_grp g
  * xb = the parts of x's rows row[e], bf16 [3 entries][in]: */
 int eng_cu_split3_entries(void *xb, const float *x, int in, struct eng_cu_grp g,
 			  const int *ej, int entries, void *stream);
-/* A wave of experts run on tensor cores together (engine_cuda_moe.c's
- * run_split): expert b's entries [st, st + cnt) in the layout above; its
+/* A wave of experts run on tensor cores together (engine_cuda_wave.c):
+ * expert b's entries [st, st + cnt) in the layout above; its
  * GEMMs' products in a [rows][w] scratch from row yb: the hi rows, then
  * mid and lo, cnt apart (rows past 3 cnt: padding, never read). */
 struct eng_cu_wave {

@@ -61,7 +61,8 @@ struct eng_cuda {
 	/* bf16 experts of a prefill chunk on tensor cores: their entries' inputs
 	 * and hidden vectors split in three ([3 NE][H], then [3 NE][ni], bf16,
 	 * eng_cu_split3_entries' layout; then slack a padded GEMM reads past the
-	 * last expert), their products in y3, a wave at a time (run_split) */
+	 * last expert), their products in y3, a wave at a time
+	 * (eng_cuda_run_split) */
 	void *xbe;
 	int *hej, *dej;            /* entry -> expert index, or -1 (after ent) */
 	bool any_split;            /* some expert of the layer runs that way */

@@ -221,7 +221,7 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	return 0;
 }
 
-/* The split experts among [0, acq) already loaded, as run_split's waves
+/* The split experts among [0, acq) already loaded, as eng_cuda_run_split's waves
  * (the rest run one at a time as their loads land). */
 static int run_split_loaded(struct eng_cuda *g, int ml, int n, int acq)
 {
