@@ -198,8 +198,9 @@ static int alloc_scratch(struct eng_cuda *g)
 	 * least, so any one expert fits.  MOED_CUDA_WAVE_ROWS: fewer (tests). */
 	g->wave_rows = (int)(g->y3n / (3 * (2 * ni > H ? 2 * ni : H)));
 	const char *wr = getenv("MOED_CUDA_WAVE_ROWS");
-	if (wr && atoi(wr) > 0 && atoi(wr) < g->wave_rows)
-		g->wave_rows = atoi(wr);
+	int want = wr ? atoi(wr) : 0;
+	if (want > 0 && want < g->wave_rows)
+		g->wave_rows = want;
 	/* A fast step's routes, then the logits: one copy brings both back. */
 	g->fr_w = (float *)(g->fr_id + fr), g->logits = g->fr_w + fr;
 	g->hfr_w = (float *)(g->hfr_id + fr), g->hlog = g->hfr_w + fr;

@@ -54,7 +54,7 @@ struct eng_cuda {
 	bool att_tiles;            /* the chunk's attention tiled (eng_cuda_rows_in) */
 	float *hb, *eo;            /* per routed entry [NE][ni], [NE][H] */
 	void *xb;                  /* bf16 activations: [3][C][widest input] */
-	float *y3;                 /* gemm_split's three products, y3n floats */
+	float *y3;                 /* gemm_split's three products, or a wave's; y3n floats */
 	size_t y3n;
 	/* after the groups in hgrpb / dgrpb, uploaded with them: */
 	int *hent, *dent;          /* each row's K entries, ascending */
@@ -158,8 +158,6 @@ static inline bool eng_cuda_split_experts(const struct eng_cuda *g)
 
 /* engine_cuda_run.c's GEMMs and router, for the expert-source MoE path
  * (engine_cuda_moe.c): */
-int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
-		   int out);
 int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *rows,
 		      const void *w, int bf16, int n, int in, int out, int add);
 void eng_cuda_grp_layout(struct eng_cuda *g, int entries);

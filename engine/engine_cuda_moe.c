@@ -230,8 +230,10 @@ static int run_split_loaded(struct eng_cuda *g, int ml, int n, int acq)
 	for (int j = 0; j < acq; j++)
 		if (!g->xpend[j] && !g->xran[j] && expert_split(g, n, g->hg.cnt[j]))
 			js[nj++] = j;
-	if (!nj || (rc = eng_cuda_run_split(g, js, nj)))
-		return nj ? rc : 0;
+	if (!nj)
+		return 0;
+	if ((rc = eng_cuda_run_split(g, js, nj)))
+		return rc;
 	for (int k = 0; k < nj; k++) {
 		if (g->src.release)
 			g->src.release(g->src.ctx, ml, g->hg.xid[js[k]]);

@@ -43,8 +43,8 @@ static bool all_gemv(const struct eng_cuda *g, int n)
 }
 
 /* y3 [3 m][out] = the products of W [out][in] (bf16) and xb's 3 m rows. */
-int eng_cuda_gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
-		   int out)
+static int gemm3(cublasHandle_t blas, float *y3, const void *xb, const void *w, int m, int in,
+		 int out)
 {
 	const float one = 1.0f, zero = 0.0f;
 
@@ -69,7 +69,7 @@ static int gemm_split(struct eng_cuda *g, float *y, const float *x, const int *r
 
 		KR(eng_cu_split3(g->xb, rows ? x : x + (size_t)t * in, rows ? rows + t : NULL, m,
 				 in, g->st));
-		if ((rc = eng_cuda_gemm3(g->blas, g->y3, g->xb, w, m, in, out)))
+		if ((rc = gemm3(g->blas, g->y3, g->xb, w, m, in, out)))
 			return rc;
 		KR(eng_cu_sum3(y + (size_t)t * out, g->y3, (size_t)m * out, add, g->st));
 	}

@@ -50,6 +50,27 @@ static int same_size(const struct eng_cu_wave *w, int b, int nj)
 	return nb;
 }
 
+/* One projection's batched GEMMs for the wave's nj experts (w, sorted), a
+ * GEMM per run of one size: gate/up (down false: H -> 2I) or down (I -> H);
+ * d: the wave's device pointer arrays, six per expert as split_wave lays
+ * them out. */
+static int wave_gemms(struct eng_cuda *g, const struct eng_cu_wave *w, int nj, void **d,
+		      bool down)
+{
+	int H = g->H, I = g->m->cfg.moe_intermediate_size, rc;
+
+	for (int b = 0, nb; b < nj; b += nb, d += 6 * nb) {
+		int n = 3 * split_rows(w[b].cnt);
+
+		nb = same_size(w, b, nj);
+		rc = down ? gemm3_batched(g, d + 3 * nb, nb, n, I, H)
+			  : gemm3_batched(g, d, nb, n, H, 2 * I);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* Experts js[0 .. nj) of the groups (acquired: weights xw, expert_split's),
  * with split_rows(m) each, sorted by it: as one wave, their products side
  * by side in y3 (rows 3 split_rows(m) each, wave_rows at most), one batched
@@ -99,21 +120,11 @@ static int split_wave(struct eng_cuda *g, const int *js, int nj)
 	CU(cudaMemcpyAsync(g->dplan + at, g->hplan + at, len, cudaMemcpyHostToDevice, g->st));
 	void **dw = (void **)(g->dplan + at + wl);
 	const struct eng_cu_wave *dwv = (const struct eng_cu_wave *)(g->dplan + at);
-	for (int pass = 0; pass < 2; pass++) {
-		void **d = dw;
-		for (int b = 0, nb; b < nj; b += nb) {
-			int r = split_rows(w[b].cnt);
-
-			nb = same_size(w, b, nj);
-			rc = pass ? gemm3_batched(g, d + 3 * nb, nb, 3 * r, I, H)
-				  : gemm3_batched(g, d, nb, 3 * r, H, 2 * I);
-			if (rc)
-				return rc;
-			d += 6 * nb;
-		}
-		if (!pass)
-			KR(eng_cu_silu_split3_wave(hid, g->y3, I, dwv, nj, mmax, g->st));
-	}
+	if ((rc = wave_gemms(g, w, nj, dw, false)))
+		return rc;
+	KR(eng_cu_silu_split3_wave(hid, g->y3, I, dwv, nj, mmax, g->st));
+	if ((rc = wave_gemms(g, w, nj, dw, true)))
+		return rc;
 	KR(eng_cu_sum3_wave(g->eo, g->y3, H, dwv, nj, mmax, g->st));
 	return 0;
 }
