@@ -326,6 +326,7 @@ void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens)
 	x->s.misses = s.misses - x->s.misses;
 	x->s.prefetched_used = s.prefetched_used - x->s.prefetched_used;
 	x->s.prefetched_unused = s.prefetched_unused - x->s.prefetched_unused;
+	x->s.prefetched_late = s.prefetched_late - x->s.prefetched_late;
 	x->s.evictions = s.evictions - x->s.evictions;
 	x->s.loads = s.loads - x->s.loads;
 	x->s.bytes_loaded = s.bytes_loaded - x->s.bytes_loaded;
@@ -337,18 +338,24 @@ void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens)
 void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 {
 	double t = x->tokens ? (double)x->tokens : 1;
+	/* Bytes missed: misses and prefetches used while still loading (the
+	 * ones prefetch did not hide), at each load's bytes. */
+	double per_load = x->s.loads ? (double)x->s.bytes_loaded / (double)x->s.loads : 0;
 
 	fprintf(f, "\"%s\": {\"tokens\": %d, \"seconds\": %.6f, \"tok_s\": %.3f, "
 		"\"bytes_per_token\": %.1f, \"acquires_per_token\": %.4f, \"hits\": %llu, "
 		"\"misses\": %llu, \"loads\": %llu, \"bytes_loaded\": %llu, "
-		"\"prefetched_used\": %llu, \"prefetched_unused\": %llu, \"prefetches\": %llu, "
+		"\"prefetched_used\": %llu, \"prefetched_unused\": %llu, \"prefetched_late\": %llu, "
+		"\"missed_bytes_per_token\": %.1f, \"prefetches\": %llu, "
 		"\"prefetch_nospace\": %llu, \"pin_steals\": %llu, \"evictions\": %llu, "
 		"\"stall_seconds\": %.6f}%s", name, x->tokens, x->secs,
 		x->secs > 0 ? x->tokens / x->secs : 0, (double)x->s.bytes_loaded / t,
 		(double)(x->s.hits + x->s.misses) / t, (unsigned long long)x->s.hits,
 		(unsigned long long)x->s.misses, (unsigned long long)x->s.loads,
 		(unsigned long long)x->s.bytes_loaded, (unsigned long long)x->s.prefetched_used,
-		(unsigned long long)x->s.prefetched_unused, (unsigned long long)x->n_pf,
+		(unsigned long long)x->s.prefetched_unused, (unsigned long long)x->s.prefetched_late,
+		(double)(x->s.misses + x->s.prefetched_late) * per_load / t,
+		(unsigned long long)x->n_pf,
 		(unsigned long long)x->s.prefetch_nospace, (unsigned long long)x->s.pin_steals,
 		(unsigned long long)x->s.evictions, x->s.stall_seconds, last ? "" : ", ");
 }

@@ -218,6 +218,17 @@ counted:
 	return 0;
 }
 
+/* Whether slot s's load is in flight now (polled, so that a finished one
+ * is recorded as such). */
+static bool still_loading(struct cache *c, struct slot *s)
+{
+	int rc;
+
+	if (s->state == S_LOADING && c->o.backend->ops->poll(c->o.backend, s->ticket, &rc))
+		complete(c, s, s->ticket, rc);
+	return s->state == S_LOADING;
+}
+
 /* Waits for some load into an unpinned slot; 0 if there was one. */
 static int wait_any_unpinned(struct cache *c, int layer)
 {
@@ -271,8 +282,10 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 		if ((si = c->map[key(c, layer, expert)]) >= 0) {
 			struct slot *s = &c->slots[si];
 			st->hits++;
-			if (s->by_prefetch)
+			if (s->by_prefetch) {
 				st->prefetched_used++;
+				st->prefetched_late += still_loading(c, s);
+			}
 			s->by_prefetch = false;
 			s->t_use = c->tick;
 			s->freq++;

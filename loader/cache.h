@@ -27,6 +27,9 @@ struct cache_stats {
 	uint64_t misses;           /* acquire had to load it */
 	uint64_t prefetched_used;  /* prefetched, then acquired before eviction */
 	uint64_t prefetched_unused;/* prefetched, evicted without an acquire */
+	uint64_t prefetched_late;  /* prefetched_used whose load was still in
+				    * flight at the acquire: a miss the prefetch
+				    * did not hide */
 	uint64_t evictions;
 	uint64_t loads;            /* prefetches + misses that moved an expert */
 	uint64_t bytes_loaded;

@@ -15,6 +15,7 @@ static void add_stats(struct cache_stats *d, const struct cache_stats *s)
 	d->misses += s->misses;
 	d->prefetched_used += s->prefetched_used;
 	d->prefetched_unused += s->prefetched_unused;
+	d->prefetched_late += s->prefetched_late;
 	d->evictions += s->evictions;
 	d->loads += s->loads;
 	d->bytes_loaded += s->bytes_loaded;

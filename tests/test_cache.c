@@ -191,6 +191,7 @@ START_TEST(prefetch_counters)
 	ck_assert_uint_eq(s.misses, 1);
 	ck_assert_uint_eq(s.prefetched_used, 1);
 	ck_assert_uint_eq(s.prefetched_unused, 1);
+	ck_assert_uint_eq(s.prefetched_late, 0);   /* sim: loads land at once */
 	ck_assert_uint_eq(s.evictions, 1);
 	ck_assert_uint_eq(s.bytes_loaded, 3 * EB);
 	/* Per layer: the miss was layer 0's; the eviction hit layer 1's expert. */

@@ -328,6 +328,44 @@ START_TEST(host_ahead_order)
 }
 END_TEST
 
+/* A prefetch counts late when its load is still in flight at the acquire
+ * (the backend's poll says so), and not when it has landed. */
+static const struct ld_backend_ops *real_ops;
+static int poll_busy;
+
+static int fake_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
+{
+	if (poll_busy)
+		return 0;
+	*rc = real_ops->wait(be, t);   /* landed by now, for certain */
+	return 1;
+}
+
+START_TEST(host_prefetch_late)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache(CACHE_LRU, 4, &be, false);
+	struct cache_stats s;
+
+	real_ops = be->ops;
+	dev_ops = *be->ops;
+	dev_ops.poll = fake_poll;
+	be->ops = &dev_ops;
+	poll_busy = 1;
+	ck_assert_int_eq(cache_prefetch(c, 1, 0), 0);
+	check_use(c, 1, 0);
+	poll_busy = 0;
+	ck_assert_int_eq(cache_prefetch(c, 1, 1), 0);
+	check_use(c, 1, 1);
+	check_use(c, 1, 0);            /* a plain hit: counted once */
+	cache_get_stats(c, 1, &s);
+	ck_assert_uint_eq(s.prefetched_used, 2);
+	ck_assert_uint_eq(s.prefetched_late, 1);
+	ck_assert_uint_eq(s.misses, 0);
+	host_done(c, be);
+}
+END_TEST
+
 START_TEST(backend_direct)
 {
 	struct ld_backend *be;
@@ -420,6 +458,7 @@ int main(void)
 	tcase_add_test(th, host_corrupt);
 	tcase_add_test(th, host_corrupt_noverify_backend);
 	tcase_add_test(th, host_ahead_order);
+	tcase_add_test(th, host_prefetch_late);
 	tcase_add_test(th, backend_direct);
 	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFU + 1);
 	suite_add_tcase(s, th);
