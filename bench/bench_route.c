@@ -333,6 +333,7 @@ void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens)
 	x->s.stall_seconds = s.stall_seconds - x->s.stall_seconds;
 	x->s.prefetch_nospace = s.prefetch_nospace - x->s.prefetch_nospace;
 	x->s.pin_steals = s.pin_steals - x->s.pin_steals;
+	x->s.prefetch_dropped = s.prefetch_dropped - x->s.prefetch_dropped;
 }
 
 void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
@@ -347,7 +348,8 @@ void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 		"\"misses\": %llu, \"loads\": %llu, \"bytes_loaded\": %llu, "
 		"\"prefetched_used\": %llu, \"prefetched_unused\": %llu, \"prefetched_late\": %llu, "
 		"\"missed_bytes_per_token\": %.1f, \"prefetches\": %llu, "
-		"\"prefetch_nospace\": %llu, \"pin_steals\": %llu, \"evictions\": %llu, "
+		"\"prefetch_nospace\": %llu, \"pin_steals\": %llu, \"prefetch_dropped\": %llu, "
+		"\"evictions\": %llu, "
 		"\"stall_seconds\": %.6f}%s", name, x->tokens, x->secs,
 		x->secs > 0 ? x->tokens / x->secs : 0, (double)x->s.bytes_loaded / t,
 		(double)(x->s.hits + x->s.misses) / t, (unsigned long long)x->s.hits,
@@ -357,5 +359,6 @@ void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 		(double)(x->s.misses + x->s.prefetched_late) * per_load / t,
 		(unsigned long long)x->n_pf,
 		(unsigned long long)x->s.prefetch_nospace, (unsigned long long)x->s.pin_steals,
+		(unsigned long long)x->s.prefetch_dropped,
 		(unsigned long long)x->s.evictions, x->s.stall_seconds, last ? "" : ", ");
 }

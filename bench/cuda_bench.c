@@ -375,7 +375,9 @@ static int setup_run(struct bench *b, struct run *r, size_t slots)
 	struct cache_opts o = {.n_layers = b->L, .n_experts = b->E,
 			       .expert_bytes = ld_store_info(b->st)->expert_bytes,
 			       .n_slots = slots, .policy = r->pol, .store = b->st,
-			       .backend = b->be, .skip_verify = true};
+			       .backend = b->be, .skip_verify = true,
+			       /* The baseline loads whole layers, used or not. */
+			       .keep_prefetches = r->h.mode == BR_ALL};
 	if ((rv = cache_open(&o, &r->h.ca)))
 		return rv;
 	struct ld_expert_src src = cache_expert_src(r->h.ca);

@@ -317,6 +317,9 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	for (int i = first; i < acq; i++)   /* after a failure: the ones still held */
 		if (!g->xran[i] && g->src.release)
 			g->src.release(g->src.ctx, ml, hg.xid[i]);
+	/* A decode step's: a prefill chunk's next chunk may want the rest. */
+	if (!rc && n <= GMAX && g->src.layer_done)
+		g->src.layer_done(g->src.ctx, ml);
 	return rc;
 }
 

@@ -14,13 +14,22 @@
  * thread, then an async copy).  Weights are copied as stored: f32, or bf16
  * for a bf16 pack (the CUDA engine computes on bf16 slots directly).  The
  * registration outlives the pool, so a cache reopened with another slot
- * count on the same backend does not pin the store again. */
+ * count on the same backend does not pin the store again.
+ *
+ * Prefetches (loads without LD_LOAD_URGENT) wait in a queue on the host and
+ * a feeder thread hands them to the copy stream PF_DEPTH at a time, so that
+ * a demand miss queues behind at most PF_DEPTH of them (not behind every
+ * prefetch issued), and one not yet started can be dropped (cancel) once its
+ * layer has run without it.  Waiting on a queued prefetch (wait,
+ * stream_wait) starts it at once.  MOED_CUDA_PREFETCH_QUEUE=0: every load
+ * goes to the copy stream when issued, in that order. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loader/backend.h"
 #include "loader/env.h"
@@ -29,6 +38,8 @@
 #define NSTAGE 4
 #define STAGE_BYTES (8u << 20) /* copies of 4 MiB and up reach full rate */
 #define PROF_COPIES 4096
+#define PF_DEPTH 2             /* prefetches on the copy stream at once: one
+				* copying, one queued behind it (no gap) */
 
 /* MOED_CUDA_PROFILE: timing events around a pool's first PROF_COPIES
  * copies (from the copy stream's wait for the slot to the copy's end),
@@ -58,6 +69,22 @@ struct cu {
 	bool staged;               /* staging ring allocated */
 	bool prof;                 /* MOED_CUDA_PROFILE */
 	struct cu_prof *pp;
+	/* The prefetch queue (ring of n_slots, at most one load per slot). */
+	struct cu_pend {
+		size_t slot;
+		const void *src;
+		size_t bytes;
+		uint64_t seq;
+	} *pq;
+	size_t pq_head, pq_len;
+	bool *pending;             /* per slot: its last load waits in pq */
+	struct ld_ticket fly[PF_DEPTH];  /* prefetches on the copy stream */
+	int nfly;
+	bool queue;                /* MOED_CUDA_PREFETCH_QUEUE */
+	pthread_t feeder;
+	pthread_cond_t work;       /* pq not empty, or stop */
+	bool feeding, stop;
+	int broken;                /* a failed submission of the feeder's */
 };
 
 static struct cu *CUB(struct ld_backend *be)
@@ -115,6 +142,11 @@ static void cu_pool_free(struct ld_backend *be)
 {
 	struct cu *c = CUB(be);
 
+	/* Queued prefetches are dropped: nothing reads this pool again. */
+	pthread_mutex_lock(&c->mu);
+	c->pq_len = c->pq_head = 0;
+	c->nfly = 0;
+	pthread_mutex_unlock(&c->mu);
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->copy);
 	prof_free(c);
@@ -131,6 +163,12 @@ static void cu_pool_free(struct ld_backend *be)
 	free(c->used);
 	c->used = NULL;
 	free(c->sub_seq);
+	pthread_mutex_lock(&c->mu);
+	free(c->pq);
+	free(c->pending);
+	c->pq = NULL;
+	c->pending = NULL;
+	pthread_mutex_unlock(&c->mu);
 	c->pool = NULL;
 	c->done = NULL;
 	c->sub_seq = NULL;
@@ -161,7 +199,9 @@ static int cu_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_byte
 	c->done = calloc(n_slots, sizeof(*c->done));
 	c->sub_seq = calloc(n_slots, sizeof(*c->sub_seq));
 	c->used = calloc(n_slots, sizeof(*c->used));
-	if (!c->done || !c->sub_seq || !c->used) {
+	c->pq = calloc(n_slots, sizeof(*c->pq));
+	c->pending = calloc(n_slots, sizeof(*c->pending));
+	if (!c->done || !c->sub_seq || !c->used || !c->pq || !c->pending) {
 		cu_pool_free(be);
 		return -ENOMEM;
 	}
@@ -242,46 +282,179 @@ static int copy_in(struct cu *c, uint8_t *dst, const void *src, size_t bytes)
 	return staged_copy(c, dst, src, bytes);
 }
 
-static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
-			 const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
+/* Queues load seq on the copy stream (mutex held): after the compute that
+ * last read the slot, then its event. */
+static int submit(struct cu *c, size_t slot, const void *src, size_t bytes, uint64_t seq)
 {
-	struct cu *c = CUB(be);
-	uint8_t *dst;
+	uint8_t *dst = c->pool + slot * c->base.slot_stride;
+	struct cu_prof *p = c->pp && c->pp->n < PROF_COPIES ? c->pp : NULL;
 	int rc;
 
-	(void)flags;               /* URGENT: one copy stream, queue order */
-	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
-		return -EINVAL;
-	/* No LD_BE_VERIFY: a checksum, when given, is checked on the host. */
-	if (checksum && ld_xxh64(src, bytes) != *checksum)
-		return -EBADMSG;
-	dst = c->pool + slot * be->slot_stride;
-	pthread_mutex_lock(&c->mu);
 	if ((rc = io(cudaSetDevice(c->dev))))
-		goto out;
-	struct cu_prof *p = c->pp && c->pp->n < PROF_COPIES ? c->pp : NULL;
+		return rc;
 	if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))) && p)
 		rc = io(cudaEventRecord(p->ev[p->n][0], c->copy));
 	if (!rc)
 		rc = copy_in(c, dst, src, bytes);
 	if (!rc && p && !(rc = io(cudaEventRecord(p->ev[p->n][1], c->copy))))
 		p->n++, p->bytes += bytes;
-	if (rc || (rc = io(cudaEventRecord(c->done[slot], c->copy))))
-		goto out;
-	c->sub_seq[slot] = ++c->seq;
-	*t = (struct ld_ticket){.slot = slot, .seq = c->seq};
+	if (!rc)
+		rc = io(cudaEventRecord(c->done[slot], c->copy));
+	c->pending[slot] = false;
+	c->sub_seq[slot] = seq;
+	return rc;
+}
+
+/* Takes entry i out of the prefetch queue (mutex held). */
+static struct cu_pend pq_take(struct cu *c, size_t i)
+{
+	size_t n = c->base.n_slots;
+	struct cu_pend e = c->pq[(c->pq_head + i) % n];
+
+	for (size_t k = i; k + 1 < c->pq_len; k++)
+		c->pq[(c->pq_head + k) % n] = c->pq[(c->pq_head + k + 1) % n];
+	c->pq_len--;
+	return e;
+}
+
+/* The queue entry of ticket t, or -1 (mutex held). */
+static long pq_find(const struct cu *c, struct ld_ticket t)
+{
+	if (!c->pending || t.slot >= c->base.n_slots || !c->pending[t.slot] ||
+	    c->sub_seq[t.slot] != t.seq)
+		return -1;
+	for (size_t i = 0; i < c->pq_len; i++)
+		if (c->pq[(c->pq_head + i) % c->base.n_slots].slot == t.slot)
+			return (long)i;
+	return -1;
+}
+
+/* Forgets the prefetches on the copy stream that have finished (mutex held). */
+static void fly_retire(struct cu *c)
+{
+	int k = 0;
+
+	for (int i = 0; i < c->nfly; i++) {
+		struct ld_ticket t = c->fly[i];
+
+		if (c->sub_seq[t.slot] == t.seq && !c->pending[t.slot] &&
+		    cudaEventQuery(c->done[t.slot]) == cudaErrorNotReady)
+			c->fly[k++] = t;
+	}
+	cudaGetLastError();
+	c->nfly = k;
+}
+
+/* The feeder: keeps PF_DEPTH queued prefetches on the copy stream, checking
+ * every 10 us while it is full and sleeping while the queue is empty. */
+static void *feed(void *arg)
+{
+	struct cu *c = arg;
+
+	cudaSetDevice(c->dev);
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		if (!c->pq_len) {
+			pthread_cond_wait(&c->work, &c->mu);
+			continue;
+		}
+		fly_retire(c);
+		if (c->nfly < PF_DEPTH) {
+			struct cu_pend e = pq_take(c, 0);
+
+			int rc = submit(c, e.slot, e.src, e.bytes, e.seq);
+
+			if (rc)
+				c->broken = rc;   /* every ticket reports it */
+			else
+				c->fly[c->nfly++] = (struct ld_ticket){e.slot, e.seq};
+			continue;
+		}
+		pthread_mutex_unlock(&c->mu);
+		nanosleep(&(struct timespec){0, 10000}, NULL);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
+			 const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
+{
+	struct cu *c = CUB(be);
+	int rc = 0;
+
+	if (slot >= be->n_slots || bytes > be->slot_bytes || !src)
+		return -EINVAL;
+	/* No LD_BE_VERIFY: a checksum, when given, is checked on the host. */
+	if (checksum && ld_xxh64(src, bytes) != *checksum)
+		return -EBADMSG;
+	pthread_mutex_lock(&c->mu);
+	uint64_t seq = ++c->seq;
+	if (!c->queue || (flags & LD_LOAD_URGENT)) {
+		if ((rc = submit(c, slot, src, bytes, seq)))
+			goto out;
+	} else {
+		if (!c->feeding) {
+			if (pthread_create(&c->feeder, NULL, feed, c)) {
+				rc = -EAGAIN;
+				goto out;
+			}
+			c->feeding = true;
+		}
+		c->pq[(c->pq_head + c->pq_len++) % be->n_slots] =
+			(struct cu_pend){slot, src, bytes, seq};
+		c->pending[slot] = true;
+		c->sub_seq[slot] = seq;
+		pthread_cond_signal(&c->work);
+	}
+	*t = (struct ld_ticket){.slot = slot, .seq = seq};
 out:
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
 
-/* The event of ticket t, or NULL when a later load overtook it (done). */
-static cudaEvent_t event_of(struct cu *c, struct ld_ticket t)
+/* A queued prefetch someone now waits for: onto the copy stream at once
+ * (mutex held); 0 when t is not queued. */
+static int start_now(struct cu *c, struct ld_ticket t)
+{
+	long i = pq_find(c, t);
+
+	if (i < 0)
+		return 0;
+	struct cu_pend e = pq_take(c, (size_t)i);
+	return submit(c, e.slot, e.src, e.bytes, e.seq);
+}
+
+static int cu_cancel(struct ld_backend *be, struct ld_ticket t)
+{
+	struct cu *c = CUB(be);
+	long i;
+
+	pthread_mutex_lock(&c->mu);
+	if ((i = pq_find(c, t)) >= 0) {
+		pq_take(c, (size_t)i);
+		c->pending[t.slot] = false;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return i >= 0;
+}
+
+/* The event of ticket t, or NULL when a later load overtook it (done);
+ * a queued prefetch is started first (start: someone waits for it), or
+ * *queued says it still waits. */
+static cudaEvent_t event_of(struct cu *c, struct ld_ticket t, bool start, bool *queued, int *rc)
 {
 	cudaEvent_t ev = NULL;
 
+	*queued = false;
+	*rc = 0;
 	pthread_mutex_lock(&c->mu);
-	if (c->sub_seq[t.slot] == t.seq)
+	if (c->broken)
+		*rc = c->broken;
+	else if (pq_find(c, t) >= 0 && !start)
+		*queued = true;
+	else if (!(*rc = start_now(c, t)) && c->sub_seq[t.slot] == t.seq)
 		ev = c->done[t.slot];
 	pthread_mutex_unlock(&c->mu);
 	return ev;
@@ -292,10 +465,13 @@ static int cu_wait(struct ld_backend *be, struct ld_ticket t)
 	struct cu *c = CUB(be);
 	cudaEvent_t ev;
 
+	bool queued;
+	int rc;
+
 	if (!t.seq || t.slot >= be->n_slots)
 		return t.seq ? -EINVAL : 0;
-	if (!(ev = event_of(c, t)))
-		return 0;
+	if (!(ev = event_of(c, t, true, &queued, &rc)))
+		return rc;
 	cudaSetDevice(c->dev);
 	return io(cudaEventSynchronize(ev));
 }
@@ -305,9 +481,11 @@ static int cu_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 	struct cu *c = CUB(be);
 	cudaEvent_t ev;
 
+	bool queued;
+
 	*rc = 0;
-	if (!t.seq || t.slot >= be->n_slots || !(ev = event_of(c, t)))
-		return 1;
+	if (!t.seq || t.slot >= be->n_slots || !(ev = event_of(c, t, false, &queued, rc)))
+		return !queued;
 	cudaSetDevice(c->dev);
 	cudaError_t e = cudaEventQuery(ev);
 	if (e == cudaErrorNotReady)
@@ -321,10 +499,13 @@ static int cu_stream_wait(struct ld_backend *be, struct ld_ticket t)
 	struct cu *c = CUB(be);
 	cudaEvent_t ev;
 
+	bool queued;
+	int rc;
+
 	if (!t.seq || t.slot >= be->n_slots)
 		return t.seq ? -EINVAL : 0;
-	if (!(ev = event_of(c, t)))
-		return 0;
+	if (!(ev = event_of(c, t, true, &queued, &rc)))
+		return rc;
 	cudaSetDevice(c->dev);
 	return io(cudaStreamWaitEvent(c->compute, ev, 0));
 }
@@ -370,6 +551,13 @@ static void cu_close(struct ld_backend *be)
 
 	if (c->pool)
 		cu_pool_free(be);
+	if (c->feeding) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_signal(&c->work);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->feeder, NULL);
+	}
 	cudaSetDevice(c->dev);
 	if (c->copy)
 		cudaStreamSynchronize(c->copy);
@@ -384,6 +572,7 @@ static void cu_close(struct ld_backend *be)
 	if (c->compute)
 		cudaStreamDestroy(c->compute);
 	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->work);
 	free(c);
 }
 
@@ -400,6 +589,7 @@ static const struct ld_backend_ops cuda_ops = {
 	.stream_wait = cu_stream_wait,
 	.slot_used = cu_slot_used,
 	.host_register = cu_host_register,
+	.cancel = cu_cancel,
 };
 
 /* Which device, or why none: -ENODEV with the runtime's reason. */
@@ -444,7 +634,9 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->dev = c->base.dev_index = index;
 	c->flags = flags;
 	c->prof = ld_env_on("MOED_CUDA_PROFILE", false);
+	c->queue = ld_env_on("MOED_CUDA_PREFETCH_QUEUE", true);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->work, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
 	if (e == cudaSuccess)
 		e = cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking);

@@ -435,6 +435,30 @@ void cache_unpin_all(struct cache *c)
 	cache_unpin_layer(c, -1);
 }
 
+void cache_drop_prefetches(struct cache *c, int layer)
+{
+	struct ld_backend *be = c->o.backend;
+
+	if (c->sim || c->o.keep_prefetches || !be->ops->cancel || !valid(c, layer, 0))
+		return;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->o.n_slots; i++) {
+		struct slot *s = &c->slots[i];
+		struct cache_stats *st = &c->st[layer];
+
+		if (s->layer != layer || !s->by_prefetch || s->state != S_LOADING || s->use ||
+		    s->pins || !be->ops->cancel(be, s->ticket))
+			continue;
+		c->map[key(c, layer, s->expert)] = -1;
+		*s = (struct slot){.layer = -1, .expert = -1, .state = S_EMPTY};
+		c->n_loading--;
+		st->loads--;
+		st->bytes_loaded -= c->o.expert_bytes;
+		st->prefetch_dropped++;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
 int cache_resident(const struct cache *c, int layer, int expert)
 {
 	struct cache *m = (struct cache *)c;   /* the mutex only */

@@ -37,6 +37,9 @@ struct cache_stats {
 	uint64_t prefetch_nospace; /* prefetches refused: every slot pinned */
 	uint64_t pin_steals;       /* misses that took a slot held only by a
 				    * prefetch pin (nothing else was free) */
+	uint64_t prefetch_dropped; /* prefetches dropped before their copy
+				    * started, their layer having run without
+				    * them (not in loads or bytes_loaded) */
 };
 
 struct ld_store;               /* loader/store.h */
@@ -57,6 +60,9 @@ struct cache_opts {
 	/* Skip the per-expert checksum on load (the store was verified whole,
 	 * e.g. with ld_store_verify_all). */
 	bool skip_verify;
+	/* Keep every prefetch to its end: cache_drop_prefetches does nothing
+	 * (the layer-ahead baseline, which loads whole layers by design). */
+	bool keep_prefetches;
 };
 
 struct cache;
@@ -90,6 +96,11 @@ void cache_pin(struct cache *c, int layer, int expert);
 void cache_unpin(struct cache *c, int layer, int expert);
 /* Drops every pin taken by prefetch (call when a batch has passed). */
 void cache_unpin_all(struct cache *c);
+/* Every expert of layer the current step needs is acquired: prefetches into
+ * it whose copies have not started (a backend with cancel) are dropped and
+ * their slots freed, so the copy engine moves no expert known to be unused
+ * this step. */
+void cache_drop_prefetches(struct cache *c, int layer);
 /* Drops the prefetch pins of one layer's experts (the batch passed it). */
 void cache_unpin_layer(struct cache *c, int layer);
 /* 1 when (layer, expert) holds a slot (ready or still loading). */

@@ -22,6 +22,7 @@ static void add_stats(struct cache_stats *d, const struct cache_stats *s)
 	d->stall_seconds += s->stall_seconds;
 	d->prefetch_nospace += s->prefetch_nospace;
 	d->pin_steals += s->pin_steals;
+	d->prefetch_dropped += s->prefetch_dropped;
 }
 
 void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s)
@@ -72,6 +73,11 @@ static int src_order(void *ctx, int layer, int expert)
 static void src_release(void *ctx, int layer, int expert)
 {
 	cache_release(ctx, layer, expert);
+}
+
+static void src_layer_done(void *ctx, int layer)
+{
+	cache_drop_prefetches(ctx, layer);
 }
 
 int cache_run_expert(struct cache *c, int layer, int expert, const float *x, int n,
@@ -173,6 +179,7 @@ struct ld_expert_src cache_expert_src(struct cache *c)
 		s.bf16 = c->bf16;
 		s.resident_all = src_resident_all;
 		s.note_hits = src_note_hits;
+		s.layer_done = src_layer_done;
 		s.mem = LD_EXPERT_CUDA;
 		s.device = c->o.backend->dev_index;
 		s.stream = c->o.backend->dev_stream;

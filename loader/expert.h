@@ -42,6 +42,9 @@ struct ld_expert_src {
 	 * MoE layer l (counted as hits). */
 	const void *const *(*resident_all)(void *ctx);
 	void (*note_hits)(void *ctx, const int *per_layer);
+	/* Optional: the experts of moe_layer this call needs are all acquired
+	 * (prefetches for it not yet started can go). */
+	void (*layer_done)(void *ctx, int moe_layer);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

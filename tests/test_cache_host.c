@@ -366,6 +366,61 @@ START_TEST(host_prefetch_late)
 }
 END_TEST
 
+/* cache_drop_prefetches: a layer's prefetches whose loads the backend can
+ * still cancel go (their slots free, not counted as loads); an acquired one,
+ * another layer's, or any with keep_prefetches stay. */
+static int cancels;
+
+static int fake_cancel(struct ld_backend *be, struct ld_ticket t)
+{
+	real_ops->wait(be, t);         /* the host copy ran: pretend it did not */
+	cancels++;
+	return 1;
+}
+
+START_TEST(host_drop_prefetches)
+{
+	for (int keep = 0; keep < 2; keep++) {
+		struct ld_backend *be;
+		struct cache *c = NULL;
+		struct cache_stats s;
+
+		ck_assert_msg(ld_store_open(pack, 0, &store, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_eq(ld_backend_open("host", &be, err, sizeof(err)), 0);
+		struct cache_opts o = {.n_layers = 2, .n_experts = 8,
+				       .expert_bytes = ld_store_info(store)->expert_bytes,
+				       .n_slots = 4, .policy = CACHE_LRU, .store = store,
+				       .backend = be, .keep_prefetches = keep};
+		ck_assert_int_eq(cache_open(&o, &c), 0);
+		real_ops = be->ops;
+		dev_ops = *be->ops;
+		dev_ops.poll = fake_poll;
+		dev_ops.cancel = fake_cancel;
+		be->ops = &dev_ops;
+		poll_busy = 1;
+		cancels = 0;
+		ck_assert_int_eq(cache_prefetch(c, 1, 2), 0);
+		ck_assert_int_eq(cache_prefetch(c, 1, 3), 0);
+		ck_assert_int_eq(cache_prefetch(c, 0, 4), 0);
+		check_use(c, 1, 3);
+		cache_drop_prefetches(c, 1);
+		ck_assert_int_eq(cancels, keep ? 0 : 1);
+		ck_assert_int_eq(cache_resident(c, 1, 2), keep);
+		ck_assert(cache_resident(c, 1, 3));
+		ck_assert(cache_resident(c, 0, 4));
+		cache_get_stats(c, 1, &s);
+		ck_assert_uint_eq(s.prefetch_dropped, keep ? 0 : 1);
+		ck_assert_uint_eq(s.loads, keep ? 2 : 1);
+		ck_assert_uint_eq(s.bytes_loaded, s.loads * ld_store_info(store)->expert_bytes);
+		poll_busy = 0;
+		check_use(c, 1, 2);            /* loaded again (or kept) */
+		cache_get_stats(c, 1, &s);
+		ck_assert_uint_eq(s.misses, keep ? 0 : 1);
+		host_done(c, be);
+	}
+}
+END_TEST
+
 START_TEST(backend_direct)
 {
 	struct ld_backend *be;
@@ -459,6 +514,7 @@ int main(void)
 	tcase_add_test(th, host_corrupt_noverify_backend);
 	tcase_add_test(th, host_ahead_order);
 	tcase_add_test(th, host_prefetch_late);
+	tcase_add_test(th, host_drop_prefetches);
 	tcase_add_test(th, backend_direct);
 	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFU + 1);
 	suite_add_tcase(s, th);

@@ -161,6 +161,62 @@ START_TEST(backend_direct)
 }
 END_TEST
 
+/* Prefetches (no LD_LOAD_URGENT) wait on the host, two at a time on the
+ * copy stream: a queued one can be dropped (its slot untouched), polls as
+ * not done, starts when waited for; a demand load goes straight to the
+ * stream; with MOED_CUDA_PREFETCH_QUEUE=0 every load does. */
+START_TEST(backend_prefetch_queue)
+{
+	size_t n = 64 << 20;          /* about 1.2 ms a copy: the queue stays */
+	uint8_t *src = aligned_alloc(4096, n), *back = malloc(n);
+	struct ld_backend *be;
+	struct ld_ticket t[6];
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		src[i] = (uint8_t)(i * 13 + (i >> 10));
+	for (int q = 1; q >= 0; q--) {
+		setenv("MOED_CUDA_PREFETCH_QUEUE", q ? "1" : "0", 1);
+		ck_assert_int_eq(ld_backend_open_index("cuda", 0, &be, err, sizeof(err)), 0);
+		unsetenv("MOED_CUDA_PREFETCH_QUEUE");
+		ck_assert_int_eq(be->ops->pool_alloc(be, 6, n), 0);
+		ck_assert_int_eq(be->ops->host_register(be, src, n), 0);
+		ck_assert_int_eq(cudaMemset(be->ops->slot_ptr(be, 4), 0, n), cudaSuccess);
+		for (int s = 0; s < 5; s++)
+			ck_assert_int_eq(be->ops->load_async(be, (size_t)s, src, n, NULL, 0, &t[s]),
+					 0);
+		ck_assert_int_eq(be->ops->load_async(be, 5, src, n, NULL, LD_LOAD_URGENT, &t[5]),
+				 0);
+		ck_assert_int_eq(be->ops->cancel(be, t[4]), q);
+		if (q)
+			ck_assert_int_eq(be->ops->poll(be, t[3], &rc), 0);
+		for (int s = 0; s < 6; s++) {
+			if (s == 4 && q)
+				continue;
+			ck_assert_int_eq(be->ops->wait(be, t[s]), 0);
+			ck_assert_int_eq(be->ops->poll(be, t[s], &rc), 1);
+			ck_assert_int_eq(rc, 0);
+			ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, (size_t)s), n,
+						    cudaMemcpyDeviceToHost), cudaSuccess);
+			ck_assert_msg(!memcmp(back, src, n), "queue %d: slot %d differs", q, s);
+		}
+		ck_assert_int_eq(be->ops->cancel(be, t[0]), 0);   /* done */
+		ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
+		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 4), n,
+					    cudaMemcpyDeviceToHost), cudaSuccess);
+		ck_assert_int_eq(back[0] == 0 && !memcmp(back, back + 1, n - 1), q);
+		/* A dropped load's slot takes a new one. */
+		ck_assert_int_eq(be->ops->load_async(be, 4, src, n, NULL, 0, &t[4]), 0);
+		ck_assert_int_eq(be->ops->stream_wait(be, t[4]), 0);
+		ck_assert_int_eq(cudaStreamSynchronize(be->dev_stream), cudaSuccess);
+		ck_assert_int_eq(be->ops->poll(be, t[4], &rc), 1);
+		ld_backend_close(be);
+	}
+	free(src);
+	free(back);
+}
+END_TEST
+
 /* Router choices recorded by the on_route hook, [layer][pos][k]. */
 struct routes {
 	int *ids;
@@ -720,6 +776,7 @@ int main(void)
 	TCase *tc = tcase_create("gpu");
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, backend_direct);
+	tcase_add_test(tc, backend_prefetch_queue);
 	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
