@@ -22,6 +22,8 @@ enum {
 
 enum {
 	LD_LOAD_URGENT = 1u << 0,   /* a demand miss: ahead of queued prefetches */
+	LD_LOAD_NOW = 1u << 1,      /* a prefetch not to hold back (CUDA: onto the
+				     * copy stream in issue order, not queued) */
 };
 
 struct ld_ticket {

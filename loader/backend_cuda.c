@@ -21,7 +21,8 @@
  * a demand miss queues behind at most PF_DEPTH of them (not behind every
  * prefetch issued), and one not yet started can be dropped (cancel) once its
  * layer has run without it.  Waiting on a queued prefetch (wait,
- * stream_wait) starts it at once.  MOED_CUDA_PREFETCH_QUEUE=0: every load
+ * stream_wait) starts it at once; LD_LOAD_NOW skips the queue.
+ * MOED_CUDA_PREFETCH_QUEUE=0: every load
  * goes to the copy stream when issued, in that order. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
@@ -391,7 +392,7 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 		return -EBADMSG;
 	pthread_mutex_lock(&c->mu);
 	uint64_t seq = ++c->seq;
-	if (!c->queue || (flags & LD_LOAD_URGENT)) {
+	if (!c->queue || (flags & (LD_LOAD_URGENT | LD_LOAD_NOW))) {
 		if ((rc = submit(c, slot, src, bytes, seq)))
 			goto out;
 	} else {

@@ -205,7 +205,8 @@ static int start_load(struct cache *c, int si, int layer, int expert, bool prefe
 	rc = c->o.backend->ops->load_async(c->o.backend, (size_t)si,
 					   ld_store_expert(c->o.store, layer, expert),
 					   c->o.expert_bytes, s->checking ? &sum : NULL,
-					   prefetch ? 0 : LD_LOAD_URGENT, &s->ticket);
+					   !prefetch ? LD_LOAD_URGENT :
+					   c->o.keep_prefetches ? LD_LOAD_NOW : 0, &s->ticket);
 	if (rc) {
 		fail_slot(c, s, rc);
 		return rc;

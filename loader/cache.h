@@ -60,8 +60,9 @@ struct cache_opts {
 	/* Skip the per-expert checksum on load (the store was verified whole,
 	 * e.g. with ld_store_verify_all). */
 	bool skip_verify;
-	/* Keep every prefetch to its end: cache_drop_prefetches does nothing
-	 * (the layer-ahead baseline, which loads whole layers by design). */
+	/* Every prefetch loads at once, in issue order, and is never dropped
+	 * (cache_drop_prefetches does nothing): the layer-ahead baseline, which
+	 * loads whole layers by design. */
 	bool keep_prefetches;
 };
 

@@ -210,6 +210,10 @@ START_TEST(backend_prefetch_queue)
 		ck_assert_int_eq(be->ops->stream_wait(be, t[4]), 0);
 		ck_assert_int_eq(cudaStreamSynchronize(be->dev_stream), cudaSuccess);
 		ck_assert_int_eq(be->ops->poll(be, t[4], &rc), 1);
+		/* LD_LOAD_NOW: onto the stream at once, so nothing to cancel. */
+		ck_assert_int_eq(be->ops->load_async(be, 0, src, n, NULL, LD_LOAD_NOW, &t[0]), 0);
+		ck_assert_int_eq(be->ops->cancel(be, t[0]), 0);
+		ck_assert_int_eq(be->ops->wait(be, t[0]), 0);
 		ld_backend_close(be);
 	}
 	free(src);
