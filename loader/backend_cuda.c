@@ -22,8 +22,8 @@
  * prefetch issued), and one not yet started can be dropped (cancel) once its
  * layer has run without it.  Waiting on a queued prefetch (wait,
  * stream_wait) starts it at once; LD_LOAD_NOW skips the queue.
- * MOED_CUDA_PREFETCH_QUEUE=0: every load
- * goes to the copy stream when issued, in that order. */
+ * MOED_CUDA_PREFETCH_QUEUE=0: every load goes to the copy stream when
+ * issued, in that order. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
