@@ -83,7 +83,8 @@ class Endpoints(unittest.TestCase):
         uses = 0
         for layer in j["layers"]:
             for k in ("hits", "misses", "prefetched_used", "prefetched_unused",
-                      "prefetched_late", "evictions", "loads", "bytes_loaded"):
+                      "prefetched_late", "prefetch_dropped", "evictions", "loads",
+                      "bytes_loaded"):
                 self.assertIsInstance(layer[k], int, k)
                 self.assertGreaterEqual(layer[k], 0, k)
             self.assertGreaterEqual(layer["stall_seconds"], 0)
@@ -133,7 +134,8 @@ class Endpoints(unittest.TestCase):
                          "moed_cache_loaded_bytes_total", "moed_cache_stall_seconds_total",
                          "moed_cache_prefetched_used_total",
                          "moed_cache_prefetched_unused_total",
-                         "moed_cache_prefetched_late_total"):
+                         "moed_cache_prefetched_late_total",
+                         "moed_cache_prefetch_dropped_total"):
                 self.assertIn((name, frozenset({"layer": str(layer)}.items())), m1,
                               "%s{layer=%d}" % (name, layer))
             hm = [mt.metric(m, "moed_cache_hits_total", layer=str(layer)) +
