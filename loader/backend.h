@@ -63,8 +63,9 @@ struct ld_backend_ops {
 	/* Pins host memory that loads will read from (the store's mapping),
 	 * best effort: 0 when pinned, else a negative error and loads still work. */
 	int (*host_register)(struct ld_backend *be, const void *base, size_t bytes);
-	/* Drops load t if it has not started (a queued prefetch): 1, and
-	 * nothing was copied into its slot; 0 when it has started or is done. */
+	/* Drops load t if it is still queued (a prefetch): 1, and no more of
+	 * it is copied (a backend copying in pieces may have copied a part: the
+	 * slot's contents are then undefined); 0 when it is on its way or done. */
 	int (*cancel)(struct ld_backend *be, struct ld_ticket t);
 	/* Runs the expert FFN of the expert in slot where its weights live (a
 	 * backend whose slots the CPU cannot read, xrt): x and out host memory,

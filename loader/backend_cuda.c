@@ -23,13 +23,17 @@
  * layer has run without it.  Waiting on a queued prefetch (wait,
  * stream_wait) starts it at once; LD_LOAD_NOW skips the queue.
  * MOED_CUDA_PREFETCH_QUEUE=0: every load goes to the copy stream when
- * issued, in that order. */
+ * issued, in that order; =2 (idle): the feeder copies prefetches only while
+ * no demand copy is on the stream, PF_PIECE bytes at a time (two on the
+ * stream), so a demand miss waits behind at most two pieces and a cancel
+ * stops a copy midway. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "loader/backend.h"
@@ -41,6 +45,7 @@
 #define PROF_COPIES 4096
 #define PF_DEPTH 2             /* prefetches on the copy stream at once: one
 				* copying, one queued behind it (no gap) */
+#define PF_PIECE (4u << 20)    /* idle mode's piece (53 of 55 GB/s) */
 
 /* MOED_CUDA_PROFILE: timing events around a pool's first PROF_COPIES
  * copies (from the copy stream's wait for the slot to the copy's end),
@@ -76,12 +81,16 @@ struct cu {
 		const void *src;
 		size_t bytes;
 		uint64_t seq;
+		size_t off;            /* copied so far (idle mode's pieces) */
 	} *pq;
 	size_t pq_head, pq_len;
 	bool *pending;             /* per slot: its last load waits in pq */
 	struct ld_ticket fly[PF_DEPTH];  /* prefetches on the copy stream */
 	int nfly;
-	bool queue;                /* MOED_CUDA_PREFETCH_QUEUE */
+	int queue;                 /* MOED_CUDA_PREFETCH_QUEUE: 0, 1, 2 (idle) */
+	struct ld_ticket dem;      /* the last demand copy (idle mode) */
+	cudaEvent_t piece[2];      /* the last two pieces' ends (idle mode) */
+	int pnext;                 /* the older of the two */
 	pthread_t feeder;
 	pthread_cond_t work;       /* pq not empty, or stop */
 	bool feeding, stop;
@@ -147,6 +156,7 @@ static void cu_pool_free(struct ld_backend *be)
 	pthread_mutex_lock(&c->mu);
 	c->pq_len = c->pq_head = 0;
 	c->nfly = 0;
+	c->dem = (struct ld_ticket){0, 0};
 	pthread_mutex_unlock(&c->mu);
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->copy);
@@ -283,27 +293,36 @@ static int copy_in(struct cu *c, uint8_t *dst, const void *src, size_t bytes)
 	return staged_copy(c, dst, src, bytes);
 }
 
-/* Queues load seq on the copy stream (mutex held): after the compute that
- * last read the slot, then its event. */
-static int submit(struct cu *c, size_t slot, const void *src, size_t bytes, uint64_t seq)
+/* Queues bytes [off, off + n) of load e on the copy stream (mutex held):
+ * the first part after the compute that last read the slot, the last one
+ * followed by the slot's event. */
+static int submit_part(struct cu *c, const struct cu_pend *e, size_t off, size_t n)
 {
-	uint8_t *dst = c->pool + slot * c->base.slot_stride;
-	struct cu_prof *p = c->pp && c->pp->n < PROF_COPIES ? c->pp : NULL;
+	uint8_t *dst = c->pool + e->slot * c->base.slot_stride;
+	bool whole = !off && n == e->bytes, last = off + n == e->bytes;
+	struct cu_prof *p = whole && c->pp && c->pp->n < PROF_COPIES ? c->pp : NULL;
 	int rc;
 
 	if ((rc = io(cudaSetDevice(c->dev))))
 		return rc;
-	if (!(rc = io(cudaStreamWaitEvent(c->copy, c->used[slot], 0))) && p)
+	if (!off && !(rc = io(cudaStreamWaitEvent(c->copy, c->used[e->slot], 0))) && p)
 		rc = io(cudaEventRecord(p->ev[p->n][0], c->copy));
 	if (!rc)
-		rc = copy_in(c, dst, src, bytes);
+		rc = copy_in(c, dst + off, (const uint8_t *)e->src + off, n);
 	if (!rc && p && !(rc = io(cudaEventRecord(p->ev[p->n][1], c->copy))))
-		p->n++, p->bytes += bytes;
-	if (!rc)
-		rc = io(cudaEventRecord(c->done[slot], c->copy));
-	c->pending[slot] = false;
-	c->sub_seq[slot] = seq;
+		p->n++, p->bytes += n;
+	if (!rc && last)
+		rc = io(cudaEventRecord(c->done[e->slot], c->copy));
+	c->pending[e->slot] = !last;
+	c->sub_seq[e->slot] = e->seq;
 	return rc;
+}
+
+/* The rest of load e, at once; a demand copy from now on (mutex held). */
+static int submit(struct cu *c, const struct cu_pend *e)
+{
+	c->dem = (struct ld_ticket){e->slot, e->seq};
+	return submit_part(c, e, e->off, e->bytes - e->off);
 }
 
 /* Takes entry i out of the prefetch queue (mutex held). */
@@ -330,28 +349,57 @@ static long pq_find(const struct cu *c, struct ld_ticket t)
 	return -1;
 }
 
+/* Whether load t is on the copy stream, not yet finished (mutex held). */
+static bool copying(const struct cu *c, struct ld_ticket t)
+{
+	bool r = t.seq && c->sub_seq[t.slot] == t.seq && !c->pending[t.slot] &&
+		 cudaEventQuery(c->done[t.slot]) == cudaErrorNotReady;
+
+	cudaGetLastError();
+	return r;
+}
+
+/* Idle mode, mutex held: the head's next piece when no demand copy and at
+ * most one piece is on the stream; 1 when one was queued, else 0. */
+static int feed_piece(struct cu *c)
+{
+	struct cu_pend *e = &c->pq[c->pq_head];
+	size_t n = e->bytes - e->off < PF_PIECE ? e->bytes - e->off : PF_PIECE;
+	int rc;
+
+	if (copying(c, c->dem) || cudaEventQuery(c->piece[c->pnext]) == cudaErrorNotReady) {
+		cudaGetLastError();
+		return 0;
+	}
+	if ((rc = submit_part(c, e, e->off, n)) ||
+	    (rc = io(cudaEventRecord(c->piece[c->pnext], c->copy))))
+		c->broken = rc;
+	c->pnext ^= 1;
+	if ((e->off += n) == e->bytes)
+		pq_take(c, 0);
+	return 1;
+}
+
 /* Forgets the prefetches on the copy stream that have finished (mutex held). */
 static void fly_retire(struct cu *c)
 {
 	int k = 0;
 
-	for (int i = 0; i < c->nfly; i++) {
-		struct ld_ticket t = c->fly[i];
-
-		if (c->sub_seq[t.slot] == t.seq && !c->pending[t.slot] &&
-		    cudaEventQuery(c->done[t.slot]) == cudaErrorNotReady)
-			c->fly[k++] = t;
-	}
-	cudaGetLastError();
+	for (int i = 0; i < c->nfly; i++)
+		if (copying(c, c->fly[i]))
+			c->fly[k++] = c->fly[i];
 	c->nfly = k;
 }
 
-/* The feeder: keeps PF_DEPTH queued prefetches on the copy stream, checking
- * every 10 us while it is full and sleeping while the queue is empty. */
+/* The feeder: keeps PF_DEPTH queued prefetches on the copy stream (idle
+ * mode: feed_piece's), checking every 10 us while it cannot add one and
+ * sleeping while the queue is empty. */
 static void *feed(void *arg)
 {
 	struct cu *c = arg;
 
+	/* Its 10 us naps at about 10 us, not the default 50 us of slack. */
+	prctl(PR_SET_TIMERSLACK, 1000UL);
 	cudaSetDevice(c->dev);
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
@@ -359,11 +407,12 @@ static void *feed(void *arg)
 			pthread_cond_wait(&c->work, &c->mu);
 			continue;
 		}
+		if (c->queue == 2 && feed_piece(c))
+			continue;
 		fly_retire(c);
-		if (c->nfly < PF_DEPTH) {
+		if (c->queue == 1 && c->nfly < PF_DEPTH) {
 			struct cu_pend e = pq_take(c, 0);
-
-			int rc = submit(c, e.slot, e.src, e.bytes, e.seq);
+			int rc = submit_part(c, &e, 0, e.bytes);
 
 			if (rc)
 				c->broken = rc;   /* every ticket reports it */
@@ -393,7 +442,9 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 	pthread_mutex_lock(&c->mu);
 	uint64_t seq = ++c->seq;
 	if (!c->queue || (flags & (LD_LOAD_URGENT | LD_LOAD_NOW))) {
-		if ((rc = submit(c, slot, src, bytes, seq)))
+		struct cu_pend e = {slot, src, bytes, seq, 0};
+
+		if ((rc = (flags & LD_LOAD_NOW) ? submit_part(c, &e, 0, bytes) : submit(c, &e)))
 			goto out;
 	} else {
 		if (!c->feeding) {
@@ -404,7 +455,7 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 			c->feeding = true;
 		}
 		c->pq[(c->pq_head + c->pq_len++) % be->n_slots] =
-			(struct cu_pend){slot, src, bytes, seq};
+			(struct cu_pend){slot, src, bytes, seq, 0};
 		c->pending[slot] = true;
 		c->sub_seq[slot] = seq;
 		pthread_cond_signal(&c->work);
@@ -424,7 +475,7 @@ static int start_now(struct cu *c, struct ld_ticket t)
 	if (i < 0)
 		return 0;
 	struct cu_pend e = pq_take(c, (size_t)i);
-	return submit(c, e.slot, e.src, e.bytes, e.seq);
+	return submit(c, &e);
 }
 
 static int cu_cancel(struct ld_backend *be, struct ld_ticket t)
@@ -572,6 +623,9 @@ static void cu_close(struct ld_backend *be)
 		cudaStreamDestroy(c->copy);
 	if (c->compute)
 		cudaStreamDestroy(c->compute);
+	for (int i = 0; i < 2; i++)
+		if (c->piece[i])
+			cudaEventDestroy(c->piece[i]);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->work);
 	free(c);
@@ -635,12 +689,15 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->dev = c->base.dev_index = index;
 	c->flags = flags;
 	c->prof = ld_env_on("MOED_CUDA_PROFILE", false);
-	c->queue = ld_env_on("MOED_CUDA_PREFETCH_QUEUE", true);
+	const char *q = getenv("MOED_CUDA_PREFETCH_QUEUE");
+	c->queue = q && !strcmp(q, "0") ? 0 : q && !strcmp(q, "2") ? 2 : 1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->work, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
 	if (e == cudaSuccess)
 		e = cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking);
+	for (int i = 0; i < 2 && e == cudaSuccess; i++)
+		e = cudaEventCreateWithFlags(&c->piece[i], cudaEventDisableTiming);
 	if (e != cudaSuccess) {
 		snprintf(err, errlen, "cuda backend: device %d: streams: %s", index,
 			 cudaGetErrorString(e));

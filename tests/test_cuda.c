@@ -162,9 +162,10 @@ START_TEST(backend_direct)
 END_TEST
 
 /* Prefetches (no LD_LOAD_URGENT) wait on the host, two at a time on the
- * copy stream: a queued one can be dropped (its slot untouched), polls as
- * not done, starts when waited for; a demand load goes straight to the
- * stream; with MOED_CUDA_PREFETCH_QUEUE=0 every load does. */
+ * copy stream (idle mode, 2: in pieces, while no demand copy runs): a
+ * queued one can be dropped (its slot untouched), polls as not done, starts
+ * when waited for; a demand load goes straight to the stream; with
+ * MOED_CUDA_PREFETCH_QUEUE=0 every load does. */
 START_TEST(backend_prefetch_queue)
 {
 	size_t n = 64 << 20;          /* about 1.2 ms a copy: the queue stays */
@@ -175,8 +176,10 @@ START_TEST(backend_prefetch_queue)
 
 	for (size_t i = 0; i < n; i++)
 		src[i] = (uint8_t)(i * 13 + (i >> 10));
-	for (int q = 1; q >= 0; q--) {
-		setenv("MOED_CUDA_PREFETCH_QUEUE", q ? "1" : "0", 1);
+	for (int q = 2; q >= 0; q--) {
+		int on = q != 0;
+
+		setenv("MOED_CUDA_PREFETCH_QUEUE", (const char *[]){"0", "1", "2"}[q], 1);
 		ck_assert_int_eq(ld_backend_open_index("cuda", 0, &be, err, sizeof(err)), 0);
 		unsetenv("MOED_CUDA_PREFETCH_QUEUE");
 		ck_assert_int_eq(be->ops->pool_alloc(be, 6, n), 0);
@@ -187,11 +190,11 @@ START_TEST(backend_prefetch_queue)
 					 0);
 		ck_assert_int_eq(be->ops->load_async(be, 5, src, n, NULL, LD_LOAD_URGENT, &t[5]),
 				 0);
-		ck_assert_int_eq(be->ops->cancel(be, t[4]), q);
-		if (q)
+		ck_assert_int_eq(be->ops->cancel(be, t[4]), on);
+		if (on)
 			ck_assert_int_eq(be->ops->poll(be, t[3], &rc), 0);
 		for (int s = 0; s < 6; s++) {
-			if (s == 4 && q)
+			if (s == 4 && on)
 				continue;
 			ck_assert_int_eq(be->ops->wait(be, t[s]), 0);
 			ck_assert_int_eq(be->ops->poll(be, t[s], &rc), 1);
@@ -204,7 +207,7 @@ START_TEST(backend_prefetch_queue)
 		ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
 		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 4), n,
 					    cudaMemcpyDeviceToHost), cudaSuccess);
-		ck_assert_int_eq(back[0] == 0 && !memcmp(back, back + 1, n - 1), q);
+		ck_assert_int_eq(back[0] == 0 && !memcmp(back, back + 1, n - 1), on);
 		/* A dropped load's slot takes a new one. */
 		ck_assert_int_eq(be->ops->load_async(be, 4, src, n, NULL, 0, &t[4]), 0);
 		ck_assert_int_eq(be->ops->stream_wait(be, t[4]), 0);
