@@ -16,17 +16,16 @@
  * registration outlives the pool, so a cache reopened with another slot
  * count on the same backend does not pin the store again.
  *
- * Prefetches (loads without LD_LOAD_URGENT) wait in a queue on the host and
- * a feeder thread hands them to the copy stream PF_DEPTH at a time, so that
- * a demand miss queues behind at most PF_DEPTH of them (not behind every
- * prefetch issued), and one not yet started can be dropped (cancel) once its
- * layer has run without it.  Waiting on a queued prefetch (wait,
- * stream_wait) starts it at once; LD_LOAD_NOW skips the queue.
- * MOED_CUDA_PREFETCH_QUEUE=0: every load goes to the copy stream when
- * issued, in that order; =2 (idle): the feeder copies prefetches only while
- * no demand copy is on the stream, PF_PIECE bytes at a time (two on the
- * stream), so a demand miss waits behind at most two pieces and a cancel
- * stops a copy midway. */
+ * Prefetches (loads without LD_LOAD_URGENT) wait in a queue on the host,
+ * and a feeder thread copies them only while no demand copy is on the copy
+ * stream, PF_PIECE bytes at a time (two pieces on the stream), so a demand
+ * miss waits behind at most two pieces, not behind every prefetch issued,
+ * and a prefetch still queued can be dropped (cancel, which stops a copy
+ * midway) once its layer has run without it.  Waiting on a queued prefetch
+ * (wait, stream_wait) copies the rest at once; LD_LOAD_NOW skips the queue.
+ * MOED_CUDA_PREFETCH_QUEUE=1: whole prefetches, PF_DEPTH on the stream
+ * whatever else is there; =0: every load goes to the copy stream when
+ * issued, in that order. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
@@ -690,7 +689,7 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->flags = flags;
 	c->prof = ld_env_on("MOED_CUDA_PROFILE", false);
 	const char *q = getenv("MOED_CUDA_PREFETCH_QUEUE");
-	c->queue = q && !strcmp(q, "0") ? 0 : q && !strcmp(q, "2") ? 2 : 1;
+	c->queue = q && !strcmp(q, "0") ? 0 : q && !strcmp(q, "1") ? 1 : 2;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->work, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
