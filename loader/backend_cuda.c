@@ -74,7 +74,7 @@ struct cu {
 	bool staged;               /* staging ring allocated */
 	bool prof;                 /* MOED_CUDA_PROFILE */
 	struct cu_prof *pp;
-	/* The prefetch queue (ring of n_slots, at most one load per slot). */
+	/* The prefetch queue, oldest first (n_slots long: one load a slot). */
 	struct cu_pend {
 		size_t slot;
 		const void *src;
@@ -82,7 +82,7 @@ struct cu {
 		uint64_t seq;
 		size_t off;            /* copied so far (idle mode's pieces) */
 	} *pq;
-	size_t pq_head, pq_len;
+	size_t pq_len;
 	bool *pending;             /* per slot: its last load waits in pq */
 	struct ld_ticket fly[PF_DEPTH];  /* prefetches on the copy stream */
 	int nfly;
@@ -153,7 +153,7 @@ static void cu_pool_free(struct ld_backend *be)
 
 	/* Queued prefetches are dropped: nothing reads this pool again. */
 	pthread_mutex_lock(&c->mu);
-	c->pq_len = c->pq_head = 0;
+	c->pq_len = 0;
 	c->nfly = 0;
 	c->dem = (struct ld_ticket){0, 0};
 	pthread_mutex_unlock(&c->mu);
@@ -327,11 +327,9 @@ static int submit(struct cu *c, const struct cu_pend *e)
 /* Takes entry i out of the prefetch queue (mutex held). */
 static struct cu_pend pq_take(struct cu *c, size_t i)
 {
-	size_t n = c->base.n_slots;
-	struct cu_pend e = c->pq[(c->pq_head + i) % n];
+	struct cu_pend e = c->pq[i];
 
-	for (size_t k = i; k + 1 < c->pq_len; k++)
-		c->pq[(c->pq_head + k) % n] = c->pq[(c->pq_head + k + 1) % n];
+	memmove(&c->pq[i], &c->pq[i + 1], (c->pq_len - i - 1) * sizeof(*c->pq));
 	c->pq_len--;
 	return e;
 }
@@ -343,7 +341,7 @@ static long pq_find(const struct cu *c, struct ld_ticket t)
 	    c->sub_seq[t.slot] != t.seq)
 		return -1;
 	for (size_t i = 0; i < c->pq_len; i++)
-		if (c->pq[(c->pq_head + i) % c->base.n_slots].slot == t.slot)
+		if (c->pq[i].slot == t.slot)
 			return (long)i;
 	return -1;
 }
@@ -362,7 +360,7 @@ static bool copying(const struct cu *c, struct ld_ticket t)
  * most one piece is on the stream; 1 when one was queued, else 0. */
 static int feed_piece(struct cu *c)
 {
-	struct cu_pend *e = &c->pq[c->pq_head];
+	struct cu_pend *e = &c->pq[0];
 	size_t n = e->bytes - e->off < PF_PIECE ? e->bytes - e->off : PF_PIECE;
 	int rc;
 
@@ -453,8 +451,7 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 			}
 			c->feeding = true;
 		}
-		c->pq[(c->pq_head + c->pq_len++) % be->n_slots] =
-			(struct cu_pend){slot, src, bytes, seq, 0};
+		c->pq[c->pq_len++] = (struct cu_pend){slot, src, bytes, seq, 0};
 		c->pending[slot] = true;
 		c->sub_seq[slot] = seq;
 		pthread_cond_signal(&c->work);
