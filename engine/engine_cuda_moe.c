@@ -296,8 +296,9 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	    g->any_split)
 		rc = run_split_loaded(g, ml, n, acq);
 	/* The routes to the hooks only now: the prefetches they start for
-	 * later layers queue behind this layer's loads (one copy stream) and
-	 * take slots only after this layer's experts have theirs. */
+	 * later layers are issued after this layer's loads (which the backend
+	 * copies first) and take slots only after this layer's experts have
+	 * theirs. */
 	for (int t = 0; t < n && h->on_route && !rc; t++)
 		h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
 			    g->hid + (size_t)t * K, g->hw + (size_t)t * K, K);

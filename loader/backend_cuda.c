@@ -151,11 +151,16 @@ static void cu_pool_free(struct ld_backend *be)
 {
 	struct cu *c = CUB(be);
 
-	/* Queued prefetches are dropped: nothing reads this pool again. */
+	/* Queued prefetches are dropped (nothing reads this pool again); the
+	 * feeder sleeps on the empty queue. */
 	pthread_mutex_lock(&c->mu);
 	c->pq_len = 0;
 	c->nfly = 0;
 	c->dem = (struct ld_ticket){0, 0};
+	free(c->pq);
+	free(c->pending);
+	c->pq = NULL;
+	c->pending = NULL;
 	pthread_mutex_unlock(&c->mu);
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->copy);
@@ -173,12 +178,6 @@ static void cu_pool_free(struct ld_backend *be)
 	free(c->used);
 	c->used = NULL;
 	free(c->sub_seq);
-	pthread_mutex_lock(&c->mu);
-	free(c->pq);
-	free(c->pending);
-	c->pq = NULL;
-	c->pending = NULL;
-	pthread_mutex_unlock(&c->mu);
 	c->pool = NULL;
 	c->done = NULL;
 	c->sub_seq = NULL;
@@ -441,7 +440,7 @@ static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, si
 	if (!c->queue || (flags & (LD_LOAD_URGENT | LD_LOAD_NOW))) {
 		struct cu_pend e = {slot, src, bytes, seq, 0};
 
-		if ((rc = (flags & LD_LOAD_NOW) ? submit_part(c, &e, 0, bytes) : submit(c, &e)))
+		if ((rc = (flags & LD_LOAD_URGENT) ? submit(c, &e) : submit_part(c, &e, 0, bytes)))
 			goto out;
 	} else {
 		if (!c->feeding) {

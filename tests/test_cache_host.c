@@ -65,19 +65,26 @@ static void host_teardown(void)
 	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static struct cache *host_cache(enum cache_policy p, size_t n_slots, struct ld_backend **be,
-				bool skip_verify)
+/* A cache of o's slots, policy and flags over the pack and a new host
+ * backend. */
+static struct cache *host_cache_opts(struct cache_opts o, struct ld_backend **be)
 {
 	struct cache *c = NULL;
 	ck_assert_msg(ld_store_open(pack, 0, &store, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(ld_backend_open("host", be, err, sizeof(err)), 0);
-	struct cache_opts o = {.n_layers = 2, .n_experts = 8,
-			       .expert_bytes = ld_store_info(store)->expert_bytes,
-			       .n_slots = n_slots, .policy = p, .store = store, .backend = *be,
-			       .next_use = next_use, .next_use_ctx = next_use_tab,
-			       .skip_verify = skip_verify};
+	o.n_layers = 2, o.n_experts = 8;
+	o.expert_bytes = ld_store_info(store)->expert_bytes;
+	o.store = store, o.backend = *be;
+	o.next_use = next_use, o.next_use_ctx = next_use_tab;
 	ck_assert_int_eq(cache_open(&o, &c), 0);
 	return c;
+}
+
+static struct cache *host_cache(enum cache_policy p, size_t n_slots, struct ld_backend **be,
+				bool skip_verify)
+{
+	return host_cache_opts((struct cache_opts){.n_slots = n_slots, .policy = p,
+						   .skip_verify = skip_verify}, be);
 }
 
 static void host_done(struct cache *c, struct ld_backend *be)
@@ -333,6 +340,8 @@ END_TEST
 static const struct ld_backend_ops *real_ops;
 static int poll_busy;
 
+static int cancels;
+
 static int fake_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 {
 	if (poll_busy)
@@ -341,17 +350,32 @@ static int fake_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 	return 1;
 }
 
+static int fake_cancel(struct ld_backend *be, struct ld_ticket t)
+{
+	real_ops->wait(be, t);         /* the host copy ran: pretend it did not */
+	cancels++;
+	return 1;
+}
+
+/* be's poll and cancel from the fakes above. */
+static void fake_ops(struct ld_backend *be)
+{
+	real_ops = be->ops;
+	dev_ops = *be->ops;
+	dev_ops.poll = fake_poll;
+	dev_ops.cancel = fake_cancel;
+	be->ops = &dev_ops;
+	poll_busy = 1;
+	cancels = 0;
+}
+
 START_TEST(host_prefetch_late)
 {
 	struct ld_backend *be;
 	struct cache *c = host_cache(CACHE_LRU, 4, &be, false);
 	struct cache_stats s;
 
-	real_ops = be->ops;
-	dev_ops = *be->ops;
-	dev_ops.poll = fake_poll;
-	be->ops = &dev_ops;
-	poll_busy = 1;
+	fake_ops(be);
 	ck_assert_int_eq(cache_prefetch(c, 1, 0), 0);
 	check_use(c, 1, 0);
 	poll_busy = 0;
@@ -369,36 +393,15 @@ END_TEST
 /* cache_drop_prefetches: a layer's prefetches whose loads the backend can
  * still cancel go (their slots free, not counted as loads); an acquired one,
  * another layer's, or any with keep_prefetches stay. */
-static int cancels;
-
-static int fake_cancel(struct ld_backend *be, struct ld_ticket t)
-{
-	real_ops->wait(be, t);         /* the host copy ran: pretend it did not */
-	cancels++;
-	return 1;
-}
-
 START_TEST(host_drop_prefetches)
 {
 	for (int keep = 0; keep < 2; keep++) {
 		struct ld_backend *be;
-		struct cache *c = NULL;
+		struct cache *c = host_cache_opts((struct cache_opts){.n_slots = 4,
+			.policy = CACHE_LRU, .keep_prefetches = keep}, &be);
 		struct cache_stats s;
 
-		ck_assert_msg(ld_store_open(pack, 0, &store, err, sizeof(err)) == 0, "%s", err);
-		ck_assert_int_eq(ld_backend_open("host", &be, err, sizeof(err)), 0);
-		struct cache_opts o = {.n_layers = 2, .n_experts = 8,
-				       .expert_bytes = ld_store_info(store)->expert_bytes,
-				       .n_slots = 4, .policy = CACHE_LRU, .store = store,
-				       .backend = be, .keep_prefetches = keep};
-		ck_assert_int_eq(cache_open(&o, &c), 0);
-		real_ops = be->ops;
-		dev_ops = *be->ops;
-		dev_ops.poll = fake_poll;
-		dev_ops.cancel = fake_cancel;
-		be->ops = &dev_ops;
-		poll_busy = 1;
-		cancels = 0;
+		fake_ops(be);
 		ck_assert_int_eq(cache_prefetch(c, 1, 2), 0);
 		ck_assert_int_eq(cache_prefetch(c, 1, 3), 0);
 		ck_assert_int_eq(cache_prefetch(c, 0, 4), 0);
