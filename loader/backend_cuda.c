@@ -18,8 +18,9 @@
  *
  * Prefetches (loads without LD_LOAD_URGENT) wait in a queue on the host,
  * and a feeder thread copies them only while no demand copy is on the copy
- * stream, PF_PIECE bytes at a time (two pieces on the stream), so a demand
- * miss waits behind at most two pieces, not behind every prefetch issued,
+ * stream, a piece at a time (PF_PIECE bytes unless MOED_CUDA_PREFETCH_PIECE
+ * says otherwise; two pieces on the stream), so a demand miss waits behind
+ * at most two pieces, not behind every prefetch issued,
  * and a prefetch still queued can be dropped (cancel, which stops a copy
  * midway) once its layer has run without it.  Waiting on a queued prefetch
  * (wait, stream_wait) copies the rest at once; LD_LOAD_NOW skips the queue.
@@ -45,6 +46,7 @@
 #define PF_DEPTH 2             /* prefetches on the copy stream at once: one
 				* copying, one queued behind it (no gap) */
 #define PF_PIECE (4u << 20)    /* idle mode's piece (53 of 55 GB/s) */
+#define PF_PIECE_MIN (64u << 10)
 
 /* MOED_CUDA_PROFILE: timing events around a pool's first PROF_COPIES
  * copies (from the copy stream's wait for the slot to the copy's end),
@@ -89,6 +91,7 @@ struct cu {
 	int queue;                 /* MOED_CUDA_PREFETCH_QUEUE: 0, 1, 2 (idle) */
 	struct ld_ticket dem;      /* the last demand copy (idle mode) */
 	cudaEvent_t piece[2];      /* the last two pieces' ends (idle mode) */
+	size_t piece_bytes;        /* idle mode's piece */
 	int pnext;                 /* the older of the two */
 	pthread_t feeder;
 	pthread_cond_t work;       /* pq not empty, or stop */
@@ -360,7 +363,7 @@ static bool copying(const struct cu *c, struct ld_ticket t)
 static int feed_piece(struct cu *c)
 {
 	struct cu_pend *e = &c->pq[0];
-	size_t n = e->bytes - e->off < PF_PIECE ? e->bytes - e->off : PF_PIECE;
+	size_t n = e->bytes - e->off < c->piece_bytes ? e->bytes - e->off : c->piece_bytes;
 	int rc;
 
 	if (copying(c, c->dem) || cudaEventQuery(c->piece[c->pnext]) == cudaErrorNotReady) {
@@ -422,6 +425,19 @@ static void *feed(void *arg)
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
+}
+
+/* MOED_CUDA_PREFETCH_PIECE: the idle mode's piece in KiB, PF_PIECE_MIN up
+ * to PF_PIECE * 16; other values: PF_PIECE. */
+static size_t piece_bytes(void)
+{
+	const char *v = getenv("MOED_CUDA_PREFETCH_PIECE");
+	char *end;
+	unsigned long k = v ? strtoul(v, &end, 10) : 0;
+
+	if (!v || end == v || *end || k < PF_PIECE_MIN >> 10 || k > (PF_PIECE >> 10) * 16)
+		return PF_PIECE;
+	return (size_t)k << 10;
 }
 
 static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
@@ -686,6 +702,7 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->prof = ld_env_on("MOED_CUDA_PROFILE", false);
 	const char *q = getenv("MOED_CUDA_PREFETCH_QUEUE");
 	c->queue = q && !strcmp(q, "0") ? 0 : q && !strcmp(q, "1") ? 1 : 2;
+	c->piece_bytes = piece_bytes();
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->work, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);

@@ -165,7 +165,8 @@ END_TEST
  * copy stream (idle mode, 2: in pieces, while no demand copy runs): a
  * queued one can be dropped (its slot untouched), polls as not done, starts
  * when waited for; a demand load goes straight to the stream; with
- * MOED_CUDA_PREFETCH_QUEUE=0 every load does. */
+ * MOED_CUDA_PREFETCH_QUEUE=0 every load does.  Pass 3: idle mode in 100 KiB
+ * pieces (MOED_CUDA_PREFETCH_PIECE; 64 MiB is not a whole number of them). */
 START_TEST(backend_prefetch_queue)
 {
 	size_t n = 64 << 20;          /* about 1.2 ms a copy: the queue stays */
@@ -176,12 +177,15 @@ START_TEST(backend_prefetch_queue)
 
 	for (size_t i = 0; i < n; i++)
 		src[i] = (uint8_t)(i * 13 + (i >> 10));
-	for (int q = 2; q >= 0; q--) {
+	for (int q = 3; q >= 0; q--) {
 		int on = q != 0;
 
-		setenv("MOED_CUDA_PREFETCH_QUEUE", (const char *[]){"0", "1", "2"}[q], 1);
+		setenv("MOED_CUDA_PREFETCH_QUEUE", (const char *[]){"0", "1", "2", "2"}[q], 1);
+		if (q == 3)
+			setenv("MOED_CUDA_PREFETCH_PIECE", "100", 1);
 		ck_assert_int_eq(ld_backend_open_index("cuda", 0, &be, err, sizeof(err)), 0);
 		unsetenv("MOED_CUDA_PREFETCH_QUEUE");
+		unsetenv("MOED_CUDA_PREFETCH_PIECE");
 		ck_assert_int_eq(be->ops->pool_alloc(be, 6, n), 0);
 		ck_assert_int_eq(be->ops->host_register(be, src, n), 0);
 		ck_assert_int_eq(cudaMemset(be->ops->slot_ptr(be, 4), 0, n), cudaSuccess);
