@@ -340,8 +340,9 @@ void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 {
 	double t = x->tokens ? (double)x->tokens : 1;
 	/* Bytes missed: misses and prefetches used while still loading (the
-	 * ones prefetch did not hide), at each load's bytes. */
-	double per_load = x->s.loads ? (double)x->s.bytes_loaded / (double)x->s.loads : 0;
+	 * ones prefetch did not hide), whole experts.  bytes_per_token: every
+	 * byte copied, dropped prefetches' parts too. */
+	double per_load = (double)x->expert_bytes;
 
 	fprintf(f, "\"%s\": {\"tokens\": %d, \"seconds\": %.6f, \"tok_s\": %.3f, "
 		"\"bytes_per_token\": %.1f, \"acquires_per_token\": %.4f, \"hits\": %llu, "

@@ -54,6 +54,7 @@ struct br_ctx {
 struct br_res {
 	int tokens;
 	double secs;
+	size_t expert_bytes;       /* one load's; the caller sets it */
 	struct cache_stats s;
 	uint64_t n_pf;
 };

@@ -405,7 +405,8 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	size_t slots = frac >= 1 ? all : (size_t)((double)all * frac);
 	struct run *r = calloc(1, sizeof(*r));
 	float *logits = malloc((size_t)BATCH * b->V * sizeof(float)), *lg = logits;
-	struct br_res pre = {0}, d1 = {0}, db = {0}, w;
+	size_t eb = ld_store_info(b->st)->expert_bytes;
+	struct br_res pre = {.expert_bytes = eb}, d1 = pre, db = pre, w = pre;
 	int pam[8] = {0}, rv = -ENOMEM;
 	double t0 = ld_now();
 	char err[256];

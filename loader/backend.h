@@ -64,9 +64,10 @@ struct ld_backend_ops {
 	 * best effort: 0 when pinned, else a negative error and loads still work. */
 	int (*host_register)(struct ld_backend *be, const void *base, size_t bytes);
 	/* Drops load t if it is still queued (a prefetch): 1, and no more of
-	 * it is copied (a backend copying in pieces may have copied a part: the
-	 * slot's contents are then undefined); 0 when it is on its way or done. */
-	int (*cancel)(struct ld_backend *be, struct ld_ticket t);
+	 * it is copied; *copied: the bytes of it already copied or on their way
+	 * (a backend copying in pieces; the slot's contents are then undefined).
+	 * 0 when it is on its way whole or done. */
+	int (*cancel)(struct ld_backend *be, struct ld_ticket t, size_t *copied);
 	/* Runs the expert FFN of the expert in slot where its weights live (a
 	 * backend whose slots the CPU cannot read, xrt): x and out host memory,
 	 * [n][hidden]; out = down(silu(gate x) * up x), the pack's f32 layout.

@@ -45,7 +45,11 @@
 #define PROF_COPIES 4096
 #define PF_DEPTH 2             /* prefetches on the copy stream at once: one
 				* copying, one queued behind it (no gap) */
-#define PF_PIECE (4u << 20)    /* idle mode's piece (53 of 55 GB/s) */
+/* Idle mode's piece: a demand miss waits behind two at most (2 x 19 us).
+ * Against 4 MiB pieces, same machine: replayed routing at batch 1 +8.2-
+ * 9.0% at 50%, +4.4-6.8% at 12.5%; synthetic within the runs' spread
+ * (bench/results/cuda_bench_s19.md). */
+#define PF_PIECE (1u << 20)
 #define PF_PIECE_MIN (64u << 10)
 
 /* MOED_CUDA_PROFILE: timing events around a pool's first PROF_COPIES
@@ -428,14 +432,14 @@ static void *feed(void *arg)
 }
 
 /* MOED_CUDA_PREFETCH_PIECE: the idle mode's piece in KiB, PF_PIECE_MIN up
- * to PF_PIECE * 16; other values: PF_PIECE. */
+ * to 64 MiB; other values: PF_PIECE. */
 static size_t piece_bytes(void)
 {
 	const char *v = getenv("MOED_CUDA_PREFETCH_PIECE");
 	char *end;
 	unsigned long k = v ? strtoul(v, &end, 10) : 0;
 
-	if (!v || end == v || *end || k < PF_PIECE_MIN >> 10 || k > (PF_PIECE >> 10) * 16)
+	if (!v || end == v || *end || k < PF_PIECE_MIN >> 10 || k > 65536)
 		return PF_PIECE;
 	return (size_t)k << 10;
 }
@@ -489,14 +493,14 @@ static int start_now(struct cu *c, struct ld_ticket t)
 	return submit(c, &e);
 }
 
-static int cu_cancel(struct ld_backend *be, struct ld_ticket t)
+static int cu_cancel(struct ld_backend *be, struct ld_ticket t, size_t *copied)
 {
 	struct cu *c = CUB(be);
 	long i;
 
 	pthread_mutex_lock(&c->mu);
 	if ((i = pq_find(c, t)) >= 0) {
-		pq_take(c, (size_t)i);
+		*copied = pq_take(c, (size_t)i).off;
 		c->pending[t.slot] = false;
 	}
 	pthread_mutex_unlock(&c->mu);

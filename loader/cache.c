@@ -446,15 +446,16 @@ void cache_drop_prefetches(struct cache *c, int layer)
 	for (size_t i = 0; i < c->o.n_slots; i++) {
 		struct slot *s = &c->slots[i];
 		struct cache_stats *st = &c->st[layer];
+		size_t copied = 0;
 
 		if (s->layer != layer || !s->by_prefetch || s->state != S_LOADING || s->use ||
-		    s->pins || !be->ops->cancel(be, s->ticket))
+		    s->pins || !be->ops->cancel(be, s->ticket, &copied))
 			continue;
 		c->map[key(c, layer, s->expert)] = -1;
 		*s = (struct slot){.layer = -1, .expert = -1, .state = S_EMPTY};
 		c->n_loading--;
 		st->loads--;
-		st->bytes_loaded -= c->o.expert_bytes;
+		st->bytes_loaded -= c->o.expert_bytes - copied;
 		st->prefetch_dropped++;
 	}
 	pthread_mutex_unlock(&c->mu);

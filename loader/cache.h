@@ -32,14 +32,15 @@ struct cache_stats {
 				    * did not hide */
 	uint64_t evictions;
 	uint64_t loads;            /* prefetches + misses that moved an expert */
-	uint64_t bytes_loaded;
+	uint64_t bytes_loaded;     /* bytes copied: loads', and the part of a
+				    * dropped prefetch copied before the drop */
 	double stall_seconds;      /* compute thread waiting on loads */
 	uint64_t prefetch_nospace; /* prefetches refused: every slot pinned */
 	uint64_t pin_steals;       /* misses that took a slot held only by a
 				    * prefetch pin (nothing else was free) */
 	uint64_t prefetch_dropped; /* prefetches dropped before their copy
-				    * started, their layer having run without
-				    * them (not in loads or bytes_loaded) */
+				    * ended, their layer having run without
+				    * them (not in loads) */
 };
 
 struct ld_store;               /* loader/store.h */
@@ -98,9 +99,9 @@ void cache_unpin(struct cache *c, int layer, int expert);
 /* Drops every pin taken by prefetch (call when a batch has passed). */
 void cache_unpin_all(struct cache *c);
 /* Every expert of layer the current step needs is acquired: prefetches into
- * it whose copies have not started (a backend with cancel) are dropped and
- * their slots freed, so the copy engine moves no expert known to be unused
- * this step. */
+ * it still queued in the backend (one with cancel; a copy in pieces may have
+ * begun) are dropped and their slots freed, so the copy engine moves no
+ * more of an expert known to be unused this step. */
 void cache_drop_prefetches(struct cache *c, int layer);
 /* Drops the prefetch pins of one layer's experts (the batch passed it). */
 void cache_unpin_layer(struct cache *c, int layer);

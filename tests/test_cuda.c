@@ -194,7 +194,10 @@ START_TEST(backend_prefetch_queue)
 					 0);
 		ck_assert_int_eq(be->ops->load_async(be, 5, src, n, NULL, LD_LOAD_URGENT, &t[5]),
 				 0);
-		ck_assert_int_eq(be->ops->cancel(be, t[4]), on);
+		size_t copied = 1;
+
+		ck_assert_int_eq(be->ops->cancel(be, t[4], &copied), on);
+		ck_assert_uint_eq(copied, !on);   /* behind four: none of it yet */
 		if (on)
 			ck_assert_int_eq(be->ops->poll(be, t[3], &rc), 0);
 		for (int s = 0; s < 6; s++) {
@@ -207,7 +210,7 @@ START_TEST(backend_prefetch_queue)
 						    cudaMemcpyDeviceToHost), cudaSuccess);
 			ck_assert_msg(!memcmp(back, src, n), "queue %d: slot %d differs", q, s);
 		}
-		ck_assert_int_eq(be->ops->cancel(be, t[0]), 0);   /* done */
+		ck_assert_int_eq(be->ops->cancel(be, t[0], &copied), 0);   /* done */
 		ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
 		ck_assert_int_eq(cudaMemcpy(back, be->ops->slot_ptr(be, 4), n,
 					    cudaMemcpyDeviceToHost), cudaSuccess);
@@ -219,7 +222,7 @@ START_TEST(backend_prefetch_queue)
 		ck_assert_int_eq(be->ops->poll(be, t[4], &rc), 1);
 		/* LD_LOAD_NOW: onto the stream at once, so nothing to cancel. */
 		ck_assert_int_eq(be->ops->load_async(be, 0, src, n, NULL, LD_LOAD_NOW, &t[0]), 0);
-		ck_assert_int_eq(be->ops->cancel(be, t[0]), 0);
+		ck_assert_int_eq(be->ops->cancel(be, t[0], &copied), 0);
 		ck_assert_int_eq(be->ops->wait(be, t[0]), 0);
 		ld_backend_close(be);
 	}
