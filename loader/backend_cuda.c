@@ -46,9 +46,8 @@
 #define PF_DEPTH 2             /* prefetches on the copy stream at once: one
 				* copying, one queued behind it (no gap) */
 /* Idle mode's piece: a demand miss waits behind two at most (2 x 19 us).
- * Against 4 MiB pieces, same machine: replayed routing at batch 1 +8.2-
- * 9.0% at 50%, +4.4-6.8% at 12.5%; synthetic within the runs' spread
- * (bench/results/cuda_bench_s19.md). */
+ * Against 4 MiB pieces, same machine, batch 1: replayed routing +1.8 to
+ * +12.9%, synthetic -2.4 to +4.3% (bench/results/cuda_bench_s19.md). */
 #define PF_PIECE (1u << 20)
 #define PF_PIECE_MIN (64u << 10)
 
