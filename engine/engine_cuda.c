@@ -207,7 +207,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	if (!(g->cnt = calloc(E + 1, sizeof(int))) ||
 	    !(g->lhits = calloc((size_t)c->n_moe_layers + 1, sizeof(int))) ||
 	    !(g->xw = calloc(E, sizeof(*g->xw))) || !(g->xpend = calloc(E, 1)) ||
-	    !(g->xran = calloc(E, 1)) || !(g->wj = calloc(E, sizeof(int))))
+	    !(g->xran = calloc(E, 1)) || !(g->wj = calloc(E, sizeof(int))) ||
+	    !(g->pid = calloc(GMAX * K, sizeof(int))) || !(g->pw = calloc(GMAX * K, f)))
 		return -ENOMEM;
 	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
 	CU(cudaMemset(g->amk, 0, (GMAX + 1) * sizeof(*g->amk)));
@@ -315,6 +316,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->argmax = ld_env_on("MOED_CUDA_ARGMAX", true);
 	g->chain = ld_env_on("MOED_CUDA_CHAIN", true);
 	g->spin = ld_env_on("MOED_CUDA_SPIN", true);
+	g->defer = ld_env_on("MOED_CUDA_DEFER_ROUTES", true);
 	g->tiles = ld_env_on("MOED_CUDA_ATT_TILES", true);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
@@ -377,6 +379,8 @@ void eng_cuda_close(struct eng_cuda *g)
 	free(g->xpend);
 	free(g->xran);
 	free(g->wj);
+	free(g->pid);
+	free(g->pw);
 	if (g->blas)
 		cublasDestroy(g->blas);
 	if (g->own_stream)

@@ -105,6 +105,14 @@ struct eng_cuda {
 	cudaEvent_t cev[2];
 	bool chain;                /* MOED_CUDA_CHAIN != 0 */
 	bool spin;                 /* MOED_CUDA_SPIN != 0 */
+	/* A decode step's layer pml routes for on_route, held (pn rows; ids
+	 * and weights copied, as the next router overwrites hid and hw) until
+	 * eng_cuda_routes_out (MOED_CUDA_DEFER_ROUTES != 0) */
+	bool defer;
+	int pml, pn;
+	const struct eng_cuda_row *prows;
+	int *pid;
+	float *pw;
 	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
 	/* the [1] graphs' lm_head also leaves each row's argmax in hbest */
 	unsigned long long *amk;   /* its keys and counter (device) */
@@ -184,6 +192,11 @@ int eng_cuda_run_split(struct eng_cuda *g, int *js, int nj);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n);
+/* The held routes (if any) to h's on_route; called once the next layer's
+ * attention (or the step's head) is queued, so that the hooks' host work
+ * (a predictor's, the cache's prefetches) overlaps it on the GPU instead
+ * of delaying its launch.  Same calls, same order as without holding. */
+void eng_cuda_routes_out(struct eng_cuda *g, const struct eng_hooks *h);
 
 #define CU(x) do { cudaError_t e_ = (x); \
 	if (e_ != cudaSuccess) return eng_cuda_fail(#x, cudaGetErrorString(e_)); } while (0)

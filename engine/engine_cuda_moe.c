@@ -276,6 +276,15 @@ static void gap_note(struct eng_cuda *g, int ml)
 	g->pg_n[c]++;
 }
 
+/* Rows [0, n)'s routes of layer ml (K ids and weights a row) to on_route. */
+static void routes_to_hooks(const struct eng_hooks *h, const struct eng_cuda_row *rows, int ml,
+			    int n, const int *ids, const float *w, int K)
+{
+	for (int t = 0; t < n && h->on_route; t++)
+		h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
+			    ids + (size_t)t * K, w + (size_t)t * K, K);
+}
+
 /* Runs the grouped experts, the loaded ones first, acquiring ahead as far
  * as the slots allow; each is released once its kernels are queued (the
  * release records them as the slot's last use: a reload waits for them).
@@ -298,10 +307,14 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	/* The routes to the hooks only now: the prefetches they start for
 	 * later layers are issued after this layer's loads (which the backend
 	 * copies first) and take slots only after this layer's experts have
-	 * theirs. */
-	for (int t = 0; t < n && h->on_route && !rc; t++)
-		h->on_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
-			    g->hid + (size_t)t * K, g->hw + (size_t)t * K, K);
+	 * theirs.  A decode step's later still (eng_cuda_routes_out). */
+	if (h->on_route && !rc && g->defer && n <= GMAX) {
+		memcpy(g->pid, g->hid, (size_t)n * K * sizeof(int));
+		memcpy(g->pw, g->hw, (size_t)n * K * sizeof(float));
+		g->pml = ml, g->pn = n, g->prows = rows;
+	}
+	if (!rc && !g->pn)
+		routes_to_hooks(h, rows, ml, n, g->hid, g->hw, K);
 	while (!rc) {
 		while (first < nx && g->xran[first])
 			first++;
@@ -322,6 +335,15 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	if (!rc && n <= GMAX && g->src.layer_done)
 		g->src.layer_done(g->src.ctx, ml);
 	return rc;
+}
+
+void eng_cuda_routes_out(struct eng_cuda *g, const struct eng_hooks *h)
+{
+	int n = g->pn;
+
+	g->pn = 0;
+	if (h)
+		routes_to_hooks(h, g->prows, g->pml, n, g->pid, g->pw, g->K);
 }
 
 /* Sentinels the router's zero-copy routes overwrite: an id below 0 and a

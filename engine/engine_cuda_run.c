@@ -243,6 +243,7 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 		return rc;
 	if (L->moe_index >= 0 && !h)
 		return moe_fast(g, d, L->moe_index, n);
+	eng_cuda_routes_out(g, h);
 	if (L->moe_index >= 0) {
 		if (h->before_moe)
 			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
@@ -596,9 +597,13 @@ int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	for (int li = 0; li < c->n_layers; li++)
 		if ((rc = layer(g, h, rows, li, n)))
 			goto out;
-	if (m && logits && !(rc = head(g, m, n)))
+	if (m && logits)
+		rc = head(g, m, n);
+	eng_cuda_routes_out(g, h);
+	if (!rc && m && logits)
 		rc = logits_out(g, m, logits, false, false);
 out:
+	g->pn = 0;   /* a failed step's held routes go nowhere */
 	if (cudaStreamSynchronize(g->st) != cudaSuccess && !rc)
 		rc = eng_cuda_fail("cudaStreamSynchronize", cudaGetErrorString(cudaGetLastError()));
 	return rc;
