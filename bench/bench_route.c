@@ -342,7 +342,6 @@ void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 	/* Bytes missed: misses and prefetches used while still loading (the
 	 * ones prefetch did not hide), whole experts.  bytes_per_token: every
 	 * byte copied, dropped prefetches' parts too. */
-	double per_load = (double)x->expert_bytes;
 
 	fprintf(f, "\"%s\": {\"tokens\": %d, \"seconds\": %.6f, \"tok_s\": %.3f, "
 		"\"bytes_per_token\": %.1f, \"acquires_per_token\": %.4f, \"hits\": %llu, "
@@ -357,7 +356,7 @@ void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 		(unsigned long long)x->s.misses, (unsigned long long)x->s.loads,
 		(unsigned long long)x->s.bytes_loaded, (unsigned long long)x->s.prefetched_used,
 		(unsigned long long)x->s.prefetched_unused, (unsigned long long)x->s.prefetched_late,
-		(double)(x->s.misses + x->s.prefetched_late) * per_load / t,
+		(double)(x->s.misses + x->s.prefetched_late) * (double)x->expert_bytes / t,
 		(unsigned long long)x->n_pf,
 		(unsigned long long)x->s.prefetch_nospace, (unsigned long long)x->s.pin_steals,
 		(unsigned long long)x->s.prefetch_dropped,

@@ -78,7 +78,7 @@ static void cache_lines(FILE *f, const struct shstats *st)
 		 "Prefetched experts used while their load was still in flight",
 		 offsetof(struct cache_stats, prefetched_late)},
 		{"moed_cache_prefetch_dropped_total",
-		 "Prefetches dropped before their copy started (their layer ran without them)",
+		 "Prefetches dropped while still queued (their layer ran without them)",
 		 offsetof(struct cache_stats, prefetch_dropped)},
 		{"moed_cache_evictions_total", "Experts evicted", offsetof(struct cache_stats, evictions)},
 		{"moed_cache_loads_total", "Expert loads (prefetch and demand)", offsetof(struct cache_stats, loads)},

@@ -312,9 +312,9 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 		memcpy(g->pid, g->hid, (size_t)n * K * sizeof(int));
 		memcpy(g->pw, g->hw, (size_t)n * K * sizeof(float));
 		g->pml = ml, g->pn = n, g->prows = rows;
-	}
-	if (!rc && !g->pn)
+	} else if (!rc) {
 		routes_to_hooks(h, rows, ml, n, g->hid, g->hw, K);
+	}
 	while (!rc) {
 		while (first < nx && g->xran[first])
 			first++;

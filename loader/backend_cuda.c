@@ -506,21 +506,22 @@ static int cu_cancel(struct ld_backend *be, struct ld_ticket t, size_t *copied)
 	return i >= 0;
 }
 
-/* The event of ticket t, or NULL when a later load overtook it (done);
- * a queued prefetch is started first (start: someone waits for it), or
- * *queued says it still waits. */
-static cudaEvent_t event_of(struct cu *c, struct ld_ticket t, bool start, bool *queued, int *rc)
+/* The event of ticket t, or NULL when a later load overtook it (done); a
+ * queued prefetch is started first (queued NULL: someone waits for it), or
+ * *queued says it still waits (left as it was when the backend is broken). */
+static cudaEvent_t event_of(struct cu *c, struct ld_ticket t, bool *queued, int *rc)
 {
 	cudaEvent_t ev = NULL;
 
-	*queued = false;
 	*rc = 0;
 	pthread_mutex_lock(&c->mu);
 	if (c->broken)
 		*rc = c->broken;
-	else if (pq_find(c, t) >= 0 && !start)
-		*queued = true;
-	else if (!(*rc = start_now(c, t)) && c->sub_seq[t.slot] == t.seq)
+	else if (queued)
+		*queued = pq_find(c, t) >= 0;
+	else
+		*rc = start_now(c, t);
+	if (!c->broken && !*rc && !(queued && *queued) && c->sub_seq[t.slot] == t.seq)
 		ev = c->done[t.slot];
 	pthread_mutex_unlock(&c->mu);
 	return ev;
@@ -530,13 +531,11 @@ static int cu_wait(struct ld_backend *be, struct ld_ticket t)
 {
 	struct cu *c = CUB(be);
 	cudaEvent_t ev;
-
-	bool queued;
 	int rc;
 
 	if (!t.seq || t.slot >= be->n_slots)
 		return t.seq ? -EINVAL : 0;
-	if (!(ev = event_of(c, t, true, &queued, &rc)))
+	if (!(ev = event_of(c, t, NULL, &rc)))
 		return rc;
 	cudaSetDevice(c->dev);
 	return io(cudaEventSynchronize(ev));
@@ -546,11 +545,10 @@ static int cu_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 {
 	struct cu *c = CUB(be);
 	cudaEvent_t ev;
-
-	bool queued;
+	bool queued = false;
 
 	*rc = 0;
-	if (!t.seq || t.slot >= be->n_slots || !(ev = event_of(c, t, false, &queued, rc)))
+	if (!t.seq || t.slot >= be->n_slots || !(ev = event_of(c, t, &queued, rc)))
 		return !queued;
 	cudaSetDevice(c->dev);
 	cudaError_t e = cudaEventQuery(ev);
@@ -564,13 +562,11 @@ static int cu_stream_wait(struct ld_backend *be, struct ld_ticket t)
 {
 	struct cu *c = CUB(be);
 	cudaEvent_t ev;
-
-	bool queued;
 	int rc;
 
 	if (!t.seq || t.slot >= be->n_slots)
 		return t.seq ? -EINVAL : 0;
-	if (!(ev = event_of(c, t, true, &queued, &rc)))
+	if (!(ev = event_of(c, t, NULL, &rc)))
 		return rc;
 	cudaSetDevice(c->dev);
 	return io(cudaStreamWaitEvent(c->compute, ev, 0));

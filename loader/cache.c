@@ -442,10 +442,11 @@ void cache_drop_prefetches(struct cache *c, int layer)
 
 	if (c->sim || c->o.keep_prefetches || !be->ops->cancel || !valid(c, layer, 0))
 		return;
+	struct cache_stats *st = &c->st[layer];
+
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < c->o.n_slots; i++) {
 		struct slot *s = &c->slots[i];
-		struct cache_stats *st = &c->st[layer];
 		size_t copied = 0;
 
 		if (s->layer != layer || !s->by_prefetch || s->state != S_LOADING || s->use ||
