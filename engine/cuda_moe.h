@@ -92,11 +92,13 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
  * and eng_cu_route's routing of them in one launch, n <= ENG_CU_GEMV_MAX;
  * done: a device counter at 0 (left at 0) that no other launch uses at the
  * same time.  nw not NULL: the logits of RMSNorm(x) (weight nw, eps), whose
- * rows go to xn (eng_cu_rmsnorm's bits) for the experts. */
+ * rows go to xn (eng_cu_rmsnorm's bits) for the experts.  pout not NULL:
+ * p's final contents (the probabilities) are written there too, after ids
+ * and w (zero-copy for a host that watches them land). */
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
 			unsigned *done, const float *nw, float eps, float *xn,
-			const void *const *tab, void *stream);
+			const void *const *tab, float *pout, void *stream);
 /* Which of the experts a launch takes: all, those with at most
  * ENG_CU_FEW_ROWS entries, or the others.  Two launches (few, then many)
  * give the same values as one (all): each expert's sums do not depend on

@@ -535,7 +535,8 @@ template <int NM, bool NORM>
 __global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
 			       int E, int K, int norm, int *ids, float *w,
 			       struct eng_cu_grp g, int group, unsigned *done,
-			       const float *nw, float eps, float *xn, const void *const *tab)
+			       const float *nw, float eps, float *xn, const void *const *tab,
+			       float *pout)
 {
 	extern __shared__ __align__(16) float smem[];
 	__shared__ const void *stab[ENG_CU_WP_MAX];
@@ -570,6 +571,11 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 		return;
 	__threadfence();
 	route_block(pg, ids, w, n, E, K, norm, g, group, smem, table_to(tt, stab, E));
+	if (pout) {
+		__syncthreads();
+		for (int i = threadIdx.x; i < n * E; i += blockDim.x)
+			pout[i] = pg[i];
+	}
 	if (!threadIdx.x)
 		*done = 0;
 }
@@ -578,7 +584,7 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 				   int E, int K, int norm, int *ids, float *w,
 				   struct eng_cu_grp g, int group, unsigned *done,
 				   const float *nw, float eps, float *xn, const void *const *tab,
-				   void *stream)
+				   float *pout, void *stream)
 {
 	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
 	int rc = 0;
@@ -588,9 +594,9 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 		return (int)cudaErrorInvalidValue;
 #define RR(T, N) rc = nw ? \
 	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab) : \
+	       ids, w, g, group, done, nw, eps, xn, tab, pout) : \
 	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab)
+	       ids, w, g, group, done, nw, eps, xn, tab, pout)
 	DISPATCH(n, 0, RR);
 #undef RR
 	return rc;

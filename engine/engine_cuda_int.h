@@ -170,7 +170,7 @@ int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *r
 		      const void *w, int bf16, int n, int in, int out, int add);
 void eng_cuda_grp_layout(struct eng_cuda *g, int entries);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group, const void *const *tab);
+		   int group, const void *const *tab, float *pout);
 /* engine_cuda_run.c's fast step, for eng_cuda_greedy: whether n rows (all
  * giving logits) can take it; the graph of n rows (z: zero-copy) into *gx;
  * after a step, its routes (fr_id, fr_w: as hfr_id's) to the hooks and the

@@ -351,28 +351,32 @@ void eng_cuda_routes_out(struct eng_cuda *g, const struct eng_hooks *h)
 #define NO_ID (-1)
 #define NO_W 0x7fc0dead
 
-/* How many of the router's nk zero-copy routes have landed (in order). */
-static size_t routes_landed(const struct eng_cuda *g, size_t nk)
+/* How many of the router's nk zero-copy routes, then np probabilities,
+ * have landed (in order). */
+static size_t routes_landed(const struct eng_cuda *g, size_t nk, size_t np)
 {
 	const volatile int *id = g->hid;
 	const volatile uint32_t *w = (const volatile uint32_t *)g->hw;
+	const volatile uint32_t *p = (const volatile uint32_t *)g->hp;
 	size_t k = 0;
 
 	while (k < nk && id[k] != NO_ID && w[k] != NO_W)
 		k++;
+	while (k >= nk && k < nk + np && p[k - nk] != NO_W)
+		k++;
 	return k;
 }
 
-/* Waits for the router's nk zero-copy routes by watching them arrive in
- * pinned memory instead of for the stream's end (which comes later, after
- * the kernel retires).  Should the stream end without them (a failed
- * launch), its status says why. */
-static int wait_routes(struct eng_cuda *g, size_t nk)
+/* Waits for the router's nk zero-copy routes and np probabilities by
+ * watching them arrive in pinned memory instead of for the stream's end
+ * (which comes later, after the kernel retires).  Should the stream end
+ * without them (a failed launch), its status says why. */
+static int wait_routes(struct eng_cuda *g, size_t nk, size_t np)
 {
-	for (unsigned spin = 1; routes_landed(g, nk) < nk; spin++)
+	for (unsigned spin = 1; routes_landed(g, nk, np) < nk + np; spin++)
 		if (spin % 4096 == 0 && cudaStreamQuery(g->st) != cudaErrorNotReady) {
 			CU(cudaStreamSynchronize(g->st));
-			if (routes_landed(g, nk) < nk)
+			if (routes_landed(g, nk, np) < nk + np)
 				return eng_cuda_fail("router", "the stream ended without its routes");
 			break;
 		}
@@ -390,29 +394,36 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 
 	/* Zero-copy routes where the router's fast way writes them (it never
 	 * reads them back): no copies between the router and the wait, and
-	 * the host watches them land (spin) unless the router's logits are
-	 * to be copied back too. */
+	 * the host watches them land (spin).  The probabilities override_route
+	 * takes come the same way from the one-launch router (zp), else by a
+	 * copy after it, and the host waits for the stream. */
 	bool zc = g->zout && eng_cu_route_fast(n, E);
-	bool spin = zc && g->spin && !h->override_route;
+	size_t np = h->override_route ? (size_t)n * E : 0;
+	bool zp = zc && g->spin && np && eng_cuda_gemv_rows(n, H);
+	bool spin = zc && g->spin && (!np || zp);
 
 	if (prof)
 		gap_event(g, ml, GEV_ATTN);
-	if (spin)
+	if (spin) {
 		for (size_t k = 0; k < nk; k++)
 			g->hid[k] = NO_ID, memcpy(&g->hw[k], &(uint32_t){NO_W}, sizeof(float));
-	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, 0, NULL)))
+		for (size_t k = 0; k < np; k++)
+			memcpy(&g->hp[k], &(uint32_t){NO_W}, sizeof(float));
+	}
+	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, 0, NULL,
+				 zp ? g->hp : NULL)))
 		return rc;
 	if (!zc) {
 		CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
 		CU(cudaMemcpyAsync(g->hw, g->rw, nk * sizeof(float), cudaMemcpyDeviceToHost,
 				   g->st));
 	}
-	if (h->override_route)
-		CU(cudaMemcpyAsync(g->hp, g->rlog, (size_t)n * E * sizeof(float),
-				   cudaMemcpyDeviceToHost, g->st));
+	if (np && !zp)
+		CU(cudaMemcpyAsync(g->hp, g->rlog, np * sizeof(float), cudaMemcpyDeviceToHost,
+				   g->st));
 	if (prof)
 		gap_event(g, ml, GEV_ROUTE);
-	if (spin && (rc = wait_routes(g, nk)))
+	if (spin && (rc = wait_routes(g, nk, zp ? np : 0)))
 		return rc;
 	if (!spin)
 		CU(cudaStreamSynchronize(g->st));

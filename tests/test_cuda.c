@@ -734,6 +734,111 @@ START_TEST(route_nan)
 }
 END_TEST
 
+/* override_route's probabilities, [layer][pos][E] as they reached it, and
+ * its choice: the K least probable experts (not the router's). */
+struct ovr {
+	float *probs;
+	int n_pos, norm;
+};
+
+static int override_low(void *ctx, void *user, int layer, int pos, int token, int *experts,
+			float *w, int k, const float *probs, int n_experts)
+{
+	struct ovr *o = ctx;
+	int chosen[32], E = n_experts;
+
+	(void)user, (void)token;
+	if (pos < o->n_pos)
+		memcpy(o->probs + ((size_t)layer * o->n_pos + pos) * E, probs,
+		       (size_t)E * sizeof(float));
+	for (int i = 0; i < k; i++) {
+		int lo = -1;
+		for (int x = 0; x < E; x++) {
+			bool taken = false;
+			for (int j = 0; j < i; j++)
+				taken |= chosen[j] == x;
+			if (!taken && (lo < 0 || probs[x] < probs[lo]))
+				lo = x;
+		}
+		chosen[i] = lo;
+	}
+	eng_route_set(chosen, k, probs, o->norm, experts, w);
+	return 1;
+}
+
+/* A prompt and STEPS greedy steps with override_low at half the slots;
+ * logits into out, probabilities into o. */
+static void run_override(const char *name, struct ovr *o, float *out)
+{
+	struct world w;
+	struct eng_seq *s;
+	const struct ref_case *rc;
+	struct ref_fixture f;
+	int next;
+
+	ref_load(name, &f);
+	rc = &f.cases[3];
+	open_world(name, 0, CACHE_LRU, 0, &w);
+	int V = w.m->cfg.vocab_size, all = w.m->cfg.n_moe_layers * w.m->cfg.n_experts;
+	close_world(&w);
+	open_world(name, (size_t)all / 2, CACHE_LRU, 0, &w);
+	o->norm = w.m->cfg.norm_topk_prob;
+	struct eng_hooks h = {.override_route = override_low, .ctx = o};
+	eng_set_hooks(w.e, &h);
+	ck_assert_int_eq(eng_seq_new(w.e, &s), 0);
+	ck_assert_int_eq(eng_forward(w.e, s, rc->prompt, rc->n_prompt, out), 0);
+	for (int t = 0; t < STEPS; t++) {
+		next = eng_argmax(out + (size_t)t * V, V);
+		ck_assert_int_eq(eng_forward(w.e, s, &next, 1, out + (size_t)(t + 1) * V), 0);
+	}
+	eng_seq_free(s);
+	eng_set_hooks(w.e, NULL);
+	close_world(&w);
+	ref_free(&f);
+}
+
+/* Decode steps with override_route: the router's probabilities written
+ * zero-copy and watched for (the default) are those copied back after it
+ * (MOED_CUDA_ZOUT=0), and so are the logits, bit for bit; each row of them
+ * sums to 1. */
+START_TEST(override_probs)
+{
+	const char *name = ref_fixture_names[_i];
+	struct world w;
+
+	open_world(name, 0, CACHE_LRU, 0, &w);
+	int V = w.m->cfg.vocab_size, E = w.m->cfg.n_experts, L = w.m->cfg.n_moe_layers;
+	close_world(&w);
+	size_t nl = (size_t)(STEPS + 1) * V, np = (size_t)L * (STEPS + 64) * E;
+	float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
+	struct ovr a = {.probs = calloc(np, sizeof(float)), .n_pos = STEPS + 64};
+	struct ovr b = {.probs = calloc(np, sizeof(float)), .n_pos = STEPS + 64};
+
+	setenv("MOED_CUDA_ZOUT", "0", 1);
+	run_override(name, &a, ref);
+	unsetenv("MOED_CUDA_ZOUT");
+	run_override(name, &b, got);
+	ck_assert_msg(!memcmp(a.probs, b.probs, np * sizeof(float)),
+		      "%s: zero-copy probabilities differ from copied ones", name);
+	ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)), "%s: logits differ (max %g)", name,
+		      max_abs_diff(ref, got, (int)nl));
+	int rows = 0;
+	for (size_t r = 0; r < np / E; r++) {
+		double sum = 0;
+		for (int x = 0; x < E; x++)
+			sum += a.probs[r * E + x];
+		if (sum == 0)
+			continue;   /* a position past the sequence */
+		ck_assert_msg(fabs(sum - 1) < 1e-5, "%s: probabilities sum to %g", name, sum);
+		rows++;
+	}
+	ck_assert_int_gt(rows, L * STEPS);
+	printf("cuda override %s: %d rows of probabilities, zero-copy = copied, logits "
+	       "identical\n", name, rows);
+	free(a.probs), free(b.probs), free(ref), free(got);
+}
+END_TEST
+
 /* A model past the CUDA kernels' limits is refused at open (-EINVAL, with a
  * line saying which limit), not run. */
 START_TEST(limits)
@@ -799,6 +904,7 @@ int main(void)
 	tcase_add_test(tc, logits_buffer_chunks);
 	tcase_add_loop_test(tc, route_nan, 0, 4);
 	tcase_add_test(tc, ahead_then_order);
+	tcase_add_loop_test(tc, override_probs, 0, ref_n_fixtures);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* CUDA does not survive fork() after it is initialised. */
