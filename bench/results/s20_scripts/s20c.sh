@@ -2,7 +2,7 @@
 # Session 20, call 3: GPU suites with the loaded experts' table uploaded with the groups (one
 # copy a layer instead of two); then that build (new) against one without the change (old, the
 # patch reversed), alternating, two rounds: none and cepr with LRU at 50%, synthetic then
-# replayed routing, batch 1.
+# replayed routing, batch 1. The patch: s20c_merge.patch here (copy it to the root first).
 set -u
 T0=$(date +%s); S=$OUT/sum.txt; : > $S
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
