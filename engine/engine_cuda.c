@@ -197,10 +197,7 @@ static int alloc_scratch(struct eng_cuda *g)
 	 * (2 ni >= moe_intermediate_size * 2, >= H); y3 holds C entries' at
 	 * least, so any one expert fits.  MOED_CUDA_WAVE_ROWS: fewer (tests). */
 	g->wave_rows = (int)(g->y3n / (3 * (2 * ni > H ? 2 * ni : H)));
-	const char *wr = getenv("MOED_CUDA_WAVE_ROWS");
-	int want = wr ? atoi(wr) : 0;
-	if (want > 0 && want < g->wave_rows)
-		g->wave_rows = want;
+	g->wave_rows = (int)ld_env_long("MOED_CUDA_WAVE_ROWS", 1, g->wave_rows - 1, g->wave_rows);
 	/* A fast step's routes, then the logits: one copy brings both back. */
 	g->fr_w = (float *)(g->fr_id + fr), g->logits = g->fr_w + fr;
 	g->hfr_w = (float *)(g->hfr_id + fr), g->hlog = g->hfr_w + fr;

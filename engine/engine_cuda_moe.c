@@ -362,7 +362,9 @@ static size_t routes_landed(const struct eng_cuda *g, size_t nk, size_t np)
 
 	while (k < nk && id[k] != NO_ID && w[k] != NO_W)
 		k++;
-	while (k >= nk && k < nk + np && p[k - nk] != NO_W)
+	if (k < nk)
+		return k;
+	while (k < nk + np && p[k - nk] != NO_W)
 		k++;
 	return k;
 }

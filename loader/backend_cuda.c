@@ -430,19 +430,6 @@ static void *feed(void *arg)
 	return NULL;
 }
 
-/* MOED_CUDA_PREFETCH_PIECE: the idle mode's piece in KiB, PF_PIECE_MIN up
- * to 64 MiB; other values: PF_PIECE. */
-static size_t piece_bytes(void)
-{
-	const char *v = getenv("MOED_CUDA_PREFETCH_PIECE");
-	char *end;
-	unsigned long k = v ? strtoul(v, &end, 10) : 0;
-
-	if (!v || end == v || *end || k < PF_PIECE_MIN >> 10 || k > 65536)
-		return PF_PIECE;
-	return (size_t)k << 10;
-}
-
 static int cu_load_async(struct ld_backend *be, size_t slot, const void *src, size_t bytes,
 			 const uint64_t *checksum, unsigned flags, struct ld_ticket *t)
 {
@@ -699,9 +686,10 @@ int ld_backend_cuda_open(int index, unsigned flags, struct ld_backend **out, cha
 	c->dev = c->base.dev_index = index;
 	c->flags = flags;
 	c->prof = ld_env_on("MOED_CUDA_PROFILE", false);
-	const char *q = getenv("MOED_CUDA_PREFETCH_QUEUE");
-	c->queue = q && !strcmp(q, "0") ? 0 : q && !strcmp(q, "1") ? 1 : 2;
-	c->piece_bytes = piece_bytes();
+	c->queue = (int)ld_env_long("MOED_CUDA_PREFETCH_QUEUE", 0, 2, 2);
+	/* The idle mode's piece in KiB, PF_PIECE_MIN up to 64 MiB. */
+	c->piece_bytes = (size_t)ld_env_long("MOED_CUDA_PREFETCH_PIECE", PF_PIECE_MIN >> 10,
+					     65536, PF_PIECE >> 10) << 10;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->work, NULL);
 	cudaError_t e = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);

@@ -335,12 +335,10 @@ START_TEST(host_ahead_order)
 }
 END_TEST
 
-/* A prefetch counts late when its load is still in flight at the acquire
- * (the backend's poll says so), and not when it has landed. */
+/* The host backend with a poll that says "still loading" while poll_busy
+ * and a cancel that counts its calls (cancels). */
 static const struct ld_backend_ops *real_ops;
-static int poll_busy;
-
-static int cancels;
+static int poll_busy, cancels;
 
 static int fake_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 {
@@ -375,6 +373,8 @@ static void fake_ops(struct ld_backend *be)
 	fake_copied = 0;
 }
 
+/* A prefetch counts late when its load is still in flight at the acquire
+ * (the backend's poll says so), and not when it has landed. */
 START_TEST(host_prefetch_late)
 {
 	struct ld_backend *be;

@@ -345,14 +345,15 @@ static void before_moe(void *ctx, int layer, const int *tokens, int n)
 
 #define STEPS 12
 
-/* Prompt of case 3 then STEPS greedy steps; all the logits into out. */
-static void run_seq(struct world *w, const struct ref_case *rc, bool prefetch, float *out)
+/* rc's prompt then STEPS greedy steps with hooks h (or none); all the
+ * logits into out. */
+static void decode_seq(struct world *w, const struct ref_case *rc, const struct eng_hooks *h,
+		       float *out)
 {
 	int V = w->m->cfg.vocab_size, next;
 	struct eng_seq *s;
-	struct eng_hooks h = {.before_moe = before_moe, .ctx = w};
 
-	eng_set_hooks(w->e, prefetch ? &h : NULL);
+	eng_set_hooks(w->e, h);
 	ck_assert_int_eq(eng_seq_new(w->e, &s), 0);
 	ck_assert_int_eq(eng_forward(w->e, s, rc->prompt, rc->n_prompt, out), 0);
 	for (int t = 0; t < STEPS; t++) {
@@ -361,6 +362,15 @@ static void run_seq(struct world *w, const struct ref_case *rc, bool prefetch, f
 	}
 	eng_seq_free(s);
 	eng_set_hooks(w->e, NULL);
+}
+
+/* Prompt of case 3 then STEPS greedy steps, with before_moe's prefetches
+ * when prefetch; all the logits into out. */
+static void run_seq(struct world *w, const struct ref_case *rc, bool prefetch, float *out)
+{
+	struct eng_hooks h = {.before_moe = before_moe, .ctx = w};
+
+	decode_seq(w, rc, prefetch ? &h : NULL, out);
 	cache_unpin_all(w->c);
 }
 
@@ -766,67 +776,56 @@ static int override_low(void *ctx, void *user, int layer, int pos, int token, in
 	return 1;
 }
 
-/* A prompt and STEPS greedy steps with override_low at half the slots;
- * logits into out, probabilities into o. */
-static void run_override(const char *name, struct ovr *o, float *out)
+/* The fixture's config (the model opened and closed again). */
+static struct ld_config fixture_cfg(const char *name)
 {
-	struct world w;
-	struct eng_seq *s;
-	const struct ref_case *rc;
-	struct ref_fixture f;
-	int next;
+	char dir[700];
+	struct ld_model *m;
 
-	ref_load(name, &f);
-	rc = &f.cases[3];
-	open_world(name, 0, CACHE_LRU, 0, &w);
-	int V = w.m->cfg.vocab_size, all = w.m->cfg.n_moe_layers * w.m->cfg.n_experts;
-	close_world(&w);
-	open_world(name, (size_t)all / 2, CACHE_LRU, 0, &w);
-	o->norm = w.m->cfg.norm_topk_prob;
-	struct eng_hooks h = {.override_route = override_low, .ctx = o};
-	eng_set_hooks(w.e, &h);
-	ck_assert_int_eq(eng_seq_new(w.e, &s), 0);
-	ck_assert_int_eq(eng_forward(w.e, s, rc->prompt, rc->n_prompt, out), 0);
-	for (int t = 0; t < STEPS; t++) {
-		next = eng_argmax(out + (size_t)t * V, V);
-		ck_assert_int_eq(eng_forward(w.e, s, &next, 1, out + (size_t)(t + 1) * V), 0);
-	}
-	eng_seq_free(s);
-	eng_set_hooks(w.e, NULL);
-	close_world(&w);
-	ref_free(&f);
+	snprintf(dir, sizeof(dir), "%s/%s", getenv("MOED_FIXTURES"), name);
+	ck_assert_msg(ld_model_open(dir, &m, err, sizeof(err)) == 0, "%s", err);
+	struct ld_config c = m->cfg;
+	ld_model_close(m);
+	return c;
 }
 
 /* Decode steps with override_route: the router's probabilities written
  * zero-copy and watched for (the default) are those copied back after it
  * (MOED_CUDA_ZOUT=0), and so are the logits, bit for bit; each row of them
- * sums to 1. */
+ * sums to 1.  Case 3 and STEPS greedy steps at half the slots. */
 START_TEST(override_probs)
 {
 	const char *name = ref_fixture_names[_i];
+	struct ld_config c = fixture_cfg(name);
+	int V = c.vocab_size, E = c.n_experts, L = c.n_moe_layers;
+	size_t nl = (size_t)(STEPS + 1) * V, np = (size_t)L * (STEPS + 64) * E;
+	float *out[2] = {malloc(nl * sizeof(float)), malloc(nl * sizeof(float))};
+	struct ovr o[2];
+	struct ref_fixture f;
 	struct world w;
 
-	open_world(name, 0, CACHE_LRU, 0, &w);
-	int V = w.m->cfg.vocab_size, E = w.m->cfg.n_experts, L = w.m->cfg.n_moe_layers;
-	close_world(&w);
-	size_t nl = (size_t)(STEPS + 1) * V, np = (size_t)L * (STEPS + 64) * E;
-	float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
-	struct ovr a = {.probs = calloc(np, sizeof(float)), .n_pos = STEPS + 64};
-	struct ovr b = {.probs = calloc(np, sizeof(float)), .n_pos = STEPS + 64};
+	ref_load(name, &f);
+	for (int z = 0; z < 2; z++) {
+		o[z] = (struct ovr){.probs = calloc(np, sizeof(float)), .n_pos = STEPS + 64,
+				    .norm = c.norm_topk_prob};
+		struct eng_hooks h = {.override_route = override_low, .ctx = &o[z]};
 
-	setenv("MOED_CUDA_ZOUT", "0", 1);
-	run_override(name, &a, ref);
-	unsetenv("MOED_CUDA_ZOUT");
-	run_override(name, &b, got);
-	ck_assert_msg(!memcmp(a.probs, b.probs, np * sizeof(float)),
+		if (!z)
+			setenv("MOED_CUDA_ZOUT", "0", 1);
+		open_world(name, (size_t)(L * E) / 2, CACHE_LRU, 0, &w);
+		unsetenv("MOED_CUDA_ZOUT");
+		decode_seq(&w, &f.cases[3], &h, out[z]);
+		close_world(&w);
+	}
+	ck_assert_msg(!memcmp(o[0].probs, o[1].probs, np * sizeof(float)),
 		      "%s: zero-copy probabilities differ from copied ones", name);
-	ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)), "%s: logits differ (max %g)", name,
-		      max_abs_diff(ref, got, (int)nl));
+	ck_assert_msg(!memcmp(out[0], out[1], nl * sizeof(float)), "%s: logits differ (max %g)",
+		      name, max_abs_diff(out[0], out[1], (int)nl));
 	int rows = 0;
 	for (size_t r = 0; r < np / E; r++) {
 		double sum = 0;
 		for (int x = 0; x < E; x++)
-			sum += a.probs[r * E + x];
+			sum += o[0].probs[r * E + x];
 		if (sum == 0)
 			continue;   /* a position past the sequence */
 		ck_assert_msg(fabs(sum - 1) < 1e-5, "%s: probabilities sum to %g", name, sum);
@@ -835,7 +834,9 @@ START_TEST(override_probs)
 	ck_assert_int_gt(rows, L * STEPS);
 	printf("cuda override %s: %d rows of probabilities, zero-copy = copied, logits "
 	       "identical\n", name, rows);
-	free(a.probs), free(b.probs), free(ref), free(got);
+	for (int z = 0; z < 2; z++)
+		free(o[z].probs), free(out[z]);
+	ref_free(&f);
 }
 END_TEST
 

@@ -2,6 +2,7 @@
  * tensors of each fixture; dtype conversion; config spellings and bad
  * configs (a fixture copied into a temp dir and edited).  Broken
  * safetensors files: test_loader_bad.c. */
+#include "loader/env.h"
 #include "tests/loader_fx.h"
 #include "tests/suite_run.h"
 
@@ -312,6 +313,28 @@ START_TEST(test_bad_config_misc)
 }
 END_TEST
 
+/* ld_env_long: a whole decimal number in range, else the default. */
+START_TEST(test_env_long)
+{
+	static const struct {
+		const char *v;
+		long want;
+	} cases[] = {{"7", 7}, {"1", 1}, {"9", 9}, {"0", 5}, {"10", 5}, {"-3", 5},
+		     {"7x", 5}, {"", 5}, {"x", 5}, {" 8", 8}};
+
+	unsetenv("MOED_TEST_ENV_LONG");
+	ck_assert_int_eq(ld_env_long("MOED_TEST_ENV_LONG", 1, 9, 5), 5);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		setenv("MOED_TEST_ENV_LONG", cases[i].v, 1);
+		ck_assert_msg(ld_env_long("MOED_TEST_ENV_LONG", 1, 9, 5) == cases[i].want,
+			      "'%s'", cases[i].v);
+	}
+	setenv("MOED_TEST_ENV_LONG", "3", 1);
+	ck_assert_int_eq(ld_env_long("MOED_TEST_ENV_LONG", 4, 3, 5), 5);   /* empty range */
+	unsetenv("MOED_TEST_ENV_LONG");
+}
+END_TEST
+
 static Suite *loader_suite(void)
 {
 	Suite *s = suite_create("loader");
@@ -326,6 +349,7 @@ static Suite *loader_suite(void)
 	tcase_add_test(tc, test_config_spellings);
 	tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof(bad_cfg) / sizeof(bad_cfg[0])));
 	tcase_add_test(tc, test_bad_config_misc);
+	tcase_add_test(tc, test_env_long);
 	suite_add_tcase(s, tc);
 	return s;
 }
