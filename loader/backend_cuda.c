@@ -514,18 +514,24 @@ static cudaEvent_t event_of(struct cu *c, struct ld_ticket t, bool *queued, int 
 	return ev;
 }
 
-static int cu_wait(struct ld_backend *be, struct ld_ticket t)
+/* After load t: the caller blocks (cu_wait), or the compute stream's later
+ * work waits (cu_stream_wait). */
+static int after_load(struct cu *c, struct ld_ticket t, bool stream)
 {
-	struct cu *c = CUB(be);
 	cudaEvent_t ev;
 	int rc;
 
-	if (!t.seq || t.slot >= be->n_slots)
+	if (!t.seq || t.slot >= c->base.n_slots)
 		return t.seq ? -EINVAL : 0;
 	if (!(ev = event_of(c, t, NULL, &rc)))
 		return rc;
 	cudaSetDevice(c->dev);
-	return io(cudaEventSynchronize(ev));
+	return io(stream ? cudaStreamWaitEvent(c->compute, ev, 0) : cudaEventSynchronize(ev));
+}
+
+static int cu_wait(struct ld_backend *be, struct ld_ticket t)
+{
+	return after_load(CUB(be), t, false);
 }
 
 static int cu_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
@@ -547,16 +553,7 @@ static int cu_poll(struct ld_backend *be, struct ld_ticket t, int *rc)
 
 static int cu_stream_wait(struct ld_backend *be, struct ld_ticket t)
 {
-	struct cu *c = CUB(be);
-	cudaEvent_t ev;
-	int rc;
-
-	if (!t.seq || t.slot >= be->n_slots)
-		return t.seq ? -EINVAL : 0;
-	if (!(ev = event_of(c, t, NULL, &rc)))
-		return rc;
-	cudaSetDevice(c->dev);
-	return io(cudaStreamWaitEvent(c->compute, ev, 0));
+	return after_load(CUB(be), t, true);
 }
 
 static int cu_slot_used(struct ld_backend *be, size_t slot)
