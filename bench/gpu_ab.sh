@@ -1,5 +1,5 @@
-# Sourced by same-machine A/B scripts on the GPU host, after gpu_env.sh and
-# gpu_build.sh, with say() defined and $S the summary: the tree's "old" side
+# Sourced by same-machine A/B scripts on the GPU host, after gpu_call.sh
+# (say() defined, $S the summary): the tree's "old" side
 # is this tree with PATCH (a `git diff OLD NEW` of the paths measured, kept
 # in the tree) reversed, built in /tmp/ab/old.
 #   ab_old PATCH [TARGET...]  copies the tree, reverses PATCH, builds the

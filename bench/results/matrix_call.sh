@@ -4,12 +4,7 @@
 # TAG names the output files (s10, s11: the session that ran it). It leaves five files under
 # $OUT (PART=1; three with PART=2): a caller that adds its own must stay within the device
 # tool's eight (session 14 lost a matrix's JSON lines that way).
-set -u
-T0=$(date +%s); S=$OUT/sum.txt; : > $S
-say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
-. bench/gpu_env.sh; . bench/gpu_build.sh
-export LD_LIBRARY_PATH=$MOED_LD
-M=/dev/shm/m; L=/tmp/lg; mkdir -p $L
+. bench/gpu_call.sh
 say "$(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader) part ${PART}"
 gpu_build build-gpu $L $S bench/cuda_kprof bench/cuda_bench || exit 1
 [ -d $M ] || build-gpu/daemon/moed mkmodel --out $M --family olmoe --layers 16 $OLMOE_SHAPE \
