@@ -71,7 +71,7 @@ struct eng_cuda {
 	 * (pinned, device), plan_at bytes used */
 	char *hplan, *dplan;
 	size_t plan_at;
-	int *wj;                   /* run_split_loaded's experts, E */
+	int *wj;                   /* the experts run_loaded and run_split_loaded ran, E */
 	int *rid;
 	void *dgrpb, *hgrpb;       /* a layer's expert groups, device and pinned */
 	struct eng_cu_grp dg, hg;
@@ -113,6 +113,10 @@ struct eng_cuda {
 	const struct eng_cuda_row *prows;
 	int *pid;
 	float *pw;
+	/* This MoE layer's routes grouped by the router on the GPU (gg), and
+	 * its experts already added into x by the fast step's down launch
+	 * (added): engine_cuda_moe.c */
+	bool gg, added;
 	bool zout, zcap;           /* zero-copy allowed; capturing a [1] graph */
 	/* the [1] graphs' lm_head also leaves each row's argmax in hbest */
 	unsigned long long *amk;   /* its keys and counter (device) */

@@ -102,6 +102,8 @@ static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng
  * without waiting for this call. */
 static int upload(struct eng_cuda *g, int total)
 {
+	if (g->gg)   /* the router wrote them */
+		return 0;
 	size_t up = eng_cu_grp_bytes(g->E, total) +
 		    ((g->any_split ? total : 0) + total) * sizeof(int);
 
@@ -171,6 +173,17 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 	return 0;
 }
 
+/* Experts js[0 .. nj) of the groups have their kernels queued: released
+ * and marked run. */
+static void ran(struct eng_cuda *g, int ml, const int *js, int nj)
+{
+	for (int k = 0; k < nj; k++) {
+		if (g->src.release)
+			g->src.release(g->src.ctx, ml, g->hg.xid[js[k]]);
+		g->xran[js[k]] = 1;
+	}
+}
+
 /* Which acquired expert (of [0, acq)) runs next: the first one not loading,
  * so that its compute overlaps the others' loads, else the first to run. */
 static int next_expert(const struct eng_cuda *g, int acq)
@@ -190,12 +203,14 @@ static int next_expert(const struct eng_cuda *g, int acq)
  * has at most GMAX rows (mmax): one gate/up and one down launch for all of
  * them (a table by expert id, NULL for the others, which those kernels
  * skip) instead of two each, so the host queues a decode layer's hits
- * quickly.  Same kernels, same bits. */
+ * quickly; all of a layer grouped on the GPU (gg): the fast step's
+ * gate/up and down-and-combine launches (added).  Same bits. */
 static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 {
 	const struct ld_config *c = &g->m->cfg;
 	struct eng_cu_grp hg = g->hg;
 	int H = g->H, I = c->moe_intermediate_size, b = g->src.bf16, nx = *hg.nact, k = 0;
+	const void *const *tab = (const void *const *)g->dxtab;
 
 	if (!expert_gemv(g, n, mmax))
 		return 0;
@@ -207,17 +222,24 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 		}
 	if (k < 2)
 		return 0;
-	/* The previous layer's copy of hxtab ran before this layer's sync. */
+	/* The previous layer's copy of hxtab ran before this layer's routes
+	 * came.  (Kernels reading it from pinned memory instead took 2-3%
+	 * longer a token, bench/results/cuda_bench_s22.md.) */
 	CU(cudaMemcpyAsync(g->dxtab, g->hxtab, (size_t)g->E * sizeof(void *),
 			   cudaMemcpyHostToDevice, g->st));
-	KR(eng_cu_moe_experts(g->hb, g->eo, g->xn, H, I, g->dg, (const void *const *)g->dxtab, b,
-			      nx, mmax, g->st));
+	if (g->gg && k == nx) {
+		KR(eng_cu_moe_gu(g->hb, g->xn, H, I, g->dg, tab, NULL, b, 0, nx, mmax, ENG_CU_ALL,
+				 g->st));
+		KR(eng_cu_moe_down_add(g->x, g->hb, H, I, g->dg, tab, b, n, g->K, g->st));
+		g->added = true;
+	} else {
+		KR(eng_cu_moe_experts(g->hb, g->eo, g->xn, H, I, g->dg, tab, b, nx, mmax, g->st));
+	}
+	k = 0;
 	for (int j = 0; j < acq; j++)
-		if (!g->xpend[j]) {
-			if (g->src.release)
-				g->src.release(g->src.ctx, ml, hg.xid[j]);
-			g->xran[j] = 1;
-		}
+		if (!g->xpend[j])
+			g->wj[k++] = j;
+	ran(g, ml, g->wj, k);
 	return 0;
 }
 
@@ -234,11 +256,7 @@ static int run_split_loaded(struct eng_cuda *g, int ml, int n, int acq)
 		return 0;
 	if ((rc = eng_cuda_run_split(g, js, nj)))
 		return rc;
-	for (int k = 0; k < nj; k++) {
-		if (g->src.release)
-			g->src.release(g->src.ctx, ml, g->hg.xid[js[k]]);
-		g->xran[js[k]] = 1;
-	}
+	ran(g, ml, js, nj);
 	return 0;
 }
 
@@ -404,6 +422,16 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	bool zp = zc && g->spin && np && eng_cuda_gemv_rows(n, H);
 	bool spin = zc && g->spin && (!np || zp);
 
+	/* A row or two of GEMV experts, routes as the router gave them (no
+	 * override_route): the router groups them on the GPU as group() does on
+	 * the host, so the groups need no copy (batch 1 +0.5 to +1.0% at 50%;
+	 * at 16 rows the grouped combine cost more than the copy saved, and
+	 * with routes overridden kernels reading the host's groups from pinned
+	 * memory took 12-45% longer: bench/results/cuda_bench_s22.md). */
+	g->gg = spin && !np && n <= ENG_CU_FEW_ROWS && expert_gemv(g, n, n);
+	g->added = false;
+	if (g->gg)
+		eng_cuda_grp_layout(g, (int)nk);
 	if (prof)
 		gap_event(g, ml, GEV_ATTN);
 	if (spin) {
@@ -412,8 +440,8 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		for (size_t k = 0; k < np; k++)
 			memcpy(&g->hp[k], &(uint32_t){NO_W}, sizeof(float));
 	}
-	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, 0, NULL,
-				 zp ? g->hp : NULL)))
+	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, g->gg,
+				 NULL, zp ? g->hp : NULL)))
 		return rc;
 	if (!zc) {
 		CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));
@@ -440,6 +468,9 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, ml, t0, t1, ld_now());
 	}
-	KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
+	if (g->gg && !g->added)
+		KR(eng_cu_moe_combine_grp(g->x, g->eo, H, g->dg, n, (int)nk, g->st));
+	else if (!g->gg)
+		KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
 	return 0;
 }
