@@ -223,8 +223,8 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	if (k < 2)
 		return 0;
 	/* The previous layer's copy of hxtab ran before this layer's routes
-	 * came.  (Kernels reading it from pinned memory instead took 2-3%
-	 * longer a token, bench/results/cuda_bench_s22.md.) */
+	 * came.  (Kernels reading it from pinned memory instead lost 2.1-2.3%
+	 * of batch 1's tok/s, bench/results/cuda_bench_s22.md.) */
 	CU(cudaMemcpyAsync(g->dxtab, g->hxtab, (size_t)g->E * sizeof(void *),
 			   cudaMemcpyHostToDevice, g->st));
 	if (g->gg && k == nx) {
@@ -424,10 +424,11 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 
 	/* A row or two of GEMV experts, routes as the router gave them (no
 	 * override_route): the router groups them on the GPU as group() does on
-	 * the host, so the groups need no copy (batch 1 +0.5 to +1.0% at 50%;
+	 * the host, so the groups need no copy (batch 1 +0.3 to +1.0% at 50%;
 	 * at 16 rows the grouped combine cost more than the copy saved, and
-	 * with routes overridden kernels reading the host's groups from pinned
-	 * memory took 12-45% longer: bench/results/cuda_bench_s22.md). */
+	 * with routes overridden, kernels reading the host's groups from
+	 * pinned memory lost 16-35% of batch 1's tok/s:
+	 * bench/results/cuda_bench_s22.md). */
 	g->gg = spin && !np && n <= ENG_CU_FEW_ROWS && expert_gemv(g, n, n);
 	g->added = false;
 	if (g->gg)
