@@ -11,9 +11,12 @@ const char bo_usage[] =
 	"usage: cuda_bench [--backend cuda|host] [--policy lru,fifo,lfu] [--fracs 1,0.5,...]\n"
 	"                  [--prefetch none,all,freq,cepr,oracle] [--routing synthetic|trace:PATH]\n"
 	"                  [--json FILE] [--deadline SECONDS] [--prefill SxP] [--steps1 W,S]\n"
-	"                  [--steps16 W,S] [--train-steps N] [--f32-pack] MODEL_DIR PACK\n"
+	"                  [--steps16 W,S] [--train-steps N] [--prefetch-k K] [--f32-pack]\n"
+	"                  MODEL_DIR PACK\n"
 	"none, all and oracle run with lru only; freq and cepr with every --policy listed.\n"
-	"--steps1/--steps16: warm-up and timed decode steps at batch 1 (8,64) and 16 (4,32).\n";
+	"--steps1/--steps16: warm-up and timed decode steps at batch 1 (8,64) and 16 (4,32).\n"
+	"--prefetch-k: freq and cepr decode's experts predicted for a token's next layer\n"
+	"(the worker's predictor.prefetch_k; default top_k).\n";
 
 static int parse_fracs(char *s, struct bench_opts *o)
 {
@@ -92,6 +95,7 @@ static int one(int ch, const char *v, struct bench_opts *o)
 	case '1': return pair(v, &o->w1, &o->s1);
 	case '6': return pair(v, &o->w16, &o->s16);
 	case 't': o->tsteps = atoi(v); return o->tsteps >= 1 ? 0 : -EINVAL;
+	case 'k': o->prefetch_k = atoi(v); return o->prefetch_k >= 1 ? 0 : -EINVAL;
 	case 'P':
 		return sscanf(v, "%dx%d", &o->pre_seqs, &o->pre_len) != 2 || o->pre_seqs < 1 ||
 			o->pre_seqs > 8 || o->pre_len < 1 ? -EINVAL : 0;
@@ -106,7 +110,7 @@ int bo_parse(int argc, char **argv, struct bench_opts *o)
 		{"prefetch", 1, 0, 'x'}, {"routing", 1, 0, 'r'}, {"json", 1, 0, 'j'},
 		{"deadline", 1, 0, 'd'}, {"prefill", 1, 0, 'P'}, {"f32-pack", 0, 0, 'F'},
 		{"steps1", 1, 0, '1'}, {"steps16", 1, 0, '6'}, {"train-steps", 1, 0, 't'},
-		{0, 0, 0, 0}};
+		{"prefetch-k", 1, 0, 'k'}, {0, 0, 0, 0}};
 	int ch;
 
 	*o = (struct bench_opts){.backend = "cuda", .pols = {CACHE_LRU}, .n_pols = 1,

@@ -28,6 +28,8 @@ struct bench_opts {
 	int w1, s1, w16, s16, tsteps;  /* warm-up, timed; training steps */
 	double deadline;
 	bool f32_pack;             /* --f32-pack: experts stored f32 even for cuda */
+	int prefetch_k;            /* --prefetch-k: freq/cepr decode's experts
+				    * predicted a next layer; 0: top_k */
 };
 
 extern const char bo_usage[];

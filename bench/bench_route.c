@@ -14,6 +14,7 @@ int br_init(struct br_ctx *r, int L, int E, int K)
 	r->L = L;
 	r->E = E;
 	r->K = K;
+	r->pk = K;
 	r->table = malloc((size_t)L * E * sizeof(int));
 	r->counts = calloc((size_t)L, sizeof(int));
 	r->pnext = malloc((size_t)E * sizeof(int));
@@ -126,7 +127,7 @@ static int predict_next(struct br_ctx *r, struct br_seq *s, int layer, int pos, 
 		t.prev = s->cur;
 	}
 	if (r->mode != BR_ORACLE)
-		return r->p ? pred_predict_layer(r->p, &t, *next, r->K, r->pnext) : 0;
+		return r->p ? pred_predict_layer(r->p, &t, *next, r->pk, r->pnext) : 0;
 	if (!r->rec || s->id < 0 || np >= r->maxpos || br_rec_at(r, s->id, np, *next)[0] < 0)
 		return 0;
 	memcpy(r->pnext, br_rec_at(r, s->id, np, *next), (size_t)r->K * sizeof(int));

@@ -45,6 +45,8 @@ struct br_ctx {
 	int maxpos;
 	const struct pred_trace *trace;  /* replay; NULL: synthetic routing */
 	int want;                  /* prefill table: experts per layer */
+	int pk;                    /* decode (freq, cepr): experts predicted for
+				    * a next layer (predictor.prefetch_k) */
 	int *table, *counts, *pnext;     /* [L][E], [L], [E] */
 	int have_table;
 	uint64_t n_pf, n_pf_fail;  /* prefetches started (or pinned), refused */

@@ -24,7 +24,8 @@
  *           the worker's before_moe (unpin l-1, prefetch table layers l and
  *           l+1), all pins dropped after the call.  Decode: the worker's
  *           next-layer scheme (worker_route.c prefetch_next): after the
- *           router of layer l, top_k experts of layer l+1 (after the last
+ *           router of layer l, top_k experts (--prefetch-k: that many,
+ *           the worker's predictor.prefetch_k) of layer l+1 (after the last
  *           layer: layer 0 of the next token) are predicted, prefetched and
  *           pinned until their layer has passed.  cepr: FLAME's predictor
  *           from the token's path, as the worker.  freq: P(expert | layer,
@@ -57,7 +58,8 @@
  *   cuda_bench [--backend cuda|host] [--policy lru,fifo,lfu] [--fracs 1,0.5,...]
  *              [--prefetch none,all,freq,cepr,oracle] [--routing synthetic|trace:PATH]
  *              [--json FILE] [--deadline S] [--prefill SxP] [--steps1 W,S]
- *              [--steps16 W,S] [--train-steps N] [--f32-pack] MODEL_DIR PACK
+ *              [--steps16 W,S] [--train-steps N] [--prefetch-k K] [--f32-pack]
+ *              MODEL_DIR PACK
  * Modes run in --prefetch's order, each over its policies, then budgets;
  * none starts past --deadline.  --steps1/--steps16: warm-up and timed
  * decode steps at batch 1 (8,64) and 16 (4,32); --train-steps 48.  cuda
@@ -314,14 +316,15 @@ static void put_head(FILE *f, struct bench *b, struct run *r, double frac, size_
 	fprintf(f, "{\"backend\": \"%s\", \"routing\": \"%s\", \"override_route\": %s, "
 		"\"policy\": \"%s\", \"prefetch\": \"%s\", \"frac\": %.4f, \"slots\": %zu, "
 		"\"all_experts\": %zu, \"expert_bytes\": %zu, \"layers\": %d, \"experts\": %d, "
-		"\"top_k\": %d, \"table_want\": %d, \"backend_open_seconds\": %.3f, "
+		"\"top_k\": %d, \"table_want\": %d, \"prefetch_k\": %d, "
+		"\"backend_open_seconds\": %.3f, "
 		"\"setup_seconds\": %.3f, \"steps\": {\"b1\": [%d, %d, %d], \"b16\": [%d, %d, %d], "
 		"\"prefill\": [%d, %d], \"train\": [%d, %d, %d]}, \"tokens_identical\": %s, "
 		"\"d1_distinct_tokens\": %d, \"prefetch_refused\": %llu, \"freq_keyed\": %s, "
 		"\"fast_calls\": %llu, ",
 		o->backend, b->routing, b->trace ? "true" : "false", cache_policy_name(r->pol),
 		br_mode_name[r->h.mode], frac, slots, all, ld_store_info(b->st)->expert_bytes,
-		b->L, b->E, b->K, r->h.want, b->be_secs, setup, PROMPT, o->w1, o->s1, BPROMPT,
+		b->L, b->E, b->K, r->h.want, r->h.pk, b->be_secs, setup, PROMPT, o->w1, o->s1, BPROMPT,
 		o->w16, o->s16, o->pre_seqs, o->pre_len, BATCH, BPROMPT, b->tsteps,
 		ref ? "null" : r->same ? "true" : "false",
 		distinct(r->gen[0] + PROMPT, o->w1 + o->s1), (unsigned long long)r->h.n_pf_fail,
@@ -372,6 +375,7 @@ static int setup_run(struct bench *b, struct run *r, size_t slots)
 	/* The predictor process's table length: rt_want_per_layer. */
 	r->h.want = (int)(slots / (size_t)b->L);
 	r->h.want = r->h.want < b->K ? b->K : r->h.want > b->E ? b->E : r->h.want;
+	r->h.pk = b->o.prefetch_k ? (b->o.prefetch_k < b->E ? b->o.prefetch_k : b->E) : b->K;
 	struct cache_opts o = {.n_layers = b->L, .n_experts = b->E,
 			       .expert_bytes = ld_store_info(b->st)->expert_bytes,
 			       .n_slots = slots, .policy = r->pol, .store = b->st,
