@@ -150,11 +150,20 @@ struct eng_cuda {
 };
 
 int eng_cuda_fail(const char *what, const char *why);
+/* MOED_CUDA_PROFILE (engine_cuda_prof.c), printed by eng_cuda_prof_print: */
 void eng_cuda_prof_print(const struct eng_cuda *g);
-/* MOED_CUDA_PROFILE: one-row MoE layer ml through the expert source entered
- * at t0, had its routes on the host at t1, its first expert found loading
- * at t_first (0: none) and its experts queued at t2. */
+/* one-row MoE layer ml through the expert source entered at t0, had its
+ * routes on the host at t1, its first expert found loading at t_first (0:
+ * none) and its experts queued at t2; */
 void eng_cuda_prof_moe(struct eng_cuda *g, int ml, double t0, double t1, double t2);
+/* such a layer's event which (GEV_*), and (layer ml's routes on the host)
+ * the spans of layer ml - 1 they give; */
+enum { GEV_ATTN, GEV_ROUTE, GEV_QUEUED, GEV_DONE };
+void eng_cuda_gap_event(struct eng_cuda *g, int ml, int which);
+void eng_cuda_gap_note(struct eng_cuda *g, int ml);
+/* a fast step one at a time: host before the launch t[0] to t[1], its
+ * logits on the host at t[2], done at t[3] (GPU time: pev). */
+void eng_cuda_prof_step(struct eng_cuda *g, const double t[4]);
 /* Whether n rows of length in go through the GEMV kernels. */
 static inline bool eng_cuda_gemv_rows(int n, int in)
 {

@@ -260,40 +260,6 @@ static int run_split_loaded(struct eng_cuda *g, int ml, int n, int acq)
 	return 0;
 }
 
-/* MOED_CUDA_PROFILE, one-row layers: layer ml's event which (GEV_*). */
-enum { GEV_ATTN, GEV_ROUTE, GEV_QUEUED, GEV_DONE };
-
-static void gap_event(struct eng_cuda *g, int ml, int which)
-{
-	g->gml[ml & 1][which] = ml;
-	cudaEventRecord(g->gev[ml & 1][which], which == GEV_QUEUED ? g->pst : g->st);
-}
-
-/* With layer ml's routes on the host (so layer ml - 1's events and layer
- * ml - 2's experts done are past), for layer ml - 1: from the layer before's
- * experts done to its attention done and router done (GPU work no load
- * overlaps without prediction), from that router done to its loads queued
- * (the host's turn), and on to its experts done; apart for layers with and
- * without an expert loading when acquired. */
-static void gap_note(struct eng_cuda *g, int ml)
-{
-	int p = ml & 1, q = p ^ 1;
-	float t[4] = {0};
-
-	if (ml < 2 || g->gml[p][GEV_DONE] != ml - 2 || g->gml[q][GEV_ATTN] != ml - 1 ||
-	    g->gml[q][GEV_ROUTE] != ml - 1 || g->gml[q][GEV_QUEUED] != ml - 1 ||
-	    g->gml[q][GEV_DONE] != ml - 1 ||
-	    cudaEventElapsedTime(&t[0], g->gev[p][GEV_DONE], g->gev[q][GEV_ATTN]) ||
-	    cudaEventElapsedTime(&t[1], g->gev[q][GEV_ATTN], g->gev[q][GEV_ROUTE]) ||
-	    cudaEventElapsedTime(&t[2], g->gev[q][GEV_ROUTE], g->gev[q][GEV_QUEUED]) ||
-	    cudaEventElapsedTime(&t[3], g->gev[q][GEV_QUEUED], g->gev[q][GEV_DONE]))
-		return;
-	int c = g->gloading[q];
-	for (int i = 0; i < 4; i++)
-		g->pg[c][i] += t[i] * 1e-3;
-	g->pg_n[c]++;
-}
-
 /* Rows [0, n)'s routes of layer ml (K ids and weights a row) to on_route. */
 static void routes_to_hooks(const struct eng_hooks *h, const struct eng_cuda_row *rows, int ml,
 			    int n, const int *ids, const float *w, int K)
@@ -318,7 +284,7 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	g->plan_at = 0;
 	rc = acquire_ahead(g, ml, nx, 0, &acq);
 	if (g->prof && n == 1)
-		gap_event(g, ml, GEV_QUEUED);
+		eng_cuda_gap_event(g, ml, GEV_QUEUED);
 	if (!rc && !(rc = upload(g, n * K)) && !(rc = run_loaded(g, ml, n, acq, mmax)) &&
 	    g->any_split)
 		rc = run_split_loaded(g, ml, n, acq);
@@ -434,7 +400,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	if (g->gg)
 		eng_cuda_grp_layout(g, (int)nk);
 	if (prof)
-		gap_event(g, ml, GEV_ATTN);
+		eng_cuda_gap_event(g, ml, GEV_ATTN);
 	if (spin) {
 		for (size_t k = 0; k < nk; k++)
 			g->hid[k] = NO_ID, memcpy(&g->hw[k], &(uint32_t){NO_W}, sizeof(float));
@@ -453,7 +419,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		CU(cudaMemcpyAsync(g->hp, g->rlog, np * sizeof(float), cudaMemcpyDeviceToHost,
 				   g->st));
 	if (prof)
-		gap_event(g, ml, GEV_ROUTE);
+		eng_cuda_gap_event(g, ml, GEV_ROUTE);
 	if (spin && (rc = wait_routes(g, nk, zp ? np : 0)))
 		return rc;
 	if (!spin)
@@ -461,12 +427,12 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	if (prof) {
 		t1 = ld_now();
 		g->t_first = 0;
-		gap_note(g, ml);
+		eng_cuda_gap_note(g, ml);
 	}
 	if ((rc = group(g, h, rows, ml, n, &mmax)) || (rc = experts(g, h, rows, ml, n, mmax)))
 		return rc;
 	if (prof) {
-		gap_event(g, ml, GEV_DONE);
+		eng_cuda_gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, ml, t0, t1, ld_now());
 	}
 	if (g->gg && !g->added)
