@@ -3,8 +3,10 @@
  * experts are acquired before any runs (their loads queue back to back
  * while earlier ones compute), each expert runs over all its rows (GEMVs for
  * a few rows, else cuBLAS), then one kernel sums each row's experts in
- * ascending order.  The fast way (every expert resident, one CUDA graph) is
- * engine_cuda_run.c's. */
+ * ascending order.  A row or two of a decode step take the router's own
+ * grouping on the GPU and, their experts all loaded, the fast step's
+ * gate/up and down-and-sum launches.  The fast way (every expert resident,
+ * one CUDA graph) is engine_cuda_run.c's. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
