@@ -57,15 +57,14 @@ static void entry_lists(struct eng_cuda *g, int n, int total)
 
 /* Host side of routing: override_route, then the rows grouped per expert
  * (ascending expert id, rows ascending within one; the layout eng_cu_route's
- * grouping writes on the GPU), uploaded once.  *mmax: the most rows of one
- * expert. */
+ * grouping writes on the GPU, laid out for n rows by eng_cuda_moe), uploaded
+ * once.  *mmax: the most rows of one expert. */
 static int group(struct eng_cuda *g, const struct eng_hooks *h, const struct eng_cuda_row *rows,
 		 int ml, int n, int *mmax)
 {
 	int E = g->E, K = g->K, total = n * K, j = 0;
-
-	eng_cuda_grp_layout(g, total);
 	struct eng_cu_grp hg = g->hg;
+
 	for (int t = 0; t < n && h->override_route; t++)
 		h->override_route(h->ctx, rows[t].user, ml, rows[t].pos, rows[t].tok,
 				  g->hid + (size_t)t * K, g->hw + (size_t)t * K, K,
@@ -220,7 +219,7 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	for (int j = 0; j < acq; j++)
 		if (!g->xpend[j]) {
 			g->hxtab[hg.xid[j]] = g->xw[j];
-			k++;
+			g->wj[k++] = j;
 		}
 	if (k < 2)
 		return 0;
@@ -237,10 +236,6 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 	} else {
 		KR(eng_cu_moe_experts(g->hb, g->eo, g->xn, H, I, g->dg, tab, b, nx, mmax, g->st));
 	}
-	k = 0;
-	for (int j = 0; j < acq; j++)
-		if (!g->xpend[j])
-			g->wj[k++] = j;
 	ran(g, ml, g->wj, k);
 	return 0;
 }
@@ -399,8 +394,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	 * bench/results/cuda_bench_s22.md). */
 	g->gg = spin && !np && n <= ENG_CU_FEW_ROWS && expert_gemv(g, n, n);
 	g->added = false;
-	if (g->gg)
-		eng_cuda_grp_layout(g, (int)nk);
+	eng_cuda_grp_layout(g, (int)nk);
 	if (prof)
 		eng_cuda_gap_event(g, ml, GEV_ATTN);
 	if (spin) {
@@ -422,7 +416,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 				   g->st));
 	if (prof)
 		eng_cuda_gap_event(g, ml, GEV_ROUTE);
-	if (spin && (rc = wait_routes(g, nk, zp ? np : 0)))
+	if (spin && (rc = wait_routes(g, nk, np)))   /* spin and np: zp */
 		return rc;
 	if (!spin)
 		CU(cudaStreamSynchronize(g->st));
@@ -437,9 +431,8 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		eng_cuda_gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, ml, t0, t1, ld_now());
 	}
-	if (g->gg && !g->added)
-		KR(eng_cu_moe_combine_grp(g->x, g->eo, H, g->dg, n, (int)nk, g->st));
-	else if (!g->gg)
-		KR(eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
+	if (!g->added)   /* only when gg */
+		KR(g->gg ? eng_cu_moe_combine_grp(g->x, g->eo, H, g->dg, n, (int)nk, g->st)
+			 : eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
 	return 0;
 }

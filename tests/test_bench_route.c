@@ -1,10 +1,11 @@
 /* cuda_bench's hooks (bench/bench_route.c) and trace split (bench/bench_opts.c):
  * replayed routing reaches the engine (the right trace token per position,
  * weights from the router's probabilities), the `all` mode's pins and
- * refusals on a sim cache, the freq table's prefetch, the trace checks and
- * the split into disjoint parts. */
+ * refusals on a sim cache, the freq table's prefetch, the trace checks,
+ * the split into disjoint parts and --prefetch-k's parsing. */
 #include <check.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -214,6 +215,31 @@ START_TEST(trace_split)
 }
 END_TEST
 
+/* cuda_bench --prefetch-k: a count of at least 1, else the usage error;
+ * absent, 0 (top_k). */
+static int parse_k(struct bench_opts *o, const char *k)
+{
+	char *with[] = {"cuda_bench", "--prefetch-k", (char *)k, "m", "p", NULL};
+	char *without[] = {"cuda_bench", "m", "p", NULL};
+
+	optind = 0;   /* getopt from the start again */
+	return k ? bo_parse(5, with, o) : bo_parse(3, without, o);
+}
+
+START_TEST(prefetch_k_option)
+{
+	struct bench_opts o;
+
+	ck_assert_int_eq(parse_k(&o, NULL), 0);
+	ck_assert_int_eq(o.prefetch_k, 0);
+	ck_assert_int_eq(parse_k(&o, "4"), 0);
+	ck_assert_int_eq(o.prefetch_k, 4);
+	ck_assert_int_eq(parse_k(&o, "0"), -EINVAL);
+	ck_assert_int_eq(parse_k(&o, "-2"), -EINVAL);
+	ck_assert_int_eq(parse_k(&o, "many"), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("bench_route");
@@ -225,6 +251,7 @@ int main(void)
 	tcase_add_test(tc, freq_table_prefetch);
 	tcase_add_test(tc, trace_checks);
 	tcase_add_test(tc, trace_split);
+	tcase_add_test(tc, prefetch_k_option);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }
