@@ -1,4 +1,4 @@
-// Device helpers shared by engine/cuda_kernels.cu and engine/cuda_moe.cu.
+// Device helpers shared by the CUDA engine's .cu files.
 #ifndef ENG_CUDA_COMMON_CUH
 #define ENG_CUDA_COMMON_CUH
 
@@ -6,6 +6,10 @@
 #include <cuda_runtime.h>
 
 #define ST(s) ((cudaStream_t)(s))
+
+// Threads of an attention block (engine/cuda_kernels.cu, cuda_att_tiles.cu).
+#define ATT_THREADS 256
+#define ATT_WARPS (ATT_THREADS / 32)
 
 // v = hi + mid + lo, each the bf16 nearest what is left (finite v; the
 // parts of inf or NaN: v's bf16, 0, 0), into d[0], d[part], d[2 part].

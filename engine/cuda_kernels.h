@@ -1,4 +1,4 @@
-/* The CUDA engine's kernels (engine/cuda_kernels.cu), callable from C.  Each
+/* The CUDA engine's kernels (engine/cuda_kernels.cu, cuda_att_tiles.cu), callable from C.  Each
  * launcher queues its kernel on stream (a cudaStream_t) and returns the
  * launch's cudaError_t as an int (0: queued).  Activations are f32; "w16"
  * tables are bf16 when the dense dtype is bf16. */

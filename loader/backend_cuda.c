@@ -37,12 +37,12 @@
 #include <time.h>
 
 #include "loader/backend.h"
+#include "loader/backend_cuda_prof.h"
 #include "loader/env.h"
 #include "loader/store.h"
 
 #define NSTAGE 4
 #define STAGE_BYTES (8u << 20) /* copies of 4 MiB and up reach full rate */
-#define PROF_COPIES 4096
 #define PF_DEPTH 2             /* prefetches on the copy stream at once: one
 				* copying, one queued behind it (no gap) */
 /* Idle mode's piece: a demand miss waits behind two at most (2 x 19 us).
@@ -50,15 +50,6 @@
  * +12.9%, synthetic -2.4 to +4.3% (bench/results/cuda_bench_s19.md). */
 #define PF_PIECE (1u << 20)
 #define PF_PIECE_MIN (64u << 10)
-
-/* MOED_CUDA_PROFILE: timing events around a pool's first PROF_COPIES
- * copies (from the copy stream's wait for the slot to the copy's end),
- * summed up when the pool is freed. */
-struct cu_prof {
-	cudaEvent_t ev[PROF_COPIES][2];
-	size_t bytes;
-	unsigned n;
-};
 
 struct cu {
 	struct ld_backend base;
@@ -78,7 +69,7 @@ struct cu {
 	unsigned stage_next;
 	bool staged;               /* staging ring allocated */
 	bool prof;                 /* MOED_CUDA_PROFILE */
-	struct cu_prof *pp;
+	struct cu_prof *pp;        /* its copy timing, or NULL */
 	/* The prefetch queue, oldest first (n_slots long: one load a slot). */
 	struct cu_pend {
 		size_t slot;
@@ -112,47 +103,6 @@ static int io(cudaError_t e)
 	return e == cudaSuccess ? 0 : -EIO;
 }
 
-/* The copy stream's busy and idle time over the profiled copies. */
-static void prof_print(const struct cu_prof *p)
-{
-	double busy = 0, gap = 0;
-	unsigned near = 0, mid = 0, far = 0;
-	float ms;
-
-	for (unsigned i = 0; i < p->n; i++) {
-		if (cudaEventElapsedTime(&ms, p->ev[i][0], p->ev[i][1]) == cudaSuccess)
-			busy += ms;
-		if (!i || cudaEventElapsedTime(&ms, p->ev[i - 1][1], p->ev[i][0]) != cudaSuccess)
-			continue;
-		if (ms < 0.005f)
-			near++;
-		else if (ms < 1.0f)
-			mid++, gap += ms;
-		else
-			far++;
-	}
-	cudaGetLastError();
-	if (p->n)
-		fprintf(stderr, "moed: cuda profile: %u expert copies, %.1f us each (%.1f GB/s); "
-			"from one's end to the next's start: %u under 5 us, %u of 5 us to 1 ms "
-			"(%.1f us on average), %u longer\n", p->n, busy / p->n * 1e3,
-			busy > 0 ? (double)p->bytes / (busy * 1e6) : 0.0, near, mid,
-			mid ? gap / mid * 1e3 : 0.0, far);
-}
-
-static void prof_free(struct cu *c)
-{
-	if (!c->pp)
-		return;
-	prof_print(c->pp);
-	for (unsigned i = 0; i < PROF_COPIES; i++)
-		for (int j = 0; j < 2; j++)
-			if (c->pp->ev[i][j])
-				cudaEventDestroy(c->pp->ev[i][j]);
-	free(c->pp);
-	c->pp = NULL;
-}
-
 static void cu_pool_free(struct ld_backend *be)
 {
 	struct cu *c = CUB(be);
@@ -170,7 +120,8 @@ static void cu_pool_free(struct ld_backend *be)
 	pthread_mutex_unlock(&c->mu);
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->copy);
-	prof_free(c);
+	cu_prof_close(c->pp);
+	c->pp = NULL;
 	if (c->done)
 		for (size_t i = 0; i < be->n_slots; i++)
 			if (c->done[i])
@@ -220,14 +171,10 @@ static int cu_pool_alloc(struct ld_backend *be, size_t n_slots, size_t slot_byte
 		cu_pool_free(be);
 		return -ENOMEM;
 	}
-	if (c->prof && (c->pp = calloc(1, sizeof(*c->pp))))
-		for (unsigned i = 0; i < PROF_COPIES; i++)
-			for (int j = 0; j < 2; j++)
-				if (cudaEventCreate(&c->pp->ev[i][j]) != cudaSuccess) {
-					cudaGetLastError();
-					cu_pool_free(be);
-					return -EIO;
-				}
+	if (c->prof && cu_prof_open(&c->pp)) {
+		cu_pool_free(be);
+		return -EIO;
+	}
 	/* A never-recorded event is complete: a first load waits for nothing. */
 	for (size_t i = 0; i < n_slots; i++)
 		if (cudaEventCreateWithFlags(&c->done[i], cudaEventDisableTiming) != cudaSuccess ||
@@ -304,17 +251,17 @@ static int submit_part(struct cu *c, const struct cu_pend *e, size_t off, size_t
 {
 	uint8_t *dst = c->pool + e->slot * c->base.slot_stride;
 	bool whole = !off && n == e->bytes, last = off + n == e->bytes;
-	struct cu_prof *p = whole && c->pp && c->pp->n < PROF_COPIES ? c->pp : NULL;
+	struct cu_prof *p = whole && cu_prof_room(c->pp) ? c->pp : NULL;
 	int rc;
 
 	if ((rc = io(cudaSetDevice(c->dev))))
 		return rc;
 	if (!off && !(rc = io(cudaStreamWaitEvent(c->copy, c->used[e->slot], 0))) && p)
-		rc = io(cudaEventRecord(p->ev[p->n][0], c->copy));
+		rc = cu_prof_begin(p, c->copy);
 	if (!rc)
 		rc = copy_in(c, dst + off, (const uint8_t *)e->src + off, n);
-	if (!rc && p && !(rc = io(cudaEventRecord(p->ev[p->n][1], c->copy))))
-		p->n++, p->bytes += n;
+	if (!rc && p)
+		rc = cu_prof_end(p, c->copy, n);
 	if (!rc && last)
 		rc = io(cudaEventRecord(c->done[e->slot], c->copy));
 	c->pending[e->slot] = !last;
