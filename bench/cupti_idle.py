@@ -4,16 +4,15 @@ bench/cupti_trace.c's CSV: the copy stream's busy share, what the compute
 stream runs while no expert copy is on it, and per MoE layer (with and
 without an expert copy) the spans between router, copies and experts.
 
-  bench/cupti_idle.py TRACE.csv FIRST COUNT [EXPERT_BYTES]
+  bench/cupti_idle.py TRACE.csv FIRST COUNT
 
 FIRST, COUNT: which one-row router launches (MoE layers, in time order) to
 take; a negative FIRST counts from the last.  cuda_bench --fracs 0.5 --steps1 4,24 --steps16 1,1 --prefill 1x4 on a
 16-layer model runs 480 before the budget run's (the resident run's 30
 steps) and 30 steps there: FIRST 576 COUNT 352 are its steps 6 to 27.
-EXPERT_BYTES: an expert copy's size (12582912, the issue's OLMoE shape).
-Prefetches go to the copy stream in pieces (1 MiB by default): every
-host-to-GPU copy of at least 64 KiB counts as an expert copy, the tables'
-uploads (under 2 KiB) do not."""
+Expert copies: every host-to-GPU copy of at least 64 KiB (prefetches go
+to the copy stream in pieces, 1 MiB by default); the tables' uploads
+(under 2 KiB) are not."""
 import collections
 import statistics as st
 import sys
@@ -43,7 +42,6 @@ def kind(name):
 def main():
     recs = load(sys.argv[1])
     first, count = int(sys.argv[2]), int(sys.argv[3])
-    eb = int(sys.argv[4]) if len(sys.argv) > 4 else 12582912
     big = lambda r: r[5].startswith("kind1 ") and int(r[5].split()[1]) >= 65536
     rt = [r for r in recs if r[0] == "K" and "k_router_route" in r[5] and "ILi1E" in r[5]]
     rt = rt[first:first + count + 1 or None]
@@ -70,8 +68,8 @@ def main():
         print("  %-20s %7.1f" % (k, v / 10 / steps))
     kern = [r for r in recs if r[0] == "K" and t0 <= r[1] <= t1]
     copies = [r for r in recs if r[0] == "M" and big(r) and t0 <= r[1] <= t1]
-    print("host-to-GPU bytes a token in these layers: %.1f MiB (%d copies; an expert %d B)" % (
-        sum(int(c[5].split()[1]) for c in copies) / steps / 2**20, len(copies), eb))
+    print("host-to-GPU bytes a token in these layers: %.1f MiB (%d copies)" % (
+        sum(int(c[5].split()[1]) for c in copies) / steps / 2**20, len(copies)))
     gus = [r for r in kern if "moe_gu" in r[5]]
     comb = [r for r in kern if "combine" in r[5]]
     d = collections.defaultdict(list)

@@ -431,7 +431,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 		eng_cuda_gap_event(g, ml, GEV_DONE);
 		eng_cuda_prof_moe(g, ml, t0, t1, ld_now());
 	}
-	if (!g->added)   /* only when gg */
+	if (!g->added)   /* else gg's down launch summed them into x */
 		KR(g->gg ? eng_cu_moe_combine_grp(g->x, g->eo, H, g->dg, n, (int)nk, g->st)
 			 : eng_cu_moe_combine(g->x, g->eo, H, g->dg.wt, g->dent, K, n, g->st));
 	return 0;

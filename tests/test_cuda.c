@@ -776,13 +776,11 @@ static int override_low(void *ctx, void *user, int layer, int pos, int token, in
 	return 1;
 }
 
-/* The fixture's config (the model opened and closed again). */
-static struct ld_config fixture_cfg(const char *name)
+/* The config of the model in dir (opened and closed again). */
+static struct ld_config model_cfg(const char *dir)
 {
-	char dir[700];
 	struct ld_model *m;
 
-	snprintf(dir, sizeof(dir), "%s/%s", getenv("MOED_FIXTURES"), name);
 	ck_assert_msg(ld_model_open(dir, &m, err, sizeof(err)) == 0, "%s", err);
 	struct ld_config c = m->cfg;
 	ld_model_close(m);
@@ -796,15 +794,16 @@ static struct ld_config fixture_cfg(const char *name)
 START_TEST(override_probs)
 {
 	const char *name = ref_fixture_names[_i];
-	struct ld_config c = fixture_cfg(name);
+	struct ref_fixture f;
+
+	ref_load(name, &f);
+	struct ld_config c = model_cfg(f.dir);
 	int V = c.vocab_size, E = c.n_experts, L = c.n_moe_layers;
 	size_t nl = (size_t)(STEPS + 1) * V, np = (size_t)L * (STEPS + 64) * E;
 	float *out[2] = {malloc(nl * sizeof(float)), malloc(nl * sizeof(float))};
 	struct ovr o[2];
-	struct ref_fixture f;
 	struct world w;
 
-	ref_load(name, &f);
 	for (int z = 0; z < 2; z++) {
 		o[z] = (struct ovr){.probs = calloc(np, sizeof(float)), .n_pos = STEPS + 64,
 				    .norm = c.norm_topk_prob};
