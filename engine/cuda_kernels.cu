@@ -131,6 +131,9 @@ int eng_cu_sum3(float *y, const float *p, size_t total, int add, void *stream)
 // a launch per layer.  Both run these helpers with ATT_THREADS threads, so
 // the two ways give the same bits.
 #define ATT_HD 512
+// Heads a k_qk_prep block takes when their norm spans the whole q or k (8
+// took as long, bench/results/cuda_bench_s24.md).
+#define QK_HPB 4
 
 __device__ __forceinline__ float clip_to(float x, float clip)
 {
@@ -204,43 +207,63 @@ __device__ __forceinline__ float *cache_at(float *const *c, const struct eng_cu_
 	return c[t] + ((size_t)layer * r.cap[t] + (size_t)r.pos[t]) * kvd + (size_t)hh * hd;
 }
 
-// One block per (row, q head or k head): q heads into q, k heads with their
-// v heads into the row's sequence cache.
+// One block per (row, hpb q heads or hpb k heads): q heads into q, k heads
+// with their v heads into the row's sequence cache.  A norm over the whole
+// q or k (p.norm == 1) is summed once for the block's heads: a block a head
+// read the row's whole q or k for each (512 rows of OLMoE: 76 -> 51 us a
+// layer, bench/results/cuda_bench_s24.md).  The same sum, the same bits.
 __global__ void __launch_bounds__(ATT_THREADS)
 k_qk_prep(float *q, struct eng_cu_prep p, struct eng_cu_rows r, int layer, int heads,
-	  int kv_heads, int hd)
+	  int kv_heads, int hd, int hpb)
 {
 	__shared__ float sh[32], raw[ATT_HD], out[ATT_HD];
-	int t = blockIdx.x, h = blockIdx.y, qd = heads * hd, kvd = kv_heads * hd;
-	bool isq = h < heads;
-	int hh = isq ? h : h - heads, dim = isq ? qd : kvd;
+	int t = blockIdx.x, qb = (heads + hpb - 1) / hpb, qd = heads * hd, kvd = kv_heads * hd;
+	bool isq = (int)blockIdx.y < qb;
+	int h0 = (isq ? blockIdx.y : blockIdx.y - qb) * hpb, dim = isq ? qd : kvd;
+	int he = min(h0 + hpb, isq ? heads : kv_heads);
 	const float *row = p.qkv + (size_t)t * p.D, *src = isq ? row : row + qd;
+	float ss = 0;
 
 	pdl_wait();
 	pdl_launch();
-	float ss = norm_part(p, src, dim, hh, hd);
-	if (p.norm)
-		ss = block_reduce<false>(ss, sh);
-	head_job j = {out, raw, src, isq ? p.qw : p.kw, hh, norm_scale(p, ss, dim, hd)};
-	head_prep<1>(&j, p, hd, r.pos[t]);
-	float *dst = isq ? q + (size_t)t * qd + (size_t)hh * hd : cache_at(r.kc, r, t, layer, kvd,
-									    hh, hd);
-	for (int i = threadIdx.x; i < hd; i += ATT_THREADS)
-		dst[i] = out[i];
-	if (isq)
-		return;
-	float *vd = cache_at(r.vc, r, t, layer, kvd, hh, hd);
-	for (int i = threadIdx.x; i < hd; i += ATT_THREADS)
-		vd[i] = clip_to(row[qd + kvd + hh * hd + i], p.clip);
+	if (p.norm == 1)
+		ss = block_reduce<false>(norm_part(p, src, dim, h0, hd), sh);
+	/* Two heads at a time where they fit, as k_attend takes its q and k
+	 * heads: one pair of barriers for both. */
+	for (int hh = h0, nh; hh < he; hh += nh) {
+		nh = hh + 1 < he && 2 * hd <= ATT_HD ? 2 : 1;
+		if (p.norm == 2)   /* hpb 1 */
+			ss = block_reduce<false>(norm_part(p, src, dim, hh, hd), sh);
+		float inv = norm_scale(p, ss, dim, hd);
+		const float *nw = isq ? p.qw : p.kw;
+		head_job j[2] = {{out, raw, src, nw, hh, inv}, {out + hd, raw + hd, src, nw, hh + 1, inv}};
+		if (nh == 2)
+			head_prep<2>(j, p, hd, r.pos[t]);
+		else
+			head_prep<1>(j, p, hd, r.pos[t]);
+		for (int i = threadIdx.x; i < nh * hd; i += ATT_THREADS) {
+			int k = i >= hd, d = i - k * hd;
+
+			if (isq) {
+				q[(size_t)t * qd + (size_t)(hh + k) * hd + d] = out[i];
+				continue;
+			}
+			cache_at(r.kc, r, t, layer, kvd, hh + k, hd)[d] = out[i];
+			cache_at(r.vc, r, t, layer, kvd, hh + k, hd)[d] =
+				clip_to(row[qd + kvd + (hh + k) * hd + d], p.clip);
+		}
+	}
 }
 
 int eng_cu_qk_prep(float *q, const struct eng_cu_prep *p, const struct eng_cu_rows *r, int layer,
 		   int n, int heads, int kv_heads, int hd, void *stream)
 {
+	int hpb = p->norm == 1 ? QK_HPB : 1;
+
 	if (hd > ATT_HD || hd % 2)
 		return (int)cudaErrorInvalidValue;
-	return launch(k_qk_prep, dim3(n, heads + kv_heads), ATT_THREADS, 0, stream, q, *p, *r,
-		      layer, heads, kv_heads, hd);
+	return launch(k_qk_prep, dim3(n, (heads + hpb - 1) / hpb + (kv_heads + hpb - 1) / hpb),
+		      ATT_THREADS, 0, stream, q, *p, *r, layer, heads, kv_heads, hd, hpb);
 }
 
 // Attention, split over positions (flash-decoding): a row's positions
