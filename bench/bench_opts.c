@@ -12,11 +12,13 @@ const char bo_usage[] =
 	"                  [--prefetch none,all,freq,cepr,oracle] [--routing synthetic|trace:PATH]\n"
 	"                  [--json FILE] [--deadline SECONDS] [--prefill SxP] [--steps1 W,S]\n"
 	"                  [--steps16 W,S] [--train-steps N] [--prefetch-k K] [--f32-pack]\n"
-	"                  MODEL_DIR PACK\n"
+	"                  [--scan 0|1] [--prefill-calls N] MODEL_DIR PACK\n"
 	"none, all and oracle run with lru only; freq and cepr with every --policy listed.\n"
 	"--steps1/--steps16: warm-up and timed decode steps at batch 1 (8,64) and 16 (4,32).\n"
 	"--prefetch-k: freq and cepr decode's experts predicted for a token's next layer\n"
-	"(the worker's predictor.prefetch_k; default top_k).\n";
+	"(the worker's predictor.prefetch_k; default top_k).\n"
+	"--scan: the cache's scan_resistant (the daemon's cache.scan_resistant; default 1).\n"
+	"--prefill-calls N: N prefills of different prompts, the last timed (default 1).\n";
 
 static int parse_fracs(char *s, struct bench_opts *o)
 {
@@ -96,6 +98,8 @@ static int one(int ch, const char *v, struct bench_opts *o)
 	case '6': return pair(v, &o->w16, &o->s16);
 	case 't': o->tsteps = atoi(v); return o->tsteps >= 1 ? 0 : -EINVAL;
 	case 'k': o->prefetch_k = atoi(v); return o->prefetch_k >= 1 ? 0 : -EINVAL;
+	case 's': o->scan = atoi(v); return !strcmp(v, "0") || !strcmp(v, "1") ? 0 : -EINVAL;
+	case 'c': o->pre_calls = atoi(v); return o->pre_calls >= 1 ? 0 : -EINVAL;
 	case 'P':
 		return sscanf(v, "%dx%d", &o->pre_seqs, &o->pre_len) != 2 || o->pre_seqs < 1 ||
 			o->pre_seqs > 8 || o->pre_len < 1 ? -EINVAL : 0;
@@ -110,12 +114,13 @@ int bo_parse(int argc, char **argv, struct bench_opts *o)
 		{"prefetch", 1, 0, 'x'}, {"routing", 1, 0, 'r'}, {"json", 1, 0, 'j'},
 		{"deadline", 1, 0, 'd'}, {"prefill", 1, 0, 'P'}, {"f32-pack", 0, 0, 'F'},
 		{"steps1", 1, 0, '1'}, {"steps16", 1, 0, '6'}, {"train-steps", 1, 0, 't'},
-		{"prefetch-k", 1, 0, 'k'}, {0, 0, 0, 0}};
+		{"prefetch-k", 1, 0, 'k'}, {"scan", 1, 0, 's'}, {"prefill-calls", 1, 0, 'c'},
+		{0, 0, 0, 0}};
 	int ch;
 
 	*o = (struct bench_opts){.backend = "cuda", .pols = {CACHE_LRU}, .n_pols = 1,
 				 .pre_seqs = 4, .pre_len = 512, .w1 = 8, .s1 = 64, .w16 = 4,
-				 .s16 = 32, .tsteps = 48};
+				 .s16 = 32, .tsteps = 48, .scan = true, .pre_calls = 1};
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1)
 		if (one(ch, optarg, o))
 			return -EINVAL;

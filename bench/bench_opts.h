@@ -30,6 +30,8 @@ struct bench_opts {
 	bool f32_pack;             /* --f32-pack: experts stored f32 even for cuda */
 	int prefetch_k;            /* --prefetch-k: freq/cepr decode's experts
 				    * predicted a next layer; 0: top_k */
+	bool scan;                 /* --scan: cache_opts.scan_resistant */
+	int pre_calls;             /* --prefill-calls: prefills, the last timed */
 };
 
 extern const char bo_usage[];

@@ -59,7 +59,7 @@
  *              [--prefetch none,all,freq,cepr,oracle] [--routing synthetic|trace:PATH]
  *              [--json FILE] [--deadline S] [--prefill SxP] [--steps1 W,S]
  *              [--steps16 W,S] [--train-steps N] [--prefetch-k K] [--f32-pack]
- *              MODEL_DIR PACK
+ *              [--scan 0|1] [--prefill-calls N] MODEL_DIR PACK
  * Modes run in --prefetch's order, each over its policies, then budgets;
  * none starts past --deadline.  --steps1/--steps16: warm-up and timed
  * decode steps at batch 1 (8,64) and 16 (4,32); --train-steps 48.  cuda
@@ -206,8 +206,9 @@ out:
 	return rv;
 }
 
-/* S prompts of P tokens in one eng_batch, timed. */
-static int prefill(struct run *r, float *logits, struct br_res *x, int *argmax)
+/* S prompts of P tokens in one eng_batch, timed: prompts first ..
+ * first + S - 1 (0: the ones whose tokens every run compares). */
+static int prefill(struct run *r, float *logits, struct br_res *x, int *argmax, int first)
 {
 	struct bench *b = r->b;
 	int S = b->o.pre_seqs, P = b->o.pre_len, rv = 0;
@@ -220,11 +221,11 @@ static int prefill(struct run *r, float *logits, struct br_res *x, int *argmax)
 		return -ENOMEM;
 	for (int i = 0; i < S && !rv; i++) {
 		for (int j = 0; j < P; j++)
-			tk[i * P + j] = tok(20000 + i * P + j, b->V);
+			tk[i * P + j] = tok(20000 + (first + i) * P + j, b->V);
 		tp[i] = tk + (size_t)i * P;
 		n[i] = P;
 		bs[i].id = -1;
-		bo_set_part(b->trace ? b->part : NULL, P, &bs[i], BO_PRE, i);
+		bo_set_part(b->trace ? b->part : NULL, P, &bs[i], BO_PRE, first + i);
 		if (!(rv = br_seq_init(&r->h, &bs[i])) && !(rv = eng_seq_new_cap(r->e, P, &s[i])))
 			eng_seq_set_user(s[i], &bs[i]);
 	}
@@ -316,7 +317,8 @@ static void put_head(FILE *f, struct bench *b, struct run *r, double frac, size_
 	fprintf(f, "{\"backend\": \"%s\", \"routing\": \"%s\", \"override_route\": %s, "
 		"\"policy\": \"%s\", \"prefetch\": \"%s\", \"frac\": %.4f, \"slots\": %zu, "
 		"\"all_experts\": %zu, \"expert_bytes\": %zu, \"layers\": %d, \"experts\": %d, "
-		"\"top_k\": %d, \"table_want\": %d, \"prefetch_k\": %d, "
+		"\"top_k\": %d, \"table_want\": %d, \"prefetch_k\": %d, \"scan_resistant\": %s, "
+		"\"prefill_calls\": %d, "
 		"\"backend_open_seconds\": %.3f, "
 		"\"setup_seconds\": %.3f, \"steps\": {\"b1\": [%d, %d, %d], \"b16\": [%d, %d, %d], "
 		"\"prefill\": [%d, %d], \"train\": [%d, %d, %d]}, \"tokens_identical\": %s, "
@@ -324,7 +326,8 @@ static void put_head(FILE *f, struct bench *b, struct run *r, double frac, size_
 		"\"fast_calls\": %llu, ",
 		o->backend, b->routing, b->trace ? "true" : "false", cache_policy_name(r->pol),
 		br_mode_name[r->h.mode], frac, slots, all, ld_store_info(b->st)->expert_bytes,
-		b->L, b->E, b->K, r->h.want, r->h.pk, b->be_secs, setup, PROMPT, o->w1, o->s1, BPROMPT,
+		b->L, b->E, b->K, r->h.want, r->h.pk, o->scan ? "true" : "false", o->pre_calls,
+		b->be_secs, setup, PROMPT, o->w1, o->s1, BPROMPT,
 		o->w16, o->s16, o->pre_seqs, o->pre_len, BATCH, BPROMPT, b->tsteps,
 		ref ? "null" : r->same ? "true" : "false",
 		distinct(r->gen[0] + PROMPT, o->w1 + o->s1), (unsigned long long)r->h.n_pf_fail,
@@ -381,7 +384,8 @@ static int setup_run(struct bench *b, struct run *r, size_t slots)
 			       .n_slots = slots, .policy = r->pol, .store = b->st,
 			       .backend = b->be, .skip_verify = true,
 			       /* The baseline loads whole layers, used or not. */
-			       .keep_prefetches = r->h.mode == BR_ALL};
+			       .keep_prefetches = r->h.mode == BR_ALL,
+			       .scan_resistant = b->o.scan};
 	if ((rv = cache_open(&o, &r->h.ca)))
 		return rv;
 	struct ld_expert_src src = cache_expert_src(r->h.ca);
@@ -433,7 +437,13 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 	/* Warm-up off the clock (cuBLAS handles, first launches; all resident:
 	 * also a prefill, whose kernels the decode does not load). */
 	if ((rv = decode(r, 1, -1, 9000, 16, 0, 2, lg, &w)) ||
-	    (frac >= 1 && (rv = prefill(r, lg, &pre, pam))))
+	    (frac >= 1 && (rv = prefill(r, lg, &pre, pam, 0))))
+		goto out;
+	/* --prefill-calls: other prompts first, off the clock (a cache that
+	 * earlier prompts have passed through). */
+	for (int k = 1; k < b->o.pre_calls && !rv; k++)
+		rv = prefill(r, lg, &w, pam, k * b->o.pre_seqs);
+	if (rv)
 		goto out;
 #ifdef HAVE_CUDA
 	if (!strcmp(b->o.backend, "cuda"))
@@ -441,7 +451,7 @@ static int run(struct bench *b, double frac, enum br_mode mode, enum cache_polic
 #endif
 	double setup = ld_now() - t0;
 	r->h.record = frac >= 1;
-	if ((rv = prefill(r, lg, &pre, pam)) ||
+	if ((rv = prefill(r, lg, &pre, pam, 0)) ||
 	    (rv = decode(r, 1, 0, 0, PROMPT, b->o.w1, b->o.s1, lg, &d1)) ||
 	    (rv = decode(r, BATCH, 1, 1000, BPROMPT, b->o.w16, b->o.s16, lg, &db)))
 		goto out;

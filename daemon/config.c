@@ -95,6 +95,8 @@ static const struct key keys[] = {
 	    "expert slots; > 0 overrides cache.budget_mib; 0: use the budget"),
 	ENUM("cache.policy", cache.policy, "lru", policies,
 	     "eviction policy of the expert cache"),
+	BOOL("cache.scan_resistant", cache.scan_resistant, true,
+	     "a prefill chunk's loads are evicted first, so a long prompt keeps decode's experts"),
 	ENUM("predictor.kind", predictor.kind, "freq", predictors,
 	     "which predictor builds the expert tables"),
 	ENUM("predictor.mode", predictor.mode, "exact", modes,

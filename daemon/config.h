@@ -57,6 +57,7 @@ struct moed_config {
 		double budget_mib;                /* 0: every expert resident */
 		int slots;                        /* 0: derive from budget_mib */
 		enum cfg_policy policy;
+		bool scan_resistant;
 	} cache;
 	struct {
 		enum cfg_predictor kind;

@@ -51,6 +51,7 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 		.expert_bytes = si->expert_bytes,
 		.policy = (enum cache_policy)c->cache.policy,
 		.store = rt->store,
+		.scan_resistant = c->cache.scan_resistant,
 	};
 	struct ld_backend_conf bc = backend_conf(c);
 	int rv;

@@ -9,6 +9,8 @@
  *   lfu:    freq, acquires during this residency (a miss counts 1, a
  *           prefetch 0), ties to the least recently used;
  *   belady: next_use() furthest in the future, ties to the least recent.
+ * Before any of them, scan_resistant's cold slots (loaded while a layer of
+ * many rows ran), the latest t_insert first.
  * Remaining ties go to the lowest slot index.  The logical clock ticks once
  * per acquire and per prefetch.
  *
@@ -132,31 +134,47 @@ static void evict(struct cache *c, struct slot *s)
 	s->by_prefetch = false;
 }
 
-/* Smaller rank is evicted first. */
-static void rank(struct cache *c, const struct slot *s, uint64_t r[2])
+/* Smaller rank is evicted first: a scan's loads (cold) before the rest,
+ * the last loaded first (the first loaded hold the earliest layers, which
+ * the next prompt reaches first; a hit does not move them), then the
+ * policy's order. */
+static void rank(struct cache *c, const struct slot *s, uint64_t r[3])
 {
+	r[0] = !s->cold, r[1] = 0, r[2] = 0;
+	if (s->cold) {
+		r[1] = UINT64_MAX - s->t_insert;
+		return;
+	}
 	switch (c->o.policy) {
 	case CACHE_FIFO:
-		r[0] = s->t_insert, r[1] = 0;
+		r[1] = s->t_insert;
 		break;
 	case CACHE_LRU:
-		r[0] = s->t_use, r[1] = 0;
-		break;
-	case CACHE_LFU:
-		r[0] = s->freq, r[1] = s->t_use;
-		break;
-	case CACHE_BELADY:
-		r[0] = UINT64_MAX - c->o.next_use(c->o.next_use_ctx, s->layer, s->expert);
 		r[1] = s->t_use;
 		break;
+	case CACHE_LFU:
+		r[1] = s->freq, r[2] = s->t_use;
+		break;
+	case CACHE_BELADY:
+		r[1] = UINT64_MAX - c->o.next_use(c->o.next_use_ctx, s->layer, s->expert);
+		r[2] = s->t_use;
+		break;
 	}
+}
+
+static int rank_cmp(const uint64_t a[3], const uint64_t b[3])
+{
+	for (int i = 0; i < 3; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	return 0;
 }
 
 /* A slot to (re)load: an empty one, else the policy's victim among the
  * unpinned ready ones; with steal, slots held only by prefetch pins too. */
 static int victim(struct cache *c, bool steal)
 {
-	uint64_t best[2] = {UINT64_MAX, UINT64_MAX}, r[2] = {0, 0};
+	uint64_t best[3] = {UINT64_MAX, UINT64_MAX, UINT64_MAX}, r[3] = {0, 0, 0};
 	int found = -1;
 
 	if (c->n_loading)
@@ -170,9 +188,9 @@ static int victim(struct cache *c, bool steal)
 		if (s->state != S_READY)
 			continue;
 		rank(c, s, r);
-		if (found < 0 || r[0] < best[0] || (r[0] == best[0] && r[1] < best[1])) {
+		if (found < 0 || rank_cmp(r, best) < 0) {
 			found = (int)i;
-			best[0] = r[0], best[1] = r[1];
+			memcpy(best, r, sizeof(best));
 		}
 	}
 	return found;
@@ -266,7 +284,7 @@ int cache_prefetch(struct cache *c, int layer, int expert)
 	}
 	evict(c, &c->slots[si]);
 	if ((rc = start_load(c, si, layer, expert, true)) == 0)
-		c->slots[si].ppins = 1;
+		c->slots[si].ppins = 1, c->slots[si].cold = c->scan;
 out:
 	pthread_mutex_unlock(&c->mu);
 	return rc;
@@ -290,6 +308,7 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 			s->by_prefetch = false;
 			s->t_use = c->tick;
 			s->freq++;
+			s->cold &= c->scan;   /* a decode step's use: an ordinary expert */
 			break;
 		}
 		if ((si = victim(c, false)) < 0 && ahead)
@@ -300,6 +319,7 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 			evict(c, &c->slots[si]);
 			if ((rc = start_load(c, si, layer, expert, false)))
 				return rc;
+			c->slots[si].cold = c->scan;
 			st->misses++;
 			break;
 		}
@@ -419,6 +439,13 @@ void cache_unpin(struct cache *c, int layer, int expert)
 	int si = c->map[key(c, layer, expert)];
 	if (si >= 0 && c->slots[si].pins > 0)
 		c->slots[si].pins--;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cache_set_rows(struct cache *c, int n)
+{
+	pthread_mutex_lock(&c->mu);
+	c->scan = c->o.scan_resistant && c->o.policy != CACHE_BELADY && n > CACHE_SCAN_ROWS;
 	pthread_mutex_unlock(&c->mu);
 }
 

@@ -75,6 +75,11 @@ static void src_release(void *ctx, int layer, int expert)
 	cache_release(ctx, layer, expert);
 }
 
+static void src_rows(void *ctx, int n)
+{
+	cache_set_rows(ctx, n);
+}
+
 static void src_layer_done(void *ctx, int layer)
 {
 	cache_drop_prefetches(ctx, layer);
@@ -168,7 +173,8 @@ int cache_load_all(struct cache *c)
 
 struct ld_expert_src cache_expert_src(struct cache *c)
 {
-	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release, .ctx = c};
+	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release,
+				  .rows = src_rows, .ctx = c};
 
 	if (!c->sim && c->o.backend->ops->run_expert)
 		s.run = src_run;

@@ -45,6 +45,10 @@ struct ld_expert_src {
 	/* Optional: the experts of moe_layer this call needs are all acquired
 	 * (prefetches for it not yet started can go). */
 	void (*layer_done)(void *ctx, int moe_layer);
+	/* Optional: the acquires that follow, until the next call, serve a
+	 * layer of n rows (many: a prefill chunk, which uses most experts of
+	 * every layer once; the cache keeps them from flushing the rest). */
+	void (*rows)(void *ctx, int n);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

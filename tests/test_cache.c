@@ -167,6 +167,74 @@ START_TEST(belady_order)
 }
 END_TEST
 
+/* scan_resistant: what a layer of many rows loads is evicted first, the last
+ * loaded first, whatever the policy; off, the policy alone decides. */
+START_TEST(scan_resistant)
+{
+	for (int p = CACHE_FIFO; p <= CACHE_LFU; p++)
+		for (int on = 0; on <= 1; on++) {
+			struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB,
+					       .n_slots = 4, .policy = (enum cache_policy)p,
+					       .scan_resistant = on};
+			struct cache *c;
+
+			ck_assert_int_eq(cache_open(&o, &c), 0);
+			use_seq(c, (int[]){0, 1, 2}, 3);        /* decode's */
+			cache_set_rows(c, CACHE_SCAN_ROWS + 1);
+			use_seq(c, (int[]){3, 4, 5, 6, 7}, 5);  /* a prompt's */
+			ck_assert_msg(resident(c) == (on ? SET(0, 1, 2, 7) : SET(4, 5, 6, 7)),
+				      "%s, scan_resistant %d: resident %#x",
+				      cache_policy_name((enum cache_policy)p), on, resident(c));
+			if (on) {
+				/* A decode step's use makes 7 ordinary: the policy's
+				 * victim, 0, goes for the next cold load. */
+				cache_set_rows(c, 1);
+				use(c, 0, 7);
+				cache_set_rows(c, CACHE_SCAN_ROWS + 1);
+				use(c, 0, 3);
+				ck_assert_uint_eq(resident(c), SET(1, 2, 3, 7));
+			}
+			cache_close(c);
+		}
+}
+END_TEST
+
+/* The same prompt twice through 3 slots: scan_resistant keeps the first
+ * loads (the earliest layers) for the second; LRU alone keeps none. */
+START_TEST(scan_repeated)
+{
+	for (int on = 0; on <= 1; on++) {
+		struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB,
+				       .n_slots = 3, .policy = CACHE_LRU, .scan_resistant = on};
+		struct cache *c;
+		struct cache_stats s;
+
+		ck_assert_int_eq(cache_open(&o, &c), 0);
+		cache_set_rows(c, 64);
+		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
+		cache_reset_stats(c);
+		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
+		cache_get_stats(c, -1, &s);
+		ck_assert_uint_eq(s.hits, (on ? 2 : 0));
+		ck_assert_uint_eq(resident(c), on ? SET(0, 1, 4) : SET(2, 3, 4));
+		cache_close(c);
+	}
+	/* Belady needs no help and gets none. */
+	struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB, .n_slots = 2,
+			       .policy = CACHE_BELADY, .next_use = next_use,
+			       .next_use_ctx = next_use_tab, .scan_resistant = true};
+	struct cache *c;
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	cache_set_rows(c, 64);
+	memset(next_use_tab, 0, sizeof(next_use_tab));
+	use_seq(c, (int[]){0, 1}, 2);
+	next_use_tab[0] = 10, next_use_tab[1] = 5;
+	use(c, 0, 2);                  /* 0 is needed furthest away */
+	ck_assert_uint_eq(resident(c), SET(1, 2));
+	cache_close(c);
+}
+END_TEST
+
 START_TEST(prefetch_counters)
 {
 	struct cache *c = sim(CACHE_LFU, 2, 2);
@@ -350,6 +418,8 @@ int main(void)
 	tcase_add_test(tc, prefetch_pins);
 	tcase_add_test(tc, acquire_ahead_no_steal);
 	tcase_add_test(tc, budget_below_topk);
+	tcase_add_test(tc, scan_resistant);
+	tcase_add_test(tc, scan_repeated);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }

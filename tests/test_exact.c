@@ -40,6 +40,22 @@ static float *run(const struct ld_model *m, const struct ld_expert_src *src,
 	return out;
 }
 
+/* A host-backend cache of n_slots over st. */
+static void open_cache(const struct ld_model *m, struct ld_store *st, int n_slots,
+		       enum cache_policy p, bool scan, struct ld_backend **be, struct cache **c)
+{
+	char err[512];
+	struct cache_opts o = {
+		.n_layers = m->cfg.n_moe_layers, .n_experts = m->cfg.n_experts,
+		.expert_bytes = ld_store_info(st)->expert_bytes, .n_slots = (size_t)n_slots,
+		.policy = p, .store = st, .scan_resistant = scan,
+	};
+
+	ck_assert_int_eq(ld_backend_host_open(be, err, sizeof(err)), 0);
+	o.backend = *be;
+	ck_assert_int_eq(cache_open(&o, c), 0);
+}
+
 START_TEST(test_exact_every_budget)
 {
 	const char *name = ref_fixture_names[_i];
@@ -64,37 +80,97 @@ START_TEST(test_exact_every_budget)
 	ck_assert_msg(ld_store_ensure(m, pack, &st, err, sizeof(err)) == 0, "%s", err);
 	int budgets[] = {1, 2, 3, n_all / 2, n_all - 1, n_all};
 	for (int p = CACHE_FIFO; p <= CACHE_LFU; p++)
-		for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++) {
-			struct ld_backend *be;
-			struct cache *c;
-			struct cache_stats cs;
-			struct cache_opts o = {
-				.n_layers = m->cfg.n_moe_layers, .n_experts = m->cfg.n_experts,
-				.expert_bytes = ld_store_info(st)->expert_bytes,
-				.n_slots = (size_t)budgets[b], .policy = (enum cache_policy)p,
-				.store = st,
-			};
+		for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
+			for (int scan = 0; scan <= 1; scan++) {
+				struct ld_backend *be;
+				struct cache *c;
+				struct cache_stats cs;
 
-			ck_assert_int_eq(ld_backend_host_open(&be, err, sizeof(err)), 0);
-			o.backend = be;
-			ck_assert_int_eq(cache_open(&o, &c), 0);
-			src = cache_expert_src(c);
-			got = run(m, &src, &f.cases[3]);
-			ck_assert_msg(!memcmp(got, ref, (size_t)(STEPS + 1) * V * sizeof(float)),
-				      "%s: policy %s, %d slots: output differs from all-resident",
-				      name, cache_policy_name((enum cache_policy)p), budgets[b]);
-			cache_get_stats(c, -1, &cs);
-			if (budgets[b] < n_all / 2)
-				ck_assert_uint_gt(cs.evictions, 0);  /* the cache really worked */
-			free(got);
-			cache_close(c);
-			ld_backend_close(be);
-		}
+				open_cache(m, st, budgets[b], (enum cache_policy)p, scan, &be, &c);
+				src = cache_expert_src(c);
+				got = run(m, &src, &f.cases[3]);
+				ck_assert_msg(!memcmp(got, ref,
+						      (size_t)(STEPS + 1) * V * sizeof(float)),
+					      "%s: policy %s, %d slots, scan_resistant %d: output "
+					      "differs from all-resident", name,
+					      cache_policy_name((enum cache_policy)p), budgets[b], scan);
+				cache_get_stats(c, -1, &cs);
+				if (budgets[b] < n_all / 2)
+					ck_assert_uint_gt(cs.evictions, 0);  /* the cache worked */
+				free(got);
+				cache_close(c);
+				ld_backend_close(be);
+			}
 	ld_store_close(st);
 	unlink(pack);
 	rmdir(dir);
 	free(ref);
 	ld_resident_close(res);
+	ld_model_close(m);
+	ref_free(&f);
+}
+END_TEST
+
+/* The fixture's longest prompt twice (two sequences) through half the
+ * experts' slots, LRU: with scan_resistant the engine's prompt layers leave
+ * the first prompt's first loads for the second; without, each layer's loads
+ * evict the earliest and the second prompt misses more.  The same logits. */
+START_TEST(test_scan_second_prompt)
+{
+	const struct ref_case *rc;
+	struct ref_fixture f;
+	struct ld_model *m;
+	struct ld_store *st;
+	char err[512], dir[] = "/tmp/moed-exact-XXXXXX", pack[600];
+	uint64_t misses[2], hits[2];
+	float *out[2];
+
+	ref_load(ref_fixture_names[_i], &f);
+	rc = &f.cases[3];
+	ck_assert_int_gt(rc->n_prompt, CACHE_SCAN_ROWS);
+	ck_assert_int_eq(ld_model_open(f.dir, &m, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(pack, sizeof(pack), "%s/moed.pack", dir);
+	ck_assert_msg(ld_store_ensure(m, pack, &st, err, sizeof(err)) == 0, "%s", err);
+	int V = m->cfg.vocab_size, slots = m->cfg.n_moe_layers * m->cfg.n_experts / 2;
+	for (int scan = 0; scan <= 1; scan++) {
+		struct ld_backend *be;
+		struct cache *c;
+		struct cache_stats cs;
+		struct eng *e;
+		struct eng_seq *s[2];
+
+		open_cache(m, st, slots, CACHE_LRU, scan, &be, &c);
+		struct ld_expert_src src = cache_expert_src(c);
+		ck_assert_int_eq(eng_open(m, &src, rc->n_prompt + 1, &e), 0);
+		out[scan] = calloc((size_t)V, sizeof(float));
+		ck_assert_ptr_nonnull(out[scan]);
+		for (int i = 0; i < 2; i++) {
+			ck_assert_int_eq(eng_seq_new(e, &s[i]), 0);
+			if (i)
+				cache_reset_stats(c);
+			ck_assert_int_eq(eng_forward(e, s[i], rc->prompt, rc->n_prompt, out[scan]),
+					 0);
+		}
+		cache_get_stats(c, -1, &cs);
+		misses[scan] = cs.misses, hits[scan] = cs.hits;
+		eng_seq_free(s[0]);
+		eng_seq_free(s[1]);
+		eng_close(e);
+		cache_close(c);
+		ld_backend_close(be);
+	}
+	ck_assert_msg(misses[1] < misses[0] && hits[1] > hits[0],
+		      "%s: second prompt's misses %llu (hits %llu) with scan_resistant, %llu "
+		      "(%llu) without", ref_fixture_names[_i], (unsigned long long)misses[1],
+		      (unsigned long long)hits[1], (unsigned long long)misses[0],
+		      (unsigned long long)hits[0]);
+	ck_assert(!memcmp(out[0], out[1], (size_t)V * sizeof(float)));
+	free(out[0]);
+	free(out[1]);
+	ld_store_close(st);
+	unlink(pack);
+	rmdir(dir);
 	ld_model_close(m);
 	ref_free(&f);
 }
@@ -107,6 +183,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_exact_every_budget, 0, ref_n_fixtures);
+	tcase_add_loop_test(tc, test_scan_second_prompt, 0, ref_n_fixtures);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }
