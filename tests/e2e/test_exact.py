@@ -162,5 +162,36 @@ class TablesNotLost(unittest.TestCase):
         self.assertEqual(rc, 0)
 
 
+class ScanResistant(unittest.TestCase):
+    """cache.scan_resistant through the daemon: with half the experts' slots
+    and no predictor, a long prompt after another finds some of the first's
+    experts still resident (its per-request moe counters say so); with the
+    key off LRU keeps none of them. Same tokens either way."""
+
+    def second_prompt(self, on):
+        m = model("mixtral_f32")
+        with open(os.path.join(m, "config.json")) as f:
+            c = json.load(f)
+        slots = c["num_hidden_layers"] * c["num_local_experts"] // 2
+        d = mt.Daemon(m, name="scan-%d" % on,
+                      sets=["cache.slots=%d" % slots, "predictor.kind=none",
+                            "cache.scan_resistant=%s" % ("true" if on else "false")]).start()
+        try:
+            prompts = [[(i * 31 + j * 7 + 1) % c["vocab_size"] for j in range(40)]
+                       for i in range(2)]
+            out = [d.complete(p, max_tokens=2) for p in prompts]
+        finally:
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+        for p, j in zip(prompts, out):
+            self.assertEqual(j["choices"][0]["tokens"], ref("mixtral_f32", p)["tokens"][:2])
+        return out[1]["moe"]
+
+    def test_second_prompt_hits(self):
+        on, off = self.second_prompt(True), self.second_prompt(False)
+        self.assertGreater(on["hits"], off["hits"], (on, off))
+        self.assertLess(on["bytes_loaded"], off["bytes_loaded"], (on, off))
+
+
 if __name__ == "__main__":
     mt.main()
