@@ -299,9 +299,9 @@ static int *all_predictions(struct pred *p, const struct pred_trace *t, int want
 	return buf;
 }
 
-static void train(struct pred *p, const struct pred_trace *t)
+static void train_range(struct pred *p, const struct pred_trace *t, size_t from, size_t to)
 {
-	for (size_t i = 0; i < t->n_tokens; i++) {
+	for (size_t i = from; i < to; i++) {
 		struct pred_tok tk = {.token = t->toks[i].token, .index = -1,
 				      .cur = pred_trace_at(t, i, 0),
 				      .prev = i ? pred_trace_at(t, i - 1, 0) : NULL};
@@ -309,6 +309,37 @@ static void train(struct pred *p, const struct pred_trace *t)
 		pred_observe(p, &tk);
 	}
 }
+
+static void train(struct pred *p, const struct pred_trace *t)
+{
+	train_range(p, t, 0, t->n_tokens);
+}
+
+/* cepr keeps a row's logs until the next observe: predictions made between
+ * two halves of training must not leak into those after the second, which
+ * equal a predictor's that never predicted before. */
+START_TEST(cepr_logs_follow_learning)
+{
+	struct pred_trace *t = path_trace(2000);
+	struct pred *a = open_for(PRED_CEPR, t), *b = open_for(PRED_CEPR, t);
+	size_t na, nb, half = t->n_tokens / 2;
+	int *pa, *pb;
+
+	train_range(a, t, 0, half);
+	free(all_predictions(a, t, 5, &na));
+	train_range(a, t, half, t->n_tokens);
+	pa = all_predictions(a, t, 5, &na);
+	train(b, t);
+	pb = all_predictions(b, t, 5, &nb);
+	ck_assert_uint_eq(na, nb);
+	ck_assert_int_eq(memcmp(pa, pb, na * sizeof(int)), 0);
+	free(pa);
+	free(pb);
+	pred_close(a);
+	pred_close(b);
+	pred_trace_free(t);
+}
+END_TEST
 
 static void check_state_roundtrip(enum pred_kind kind, struct pred_trace *t)
 {
@@ -434,6 +465,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, freq_beats_popularity);
 	tcase_add_test(tc, cepr_beats_popularity);
 	tcase_add_test(tc, state_roundtrip);
+	tcase_add_test(tc, cepr_logs_follow_learning);
 	tcase_add_test(tc, state_corrupt_rejected);
 	suite_add_tcase(s, tc);
 	return s;
