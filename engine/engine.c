@@ -269,10 +269,27 @@ static int cuda_chunk(struct eng *e, int n, float *logits)
 }
 #endif
 
+/* The chunk's rows in runs of more than one of a sequence: prompt rows,
+ * which sweep most experts of every layer (a decode step's one row a
+ * sequence does not, however many sequences). */
+static int prompt_rows(const struct eng *e, int n)
+{
+	int p = 0;
+
+	for (int t = 0, r; t < n; t += r) {
+		for (r = 1; t + r < n && e->row_seq[t + r] == e->row_seq[t]; r++)
+			;
+		p += r > 1 ? r : 0;
+	}
+	return p;
+}
+
 /* Runs the chunk's rows (row_seq/row_pos/row_tok set) through every layer;
  * then, for each row with row_out >= 0, its logits into that row of logits. */
 static int chunk_fwd(struct eng *e, int n, float *logits)
 {
+	if (e->src.prompt_rows)   /* before any acquire or hook's prefetch */
+		e->src.prompt_rows(e->src.ctx, prompt_rows(e, n));
 #ifdef HAVE_CUDA
 	if (e->cu)
 		return cuda_chunk(e, n, logits);

@@ -281,8 +281,6 @@ static int layer_fwd(struct eng *e, int li, const int *tok, int n)
 		e->x[i] += e->tmp[i];
 	rmsnorm(e->xn, e->x, L->mlp_norm, n, H, eps);
 	if (L->moe_index >= 0) {
-		if (e->src.rows)   /* before the hooks' prefetches */
-			e->src.rows(e->src.ctx, n);
 		if (e->hooks.before_moe)
 			e->hooks.before_moe(e->hooks.ctx, L->moe_index, tok, n);
 		rv = moe(e, L, tok, n);

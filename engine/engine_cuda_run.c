@@ -247,8 +247,6 @@ static int layer(struct eng_cuda *g, const struct eng_hooks *h,
 		return moe_fast(g, d, L->moe_index, n);
 	eng_cuda_routes_out(g, h);
 	if (L->moe_index >= 0) {
-		if (g->src.rows)   /* before the hooks' prefetches */
-			g->src.rows(g->src.ctx, n);
 		if (h->before_moe)
 			h->before_moe(h->ctx, L->moe_index, g->hrow->tok, n);
 		return eng_cuda_moe(g, h, d, rows, L->moe_index, n);

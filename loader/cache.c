@@ -9,8 +9,8 @@
  *   lfu:    freq, acquires during this residency (a miss counts 1, a
  *           prefetch 0), ties to the least recently used;
  *   belady: next_use() furthest in the future, ties to the least recent.
- * Before any of them, scan_resistant's cold slots (loaded while a layer of
- * many rows ran), the latest t_insert first.
+ * Before any of them, scan_resistant's cold slots (loaded while a call of
+ * many prompt rows ran), the latest t_insert first.
  * Remaining ties go to the lowest slot index.  The logical clock ticks once
  * per acquire and per prefetch.
  *
@@ -442,7 +442,7 @@ void cache_unpin(struct cache *c, int layer, int expert)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void cache_set_rows(struct cache *c, int n)
+void cache_set_prompt_rows(struct cache *c, int n)
 {
 	pthread_mutex_lock(&c->mu);
 	c->scan = c->o.scan_resistant && c->o.policy != CACHE_BELADY && n > CACHE_SCAN_ROWS;

@@ -65,9 +65,10 @@ struct cache_opts {
 	 * (cache_drop_prefetches does nothing): the layer-ahead baseline, which
 	 * loads whole layers by design. */
 	bool keep_prefetches;
-	/* Loads made while acquires serve a layer of more than
-	 * CACHE_SCAN_ROWS rows (cache_set_rows: a prefill chunk, which sweeps
-	 * most experts of every layer) are the next victims, newest first,
+	/* Loads made while acquires serve a forward call of more than
+	 * CACHE_SCAN_ROWS prompt rows (cache_set_prompt_rows: a prefill chunk,
+	 * which sweeps most experts of every layer) are the next victims, the
+	 * last loaded first,
 	 * whatever the policy: a long prompt then evicts its own loads, not
 	 * the experts decode keeps using, and the next prompt finds the
 	 * earlier layers' still there.  A decode step's acquire makes such an
@@ -113,8 +114,9 @@ void cache_unpin_all(struct cache *c);
  * begun) are dropped and their slots freed, so the copy engine moves no
  * more of an expert known to be unused this step. */
 void cache_drop_prefetches(struct cache *c, int layer);
-/* The acquires that follow serve a layer of n rows (scan_resistant). */
-void cache_set_rows(struct cache *c, int n);
+/* The acquires that follow serve a forward call of n prompt rows
+ * (scan_resistant). */
+void cache_set_prompt_rows(struct cache *c, int n);
 /* Drops the prefetch pins of one layer's experts (the batch passed it). */
 void cache_unpin_layer(struct cache *c, int layer);
 /* 1 when (layer, expert) holds a slot (ready or still loading). */

@@ -21,7 +21,7 @@ struct slot {
 	int fail_rc;               /* why the last load failed */
 	bool by_prefetch;          /* loaded by prefetch, not acquired yet */
 	bool checking;             /* this load checks the checksum */
-	bool cold;                 /* a scan's miss: evicted first, newest first */
+	bool cold;                 /* loaded during a scan: evicted first */
 	uint64_t t_insert, t_use, freq;
 	struct ld_ticket ticket;
 };
@@ -36,7 +36,7 @@ struct cache {
 	uint64_t tick;
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;
-	bool scan;                 /* acquires now serve a scan (cache_set_rows) */
+	bool scan;                 /* acquires now serve a scan (set_prompt_rows) */
 	bool dev_ptr;              /* slots are device memory (LD_BE_DEV_PTR) */
 	bool bf16;                 /* bf16 store: slots hold bf16 */
 	const void **dtab;         /* resident_all's table, once all are ready */

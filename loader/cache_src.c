@@ -75,9 +75,9 @@ static void src_release(void *ctx, int layer, int expert)
 	cache_release(ctx, layer, expert);
 }
 
-static void src_rows(void *ctx, int n)
+static void src_prompt_rows(void *ctx, int n)
 {
-	cache_set_rows(ctx, n);
+	cache_set_prompt_rows(ctx, n);
 }
 
 static void src_layer_done(void *ctx, int layer)
@@ -174,7 +174,7 @@ int cache_load_all(struct cache *c)
 struct ld_expert_src cache_expert_src(struct cache *c)
 {
 	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release,
-				  .rows = src_rows, .ctx = c};
+				  .prompt_rows = src_prompt_rows, .ctx = c};
 
 	if (!c->sim && c->o.backend->ops->run_expert)
 		s.run = src_run;

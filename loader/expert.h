@@ -46,9 +46,10 @@ struct ld_expert_src {
 	 * (prefetches for it not yet started can go). */
 	void (*layer_done)(void *ctx, int moe_layer);
 	/* Optional: the acquires that follow, until the next call, serve a
-	 * layer of n rows (many: a prefill chunk, which uses most experts of
-	 * every layer once; the cache keeps them from flushing the rest). */
-	void (*rows)(void *ctx, int n);
+	 * forward call with n prompt rows (rows of sequences that have more
+	 * than one in it: a prefill chunk, which uses most experts of every
+	 * layer once; the cache keeps them from flushing the rest). */
+	void (*prompt_rows)(void *ctx, int n);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

@@ -180,7 +180,7 @@ START_TEST(scan_resistant)
 
 			ck_assert_int_eq(cache_open(&o, &c), 0);
 			use_seq(c, (int[]){0, 1, 2}, 3);        /* decode's */
-			cache_set_rows(c, CACHE_SCAN_ROWS + 1);
+			cache_set_prompt_rows(c, CACHE_SCAN_ROWS + 1);
 			use_seq(c, (int[]){3, 4, 5, 6, 7}, 5);  /* a prompt's */
 			ck_assert_msg(resident(c) == (on ? SET(0, 1, 2, 7) : SET(4, 5, 6, 7)),
 				      "%s, scan_resistant %d: resident %#x",
@@ -188,9 +188,9 @@ START_TEST(scan_resistant)
 			if (on) {
 				/* A decode step's use makes 7 ordinary: the policy's
 				 * victim, 0, goes for the next cold load. */
-				cache_set_rows(c, 1);
+				cache_set_prompt_rows(c, 1);
 				use(c, 0, 7);
-				cache_set_rows(c, CACHE_SCAN_ROWS + 1);
+				cache_set_prompt_rows(c, CACHE_SCAN_ROWS + 1);
 				use(c, 0, 3);
 				ck_assert_uint_eq(resident(c), SET(1, 2, 3, 7));
 			}
@@ -210,7 +210,7 @@ START_TEST(scan_repeated)
 		struct cache_stats s;
 
 		ck_assert_int_eq(cache_open(&o, &c), 0);
-		cache_set_rows(c, 64);
+		cache_set_prompt_rows(c, 64);
 		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
 		cache_reset_stats(c);
 		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
@@ -225,7 +225,7 @@ START_TEST(scan_repeated)
 			       .next_use_ctx = next_use_tab, .scan_resistant = true};
 	struct cache *c;
 	ck_assert_int_eq(cache_open(&o, &c), 0);
-	cache_set_rows(c, 64);
+	cache_set_prompt_rows(c, 64);
 	memset(next_use_tab, 0, sizeof(next_use_tab));
 	use_seq(c, (int[]){0, 1}, 2);
 	next_use_tab[0] = 10, next_use_tab[1] = 5;

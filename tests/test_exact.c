@@ -176,6 +176,79 @@ START_TEST(test_scan_second_prompt)
 }
 END_TEST
 
+/* An expert source over the resident table that records what the engine
+ * says about prompt rows. */
+struct rec_src {
+	struct ld_expert_src in;
+	int last, calls;
+};
+
+static int rec_acquire(void *ctx, int layer, int expert, const float **w)
+{
+	struct rec_src *r = ctx;
+
+	return r->in.acquire(r->in.ctx, layer, expert, w);
+}
+
+static void rec_release(void *ctx, int layer, int expert)
+{
+	struct rec_src *r = ctx;
+
+	if (r->in.release)
+		r->in.release(r->in.ctx, layer, expert);
+}
+
+static void rec_prompt_rows(void *ctx, int n)
+{
+	struct rec_src *r = ctx;
+
+	r->last = n;
+	r->calls++;
+}
+
+/* The engine tells the source each call's prompt rows: a prompt's, not a
+ * decode step's single rows however many sequences, and in a mixed call
+ * only the prompt's. */
+START_TEST(test_prompt_rows_hint)
+{
+	struct ref_fixture f;
+	struct ld_model *m;
+	struct ld_resident *res;
+	struct rec_src r = {0};
+	struct eng *e;
+	struct eng_seq *s[20];
+	char err[512];
+	int one[20], tok[20], five[5] = {1, 2, 3, 4, 5};
+	const int *tp[20];
+
+	ref_load(ref_fixture_names[0], &f);
+	ck_assert_int_eq(ld_model_open(f.dir, &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(ld_resident_open(m, &res), 0);
+	r.in = ld_resident_src(res);
+	struct ld_expert_src src = {.acquire = rec_acquire, .release = rec_release,
+				    .prompt_rows = rec_prompt_rows, .ctx = &r};
+	ck_assert_int_eq(eng_open(m, &src, f.cases[3].n_prompt + 8, &e), 0);
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(eng_seq_new(e, &s[i]), 0);
+		one[i] = 1, tok[i] = i + 1, tp[i] = &tok[i];
+	}
+	ck_assert_int_eq(eng_forward(e, s[0], f.cases[3].prompt, f.cases[3].n_prompt, NULL), 0);
+	ck_assert_int_eq(r.last, f.cases[3].n_prompt);
+	ck_assert_int_eq(eng_batch(e, s, tp, one, 20, NULL), 0);
+	ck_assert_int_eq(r.last, 0);
+	tp[1] = five, one[1] = 5;
+	ck_assert_int_eq(eng_batch(e, s, tp, one, 3, NULL), 0);
+	ck_assert_int_eq(r.last, 5);
+	ck_assert_int_eq(r.calls, 3);
+	for (int i = 0; i < 20; i++)
+		eng_seq_free(s[i]);
+	eng_close(e);
+	ld_resident_close(res);
+	ld_model_close(m);
+	ref_free(&f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("exact");
@@ -184,6 +257,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_exact_every_budget, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, test_scan_second_prompt, 0, ref_n_fixtures);
+	tcase_add_test(tc, test_prompt_rows_hint);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }
