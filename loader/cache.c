@@ -10,7 +10,8 @@
  *           prefetch 0), ties to the least recently used;
  *   belady: next_use() furthest in the future, ties to the least recent.
  * Before any of them, scan_resistant's cold slots (loaded while a call of
- * many prompt rows ran), the latest t_insert first.
+ * many prompt rows ran): the current call's, the latest t_insert first, then
+ * earlier calls', the least recent t_use first.
  * Remaining ties go to the lowest slot index.  The logical clock ticks once
  * per acquire and per prefetch.
  *
@@ -134,17 +135,23 @@ static void evict(struct cache *c, struct slot *s)
 	s->by_prefetch = false;
 }
 
-/* Smaller rank is evicted first: a scan's loads (cold) before the rest,
- * the last loaded first (the first loaded hold the earliest layers, which
- * the next prompt reaches first; a hit does not move them), then the
- * policy's order. */
+/* Smaller rank is evicted first.  Scans' loads (cold) before the rest: the
+ * current call's, the last loaded first (the first loaded hold the earliest
+ * layers, which the next prompt reaches first; a hit does not move them),
+ * then earlier calls', least recently used first (so that those no prompt
+ * uses again age out); then the policy's order. */
 static void rank(struct cache *c, const struct slot *s, uint64_t r[3])
 {
-	r[0] = !s->cold, r[1] = 0, r[2] = 0;
-	if (s->cold) {
-		r[1] = UINT64_MAX - s->t_insert;
+	r[1] = 0, r[2] = 0;
+	if (s->cold && s->call == c->call) {
+		r[0] = 0, r[1] = UINT64_MAX - s->t_insert;
 		return;
 	}
+	if (s->cold) {
+		r[0] = 1, r[1] = s->t_use;
+		return;
+	}
+	r[0] = 2;
 	switch (c->o.policy) {
 	case CACHE_FIFO:
 		r[1] = s->t_insert;
@@ -194,6 +201,12 @@ static int victim(struct cache *c, bool steal)
 		}
 	}
 	return found;
+}
+
+/* A load made during a scan (cache_set_prompt_rows) is cold. */
+static void mark_cold(const struct cache *c, struct slot *s)
+{
+	s->cold = c->scan, s->call = c->call;
 }
 
 static int start_load(struct cache *c, int si, int layer, int expert, bool prefetch)
@@ -284,7 +297,7 @@ int cache_prefetch(struct cache *c, int layer, int expert)
 	}
 	evict(c, &c->slots[si]);
 	if ((rc = start_load(c, si, layer, expert, true)) == 0)
-		c->slots[si].ppins = 1, c->slots[si].cold = c->scan;
+		mark_cold(c, &c->slots[si]), c->slots[si].ppins = 1;
 out:
 	pthread_mutex_unlock(&c->mu);
 	return rc;
@@ -319,7 +332,7 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 			evict(c, &c->slots[si]);
 			if ((rc = start_load(c, si, layer, expert, false)))
 				return rc;
-			c->slots[si].cold = c->scan;
+			mark_cold(c, &c->slots[si]);
 			st->misses++;
 			break;
 		}
@@ -446,6 +459,7 @@ void cache_set_prompt_rows(struct cache *c, int n)
 {
 	pthread_mutex_lock(&c->mu);
 	c->scan = c->o.scan_resistant && c->o.policy != CACHE_BELADY && n > CACHE_SCAN_ROWS;
+	c->call++;
 	pthread_mutex_unlock(&c->mu);
 }
 

@@ -67,12 +67,14 @@ struct cache_opts {
 	bool keep_prefetches;
 	/* Loads made while acquires serve a forward call of more than
 	 * CACHE_SCAN_ROWS prompt rows (cache_set_prompt_rows: a prefill chunk,
-	 * which sweeps most experts of every layer) are the next victims, the
-	 * last loaded first,
-	 * whatever the policy: a long prompt then evicts its own loads, not
-	 * the experts decode keeps using, and the next prompt finds the
-	 * earlier layers' still there.  A decode step's acquire makes such an
-	 * expert an ordinary one.  Not with CACHE_BELADY. */
+	 * which sweeps most experts of every layer) are evicted before any
+	 * other, whatever the policy: the current call's the last loaded
+	 * first, then earlier calls' the least recently used first.  A long
+	 * prompt then evicts its own loads, not the experts decode keeps
+	 * using; the next prompt finds the earlier layers' still there; loads
+	 * no prompt uses again age out as decode misses take them.  A decode
+	 * step's acquire makes such an expert an ordinary one.  Not with
+	 * CACHE_BELADY. */
 	bool scan_resistant;
 };
 

@@ -199,6 +199,33 @@ START_TEST(scan_resistant)
 }
 END_TEST
 
+/* A decode step's misses take an earlier prompt's loads first, the least
+ * recently used first, then the policy's victims: loads no prompt uses
+ * again age out, and decode's experts stay. */
+START_TEST(scan_ages_out)
+{
+	struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB, .n_slots = 4,
+			       .policy = CACHE_LRU, .scan_resistant = true};
+	struct cache *c;
+
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	use(c, 0, 0);                            /* decode's */
+	cache_set_prompt_rows(c, 64);
+	use_seq(c, (int[]){1, 2, 3, 4}, 4);      /* 4 takes 3's slot */
+	ck_assert_uint_eq(resident(c), SET(0, 1, 2, 4));
+	cache_set_prompt_rows(c, 64);
+	use(c, 0, 2);                            /* another prompt uses 2 */
+	cache_set_prompt_rows(c, 1);
+	use(c, 0, 5);                            /* 1, then 4, are least recent */
+	ck_assert_uint_eq(resident(c), SET(0, 2, 4, 5));
+	use(c, 0, 6);
+	ck_assert_uint_eq(resident(c), SET(0, 2, 5, 6));
+	use(c, 0, 7);                            /* 2, the last cold one */
+	ck_assert_uint_eq(resident(c), SET(0, 5, 6, 7));
+	cache_close(c);
+}
+END_TEST
+
 /* The same prompt twice through 3 slots: scan_resistant keeps the first
  * loads (the earliest layers) for the second; LRU alone keeps none. */
 START_TEST(scan_repeated)
@@ -213,6 +240,7 @@ START_TEST(scan_repeated)
 		cache_set_prompt_rows(c, 64);
 		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
 		cache_reset_stats(c);
+		cache_set_prompt_rows(c, 64);           /* the next prompt */
 		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
 		cache_get_stats(c, -1, &s);
 		ck_assert_uint_eq(s.hits, (on ? 2 : 0));
@@ -420,6 +448,7 @@ int main(void)
 	tcase_add_test(tc, budget_below_topk);
 	tcase_add_test(tc, scan_resistant);
 	tcase_add_test(tc, scan_repeated);
+	tcase_add_test(tc, scan_ages_out);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }
