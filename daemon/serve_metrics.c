@@ -180,10 +180,11 @@ void serve_handle_experts(struct server *s, struct http_req *req)
 		json_object_set_new(o, "resident", res);
 		json_array_append_new(layers, o);
 	}
-	root = json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:o}", "model", s->model_name,
+	root = json_pack("{s:s, s:I, s:I, s:s, s:b, s:I, s:I, s:o}", "model", s->model_name,
 			 "slots", (json_int_t)st.h.n_slots, "expert_bytes",
-			 (json_int_t)st.h.expert_bytes, "policy", st.h.policy,
-			 "experts_per_layer", (json_int_t)st.h.n_experts, "batches",
+			 (json_int_t)st.h.expert_bytes, "policy", st.h.policy, "scan_resistant",
+			 s->cfg.cache.scan_resistant, "experts_per_layer", (json_int_t)st.h.n_experts,
+			 "batches",
 			 (json_int_t)st.h.batches, "layers", layers);
 	shstats_free(&st);
 	http_respond_json(req, 200, root);

@@ -75,6 +75,7 @@ class Endpoints(unittest.TestCase):
         self.assertEqual(j["model"], os.path.basename(self.model))
         self.assertEqual(j["experts_per_layer"], n_exp)
         self.assertEqual(j["policy"], "lru")
+        self.assertIs(j["scan_resistant"], True)
         self.assertGreater(j["slots"], 0)
         self.assertGreater(j["expert_bytes"], 0)
         self.assertGreater(j["batches"], before.json()["batches"])

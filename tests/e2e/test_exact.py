@@ -177,6 +177,7 @@ class ScanResistant(unittest.TestCase):
                       sets=["cache.slots=%d" % slots, "predictor.kind=none",
                             "cache.scan_resistant=%s" % ("true" if on else "false")]).start()
         try:
+            self.assertIs(d.get("/v1/experts").json()["scan_resistant"], on)
             prompts = [[(i * 31 + j * 7 + 1) % c["vocab_size"] for j in range(40)]
                        for i in range(2)]
             out = [d.complete(p, max_tokens=2) for p in prompts]
