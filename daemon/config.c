@@ -117,6 +117,8 @@ static const struct key keys[] = {
 	    "most tokens in one batch"),
 	INT("batch.max_wait_us", batch.max_wait_us, 2000, 0, 10000000,
 	    "how long the batcher waits for more requests to fill a batch"),
+	INT("batch.prefill_chunks", batch.prefill_chunks, 1, 0, 1024,
+	    "a batch's prefill runs this many 512-token chunks a call, a decode step between; 0: one call"),
 	INT("batch.max_queue", batch.max_queue, 256, 1, 1000000,
 	    "most requests waiting; beyond it 429"),
 	NUM("shutdown.drain_s", shutdown.drain_s, 30, 0, 3600,

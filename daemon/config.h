@@ -73,6 +73,7 @@ struct moed_config {
 		int max_tokens;
 		int max_wait_us;
 		int max_queue;
+		int prefill_chunks;               /* 0: a batch's prefill in one call */
 	} batch;
 	struct {
 		double drain_s;

@@ -129,6 +129,9 @@ static void worker_lines(FILE *f, const struct shstats *st)
 		   "moed_worker_malformed_messages_total %llu\n", (unsigned long long)h->malformed);
 	fprintf(f, "# HELP moed_decode_steps_total Shared decode steps\n# TYPE moed_decode_steps_total counter\n"
 		   "moed_decode_steps_total %llu\n", (unsigned long long)h->steps);
+	fprintf(f, "# HELP moed_prefill_yields_total Decode steps run between the calls of a "
+		   "prefill (batch.prefill_chunks)\n# TYPE moed_prefill_yields_total counter\n"
+		   "moed_prefill_yields_total %llu\n", (unsigned long long)h->prefill_yields);
 	cache_lines(f, st);
 }
 

@@ -18,6 +18,7 @@ struct shstats_head {
 	uint64_t batches, tables_used, tables_late, tables_none;
 	uint64_t malformed, steps, tokens_prefilled, tokens_generated;
 	uint64_t experts_used, experts_predicted_used;
+	uint64_t prefill_yields;   /* decode steps run between a prefill's calls */
 	char policy[16];
 };
 

@@ -157,46 +157,83 @@ static void prefilled(struct worker *w, struct wseq *s, const float *logits)
 		send_routes(w, s->row0, s->n_prompt);
 }
 
-/* Prefills up to eng_max_batch() prompts in one engine call, so an expert
- * needed by several prompts is loaded and multiplied once. */
+static void step(struct worker *w);
+
+/* Rows [a, b) of the group's prompts, laid end to end, as one engine call;
+ * the sequences whose prompt ends there are prefilled.  Their route rows
+ * start the call's record (on_route: row0 + position). */
+static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const *tp,
+			 const int *nt, int n, int a, int b)
+{
+	struct eng_seq *es[n];
+	const int *sp[n];
+	int sn[n], idx[n], m = 0, rows = 0, rv;
+
+	if ((rv = worker_tr_reserve(w, b - a)) < 0)
+		return rv;
+	for (int i = 0, at = 0; i < n; at += nt[i++]) {
+		int lo = a > at ? a - at : 0, hi = b < at + nt[i] ? b - at : nt[i];
+
+		if (lo >= hi)
+			continue;
+		es[m] = seqs[i]->s, sp[m] = tp[i] + lo, sn[m] = hi - lo, idx[m++] = i;
+		seqs[i]->row0 = w->tr_n + rows - lo;
+		rows += hi - lo;
+	}
+	w->tr_n += rows;
+	w->phase = PH_PREFILL;
+	worker_prefetch_table_layer(w, 0);
+	rv = eng_batch(w->rt.eng, es, sp, sn, m, w->logits);
+	for (int k = 0; k < m && rv == 0; k++)
+		if (sp[k] + sn[k] == tp[idx[k]] + nt[idx[k]])
+			prefilled(w, seqs[idx[k]], w->logits + (size_t)k * w->vocab);
+	worker_finish_call(w);
+	return rv;
+}
+
+/* Prefills up to eng_max_batch() prompts together, so an expert needed by
+ * several prompts is loaded and multiplied once: batch.prefill_chunks engine
+ * chunks a call, with a decode step of the running sequences between calls
+ * (the same chunks as one call, so the same results), or all in one call
+ * (0, or when a prompt's routes are wanted: they are sent whole). */
 static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq *ps,
 		    int n, int table_status)
 {
-	struct eng_seq *es[n];
 	const int *tp[n];
-	int nt[n], total = 0, rv = 0;
+	int nt[n], total = 0, rv = 0, slice;
 	int *toks;
+	bool whole = w->cfg.batch.prefill_chunks == 0;
 
 	for (int i = 0; i < n; i++) {
 		total += (int)ps[i].n_tokens;
 		seqs[i]->table_status = table_status;
+		whole |= (seqs[i]->flags & PROTO_SEQ_WANT_ROUTES) != 0;
 	}
+	slice = whole ? total : w->cfg.batch.prefill_chunks * eng_max_batch();
 	toks = malloc((size_t)total * sizeof(int));
-	if (!toks || worker_tr_reserve(w, total) < 0)
+	if (!toks)
 		rv = -ENOMEM;
-	w->phase = PH_PREFILL;
 	for (int i = 0, at = 0; rv == 0 && i < n; at += nt[i++]) {
-		es[i] = seqs[i]->s;
 		nt[i] = (int)ps[i].n_tokens;
 		tp[i] = toks + at;
 		for (int j = 0; j < nt[i]; j++)
 			toks[at + j] = (int)ps[i].tokens[j];
-		seqs[i]->row0 = w->tr_n;
-		w->tr_n += nt[i];
 		if (w->table)
 			seqs[i]->moe.experts_predicted += w->table->layer_start[w->table->n_layers];
 	}
-	if (rv == 0)
-		rv = eng_batch(w->rt.eng, es, tp, nt, n, w->logits);
-	for (int i = 0; i < n; i++) {
-		if (rv < 0) {
-			seqs[i]->status = rv;
-			seqs[i]->finish = PROTO_FINISH_ERROR;
-		} else {
-			prefilled(w, seqs[i], w->logits + (size_t)i * w->vocab);
+	for (int a = 0; rv == 0 && a < total; a += slice) {
+		int b = total - a > slice ? a + slice : total;
+
+		if ((rv = prefill_slice(w, seqs, tp, nt, n, a, b)) == 0 && b < total && w->n_act) {
+			step(w);
+			if (w->stats)
+				shstats_head(w->stats)->prefill_yields++;
 		}
 	}
-	worker_finish_call(w);
+	for (int i = 0; i < n && rv < 0; i++) {
+		seqs[i]->status = rv;
+		seqs[i]->finish = PROTO_FINISH_ERROR;
+	}
 	free(toks);
 	for (int i = 0; i < n; i++)
 		if (seqs[i]->finish != PROTO_FINISH_NONE || (seqs[i]->flags & PROTO_SEQ_STREAM))

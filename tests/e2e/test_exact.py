@@ -4,6 +4,7 @@ greedy output, logits and routes equal `moed run` with every expert
 resident."""
 import json
 import os
+import threading
 import unittest
 
 import moedtest as mt
@@ -192,6 +193,45 @@ class ScanResistant(unittest.TestCase):
         on, off = self.second_prompt(True), self.second_prompt(False)
         self.assertGreater(on["hits"], off["hits"], (on, off))
         self.assertLess(on["bytes_loaded"], off["bytes_loaded"], (on, off))
+
+
+class PrefillChunks(unittest.TestCase):
+    """batch.prefill_chunks: a 1200-token prompt admitted while another
+    sequence decodes runs in 512-token calls with decode steps between
+    (moed_prefill_yields_total counts them); with 0, in one call. Both ways
+    both give the all-resident tokens."""
+
+    def run_pair(self, chunks):
+        m = model("skewed")
+        long_p = [(j * 13 + 5) % 256 for j in range(1200)]
+        short_p = [3, 1, 4]
+        d = mt.Daemon(m, name="chunks-%d" % chunks,
+                      sets=["batch.prefill_chunks=%d" % chunks]).start()
+        got, started = {}, threading.Event()
+        try:
+            def long_req():
+                started.wait(60)
+                got["long"] = d.complete(long_p, max_tokens=2)
+            t = threading.Thread(target=long_req, daemon=True)
+            t.start()
+            status, ev = mt.stream(d.port, {"prompt": short_p, "max_tokens": 2000,
+                                            "temperature": 0},
+                                   on_event=lambda e: started.set())
+            t.join(120)
+            yields = mt.metric(d.metrics(), "moed_prefill_yields_total")
+        finally:
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+        self.assertEqual(status, 200)
+        self.assertEqual([x for e in ev[:-2] for x in e["choices"][0]["tokens"]],
+                         mt.reference(m, short_p, 2000)["tokens"])
+        self.assertEqual(got["long"]["choices"][0]["tokens"],
+                         mt.reference(m, long_p, 2)["tokens"])
+        return yields
+
+    def test_yields_between_chunks(self):
+        self.assertGreaterEqual(self.run_pair(1), 1)
+        self.assertEqual(self.run_pair(0), 0)
 
 
 if __name__ == "__main__":
