@@ -116,27 +116,18 @@ static void attend(struct eng *e, int layer, int n)
 			float *o = e->att + (size_t)t * e->qd + (size_t)h * hd;
 			float mx = -INFINITY, sum = 0;
 
-			for (int j = 0; j < len; j++) {
-				const float *k = kc + (size_t)j * e->kvd + kvo;
-				float d = 0;
-
-				for (int i = 0; i < hd; i++)
-					d += q[i] * k[i];
-				e->scores[j] = d * scale;
+			/* scores = scale K q, o = V^T p / sum: BLAS, not scalar
+			 * loops (a 2000-token prefill spent most of its time here). */
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, len, hd, scale, kc + kvo, e->kvd,
+				    q, 1, 0.0f, e->scores, 1);
+			for (int j = 0; j < len; j++)
 				mx = fmaxf(mx, e->scores[j]);
-			}
 			for (int j = 0; j < len; j++) {
 				e->scores[j] = expf(e->scores[j] - mx);
 				sum += e->scores[j];
 			}
-			memset(o, 0, (size_t)hd * sizeof(float));
-			for (int j = 0; j < len; j++) {
-				const float *v = vc + (size_t)j * e->kvd + kvo;
-				float p = e->scores[j] / sum;
-
-				for (int i = 0; i < hd; i++)
-					o[i] += p * v[i];
-			}
+			cblas_sgemv(CblasRowMajor, CblasTrans, len, hd, 1.0f / sum, vc + kvo, e->kvd,
+				    e->scores, 1, 0.0f, o, 1);
 		}
 	}
 }
