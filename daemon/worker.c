@@ -159,9 +159,30 @@ static void prefilled(struct worker *w, struct wseq *s, const float *logits)
 
 static void step(struct worker *w);
 
+/* A sequence whose prefill is over (or failed): its first token or result
+ * out, then into the running set while it has more to decode (so the decode
+ * steps between the rest of its group's prefill calls include it), else
+ * freed. */
+static void settle(struct worker *w, struct wseq *sq)
+{
+	if (sq->finish == PROTO_FINISH_NONE && w->n_act >= MAX_ACTIVE) {
+		/* Only for a batch larger than MAX_ACTIVE (the front never
+		 * sends one): answered, not dropped. */
+		sq->status = -EBUSY;
+		sq->finish = PROTO_FINISH_ERROR;
+	}
+	if (sq->finish != PROTO_FINISH_NONE || (sq->flags & PROTO_SEQ_STREAM))
+		send_result(w, sq, sq->table_status);
+	if (sq->finish == PROTO_FINISH_NONE)
+		w->act[w->n_act++] = sq;
+	else
+		wseq_free(sq);
+}
+
 /* Rows [a, b) of the group's prompts, laid end to end, as one engine call;
- * the sequences whose prompt ends there are prefilled.  Their route rows
- * start the call's record (on_route: row0 + position). */
+ * the sequences whose prompt ends there are prefilled and settled (NULL in
+ * seqs from then on).  Their route rows start the call's record (on_route:
+ * row0 + position). */
 static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const *tp,
 			 const int *nt, int n, int a, int b)
 {
@@ -174,7 +195,7 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 	for (int i = 0, at = 0; i < n; at += nt[i++]) {
 		int lo = a > at ? a - at : 0, hi = b < at + nt[i] ? b - at : nt[i];
 
-		if (lo >= hi)
+		if (lo >= hi || !seqs[i])
 			continue;
 		es[m] = seqs[i]->s, sp[m] = tp[i] + lo, sn[m] = hi - lo, idx[m++] = i;
 		seqs[i]->row0 = w->tr_n + rows - lo;
@@ -188,6 +209,11 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 		if (sp[k] + sn[k] == tp[idx[k]] + nt[idx[k]])
 			prefilled(w, seqs[idx[k]], w->logits + (size_t)k * w->vocab);
 	worker_finish_call(w);
+	for (int k = 0; k < m && rv == 0; k++)
+		if (sp[k] + sn[k] == tp[idx[k]] + nt[idx[k]]) {
+			settle(w, seqs[idx[k]]);
+			seqs[idx[k]] = NULL;
+		}
 	return rv;
 }
 
@@ -230,14 +256,13 @@ static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq
 				shstats_head(w->stats)->prefill_yields++;
 		}
 	}
-	for (int i = 0; i < n && rv < 0; i++) {
-		seqs[i]->status = rv;
-		seqs[i]->finish = PROTO_FINISH_ERROR;
-	}
+	for (int i = 0; i < n; i++)   /* those a failure left */
+		if (seqs[i]) {
+			seqs[i]->status = rv;
+			seqs[i]->finish = PROTO_FINISH_ERROR;
+			settle(w, seqs[i]);
+		}
 	free(toks);
-	for (int i = 0; i < n; i++)
-		if (seqs[i]->finish != PROTO_FINISH_NONE || (seqs[i]->flags & PROTO_SEQ_STREAM))
-			send_result(w, seqs[i], table_status);
 }
 
 static void fail_seq(struct worker *w, const struct proto_seq *ps, uint64_t batch, int rv)
@@ -287,22 +312,6 @@ static void admit(struct worker *w, struct proto_msg *m)
 		}
 		if (n)
 			prefill(w, seqs, first, n, status);
-		for (int j = 0; j < n; j++) {
-			struct wseq *sq = seqs[j];
-
-			if (sq->finish == PROTO_FINISH_NONE && w->n_act < MAX_ACTIVE) {
-				w->act[w->n_act++] = sq;
-				continue;
-			}
-			if (sq->finish == PROTO_FINISH_NONE) {
-				/* Only for a batch larger than MAX_ACTIVE (the front
-				 * never sends one): answered, not dropped. */
-				sq->status = -EBUSY;
-				sq->finish = PROTO_FINISH_ERROR;
-				send_result(w, sq, status);
-			}
-			wseq_free(sq);
-		}
 	}
 	cache_unpin_all(w->rt.cache);
 	w->table = NULL;

@@ -233,6 +233,38 @@ class PrefillChunks(unittest.TestCase):
         self.assertGreaterEqual(self.run_pair(1), 1)
         self.assertEqual(self.run_pair(0), 0)
 
+    def test_short_prompt_runs_during_long_one(self):
+        """A short and a 1200-token prompt in one request (one batch): the
+        short one's first token comes after its own prefill call and it
+        decodes in the steps between the long one's calls, so it has tokens
+        before the long one's first; with 0, only its first token."""
+        m = model("skewed")
+        short_p, long_p = [3, 1, 4], [(j * 13 + 5) % 256 for j in range(1200)]
+        for chunks, least in ((1, 2), (0, 1)):
+            d = mt.Daemon(m, name="group-%d" % chunks,
+                          sets=["batch.prefill_chunks=%d" % chunks]).start()
+            try:
+                status, ev = mt.stream(d.port, {"prompt": [short_p, long_p], "max_tokens": 40,
+                                                "temperature": 0})
+            finally:
+                rc = d.stop()
+            self.assertEqual(rc, 0)
+            self.assertEqual(status, 200)
+            got, before = {0: [], 1: []}, None
+            for e in ev:
+                if not isinstance(e, dict):
+                    continue
+                for c in e["choices"]:
+                    if c["index"] == 1 and before is None and c["tokens"]:
+                        before = len(got[0])
+                    got[c["index"]] += c["tokens"]
+            self.assertEqual(got[0], mt.reference(m, short_p, 40)["tokens"])
+            self.assertEqual(got[1], mt.reference(m, long_p, 40)["tokens"])
+            if chunks:
+                self.assertGreaterEqual(before, least, (chunks, before))
+            else:
+                self.assertEqual(before, least, (chunks, before))
+
 
 if __name__ == "__main__":
     mt.main()
