@@ -236,9 +236,9 @@ static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq
 		whole |= (seqs[i]->flags & PROTO_SEQ_WANT_ROUTES) != 0;
 	}
 	slice = whole ? total : w->cfg.batch.prefill_chunks * eng_max_batch();
-	toks = malloc((size_t)total * sizeof(int));
+	toks = total ? malloc((size_t)total * sizeof(int)) : NULL;
 	if (!toks)
-		rv = -ENOMEM;
+		rv = total ? -ENOMEM : -EINVAL;   /* the protocol has no empty prompt */
 	for (int i = 0, at = 0; rv == 0 && i < n; at += nt[i++]) {
 		nt[i] = (int)ps[i].n_tokens;
 		tp[i] = toks + at;
