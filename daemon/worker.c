@@ -189,6 +189,7 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 	struct eng_seq *es[n];
 	const int *sp[n];
 	int sn[n], idx[n], m = 0, rows = 0, rv;
+	bool ends[n];   /* call k holds the end of its sequence's prompt */
 
 	if ((rv = worker_tr_reserve(w, b - a)) < 0)
 		return rv;
@@ -197,7 +198,8 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 
 		if (lo >= hi || !seqs[i])
 			continue;
-		es[m] = seqs[i]->s, sp[m] = tp[i] + lo, sn[m] = hi - lo, idx[m++] = i;
+		es[m] = seqs[i]->s, sp[m] = tp[i] + lo, sn[m] = hi - lo, ends[m] = hi == nt[i];
+		idx[m++] = i;
 		seqs[i]->row0 = w->tr_n + rows - lo;
 		rows += hi - lo;
 	}
@@ -206,11 +208,11 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 	worker_prefetch_table_layer(w, 0);
 	rv = eng_batch(w->rt.eng, es, sp, sn, m, w->logits);
 	for (int k = 0; k < m && rv == 0; k++)
-		if (sp[k] + sn[k] == tp[idx[k]] + nt[idx[k]])
+		if (ends[k])
 			prefilled(w, seqs[idx[k]], w->logits + (size_t)k * w->vocab);
-	worker_finish_call(w);
+	worker_finish_call(w);   /* the routes out before the results */
 	for (int k = 0; k < m && rv == 0; k++)
-		if (sp[k] + sn[k] == tp[idx[k]] + nt[idx[k]]) {
+		if (ends[k]) {
 			settle(w, seqs[idx[k]]);
 			seqs[idx[k]] = NULL;
 		}

@@ -268,8 +268,10 @@ int cache_prefetch(struct cache *c, int layer, int expert)
 		goto out;
 	}
 	evict(c, &c->slots[si]);
-	if ((rc = start_load(c, si, layer, expert, true)) == 0)
-		mark_cold(c, &c->slots[si]), c->slots[si].ppins = 1;
+	if ((rc = start_load(c, si, layer, expert, true)) == 0) {
+		mark_cold(c, &c->slots[si]);
+		c->slots[si].ppins = 1;
+	}
 out:
 	pthread_mutex_unlock(&c->mu);
 	return rc;

@@ -215,15 +215,21 @@ START_TEST(trace_split)
 }
 END_TEST
 
-/* cuda_bench --prefetch-k: a count of at least 1, else the usage error;
- * absent, 0 (top_k). */
-static int parse_k(struct bench_opts *o, const char *k)
+/* cuda_bench with option opt set to v (v NULL: without it). */
+static int parse_opt(struct bench_opts *o, const char *opt, const char *v)
 {
-	char *with[] = {"cuda_bench", "--prefetch-k", (char *)k, "m", "p", NULL};
+	char *with[] = {"cuda_bench", (char *)opt, (char *)v, "m", "p", NULL};
 	char *without[] = {"cuda_bench", "m", "p", NULL};
 
 	optind = 0;   /* getopt from the start again */
-	return k ? bo_parse(5, with, o) : bo_parse(3, without, o);
+	return v ? bo_parse(5, with, o) : bo_parse(3, without, o);
+}
+
+/* --prefetch-k: a count of at least 1, else the usage error; absent, 0
+ * (top_k). */
+static int parse_k(struct bench_opts *o, const char *k)
+{
+	return parse_opt(o, "--prefetch-k", k);
 }
 
 START_TEST(prefetch_k_option)
@@ -240,6 +246,26 @@ START_TEST(prefetch_k_option)
 }
 END_TEST
 
+/* --scan 0|1 (default 1) and --prefill-calls N >= 1 (default 1); anything
+ * else is the usage error. */
+START_TEST(scan_and_prefill_calls_options)
+{
+	struct bench_opts o;
+
+	ck_assert_int_eq(parse_opt(&o, "--scan", NULL), 0);
+	ck_assert(o.scan);
+	ck_assert_int_eq(o.pre_calls, 1);
+	ck_assert_int_eq(parse_opt(&o, "--scan", "0"), 0);
+	ck_assert(!o.scan);
+	ck_assert_int_eq(parse_opt(&o, "--scan", "2"), -EINVAL);
+	ck_assert_int_eq(parse_opt(&o, "--scan", "yes"), -EINVAL);
+	ck_assert_int_eq(parse_opt(&o, "--prefill-calls", "3"), 0);
+	ck_assert_int_eq(o.pre_calls, 3);
+	ck_assert_int_eq(parse_opt(&o, "--prefill-calls", "0"), -EINVAL);
+	ck_assert_int_eq(parse_opt(&o, "--prefill-calls", "x"), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("bench_route");
@@ -252,6 +278,7 @@ int main(void)
 	tcase_add_test(tc, trace_checks);
 	tcase_add_test(tc, trace_split);
 	tcase_add_test(tc, prefetch_k_option);
+	tcase_add_test(tc, scan_and_prefill_calls_options);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }

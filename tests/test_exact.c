@@ -40,6 +40,35 @@ static float *run(const struct ld_model *m, const struct ld_expert_src *src,
 	return out;
 }
 
+/* A fixture's model with its experts packed in a temporary directory. */
+struct packed {
+	struct ref_fixture f;
+	struct ld_model *m;
+	struct ld_store *st;
+	char dir[32], pack[64];
+};
+
+static void packed_open(const char *name, struct packed *p)
+{
+	char err[512];
+
+	ref_load(name, &p->f);
+	ck_assert_int_eq(ld_model_open(p->f.dir, &p->m, err, sizeof(err)), 0);
+	snprintf(p->dir, sizeof(p->dir), "/tmp/moed-exact-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(p->dir));
+	snprintf(p->pack, sizeof(p->pack), "%s/moed.pack", p->dir);
+	ck_assert_msg(ld_store_ensure(p->m, p->pack, &p->st, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void packed_close(struct packed *p)
+{
+	ld_store_close(p->st);
+	unlink(p->pack);
+	rmdir(p->dir);
+	ld_model_close(p->m);
+	ref_free(&p->f);
+}
+
 /* A host-backend cache of n_slots over st. */
 static void open_cache(const struct ld_model *m, struct ld_store *st, int n_slots,
 		       enum cache_policy p, bool scan, struct ld_backend **be, struct cache **c)
@@ -59,25 +88,17 @@ static void open_cache(const struct ld_model *m, struct ld_store *st, int n_slot
 START_TEST(test_exact_every_budget)
 {
 	const char *name = ref_fixture_names[_i];
-	struct ref_fixture f;
-	struct ld_model *m;
+	struct packed pk;
 	struct ld_resident *res;
-	struct ld_store *st;
 	struct ld_expert_src src;
-	char err[512], dir[] = "/tmp/moed-exact-XXXXXX", pack[600];
 	float *ref, *got;
-	int n_all, V;
 
-	ref_load(name, &f);
-	ck_assert_int_eq(ld_model_open(f.dir, &m, err, sizeof(err)), 0);
-	V = m->cfg.vocab_size;
-	n_all = m->cfg.n_moe_layers * m->cfg.n_experts;
+	packed_open(name, &pk);
+	struct ld_model *m = pk.m;
+	int V = m->cfg.vocab_size, n_all = m->cfg.n_moe_layers * m->cfg.n_experts;
 	ck_assert_int_eq(ld_resident_open(m, &res), 0);
 	src = ld_resident_src(res);
-	ref = run(m, &src, &f.cases[3]);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(pack, sizeof(pack), "%s/moed.pack", dir);
-	ck_assert_msg(ld_store_ensure(m, pack, &st, err, sizeof(err)) == 0, "%s", err);
+	ref = run(m, &src, &pk.f.cases[3]);
 	int budgets[] = {1, 2, 3, n_all / 2, n_all - 1, n_all};
 	for (int p = CACHE_FIFO; p <= CACHE_LFU; p++)
 		for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
@@ -86,9 +107,9 @@ START_TEST(test_exact_every_budget)
 				struct cache *c;
 				struct cache_stats cs;
 
-				open_cache(m, st, budgets[b], (enum cache_policy)p, scan, &be, &c);
+				open_cache(m, pk.st, budgets[b], (enum cache_policy)p, scan, &be, &c);
 				src = cache_expert_src(c);
-				got = run(m, &src, &f.cases[3]);
+				got = run(m, &src, &pk.f.cases[3]);
 				ck_assert_msg(!memcmp(got, ref,
 						      (size_t)(STEPS + 1) * V * sizeof(float)),
 					      "%s: policy %s, %d slots, scan_resistant %d: output "
@@ -101,13 +122,9 @@ START_TEST(test_exact_every_budget)
 				cache_close(c);
 				ld_backend_close(be);
 			}
-	ld_store_close(st);
-	unlink(pack);
-	rmdir(dir);
 	free(ref);
 	ld_resident_close(res);
-	ld_model_close(m);
-	ref_free(&f);
+	packed_close(&pk);
 }
 END_TEST
 
@@ -117,21 +134,14 @@ END_TEST
  * evict the earliest and the second prompt misses more.  The same logits. */
 START_TEST(test_scan_second_prompt)
 {
-	const struct ref_case *rc;
-	struct ref_fixture f;
-	struct ld_model *m;
-	struct ld_store *st;
-	char err[512], dir[] = "/tmp/moed-exact-XXXXXX", pack[600];
+	struct packed pk;
 	uint64_t misses[2], hits[2];
 	float *out[2];
 
-	ref_load(ref_fixture_names[_i], &f);
-	rc = &f.cases[3];
+	packed_open(ref_fixture_names[_i], &pk);
+	const struct ref_case *rc = &pk.f.cases[3];
+	struct ld_model *m = pk.m;
 	ck_assert_int_gt(rc->n_prompt, CACHE_SCAN_ROWS);
-	ck_assert_int_eq(ld_model_open(f.dir, &m, err, sizeof(err)), 0);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(pack, sizeof(pack), "%s/moed.pack", dir);
-	ck_assert_msg(ld_store_ensure(m, pack, &st, err, sizeof(err)) == 0, "%s", err);
 	int V = m->cfg.vocab_size, slots = m->cfg.n_moe_layers * m->cfg.n_experts / 2;
 	for (int scan = 0; scan <= 1; scan++) {
 		struct ld_backend *be;
@@ -140,7 +150,7 @@ START_TEST(test_scan_second_prompt)
 		struct eng *e;
 		struct eng_seq *s[2];
 
-		open_cache(m, st, slots, CACHE_LRU, scan, &be, &c);
+		open_cache(m, pk.st, slots, CACHE_LRU, scan, &be, &c);
 		struct ld_expert_src src = cache_expert_src(c);
 		ck_assert_int_eq(eng_open(m, &src, rc->n_prompt + 1, &e), 0);
 		out[scan] = calloc((size_t)V, sizeof(float));
@@ -168,11 +178,7 @@ START_TEST(test_scan_second_prompt)
 	ck_assert(!memcmp(out[0], out[1], (size_t)V * sizeof(float)));
 	free(out[0]);
 	free(out[1]);
-	ld_store_close(st);
-	unlink(pack);
-	rmdir(dir);
-	ld_model_close(m);
-	ref_free(&f);
+	packed_close(&pk);
 }
 END_TEST
 
