@@ -132,6 +132,9 @@ static void worker_lines(FILE *f, const struct shstats *st)
 	fprintf(f, "# HELP moed_prefill_yields_total Decode steps run between the calls of a "
 		   "prefill (batch.prefill_chunks)\n# TYPE moed_prefill_yields_total counter\n"
 		   "moed_prefill_yields_total %llu\n", (unsigned long long)h->prefill_yields);
+	fprintf(f, "# HELP moed_prefill_calls_total Engine calls prefills ran in\n"
+		   "# TYPE moed_prefill_calls_total counter\nmoed_prefill_calls_total %llu\n",
+		   (unsigned long long)h->prefill_calls);
 	cache_lines(f, st);
 }
 

@@ -19,6 +19,7 @@ struct shstats_head {
 	uint64_t malformed, steps, tokens_prefilled, tokens_generated;
 	uint64_t experts_used, experts_predicted_used;
 	uint64_t prefill_yields;   /* decode steps run between a prefill's calls */
+	uint64_t prefill_calls;    /* engine calls prefills ran in */
 	char policy[16];
 };
 

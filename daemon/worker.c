@@ -219,16 +219,33 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 	return rv;
 }
 
+/* Where the call from row a of the group's prompts (nt, total rows) ends:
+ * with sequences running, batch.prefill_chunks engine chunks on; with none
+ * to yield to, on to the end of the next prompt to finish (so a lone
+ * prompt runs in calls as long as the engine takes: on CUDA a call's
+ * chunks share each layer's expert loads); always at a chunk's end, so the
+ * chunks are those of one call and the results the same. */
+static int slice_end(const struct worker *w, const int *nt, int n, int a, int total)
+{
+	int c = eng_max_batch(), b = a + w->cfg.batch.prefill_chunks * c, end = 0;
+
+	for (int i = 0; i < n && end <= a && !w->n_act; i++)
+		end += nt[i];
+	end = (end + c - 1) / c * c;
+	b = end > b ? end : b;
+	return b < total ? b : total;
+}
+
 /* Prefills up to eng_max_batch() prompts together, so an expert needed by
- * several prompts is loaded and multiplied once: batch.prefill_chunks engine
- * chunks a call, with a decode step of the running sequences between calls
- * (the same chunks as one call, so the same results), or all in one call
- * (0, or when a prompt's routes are wanted: they are sent whole). */
+ * several prompts is loaded and multiplied once: in calls of slice_end's,
+ * with a decode step of the running sequences between calls, or all in one
+ * call (batch.prefill_chunks 0, or when a prompt's routes are wanted: they
+ * are sent whole). */
 static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq *ps,
 		    int n, int table_status)
 {
 	const int *tp[n];
-	int nt[n], total = 0, rv = 0, slice;
+	int nt[n], total = 0, rv = 0;
 	int *toks;
 	bool whole = w->cfg.batch.prefill_chunks == 0;
 
@@ -237,7 +254,6 @@ static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq
 		seqs[i]->table_status = table_status;
 		whole |= (seqs[i]->flags & PROTO_SEQ_WANT_ROUTES) != 0;
 	}
-	slice = whole ? total : w->cfg.batch.prefill_chunks * eng_max_batch();
 	toks = total ? malloc((size_t)total * sizeof(int)) : NULL;
 	if (!toks)
 		rv = total ? -ENOMEM : -EINVAL;   /* the protocol has no empty prompt */
@@ -249,9 +265,10 @@ static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq
 		if (w->table)
 			seqs[i]->moe.experts_predicted += w->table->layer_start[w->table->n_layers];
 	}
-	for (int a = 0; rv == 0 && a < total; a += slice) {
-		int b = total - a > slice ? a + slice : total;
-
+	for (int a = 0, b; rv == 0 && a < total; a = b) {
+		b = whole ? total : slice_end(w, nt, n, a, total);
+		if (w->stats)
+			shstats_head(w->stats)->prefill_calls++;
 		if ((rv = prefill_slice(w, seqs, tp, nt, n, a, b)) == 0 && b < total && w->n_act) {
 			step(w);
 			if (w->stats)

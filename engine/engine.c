@@ -31,6 +31,7 @@ void eng_close(struct eng *e)
 	free(e->ulog);
 #ifdef HAVE_CUDA
 	eng_cuda_close(e->cu);
+	free(e->crow);
 #endif
 	free(e);
 }
@@ -97,6 +98,9 @@ int eng_open(const struct ld_model *m, const struct ld_expert_src *src,
 	if (src->mem == LD_EXPERT_CUDA) {
 #ifdef HAVE_CUDA
 		int rv = eng_cuda_open(m, src, max_ctx, &e->cu);
+
+		if (rv == 0 && !(e->crow = calloc(CALL_ROWS, sizeof(*e->crow))))
+			rv = -ENOMEM;
 #else
 		int rv = -ENOTSUP;     /* built without CUDA */
 #endif
@@ -261,13 +265,22 @@ static struct eng_cuda_row cuda_row(const struct eng_seq *s, int pos, int tok, i
 
 static int cuda_chunk(struct eng *e, int n, float *logits)
 {
-	struct eng_cuda_row rows[CHUNK];
-
 	for (int t = 0; t < n; t++)
-		rows[t] = cuda_row(e->row_seq[t], e->row_pos[t], e->row_tok[t], e->row_out[t]);
-	return eng_cuda_chunk(e->cu, &e->hooks, rows, n, logits);
+		e->crow[t] = cuda_row(e->row_seq[t], e->row_pos[t], e->row_tok[t], e->row_out[t]);
+	return eng_cuda_chunk(e->cu, &e->hooks, e->crow, n, logits);
 }
 #endif
+
+/* Rows one chunk_fwd call takes. */
+static int call_rows(const struct eng *e)
+{
+#ifdef HAVE_CUDA
+	if (e->cu)
+		return eng_cuda_call_rows(e->cu);
+#endif
+	(void)e;
+	return CHUNK;
+}
 
 /* The chunk's rows in runs of more than one of a sequence: prompt rows,
  * which sweep most experts of every layer (a decode step's one row a
@@ -284,12 +297,12 @@ static int prompt_rows(const struct eng *e, int n)
 	return p;
 }
 
-/* Runs the chunk's rows (row_seq/row_pos/row_tok set) through every layer;
+/* Runs the call's rows (row_seq/row_pos/row_tok set) through every layer;
  * then, for each row with row_out >= 0, its logits into that row of logits. */
 static int chunk_fwd(struct eng *e, int n, float *logits)
 {
 	if (e->src.prompt_rows)   /* before any acquire or hook's prefetch */
-		e->src.prompt_rows(e->src.ctx, prompt_rows(e, n));
+		e->src.prompt_rows(e->src.ctx, prompt_rows(e, n), (n + CHUNK - 1) / CHUNK);
 #ifdef HAVE_CUDA
 	if (e->cu)
 		return cuda_chunk(e, n, logits);
@@ -318,14 +331,15 @@ static int check_batch(const struct eng *e, struct eng_seq *const *seqs,
 int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *tokens,
 	      const int *n_tokens, int n_seqs, float *logits)
 {
-	int rv, n = 0, i = 0, j = 0;
+	int rv, n = 0, i = 0, j = 0, lim = call_rows(e);
 
 	if (n_seqs < 1)
 		return -EINVAL;
 	if ((rv = check_batch(e, seqs, tokens, n_tokens, n_seqs)) < 0)
 		return rv;
-	/* Rows are packed seq after seq into chunks; a sequence's positions
-	 * advance as its rows pass, so a long prompt spans chunks. */
+	/* Rows are packed seq after seq into calls of chunks; a sequence's
+	 * positions advance as its rows pass, so a long prompt spans chunks
+	 * (and calls). */
 	while (i < n_seqs) {
 		/* len moves only after every chunk ran: positions count from it. */
 		e->row_seq[n] = seqs[i];
@@ -337,7 +351,7 @@ int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *toke
 			i++;
 			j = 0;
 		}
-		if (n == CHUNK || i == n_seqs) {
+		if (n == lim || i == n_seqs) {
 			if ((rv = chunk_fwd(e, n, logits)) < 0)
 				return rv;
 			n = 0;

@@ -123,6 +123,33 @@ static int halloc(void *pp, size_t bytes)
 	return 0;
 }
 
+int eng_cuda_chunks_alloc(struct eng_cuda *g, int nc)
+{
+	size_t xb = C * (size_t)g->H * sizeof(float);
+	int rc;
+
+	for (int k = 1; k < nc; k++)
+		if (!g->cx[k] && ((rc = dalloc(&g->cx[k], xb)) ||
+				  (rc = dalloc(&g->cdrow[k], sizeof(struct rowtab))) ||
+				  (rc = halloc(&g->chrow[k], sizeof(struct rowtab)))))
+			return rc;
+	return 0;
+}
+
+void eng_cuda_use_chunk(struct eng_cuda *g, int k)
+{
+	g->x = g->cx[k], g->hrow = g->chrow[k], g->drow = g->cdrow[k];
+	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
+				       .cap = g->drow->cap, .kc = g->drow->kc,
+				       .vc = g->drow->vc};
+	g->one_each = g->c_one[k], g->att_tiles = g->c_tiles[k];
+}
+
+int eng_cuda_call_rows(const struct eng_cuda *g)
+{
+	return g->call_chunks * C;
+}
+
 int eng_cuda_chain_alloc(struct eng_cuda *g)
 {
 	const struct ld_config *c = &g->m->cfg;
@@ -210,9 +237,8 @@ static int alloc_scratch(struct eng_cuda *g)
 	CU(cudaMemset(g->done, 0, done_n * sizeof(unsigned)));
 	CU(cudaMemset(g->amk, 0, (GMAX + 1) * sizeof(*g->amk)));
 	eng_cuda_grp_layout(g, g->NE);
-	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
-				       .cap = g->drow->cap, .kc = g->drow->kc,
-				       .vc = g->drow->vc};
+	g->cx[0] = g->x, g->chrow[0] = g->hrow, g->cdrow[0] = g->drow;
+	eng_cuda_use_chunk(g, 0);
 	return 0;
 }
 
@@ -315,6 +341,8 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->spin = ld_env_on("MOED_CUDA_SPIN", true);
 	g->defer = ld_env_on("MOED_CUDA_DEFER_ROUTES", true);
 	g->tiles = ld_env_on("MOED_CUDA_ATT_TILES", true);
+	g->call_chunks = (int)ld_env_long("MOED_CUDA_CALL_CHUNKS", 1, ENG_CUDA_CALL_CHUNKS,
+					  ENG_CUDA_CALL_CHUNKS);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));
 	g->bf16 = m->dtype == LD_BF16;
 	g->act16 = g->bf16 && ld_env_on("MOED_CUDA_BF16_ACTIVATIONS", false);
@@ -370,6 +398,11 @@ void eng_cuda_close(struct eng_cuda *g)
 		      g->hfr_id2, g->hbest2, g->hplan};
 	for (size_t j = 0; j < sizeof(hp) / sizeof(hp[0]); j++)
 		cudaFreeHost(hp[j]);
+	for (int k = 1; k < ENG_CUDA_CALL_CHUNKS; k++) {
+		cudaFree(g->cx[k]);
+		cudaFree(g->cdrow[k]);
+		cudaFreeHost(g->chrow[k]);
+	}
 	free(g->cnt);
 	free(g->lhits);
 	free(g->xw);

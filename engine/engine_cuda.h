@@ -11,6 +11,9 @@
 
 /* Rows per chunk the CUDA path is sized for (engine.c's CHUNK). */
 #define ENG_CUDA_MAX_ROWS 512
+/* Chunks one eng_cuda_chunk call may take: it runs them layer by layer, so
+ * that at a budget a layer's experts are loaded once for all of them. */
+#define ENG_CUDA_CALL_CHUNKS 8
 
 struct eng_cuda;
 
@@ -32,7 +35,11 @@ void eng_cuda_close(struct eng_cuda *g);
 int eng_cuda_kv_alloc(struct eng_cuda *g, size_t n, float **kc, float **vc);
 void eng_cuda_kv_free(struct eng_cuda *g, float *kc, float *vc);
 /* Runs rows[0..n) through every layer; the logits of each row with out >= 0
- * go to logits + out * vocab (when logits is not NULL). */
+ * go to logits + out * vocab (when logits is not NULL).  n at most
+ * eng_cuda_call_rows(): more than ENG_CUDA_MAX_ROWS are chunks of that many,
+ * each through a layer before any goes on to the next, with the bits each
+ * would give run alone. */
+int eng_cuda_call_rows(const struct eng_cuda *g);
 int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits);
 /* eng_greedy's CUDA way for rows[0..n) (rows[t].out == t): steps chained on

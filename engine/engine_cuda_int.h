@@ -77,6 +77,16 @@ struct eng_cuda {
 	struct eng_cu_grp dg, hg;
 	struct rowtab *hrow, *drow;
 	struct eng_cu_rows rows;   /* pointers into drow */
+	/* A call of more than C rows runs its chunks layer by layer
+	 * (engine_cuda_run.c's chunks()): chunk k's residual rows and row
+	 * tables, kept from one layer to the next, in cx[k], chrow[k], cdrow[k]
+	 * ([0]: x, hrow and drow, which the graphs read; the others allocated
+	 * on the first such call); call_chunks: at most that many a call
+	 * (MOED_CUDA_CALL_CHUNKS). */
+	int call_chunks;
+	float *cx[ENG_CUDA_CALL_CHUNKS];
+	struct rowtab *chrow[ENG_CUDA_CALL_CHUNKS], *cdrow[ENG_CUDA_CALL_CHUNKS];
+	bool c_one[ENG_CUDA_CALL_CHUNKS], c_tiles[ENG_CUDA_CALL_CHUNKS];
 	/* pinned host */
 	int *hid;
 	float *hw, *hp, *hlog;
@@ -196,6 +206,10 @@ void eng_cuda_fast_routes(struct eng_cuda *g, const struct eng_hooks *h,
 /* The rows into the pinned row table (not yet copied); the number of rows
  * that give logits. */
 int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n);
+/* Chunk buffers 1 .. nc - 1 (once); chunk k's buffers and flags in use
+ * (x, hrow, drow, rows, one_each, att_tiles). */
+int eng_cuda_chunks_alloc(struct eng_cuda *g, int nc);
+void eng_cuda_use_chunk(struct eng_cuda *g, int k);
 /* eng_cuda_greedy's second output set, once. */
 int eng_cuda_chain_alloc(struct eng_cuda *g);
 /* Experts js[0 .. nj) of the layer's groups (acquired, weights in xw; bf16

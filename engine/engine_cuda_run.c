@@ -503,16 +503,65 @@ int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n)
 	return m;
 }
 
+/* Rows of chunk k of an n-row call. */
+static int chunk_rows(int n, int k)
+{
+	return n - k * C < C ? n - k * C : C;
+}
+
+/* A call of more than C rows (a long prompt, or many): its chunks of C rows
+ * go through each layer in turn before any goes on to the next, so that at
+ * a budget a layer's experts, acquired by the first chunk, are there for
+ * the others (the cache keeps the current layer's; a chunk at a time, the
+ * next chunk found them evicted by the layers after).  A chunk's rows attend
+ * to the earlier chunks' keys and values of the same layer, written by then,
+ * and take the same kernels with the same rows as run alone: the same bits. */
+static int chunks(struct eng_cuda *g, const struct eng_hooks *h,
+		  const struct eng_cuda_row *rows, int n, float *logits)
+{
+	int nc = (n + C - 1) / C, m[ENG_CUDA_CALL_CHUNKS], rc;
+
+	if ((rc = eng_cuda_chunks_alloc(g, nc)))
+		return rc;
+	for (int k = 0; k < nc; k++) {
+		eng_cuda_use_chunk(g, k);
+		m[k] = eng_cuda_rows_in(g, rows + k * C, chunk_rows(n, k));
+		g->c_one[k] = g->one_each, g->c_tiles[k] = g->att_tiles;
+		CU(cudaMemcpyAsync(g->drow, g->hrow, sizeof(*g->hrow), cudaMemcpyHostToDevice,
+				   g->st));
+		KR(eng_cu_embed(g->x, g->embed, g->bf16, g->rows.tok, chunk_rows(n, k), g->H,
+				g->st));
+	}
+	for (int li = 0; li < g->m->cfg.n_layers && !rc; li++)
+		for (int k = 0; k < nc && !rc; k++) {
+			eng_cuda_use_chunk(g, k);
+			rc = layer(g, h, rows + k * C, li, chunk_rows(n, k));
+		}
+	eng_cuda_routes_out(g, h);
+	for (int k = 0; k < nc && !rc && logits; k++)
+		if (m[k]) {
+			eng_cuda_use_chunk(g, k);
+			if (!(rc = head(g, m[k], chunk_rows(n, k))))
+				rc = logits_out(g, m[k], logits, false, false);
+		}
+	return rc;
+}
+
 int eng_cuda_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 		   const struct eng_cuda_row *rows, int n, float *logits)
 {
 	const struct ld_config *c = &g->m->cfg;
 	int rc = 0, m;
 
-	if (n < 1 || n > C)
+	if (n < 1 || n > eng_cuda_call_rows(g))
 		return -EINVAL;
 	CU(cudaSetDevice(g->dev));
 	g->best_n = 0;
+	if (n > C) {
+		rc = chunks(g, h, rows, n, logits);
+		eng_cuda_use_chunk(g, 0);
+		goto out;
+	}
 	m = eng_cuda_rows_in(g, rows, n);
 	CU(cudaMemcpyAsync(g->drow, g->hrow, sizeof(*g->hrow), cudaMemcpyHostToDevice, g->st));
 	if (logits && eng_cuda_fast_ok(g, h, n, m)) {

@@ -7,10 +7,15 @@
 
 /* Prompts run in chunks of this many tokens, so scratch is sized once. */
 #define CHUNK 512
+/* Rows one forward call may take: a chunk on the CPU, ENG_CUDA_CALL_CHUNKS
+ * chunks on the CUDA path (which runs them layer by layer). */
+#define CALL_ROWS (CHUNK * 8)
 
 #ifdef HAVE_CUDA
 #include "engine/engine_cuda.h"
 _Static_assert(CHUNK <= ENG_CUDA_MAX_ROWS, "the CUDA path sizes its rows by CHUNK");
+_Static_assert(CALL_ROWS >= ENG_CUDA_MAX_ROWS * ENG_CUDA_CALL_CHUNKS,
+	       "a call's rows fit the row arrays");
 #endif
 
 struct eng {
@@ -26,10 +31,13 @@ struct eng {
 	int *rid, *cnt, *rows;     /* routes [CHUNK][k], per-expert counts, rows */
 	int *slot;                 /* [CHUNK][k]: which k-slot a row came from */
 	float *ulog;               /* eng_logits_buffer's, on the CPU path */
-	/* The rows of the chunk in flight: their sequence, position, token, and
+	/* The rows of the call in flight: their sequence, position, token, and
 	 * which logits row they fill (-1: none). */
-	struct eng_seq *row_seq[CHUNK];
-	int row_pos[CHUNK], row_tok[CHUNK], row_out[CHUNK];
+	struct eng_seq *row_seq[CALL_ROWS];
+	int row_pos[CALL_ROWS], row_tok[CALL_ROWS], row_out[CALL_ROWS];
+#ifdef HAVE_CUDA
+	struct eng_cuda_row *crow; /* the same for the CUDA path, CALL_ROWS */
+#endif
 };
 
 struct eng_seq {

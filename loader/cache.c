@@ -11,7 +11,8 @@
  *   belady: next_use() furthest in the future, ties to the least recent.
  * Before any of them, scan_resistant's cold slots (loaded while a call of
  * many prompt rows ran): the current call's, the latest t_insert first, then
- * earlier calls', the least recent t_use first.
+ * earlier calls', the least recent t_use first, then (chunks run layer by
+ * layer) the current call's of the layer being acquired.
  * Remaining ties go to the lowest slot index.  The logical clock ticks once
  * per acquire and per prefetch.
  *
@@ -111,19 +112,22 @@ static void evict(struct cache *c, struct slot *s)
  * current call's, the last loaded first (the first loaded hold the earliest
  * layers, which the next prompt reaches first; a hit does not move them),
  * then earlier calls', least recently used first (so that those no prompt
- * uses again age out); then the policy's order. */
+ * uses again age out), then, in a call of chunks run layer by layer, the
+ * current call's of the layer being acquired (its next chunk wants them
+ * again; the last loaded first); then the policy's order. */
 static void rank(struct cache *c, const struct slot *s, uint64_t r[3])
 {
 	r[1] = 0, r[2] = 0;
 	if (s->cold && s->call == c->call) {
-		r[0] = 0, r[1] = UINT64_MAX - s->t_insert;
+		r[0] = c->layer_major && s->layer == c->cur_layer ? 2 : 0;
+		r[1] = UINT64_MAX - s->t_insert;
 		return;
 	}
 	if (s->cold) {
 		r[0] = 1, r[1] = s->t_use;
 		return;
 	}
-	r[0] = 2;
+	r[0] = 3;
 	switch (c->o.policy) {
 	case CACHE_FIFO:
 		r[1] = s->t_insert;
@@ -284,6 +288,7 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 	struct cache_stats *st = &c->st[layer];
 	int si, rc;
 
+	c->cur_layer = layer;
 	for (;;) {
 		if ((si = c->map[key(c, layer, expert)]) >= 0) {
 			struct slot *s = &c->slots[si];
@@ -429,10 +434,11 @@ void cache_unpin(struct cache *c, int layer, int expert)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void cache_set_prompt_rows(struct cache *c, int n)
+void cache_set_prompt_rows(struct cache *c, int n, int chunks)
 {
 	pthread_mutex_lock(&c->mu);
 	c->scan = c->o.scan_resistant && c->o.policy != CACHE_BELADY && n > CACHE_SCAN_ROWS;
+	c->layer_major = chunks > 1;
 	c->call++;
 	pthread_mutex_unlock(&c->mu);
 }

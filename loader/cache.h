@@ -117,8 +117,8 @@ void cache_unpin_all(struct cache *c);
  * more of an expert known to be unused this step. */
 void cache_drop_prefetches(struct cache *c, int layer);
 /* The acquires that follow serve a forward call of n prompt rows
- * (scan_resistant). */
-void cache_set_prompt_rows(struct cache *c, int n);
+ * (scan_resistant) in `chunks` chunks run layer by layer. */
+void cache_set_prompt_rows(struct cache *c, int n, int chunks);
 /* Drops the prefetch pins of one layer's experts (the batch passed it). */
 void cache_unpin_layer(struct cache *c, int layer);
 /* 1 when (layer, expert) holds a slot (ready or still loading). */

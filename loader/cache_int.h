@@ -39,6 +39,8 @@ struct cache {
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;
 	bool scan;                 /* acquires now serve a scan (set_prompt_rows) */
+	bool layer_major;          /* the call runs chunks layer by layer */
+	int cur_layer;             /* the layer of the last acquire */
 	bool dev_ptr;              /* slots are device memory (LD_BE_DEV_PTR) */
 	bool bf16;                 /* bf16 store: slots hold bf16 */
 	const void **dtab;         /* resident_all's table, once all are ready */

@@ -83,6 +83,7 @@ int cache_open(const struct cache_opts *o, struct cache **out)
 		return -ENOMEM;
 	c->o = *o;
 	c->sim = !o->backend;
+	c->cur_layer = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	c->slots = calloc(o->n_slots, sizeof(*c->slots));
 	c->map = malloc(nk * sizeof(*c->map));

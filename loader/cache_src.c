@@ -75,9 +75,9 @@ static void src_release(void *ctx, int layer, int expert)
 	cache_release(ctx, layer, expert);
 }
 
-static void src_prompt_rows(void *ctx, int n)
+static void src_prompt_rows(void *ctx, int n, int chunks)
 {
-	cache_set_prompt_rows(ctx, n);
+	cache_set_prompt_rows(ctx, n, chunks);
 }
 
 static void src_layer_done(void *ctx, int layer)

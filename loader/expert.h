@@ -48,8 +48,10 @@ struct ld_expert_src {
 	/* Optional: the acquires that follow, until the next call, serve a
 	 * forward call with n prompt rows (rows of sequences that have more
 	 * than one in it: a prefill chunk, which uses most experts of every
-	 * layer once; the cache keeps them from flushing the rest). */
-	void (*prompt_rows)(void *ctx, int n);
+	 * layer once; the cache keeps them from flushing the rest), in
+	 * `chunks` chunks run layer by layer (more than one: each layer's
+	 * experts are wanted again by the next chunk). */
+	void (*prompt_rows)(void *ctx, int n, int chunks);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

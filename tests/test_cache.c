@@ -180,7 +180,7 @@ START_TEST(scan_resistant)
 
 			ck_assert_int_eq(cache_open(&o, &c), 0);
 			use_seq(c, (int[]){0, 1, 2}, 3);        /* decode's */
-			cache_set_prompt_rows(c, CACHE_SCAN_ROWS + 1);
+			cache_set_prompt_rows(c, CACHE_SCAN_ROWS + 1, 1);
 			use_seq(c, (int[]){3, 4, 5, 6, 7}, 5);  /* a prompt's */
 			ck_assert_msg(resident(c) == (on ? SET(0, 1, 2, 7) : SET(4, 5, 6, 7)),
 				      "%s, scan_resistant %d: resident %#x",
@@ -188,9 +188,9 @@ START_TEST(scan_resistant)
 			if (on) {
 				/* A decode step's use makes 7 ordinary: the policy's
 				 * victim, 0, goes for the next cold load. */
-				cache_set_prompt_rows(c, 1);
+				cache_set_prompt_rows(c, 1, 1);
 				use(c, 0, 7);
-				cache_set_prompt_rows(c, CACHE_SCAN_ROWS + 1);
+				cache_set_prompt_rows(c, CACHE_SCAN_ROWS + 1, 1);
 				use(c, 0, 3);
 				ck_assert_uint_eq(resident(c), SET(1, 2, 3, 7));
 			}
@@ -210,12 +210,12 @@ START_TEST(scan_ages_out)
 
 	ck_assert_int_eq(cache_open(&o, &c), 0);
 	use(c, 0, 0);                            /* decode's */
-	cache_set_prompt_rows(c, 64);
+	cache_set_prompt_rows(c, 64, 1);
 	use_seq(c, (int[]){1, 2, 3, 4}, 4);      /* 4 takes 3's slot */
 	ck_assert_uint_eq(resident(c), SET(0, 1, 2, 4));
-	cache_set_prompt_rows(c, 64);
+	cache_set_prompt_rows(c, 64, 1);
 	use(c, 0, 2);                            /* another prompt uses 2 */
-	cache_set_prompt_rows(c, 1);
+	cache_set_prompt_rows(c, 1, 1);
 	use(c, 0, 5);                            /* 1, then 4, are least recent */
 	ck_assert_uint_eq(resident(c), SET(0, 2, 4, 5));
 	use(c, 0, 6);
@@ -223,6 +223,35 @@ START_TEST(scan_ages_out)
 	use(c, 0, 7);                            /* 2, the last cold one */
 	ck_assert_uint_eq(resident(c), SET(0, 5, 6, 7));
 	cache_close(c);
+}
+END_TEST
+
+/* A call of two chunks run layer by layer: the second chunk's new expert of
+ * layer 1 takes an earlier layer's load, not one of layer 1's that the
+ * chunk acquires next (a chunk at a time, the last loaded goes first). */
+START_TEST(scan_layer_major)
+{
+	for (int chunks = 1; chunks <= 2; chunks++) {
+		struct cache_opts o = {.n_layers = 2, .n_experts = 8, .expert_bytes = EB,
+				       .n_slots = 4, .policy = CACHE_LRU, .scan_resistant = true};
+		struct cache *c;
+		struct cache_stats s;
+
+		ck_assert_int_eq(cache_open(&o, &c), 0);
+		cache_set_prompt_rows(c, 1024, chunks);
+		for (int l = 0; l < 2; l++) {
+			use(c, l, 0), use(c, l, 1);                 /* chunk 0 */
+			if (l == 1)
+				use(c, l, 2);                       /* chunk 1's new one */
+			use(c, l, 0), use(c, l, 1);                 /* chunk 1 */
+		}
+		cache_get_stats(c, 1, &s);
+		ck_assert_uint_eq(s.misses, chunks == 2 ? 3 : 4);
+		ck_assert_uint_eq(s.hits, chunks == 2 ? 2 : 1);
+		ck_assert(cache_resident(c, 0, 0));
+		ck_assert_int_eq(cache_resident(c, 0, 1), chunks == 1);
+		cache_close(c);
+	}
 }
 END_TEST
 
@@ -237,10 +266,10 @@ START_TEST(scan_repeated)
 		struct cache_stats s;
 
 		ck_assert_int_eq(cache_open(&o, &c), 0);
-		cache_set_prompt_rows(c, 64);
+		cache_set_prompt_rows(c, 64, 1);
 		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
 		cache_reset_stats(c);
-		cache_set_prompt_rows(c, 64);           /* the next prompt */
+		cache_set_prompt_rows(c, 64, 1);           /* the next prompt */
 		use_seq(c, (int[]){0, 1, 2, 3, 4}, 5);
 		cache_get_stats(c, -1, &s);
 		ck_assert_uint_eq(s.hits, (on ? 2 : 0));
@@ -253,7 +282,7 @@ START_TEST(scan_repeated)
 			       .next_use_ctx = next_use_tab, .scan_resistant = true};
 	struct cache *c;
 	ck_assert_int_eq(cache_open(&o, &c), 0);
-	cache_set_prompt_rows(c, 64);
+	cache_set_prompt_rows(c, 64, 1);
 	memset(next_use_tab, 0, sizeof(next_use_tab));
 	use_seq(c, (int[]){0, 1}, 2);
 	next_use_tab[0] = 10, next_use_tab[1] = 5;
@@ -449,6 +478,7 @@ int main(void)
 	tcase_add_test(tc, scan_resistant);
 	tcase_add_test(tc, scan_repeated);
 	tcase_add_test(tc, scan_ages_out);
+	tcase_add_test(tc, scan_layer_major);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }

@@ -662,6 +662,75 @@ START_TEST(logits_buffer_chunks)
 }
 END_TEST
 
+/* Ten 120-token prompts (1200 rows) in one eng_batch: one call of three
+ * chunks run layer by layer, with the bits of a chunk a call
+ * (MOED_CUDA_CALL_CHUNKS=1), all resident and with slots for one layer's
+ * experts, then a decode step over the caches they wrote; at the budget,
+ * fewer loads than a chunk a call (whose next chunk finds the last layer's
+ * experts where the first layer's were). */
+static void long_call(const char *name, size_t slots, const char *chunks, float *out,
+		      uint64_t *loads)
+{
+	enum { S = 10, P = 120 };
+	struct world w;
+	struct eng_seq *x[S];
+	static int tok[S][P];
+	const int *tp[S];
+	int nt[S], next[S];
+	struct cache_stats st;
+
+	setenv("MOED_CUDA_CALL_CHUNKS", chunks, 1);
+	open_world(name, slots, CACHE_LRU, 0, &w);
+	unsetenv("MOED_CUDA_CALL_CHUNKS");
+	int V = w.m->cfg.vocab_size;
+	for (int s = 0; s < S; s++) {
+		for (int p = 0; p < P; p++)
+			tok[s][p] = (7 * s + 13 * p + 1) % V;
+		tp[s] = tok[s], nt[s] = P, next[s] = s;
+		ck_assert_int_eq(eng_seq_new(w.e, &x[s]), 0);
+	}
+	ck_assert_int_eq(eng_batch(w.e, x, tp, nt, S, out), 0);
+	ck_assert_int_eq(eng_step(w.e, x, next, S, out + (size_t)S * V), 0);
+	cache_get_stats(w.c, -1, &st);
+	*loads = st.loads;
+	for (int s = 0; s < S; s++)
+		eng_seq_free(x[s]);
+	close_world(&w);
+}
+
+START_TEST(layer_major)
+{
+	const char *name = ref_fixture_names[_i];
+	struct ld_model *m;
+	char dir[700];
+
+	snprintf(dir, sizeof(dir), "%s/%s", getenv("MOED_FIXTURES"), name);
+	ck_assert_msg(ld_model_open(dir, &m, err, sizeof(err)) == 0, "%s", err);
+	size_t n = (size_t)20 * m->cfg.vocab_size, all = (size_t)m->cfg.n_moe_layers *
+		   (size_t)m->cfg.n_experts, few = (size_t)m->cfg.n_experts;
+	ld_model_close(m);
+	float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+	uint64_t l1, l8, unused;
+
+	long_call(name, 0, "1", ref, &unused);
+	long_call(name, 0, "8", got, &unused);
+	ck_assert_msg(!memcmp(ref, got, n * sizeof(float)), "%s: layer by layer differs "
+		      "(max %g)", name, max_abs_diff(ref, got, (int)n));
+	long_call(name, few, "1", got, &l1);
+	ck_assert_msg(!memcmp(ref, got, n * sizeof(float)), "%s: a chunk a call at %zu slots "
+		      "differs (max %g)", name, few, max_abs_diff(ref, got, (int)n));
+	long_call(name, few, "8", got, &l8);
+	ck_assert_msg(!memcmp(ref, got, n * sizeof(float)), "%s: layer by layer at %zu slots "
+		      "differs (max %g)", name, few, max_abs_diff(ref, got, (int)n));
+	printf("cuda layer_major %s: 1200 rows, same bits; at %zu/%zu slots loads %llu "
+	       "(a chunk a call: %llu)\n", name, few, all, (unsigned long long)l8,
+	       (unsigned long long)l1);
+	ck_assert_uint_lt(l8, l1);
+	free(ref);
+	free(got);
+}
+END_TEST
+
 /* acquire_ahead on a miss leaves the load unordered (1) until cache_order;
  * the weights then read on the compute stream are the store's. */
 START_TEST(ahead_then_order)
@@ -902,6 +971,7 @@ int main(void)
 	tcase_add_loop_test(tc, greedy_chain, 0, 2);
 	tcase_add_test(tc, limits);
 	tcase_add_test(tc, logits_buffer_chunks);
+	tcase_add_loop_test(tc, layer_major, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, route_nan, 0, 4);
 	tcase_add_test(tc, ahead_then_order);
 	tcase_add_loop_test(tc, override_probs, 0, ref_n_fixtures);

@@ -204,10 +204,11 @@ static void rec_release(void *ctx, int layer, int expert)
 		r->in.release(r->in.ctx, layer, expert);
 }
 
-static void rec_prompt_rows(void *ctx, int n)
+static void rec_prompt_rows(void *ctx, int n, int chunks)
 {
 	struct rec_src *r = ctx;
 
+	ck_assert_int_eq(chunks, 1);   /* on the CPU a call is one chunk */
 	r->last = n;
 	r->calls++;
 }

@@ -233,6 +233,28 @@ class PrefillChunks(unittest.TestCase):
         self.assertGreaterEqual(self.run_pair(1), 1)
         self.assertEqual(self.run_pair(0), 0)
 
+    def test_lone_prompt_one_call(self):
+        """With nothing running there is no one to yield to: a lone
+        1200-token prompt runs in one engine call (on CUDA its chunks then
+        share each layer's expert loads), a 3-token one and that prompt in
+        one request in three (the short one's, then a chunk a call with the
+        short one decoding); the reference's tokens."""
+        m = model("skewed")
+        short_p, long_p = [3, 1, 4], [(j * 13 + 5) % 256 for j in range(1200)]
+        d = mt.Daemon(m, name="lone", sets=["batch.prefill_chunks=1"]).start()
+        try:
+            got = d.complete(long_p, max_tokens=2)
+            calls = mt.metric(d.metrics(), "moed_prefill_calls_total")
+            status, _ = mt.stream(d.port, {"prompt": [short_p, long_p], "max_tokens": 4,
+                                           "temperature": 0})
+            calls2 = mt.metric(d.metrics(), "moed_prefill_calls_total") - calls
+        finally:
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+        self.assertEqual(status, 200)
+        self.assertEqual(got["choices"][0]["tokens"], mt.reference(m, long_p, 2)["tokens"])
+        self.assertEqual((calls, calls2), (1, 3))
+
     def test_short_prompt_runs_during_long_one(self):
         """A short and a 1200-token prompt in one request (one batch): the
         short one's first token comes after its own prefill call and it
