@@ -46,6 +46,7 @@ struct worker {
 	uint64_t *tr_seq;
 	uint32_t *tr_pos, *tr_tok;
 	int tr_n, tr_cap;
+	uint64_t calls;            /* engine calls finished (worker_finish_call) */
 	float *logits, *scratch;   /* scratch: one ENG_SAMPLE_SCRATCH per pool thread */
 	struct spool *pool;        /* samples a step's sequences together */
 	uint8_t *predicted;        /* [n_experts]: in the prefetch set of this layer */

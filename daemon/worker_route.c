@@ -125,6 +125,23 @@ static int override_route(void *ctx, void *user, int layer, int pos, int token,
 	return 1;
 }
 
+/* A miss of s's on (layer, x): its bytes count once a call, however many of
+ * the call's rows of s use it. */
+static void charge(struct worker *w, struct wseq *s, int layer, int x)
+{
+	size_t n = (size_t)w->n_layers * (size_t)w->n_experts;
+	uint8_t *c = s->charged + (size_t)layer * (size_t)w->n_experts + (size_t)x;
+
+	if (s->charged_call != w->calls + 1) {
+		memset(s->charged, 0, n);
+		s->charged_call = w->calls + 1;
+	}
+	if (!*c) {
+		*c = 1;
+		s->moe.bytes_loaded += w->expert_bytes;
+	}
+}
+
 static void on_route(void *ctx, void *user, int layer, int pos, int token,
 		     const int *experts, const float *wt, int k)
 {
@@ -147,11 +164,12 @@ static void on_route(void *ctx, void *user, int layer, int pos, int token,
 		if (!s->overridden && (w->phase == PH_PREFILL ? w->predicted[x] :
 				       (s->pmask_layer == layer && s->pmask[x])))
 			s->moe.experts_predicted_used++;
-		if (cache_resident(w->rt.cache, layer, x)) {
+		/* The CUDA engine reports a layer's routes after its acquires. */
+		if (cache_hit_now(w->rt.cache, layer, x)) {
 			s->moe.hits++;
 		} else {
 			s->moe.misses++;
-			s->moe.bytes_loaded += w->expert_bytes;
+			charge(w, s, layer, x);
 		}
 	}
 	s->overridden = 0;
@@ -191,6 +209,7 @@ void worker_finish_call(struct worker *w)
 		free(buf);
 	}
 	w->tr_n = 0;
+	w->calls++;
 }
 
 void worker_set_hooks(struct worker *w)

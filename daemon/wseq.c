@@ -34,8 +34,9 @@ int wseq_new(struct eng *e, const struct proto_seq *ps, uint64_t batch, int kind
 	w->cur = malloc((route ? route : 1) * sizeof(int));
 	w->prev = malloc((route ? route : 1) * sizeof(int));
 	w->pmask = calloc((size_t)n_experts + 1, 1);
+	w->charged = calloc((size_t)n_layers * (size_t)n_experts + 1, 1);
 	w->pmask_layer = -1;
-	if (!w->gen || !w->stop || !w->cur || !w->prev || !w->pmask)
+	if (!w->gen || !w->stop || !w->cur || !w->prev || !w->pmask || !w->charged)
 		goto fail;
 	memcpy(w->stop, ps->stop, (size_t)w->n_stop * sizeof(uint32_t));
 	for (size_t i = 0; i < route; i++)
@@ -58,6 +59,7 @@ void wseq_free(struct wseq *w)
 	free(w->gen);
 	free(w->stop);
 	free(w->cur);
+	free(w->charged);
 	free(w->prev);
 	free(w->pmask);
 	free(w->logits);

@@ -312,6 +312,7 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 			if ((rc = start_load(c, si, layer, expert, false)))
 				return rc;
 			mark_cold(c, &c->slots[si]);
+			c->slots[si].miss_call = c->call + 1;
 			st->misses++;
 			break;
 		}
@@ -483,16 +484,29 @@ void cache_drop_prefetches(struct cache *c, int layer)
 	pthread_mutex_unlock(&c->mu);
 }
 
-int cache_resident(const struct cache *c, int layer, int expert)
+/* Whether (layer, expert) holds a slot; with `now`, one that no acquire of
+ * the current call loaded. */
+static int held(const struct cache *c, int layer, int expert, bool now)
 {
 	struct cache *m = (struct cache *)c;   /* the mutex only */
-	int r;
+	int r, si;
 
 	if (!valid(c, layer, expert))
 		return 0;
 	pthread_mutex_lock(&m->mu);
-	r = c->map[key(c, layer, expert)] >= 0;
+	si = c->map[key(c, layer, expert)];
+	r = si >= 0 && !(now && c->slots[si].miss_call == c->call + 1);
 	pthread_mutex_unlock(&m->mu);
 	return r;
+}
+
+int cache_resident(const struct cache *c, int layer, int expert)
+{
+	return held(c, layer, expert, false);
+}
+
+int cache_hit_now(const struct cache *c, int layer, int expert)
+{
+	return held(c, layer, expert, true);
 }
 

@@ -121,6 +121,10 @@ void cache_drop_prefetches(struct cache *c, int layer);
 void cache_set_prompt_rows(struct cache *c, int n, int chunks);
 /* Drops the prefetch pins of one layer's experts (the batch passed it). */
 void cache_unpin_layer(struct cache *c, int layer);
+/* 1 when (layer, expert) holds a slot that no acquire of the current call
+ * (since the last cache_set_prompt_rows) loaded: a use of it in this call,
+ * before its acquire or after, is a hit. */
+int cache_hit_now(const struct cache *c, int layer, int expert);
 /* 1 when (layer, expert) holds a slot (ready or still loading). */
 int cache_resident(const struct cache *c, int layer, int expert);
 

@@ -24,6 +24,7 @@ struct slot {
 	bool cold;                 /* loaded during a scan: evicted first */
 	uint64_t t_insert, t_use, freq;
 	uint64_t call;             /* cold: the call it was loaded in */
+	uint64_t miss_call;        /* 1 + the call whose acquire missed and loaded it */
 	struct ld_ticket ticket;
 };
 

@@ -226,6 +226,26 @@ START_TEST(scan_ages_out)
 }
 END_TEST
 
+/* cache_hit_now: an expert an acquire of this call loaded is a miss for the
+ * whole call, after its acquire too (the CUDA engine reports routes then);
+ * in the next call, a hit; a prefetched one, a hit. */
+START_TEST(hit_now)
+{
+	struct cache *c = sim(CACHE_LRU, 4, 1);
+
+	cache_set_prompt_rows(c, 1, 1);
+	ck_assert(!cache_hit_now(c, 0, 0));
+	use(c, 0, 0);
+	ck_assert(cache_resident(c, 0, 0));
+	ck_assert(!cache_hit_now(c, 0, 0));
+	ck_assert_int_eq(cache_prefetch(c, 0, 1), 0);
+	ck_assert(cache_hit_now(c, 0, 1));
+	cache_set_prompt_rows(c, 1, 1);
+	ck_assert(cache_hit_now(c, 0, 0));
+	cache_close(c);
+}
+END_TEST
+
 /* A call of two chunks run layer by layer: the second chunk's new expert of
  * layer 1 takes an earlier layer's load, not one of layer 1's that the
  * chunk acquires next (a chunk at a time, the last loaded goes first). */
@@ -479,6 +499,7 @@ int main(void)
 	tcase_add_test(tc, scan_repeated);
 	tcase_add_test(tc, scan_ages_out);
 	tcase_add_test(tc, scan_layer_major);
+	tcase_add_test(tc, hit_now);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }

@@ -187,7 +187,16 @@ class ScanResistant(unittest.TestCase):
         self.assertEqual(rc, 0)
         for p, j in zip(prompts, out):
             self.assertEqual(j["choices"][0]["tokens"], ref("mixtral_f32", p)["tokens"][:2])
-        return out[1]["moe"]
+        # A load counts once a call in bytes_loaded, however many of the
+        # prompt's rows use it: at most every expert, in each of the two
+        # calls (the prefill, one decode step), against a miss a row.
+        eb = 3 * c["hidden_size"] * c["intermediate_size"] * 4
+        n = c["num_hidden_layers"] * c["num_local_experts"]
+        moe = out[1]["moe"]
+        self.assertEqual(moe["bytes_loaded"] % eb, 0, moe)
+        self.assertLessEqual(moe["bytes_loaded"], 2 * n * eb, moe)
+        self.assertLess(moe["bytes_loaded"], moe["misses"] * eb, moe)
+        return moe
 
     def test_second_prompt_hits(self):
         on, off = self.second_prompt(True), self.second_prompt(False)
