@@ -341,6 +341,7 @@ int eng_cuda_open(const struct ld_model *m, const struct ld_expert_src *src, int
 	g->spin = ld_env_on("MOED_CUDA_SPIN", true);
 	g->defer = ld_env_on("MOED_CUDA_DEFER_ROUTES", true);
 	g->tiles = ld_env_on("MOED_CUDA_ATT_TILES", true);
+	g->ahead = ld_env_on("MOED_CUDA_CALL_AHEAD", true);
 	g->call_chunks = (int)ld_env_long("MOED_CUDA_CALL_CHUNKS", 1, ENG_CUDA_CALL_CHUNKS,
 					  ENG_CUDA_CALL_CHUNKS);
 	eng_cu_set_pdl(ld_env_on("MOED_CUDA_PDL", true));

@@ -84,6 +84,7 @@ struct eng_cuda {
 	 * on the first such call); call_chunks: at most that many a call
 	 * (MOED_CUDA_CALL_CHUNKS). */
 	int call_chunks;
+	bool ahead;                /* and prefetch each next layer (MOED_CUDA_CALL_AHEAD) */
 	float *cx[ENG_CUDA_CALL_CHUNKS];
 	struct rowtab *chrow[ENG_CUDA_CALL_CHUNKS], *cdrow[ENG_CUDA_CALL_CHUNKS];
 	bool c_one[ENG_CUDA_CALL_CHUNKS], c_tiles[ENG_CUDA_CALL_CHUNKS];

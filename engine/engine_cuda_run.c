@@ -532,11 +532,23 @@ static int chunks(struct eng_cuda *g, const struct eng_hooks *h,
 		KR(eng_cu_embed(g->x, g->embed, g->bf16, g->rows.tok, chunk_rows(n, k), g->H,
 				g->st));
 	}
-	for (int li = 0; li < g->m->cfg.n_layers && !rc; li++)
+	for (int li = 0; li < g->m->cfg.n_layers && !rc; li++) {
+		int ml = g->m->layers[li].moe_index;
+
 		for (int k = 0; k < nc && !rc; k++) {
 			eng_cuda_use_chunk(g, k);
 			rc = layer(g, h, rows + k * C, li, chunk_rows(n, k));
+			/* The first chunk's loads queued: the next MoE layer's
+			 * experts copy while the rest of this layer computes. */
+			if (!rc && k == 0 && ml >= 0 && ml + 1 < g->m->cfg.n_moe_layers &&
+			    g->src.prefetch_layer && g->ahead)
+				g->src.prefetch_layer(g->src.ctx, ml + 1);
 		}
+		if (ml > 0 && g->src.unpin_layer && g->ahead)
+			g->src.unpin_layer(g->src.ctx, ml);
+	}
+	if (rc && g->src.unpin_layer && g->ahead)   /* a failed call's pins go too */
+		g->src.unpin_layer(g->src.ctx, -1);
 	eng_cuda_routes_out(g, h);
 	for (int k = 0; k < nc && !rc && logits; k++)
 		if (m[k]) {

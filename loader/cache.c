@@ -154,8 +154,9 @@ static int rank_cmp(const uint64_t a[3], const uint64_t b[3])
 }
 
 /* A slot to (re)load: an empty one, else the policy's victim among the
- * unpinned ready ones; with steal, slots held only by prefetch pins too. */
-static int victim(struct cache *c, bool steal)
+ * unpinned ready ones but layer `spare`'s; with steal, slots held only by
+ * prefetch pins too. */
+static int victim_but(struct cache *c, bool steal, int spare)
 {
 	uint64_t best[3] = {UINT64_MAX, UINT64_MAX, UINT64_MAX}, r[3] = {0, 0, 0};
 	int found = -1;
@@ -168,7 +169,7 @@ static int victim(struct cache *c, bool steal)
 			continue;
 		if (s->state == S_EMPTY)
 			return (int)i;
-		if (s->state != S_READY)
+		if (s->state != S_READY || s->layer == spare)
 			continue;
 		rank(c, s, r);
 		if (found < 0 || rank_cmp(r, best) < 0) {
@@ -177,6 +178,11 @@ static int victim(struct cache *c, bool steal)
 		}
 	}
 	return found;
+}
+
+static int victim(struct cache *c, bool steal)
+{
+	return victim_but(c, steal, -1);
 }
 
 /* A load made during a scan (cache_set_prompt_rows) is cold. */
@@ -279,6 +285,36 @@ int cache_prefetch(struct cache *c, int layer, int expert)
 out:
 	pthread_mutex_unlock(&c->mu);
 	return rc;
+}
+
+int cache_prefetch_layer(struct cache *c, int layer)
+{
+	int n = 0, x, si;
+
+	if (!valid(c, layer, 0))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	for (x = 0; x < c->o.n_experts; x++) {
+		c->tick++;
+		if ((si = c->map[key(c, layer, x)]) >= 0) {
+			c->slots[si].ppins++;
+			continue;
+		}
+		/* The victims the call's own misses would take, but never the
+		 * layer being acquired: the call's next chunk wants it. */
+		if ((si = victim_but(c, false, c->cur_layer)) < 0)
+			break;
+		evict(c, &c->slots[si]);
+		if (start_load(c, si, layer, x, true))
+			break;
+		mark_cold(c, &c->slots[si]);
+		c->slots[si].ppins = 1;
+		n++;
+	}
+	if (x < c->o.n_experts)
+		c->st[layer].prefetch_nospace++;
+	pthread_mutex_unlock(&c->mu);
+	return n;
 }
 
 /* Finds or loads (layer, expert) into a slot; mutex held.  ahead: -EAGAIN

@@ -119,6 +119,11 @@ void cache_drop_prefetches(struct cache *c, int layer);
 /* The acquires that follow serve a forward call of n prompt rows
  * (scan_resistant) in `chunks` chunks run layer by layer. */
 void cache_set_prompt_rows(struct cache *c, int n, int chunks);
+/* Prefetches every expert of layer (each held by a prefetch pin, as
+ * cache_prefetch's) in expert order, taking the victims an acquire would
+ * but never the last acquired layer's, stopping at the first it cannot
+ * place; the loads issued. */
+int cache_prefetch_layer(struct cache *c, int layer);
 /* Drops the prefetch pins of one layer's experts (the batch passed it). */
 void cache_unpin_layer(struct cache *c, int layer);
 /* 1 when (layer, expert) holds a slot that no acquire of the current call

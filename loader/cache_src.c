@@ -80,6 +80,16 @@ static void src_prompt_rows(void *ctx, int n, int chunks)
 	cache_set_prompt_rows(ctx, n, chunks);
 }
 
+static void src_prefetch_layer(void *ctx, int layer)
+{
+	cache_prefetch_layer(ctx, layer);
+}
+
+static void src_unpin_layer(void *ctx, int layer)
+{
+	cache_unpin_layer(ctx, layer);
+}
+
 static void src_layer_done(void *ctx, int layer)
 {
 	cache_drop_prefetches(ctx, layer);
@@ -186,6 +196,8 @@ struct ld_expert_src cache_expert_src(struct cache *c)
 		s.resident_all = src_resident_all;
 		s.note_hits = src_note_hits;
 		s.layer_done = src_layer_done;
+		s.prefetch_layer = src_prefetch_layer;
+		s.unpin_layer = src_unpin_layer;
 		s.mem = LD_EXPERT_CUDA;
 		s.device = c->o.backend->dev_index;
 		s.stream = c->o.backend->dev_stream;

@@ -52,6 +52,11 @@ struct ld_expert_src {
 	 * `chunks` chunks run layer by layer (more than one: each layer's
 	 * experts are wanted again by the next chunk). */
 	void (*prompt_rows)(void *ctx, int n, int chunks);
+	/* Optional: such a call will want (nearly) every expert of moe_layer
+	 * next: load them while the current layer runs, held against eviction
+	 * until unpin_layer (-1: every layer's). */
+	void (*prefetch_layer)(void *ctx, int moe_layer);
+	void (*unpin_layer)(void *ctx, int moe_layer);
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

@@ -226,6 +226,40 @@ START_TEST(scan_ages_out)
 }
 END_TEST
 
+/* cache_prefetch_layer in a call run layer by layer: the next layer's
+ * experts take free slots and other layers' scan loads, never the layer
+ * being acquired (its next chunk wants it); pinned until unpinned. */
+START_TEST(prefetch_layer)
+{
+	struct cache_opts o = {.n_layers = 3, .n_experts = 8, .expert_bytes = EB, .n_slots = 14,
+			       .policy = CACHE_LRU, .scan_resistant = true};
+	struct cache *c;
+	int n0 = 0, n1 = 0;
+
+	ck_assert_int_eq(cache_open(&o, &c), 0);
+	cache_set_prompt_rows(c, 1024, 2);
+	for (int x = 0; x < 8; x++)
+		use(c, 0, x);
+	ck_assert_int_eq(cache_prefetch_layer(c, 1), 6);   /* the free slots */
+	for (int x = 0; x < 8; x++)
+		n0 += cache_resident(c, 0, x), n1 += cache_resident(c, 1, x);
+	ck_assert_int_eq(n0, 8);
+	ck_assert_int_eq(n1, 6);
+	for (int x = 0; x < 8; x++)                         /* layer 1 runs */
+		use(c, 1, x);
+	/* Layer 1's two misses took two of layer 0's slots; layer 2 takes
+	 * the other six, not layer 1's two unpinned ones (its six prefetched
+	 * are still pinned). */
+	ck_assert_int_eq(cache_prefetch_layer(c, 2), 6);
+	n0 = 0;
+	for (int x = 0; x < 8; x++)
+		n0 += cache_resident(c, 0, x), ck_assert(cache_resident(c, 1, x));
+	ck_assert_int_eq(n0, 0);
+	cache_unpin_layer(c, -1);
+	cache_close(c);
+}
+END_TEST
+
 /* cache_hit_now: an expert an acquire of this call loaded is a miss for the
  * whole call, after its acquire too (the CUDA engine reports routes then);
  * in the next call, a hit; a prefetched one, a hit. */
@@ -500,6 +534,7 @@ int main(void)
 	tcase_add_test(tc, scan_ages_out);
 	tcase_add_test(tc, scan_layer_major);
 	tcase_add_test(tc, hit_now);
+	tcase_add_test(tc, prefetch_layer);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }
