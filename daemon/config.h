@@ -73,7 +73,7 @@ struct moed_config {
 		int max_tokens;
 		int max_wait_us;
 		int max_queue;
-		int prefill_chunks;               /* 0: a batch's prefill in one call */
+		int prefill_chunks;               /* 0: a batch's prefill in one call; -1: auto */
 	} batch;
 	struct {
 		double drain_s;

@@ -16,6 +16,7 @@
 #include "daemon/worker.h"
 #include "loader/cache.h"
 #include "loader/clock.h"
+#include "loader/store.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -220,14 +221,14 @@ static int prefill_slice(struct worker *w, struct wseq **seqs, const int *const 
 }
 
 /* Where the call from row a of the group's prompts (nt, total rows) ends:
- * with sequences running, batch.prefill_chunks engine chunks on; with none
+ * with sequences running, prefill_chunks engine chunks on; with none
  * to yield to, on to the end of the next prompt to finish (so a lone
  * prompt runs in calls as long as the engine takes: on CUDA a call's
  * chunks share each layer's expert loads); always at a chunk's end, so the
  * chunks are those of one call and the results the same. */
 static int slice_end(const struct worker *w, const int *nt, int n, int a, int total)
 {
-	int c = eng_max_batch(), b = a + w->cfg.batch.prefill_chunks * c, end = 0;
+	int c = eng_max_batch(), b = a + w->prefill_chunks * c, end = 0;
 
 	for (int i = 0; i < n && end <= a && !w->n_act; i++)
 		end += nt[i];
@@ -247,7 +248,7 @@ static void prefill(struct worker *w, struct wseq **seqs, const struct proto_seq
 	const int *tp[n];
 	int nt[n], total = 0, rv = 0;
 	int *toks;
-	bool whole = w->cfg.batch.prefill_chunks == 0;
+	bool whole = w->prefill_chunks == 0;
 
 	for (int i = 0; i < n; i++) {
 		total += (int)ps[i].n_tokens;
@@ -472,12 +473,21 @@ static int setup(struct worker *w, char *err, size_t n)
 	w->n_experts = mc->n_experts;
 	w->k = mc->top_k;
 	w->vocab = mc->vocab_size;
-	w->expert_bytes = ld_expert_floats(mc) * sizeof(float);
+	w->expert_bytes = ld_store_info(w->rt.store)->expert_bytes;   /* as packed: bf16 or f32 */
 	w->want_next = w->cfg.predictor.prefetch_k ? w->cfg.predictor.prefetch_k : w->k;
 	if (w->want_next > w->n_experts)
 		w->want_next = w->n_experts;
 	w->norm_topk = mc->norm_topk_prob;
 	w->trust = w->cfg.predictor.mode == CFG_MODE_TRUST;
+	/* batch.prefill_chunks -1: where a call's chunks share each layer's
+	 * expert loads (CUDA) and the experts do not all fit, a call of all it
+	 * takes pauses the running sequences about as long as a call of one
+	 * (both wait for a layer's loads; bench/results/cuda_bench_s25.md),
+	 * else one. */
+	w->prefill_chunks = w->cfg.batch.prefill_chunks;
+	if (w->prefill_chunks < 0)
+		w->prefill_chunks = w->rt.n_slots < (size_t)w->n_layers * (size_t)w->n_experts ?
+			eng_call_chunks(w->rt.eng) : 1;
 	if (w->trust && w->cfg.predictor.kind == CFG_PRED_NONE) {
 		snprintf(err, n, "predictor.mode trust needs a predictor (predictor.kind is none)");
 		return -EINVAL;

@@ -30,6 +30,7 @@ struct worker {
 	bool norm_topk;
 	int n_layers, k, vocab, n_experts;
 	int want_next;             /* decode: experts predicted for the next layer */
+	int prefill_chunks;        /* batch.prefill_chunks, -1 resolved */
 	size_t expert_bytes;
 	struct wseq *act[MAX_ACTIVE];
 	int n_act;

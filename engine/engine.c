@@ -297,6 +297,11 @@ static int prompt_rows(const struct eng *e, int n)
 	return p;
 }
 
+int eng_call_chunks(const struct eng *e)
+{
+	return call_rows(e) / CHUNK;
+}
+
 /* Runs the call's rows (row_seq/row_pos/row_tok set) through every layer;
  * then, for each row with row_out >= 0, its logits into that row of logits. */
 static int chunk_fwd(struct eng *e, int n, float *logits)

@@ -72,6 +72,10 @@ int eng_batch(struct eng *e, struct eng_seq *const *seqs, const int *const *toke
 int eng_step(struct eng *e, struct eng_seq *const *seqs, const int *tokens,
 	     int n, float *logits);
 int eng_max_batch(void);
+/* Chunks of eng_max_batch() rows one forward call runs layer by layer, so
+ * that they share each layer's expert loads: 1 on the CPU, 8 on CUDA
+ * (MOED_CUDA_CALL_CHUNKS). */
+int eng_call_chunks(const struct eng *e);
 
 /* Greedy decode: `steps` decode steps of the n sequences, the first with
  * tokens[i] for seqs[i], each later one with the argmax of the step before;
