@@ -123,33 +123,6 @@ static int halloc(void *pp, size_t bytes)
 	return 0;
 }
 
-int eng_cuda_chunks_alloc(struct eng_cuda *g, int nc)
-{
-	size_t xb = C * (size_t)g->H * sizeof(float);
-	int rc;
-
-	for (int k = 1; k < nc; k++)
-		if (!g->cx[k] && ((rc = dalloc(&g->cx[k], xb)) ||
-				  (rc = dalloc(&g->cdrow[k], sizeof(struct rowtab))) ||
-				  (rc = halloc(&g->chrow[k], sizeof(struct rowtab)))))
-			return rc;
-	return 0;
-}
-
-void eng_cuda_use_chunk(struct eng_cuda *g, int k)
-{
-	g->x = g->cx[k], g->hrow = g->chrow[k], g->drow = g->cdrow[k];
-	g->rows = (struct eng_cu_rows){.tok = g->drow->tok, .pos = g->drow->pos,
-				       .cap = g->drow->cap, .kc = g->drow->kc,
-				       .vc = g->drow->vc};
-	g->one_each = g->c_one[k], g->att_tiles = g->c_tiles[k];
-}
-
-int eng_cuda_call_rows(const struct eng_cuda *g)
-{
-	return g->call_chunks * C;
-}
-
 int eng_cuda_chain_alloc(struct eng_cuda *g)
 {
 	const struct ld_config *c = &g->m->cfg;

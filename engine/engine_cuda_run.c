@@ -461,48 +461,6 @@ static int fast_chunk(struct eng_cuda *g, const struct eng_hooks *h,
 	return 0;
 }
 
-/* Whether every row is a sequence of its own (its one new position). */
-static bool one_each(const struct eng_cuda_row *rows, int n)
-{
-	for (int t = 1; t < n; t++)
-		for (int u = 0; u < t; u++)
-			if (rows[t].kc == rows[u].kc)
-				return false;
-	return true;
-}
-
-/* Runs of consecutive rows of one sequence. */
-static int runs(const struct eng_cuda_row *rows, int n)
-{
-	int k = 1;
-
-	for (int t = 1; t < n; t++)
-		k += rows[t].kc != rows[t - 1].kc;
-	return k;
-}
-
-int eng_cuda_rows_in(struct eng_cuda *g, const struct eng_cuda_row *rows, int n)
-{
-	struct rowtab *r = g->hrow;
-	int m = 0;
-
-	/* The previous chunk ended with a synchronize: r is free to refill. */
-	for (int t = 0; t < n; t++) {
-		r->kc[t] = rows[t].kc;
-		r->vc[t] = rows[t].vc;
-		r->tok[t] = rows[t].tok;
-		r->pos[t] = rows[t].pos;
-		r->cap[t] = rows[t].cap;
-		r->out[t] = rows[t].out;
-		if (rows[t].out >= 0)
-			r->sel[m++] = t;
-	}
-	g->one_each = one_each(rows, n);
-	g->att_tiles = g->tiles && !g->one_each && n > GMAX &&
-		       eng_cu_att_tiles_ok(g->m->cfg.head_dim) && 8 * runs(rows, n) <= n;
-	return m;
-}
-
 /* Rows of chunk k of an n-row call. */
 static int chunk_rows(int n, int k)
 {
