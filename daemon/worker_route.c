@@ -129,15 +129,10 @@ static int override_route(void *ctx, void *user, int layer, int pos, int token,
  * the call's rows of s use it. */
 static void charge(struct worker *w, struct wseq *s, int layer, int x)
 {
-	size_t n = (size_t)w->n_layers * (size_t)w->n_experts;
-	uint8_t *c = s->charged + (size_t)layer * (size_t)w->n_experts + (size_t)x;
+	uint64_t *c = s->charged + (size_t)layer * (size_t)w->n_experts + (size_t)x;
 
-	if (s->charged_call != w->calls + 1) {
-		memset(s->charged, 0, n);
-		s->charged_call = w->calls + 1;
-	}
-	if (!*c) {
-		*c = 1;
+	if (*c != w->calls + 1) {
+		*c = w->calls + 1;
 		s->moe.bytes_loaded += w->expert_bytes;
 	}
 }

@@ -34,7 +34,7 @@ int wseq_new(struct eng *e, const struct proto_seq *ps, uint64_t batch, int kind
 	w->cur = malloc((route ? route : 1) * sizeof(int));
 	w->prev = malloc((route ? route : 1) * sizeof(int));
 	w->pmask = calloc((size_t)n_experts + 1, 1);
-	w->charged = calloc((size_t)n_layers * (size_t)n_experts + 1, 1);
+	w->charged = calloc((size_t)n_layers * (size_t)n_experts + 1, sizeof(*w->charged));
 	w->pmask_layer = -1;
 	if (!w->gen || !w->stop || !w->cur || !w->prev || !w->pmask || !w->charged)
 		goto fail;

@@ -33,10 +33,10 @@ struct wseq {
 	int row0;
 	int overridden;            /* trust mode: override_route replaced this row's experts */                  /* trace row of this seq's first token in the call */
 	struct proto_moe_counts moe;
-	/* [layers][experts]: loads already in moe.bytes_loaded in engine call
-	 * charged_call - 1 (a load shared by the call's rows counts once) */
-	uint8_t *charged;
-	uint64_t charged_call;
+	/* [layers][experts]: 1 + the engine call whose load of the expert
+	 * moe.bytes_loaded has counted (a load the call's rows share counts
+	 * once) */
+	uint64_t *charged;
 };
 
 /* Builds a sequence from a BATCH entry; its KV cache holds prompt + output. */

@@ -282,7 +282,7 @@ static int call_rows(const struct eng *e)
 	return CHUNK;
 }
 
-/* The chunk's rows in runs of more than one of a sequence: prompt rows,
+/* The call's rows in runs of more than one of a sequence: prompt rows,
  * which sweep most experts of every layer (a decode step's one row a
  * sequence does not, however many sequences). */
 static int prompt_rows(const struct eng *e, int n)

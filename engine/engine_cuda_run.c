@@ -478,6 +478,7 @@ static int chunks(struct eng_cuda *g, const struct eng_hooks *h,
 		  const struct eng_cuda_row *rows, int n, float *logits)
 {
 	int nc = (n + C - 1) / C, m[ENG_CUDA_CALL_CHUNKS], rc;
+	bool ahead = g->ahead && g->src.prefetch_layer && g->src.unpin_layer;
 
 	if ((rc = eng_cuda_chunks_alloc(g, nc)))
 		return rc;
@@ -498,14 +499,13 @@ static int chunks(struct eng_cuda *g, const struct eng_hooks *h,
 			rc = layer(g, h, rows + k * C, li, chunk_rows(n, k));
 			/* The first chunk's loads queued: the next MoE layer's
 			 * experts copy while the rest of this layer computes. */
-			if (!rc && k == 0 && ml >= 0 && ml + 1 < g->m->cfg.n_moe_layers &&
-			    g->src.prefetch_layer && g->ahead)
+			if (ahead && !rc && k == 0 && ml >= 0 && ml + 1 < g->m->cfg.n_moe_layers)
 				g->src.prefetch_layer(g->src.ctx, ml + 1);
 		}
-		if (ml > 0 && g->src.unpin_layer && g->ahead)
+		if (ahead && ml > 0)
 			g->src.unpin_layer(g->src.ctx, ml);
 	}
-	if (rc && g->src.unpin_layer && g->ahead)   /* a failed call's pins go too */
+	if (ahead && rc)   /* a failed call's pins go too */
 		g->src.unpin_layer(g->src.ctx, -1);
 	eng_cuda_routes_out(g, h);
 	for (int k = 0; k < nc && !rc && logits; k++)

@@ -260,59 +260,53 @@ static int wait_any_unpinned(struct cache *c, int layer)
 
 /* ---- public ---- */
 
+/* Prefetches (layer, expert), held by a prefetch pin, into a victim not of
+ * layer spare; mutex held.  1: a load started, 0: already there, -ENOSPC
+ * (counted) or the load's error. */
+static int prefetch_but(struct cache *c, int layer, int expert, int spare)
+{
+	int rc, si;
+
+	c->tick++;
+	if ((si = c->map[key(c, layer, expert)]) >= 0) {
+		c->slots[si].ppins++;
+		return 0;
+	}
+	if ((si = victim_but(c, false, spare)) < 0) {
+		c->st[layer].prefetch_nospace++;
+		return -ENOSPC;
+	}
+	evict(c, &c->slots[si]);
+	if ((rc = start_load(c, si, layer, expert, true)))
+		return rc;
+	mark_cold(c, &c->slots[si]);
+	c->slots[si].ppins = 1;
+	return 1;
+}
+
 int cache_prefetch(struct cache *c, int layer, int expert)
 {
-	int rc = 0, si;
+	int rc;
 
 	if (!valid(c, layer, expert))
 		return -EINVAL;
 	pthread_mutex_lock(&c->mu);
-	c->tick++;
-	if ((si = c->map[key(c, layer, expert)]) >= 0) {
-		c->slots[si].ppins++;
-		goto out;
-	}
-	if ((si = victim(c, false)) < 0) {
-		c->st[layer].prefetch_nospace++;
-		rc = -ENOSPC;
-		goto out;
-	}
-	evict(c, &c->slots[si]);
-	if ((rc = start_load(c, si, layer, expert, true)) == 0) {
-		mark_cold(c, &c->slots[si]);
-		c->slots[si].ppins = 1;
-	}
-out:
+	rc = prefetch_but(c, layer, expert, -1);
 	pthread_mutex_unlock(&c->mu);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 int cache_prefetch_layer(struct cache *c, int layer)
 {
-	int n = 0, x, si;
+	int n = 0, rc = 0;
 
 	if (!valid(c, layer, 0))
 		return -EINVAL;
 	pthread_mutex_lock(&c->mu);
-	for (x = 0; x < c->o.n_experts; x++) {
-		c->tick++;
-		if ((si = c->map[key(c, layer, x)]) >= 0) {
-			c->slots[si].ppins++;
-			continue;
-		}
-		/* The victims the call's own misses would take, but never the
-		 * layer being acquired: the call's next chunk wants it. */
-		if ((si = victim_but(c, false, c->cur_layer)) < 0)
-			break;
-		evict(c, &c->slots[si]);
-		if (start_load(c, si, layer, x, true))
-			break;
-		mark_cold(c, &c->slots[si]);
-		c->slots[si].ppins = 1;
-		n++;
-	}
-	if (x < c->o.n_experts)
-		c->st[layer].prefetch_nospace++;
+	/* The victims the call's own misses would take, but never the layer
+	 * being acquired: the call's next chunk wants it. */
+	for (int x = 0; x < c->o.n_experts && rc >= 0; x++)
+		n += (rc = prefetch_but(c, layer, x, c->cur_layer)) > 0;
 	pthread_mutex_unlock(&c->mu);
 	return n;
 }
