@@ -27,7 +27,7 @@ import sys
 HBM = 4.8e12
 PCIE = 55e9
 MODES = ["none", "all", "freq", "cepr", "oracle"]
-POLICIES = ["lru", "fifo", "lfu"]
+POLICIES = ["lru", "fifo", "lfu", "lfuda"]
 
 
 def weights(cfg, expert_bytes):
@@ -262,7 +262,7 @@ def plot(cfg, rows, hf, png):
         return
     colors = {"none": "tab:blue", "all": "tab:gray", "freq": "tab:orange", "cepr": "tab:red",
               "oracle": "tab:green"}
-    hatch = {"lru": "", "fifo": "//", "lfu": ".."}
+    hatch = {"lru": "", "fifo": "//", "lfu": "..", "lfuda": "xx"}
     fig, axs = plt.subplots(len(a), 3, figsize=(19, 5 * len(a)), squeeze=False)
     for row, (rt, (roof, entries)) in enumerate(a.items()):
         ax = axs[row]

@@ -37,7 +37,7 @@ static void usage(FILE *f)
 		"                           [--save-state FILE] [--json]\n\n"
 		"Replays FILE (a moed trace or a JSONL trace) through predictor P (none, pop,\n"
 		"freq, cepr, oracle) and a simulated cache with policy X (fifo, lru, lfu,\n"
-		"belady = optimal, knows the future).  Before each layer the predicted experts\n"
+		"lfuda, belady = optimal, knows the future).  Before each layer the predicted experts\n"
 		"are prefetched and pinned, then the layer's true experts are used.  The first\n"
 		"F of the tokens (default 0.5) train the predictor and warm the cache; all\n"
 		"numbers are over the rest.  --slots N is one pool shared by all layers;\n"
@@ -92,7 +92,7 @@ static int value_flag(struct eval_args *a, const char *f, const char *v)
 	} else if (!strcmp(f, "--policy")) {
 		if ((rv = cache_policy_parse(v, &a->policy)) < 0)
 			fprintf(stderr, "moed eval-predictor: --policy '%s': expected fifo, lru, "
-				"lfu or belady\n", v);
+				"lfu, lfuda or belady\n", v);
 		a->have_policy = 1;
 	} else if (!strcmp(f, "--budget-mib"))
 		rv = number(f, v, 1e-9, 1e12, &a->budget_mib);

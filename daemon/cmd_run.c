@@ -41,7 +41,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: moed run --model DIR (--tokens 1,2,3 | --prompt TEXT) [--max-tokens N]\n"
 		"                [--temperature T] [--top-p P] [--seed S] [--json]\n"
-		"                [--budget-mib B | --slots N] [--policy fifo|lru|lfu]\n"
+		"                [--budget-mib B | --slots N] [--policy fifo|lru|lfu|lfuda]\n"
 		"                [--config FILE] [--set key=value]...\n\n"
 		"Prints the generated token ids; --json prints one object with\n"
 		"tokens, last_logits, routes and moe counters.\n\nflags:\n");

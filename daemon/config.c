@@ -37,7 +37,7 @@ _Static_assert(sizeof(enum cfg_mode) == sizeof(int), "enum keys are stored as in
 _Static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum keys are stored as int");
 
 static const char *const backends[] = {"host", "cuda", "xrt", NULL};
-static const char *const policies[] = {"fifo", "lru", "lfu", NULL};
+static const char *const policies[] = {"fifo", "lru", "lfu", "lfuda", NULL};
 static const char *const predictors[] = {"none", "oracle", "freq", "cepr", NULL};
 static const char *const modes[] = {"exact", "trust", NULL};
 static const char *const levels[] = {"debug", "info", "warning", "error", NULL};

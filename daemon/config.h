@@ -20,7 +20,9 @@
 
 enum cfg_backend { CFG_BACKEND_HOST = 0, CFG_BACKEND_CUDA = 1, CFG_BACKEND_XRT = 2 };
 /* Same numbers as enum cache_policy in loader/cache.h. */
-enum cfg_policy { CFG_POLICY_FIFO = 0, CFG_POLICY_LRU = 1, CFG_POLICY_LFU = 2 };
+enum cfg_policy {
+	CFG_POLICY_FIFO = 0, CFG_POLICY_LRU = 1, CFG_POLICY_LFU = 2, CFG_POLICY_LFUDA = 3,
+};
 enum cfg_predictor {
 	CFG_PRED_NONE = 0, CFG_PRED_ORACLE = 1, CFG_PRED_FREQ = 2, CFG_PRED_CEPR = 3,
 };

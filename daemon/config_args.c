@@ -28,7 +28,7 @@ static const struct flag flags[] = {
 	{"--device", "device.index", "N"},
 	{"--budget-mib", "cache.budget_mib", "MIB"},
 	{"--slots", "cache.slots", "N"},
-	{"--policy", "cache.policy", "fifo|lru|lfu"},
+	{"--policy", "cache.policy", "fifo|lru|lfu|lfuda"},
 	{"--predictor", "predictor.kind", "none|oracle|freq|cepr"},
 	{"--mode", "predictor.mode", "exact|trust"},
 	{"--max-ctx", "model.max_ctx", "N"},

@@ -8,6 +8,10 @@
 #include "loader/cache.h"
 #include "loader/store.h"
 
+_Static_assert((int)CFG_POLICY_FIFO == CACHE_FIFO && (int)CFG_POLICY_LRU == CACHE_LRU &&
+	       (int)CFG_POLICY_LFU == CACHE_LFU && (int)CFG_POLICY_LFUDA == CACHE_LFUDA,
+	       "cache.policy values are enum cache_policy's");
+
 static const char *backend_name(const struct moed_config *c)
 {
 	return cfg_enum_name("device.backend", (int)c->device.backend);

@@ -8,6 +8,10 @@
  *   lru:    t_use, the time of the last acquire (or the load);
  *   lfu:    freq, acquires during this residency (a miss counts 1, a
  *           prefetch 0), ties to the least recently used;
+ *   lfuda:  LFU with dynamic aging (Arlitt et al., Squid's heap LFUDA):
+ *           age_key = freq + the cache's age at the last acquire (or load),
+ *           the age being the largest age_key evicted, so that experts
+ *           counted in an earlier phase do not stay for good; ties as lfu;
  *   belady: next_use() furthest in the future, ties to the least recent.
  * Before any of them, scan_resistant's cold slots (loaded while a call of
  * many prompt rows ran): the current call's, the latest t_insert first, then
@@ -99,6 +103,9 @@ static void evict(struct cache *c, struct slot *s)
 	if (s->layer < 0)
 		return;
 	struct cache_stats *st = &c->st[s->layer];
+	/* lfuda: what newer experts start from (a scan's loads leave it). */
+	if (!s->cold && s->age_key > c->age)
+		c->age = s->age_key;
 	st->evictions++;
 	if (s->by_prefetch)
 		st->prefetched_unused++;
@@ -137,6 +144,9 @@ static void rank(struct cache *c, const struct slot *s, uint64_t r[3])
 		break;
 	case CACHE_LFU:
 		r[1] = s->freq, r[2] = s->t_use;
+		break;
+	case CACHE_LFUDA:
+		r[1] = s->age_key, r[2] = s->t_use;
 		break;
 	case CACHE_BELADY:
 		r[1] = UINT64_MAX - c->o.next_use(c->o.next_use_ctx, s->layer, s->expert);
@@ -200,7 +210,7 @@ static int start_load(struct cache *c, int si, int layer, int expert, bool prefe
 
 	*s = (struct slot){.layer = layer, .expert = expert, .state = S_READY,
 			   .by_prefetch = prefetch, .t_insert = c->tick, .t_use = c->tick,
-			   .freq = prefetch ? 0 : 1};
+			   .freq = prefetch ? 0 : 1, .age_key = c->age + (prefetch ? 0 : 1)};
 	c->map[k] = si;
 	if (c->sim)
 		goto counted;
@@ -330,6 +340,7 @@ static int lookup(struct cache *c, int layer, int expert, bool ahead, int *out)
 			s->by_prefetch = false;
 			s->t_use = c->tick;
 			s->freq++;
+			s->age_key = c->age + s->freq;
 			s->cold &= c->scan;   /* a decode step's use: an ordinary expert */
 			break;
 		}

@@ -19,7 +19,8 @@ enum cache_policy {
 	CACHE_FIFO = 0,
 	CACHE_LRU = 1,
 	CACHE_LFU = 2,
-	CACHE_BELADY = 3,          /* evaluation only: needs opts.next_use */
+	CACHE_LFUDA = 3,           /* LFU with dynamic aging */
+	CACHE_BELADY = 4,          /* evaluation only: needs opts.next_use */
 };
 
 struct cache_stats {

@@ -23,6 +23,7 @@ struct slot {
 	bool checking;             /* this load checks the checksum */
 	bool cold;                 /* loaded during a scan: evicted first */
 	uint64_t t_insert, t_use, freq;
+	uint64_t age_key;          /* lfuda: freq + the cache's age at the last use */
 	uint64_t call;             /* cold: the call it was loaded in */
 	uint64_t miss_call;        /* 1 + the call whose acquire missed and loaded it */
 	struct ld_ticket ticket;
@@ -36,6 +37,7 @@ struct cache {
 	uint8_t *verified;         /* per expert: checksum already checked once */
 	struct cache_stats *st;    /* [n_layers] */
 	uint64_t tick;
+	uint64_t age;               /* lfuda: the largest age_key evicted so far */
 	uint64_t call;             /* forward calls so far (set_prompt_rows) */
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;

@@ -23,11 +23,12 @@ size_t cache_slots_for_budget(double budget_mib, size_t expert_bytes)
 	return n >= 1 ? (size_t)n : 1;
 }
 
-static const char *const policy_names[] = {"fifo", "lru", "lfu", "belady"};
+static const char *const policy_names[] = {"fifo", "lru", "lfu", "lfuda", "belady"};
+#define N_POLICIES (sizeof(policy_names) / sizeof(policy_names[0]))
 
 int cache_policy_parse(const char *name, enum cache_policy *p)
 {
-	for (int i = 0; i < 4; i++)
+	for (size_t i = 0; i < N_POLICIES; i++)
 		if (!strcasecmp(name, policy_names[i])) {
 			*p = (enum cache_policy)i;
 			return 0;
@@ -37,7 +38,7 @@ int cache_policy_parse(const char *name, enum cache_policy *p)
 
 const char *cache_policy_name(enum cache_policy p)
 {
-	return (unsigned)p < 4 ? policy_names[p] : "?";
+	return (unsigned)p < N_POLICIES ? policy_names[p] : "?";
 }
 
 static int check_opts(const struct cache_opts *o)

@@ -60,8 +60,8 @@ static unsigned set_of(const int *e, size_t n)
 START_TEST(names_and_budget)
 {
 	enum cache_policy p;
-	const char *names[] = {"fifo", "lru", "lfu", "belady"};
-	for (int i = 0; i < 4; i++) {
+	const char *names[] = {"fifo", "lru", "lfu", "lfuda", "belady"};
+	for (int i = 0; i < 5; i++) {
 		ck_assert_int_eq(cache_policy_parse(names[i], &p), 0);
 		ck_assert_int_eq(p, i);
 		ck_assert_str_eq(cache_policy_name(p), names[i]);
@@ -146,6 +146,24 @@ START_TEST(lfu_per_residency)
 }
 END_TEST
 
+/* An expert used often long ago: lfu keeps it for good, so two experts in
+ * turn evict each other; lfuda's age rises with each eviction until the
+ * old count no longer holds it. */
+START_TEST(lfuda_ages)
+{
+	for (int p = CACHE_LFU; p <= CACHE_LFUDA; p++) {
+		struct cache *c = sim((enum cache_policy)p, 2, 1);
+
+		use_seq(c, (int[]){0, 0, 0, 0, 0}, 5);
+		use_seq(c, (int[]){1, 2, 1, 2, 1}, 5);
+		ck_assert_uint_eq(resident(c), SET(0, 1));
+		use(c, 0, 2);   /* lfuda: 0 and 1 both at 5, 0 the less recent */
+		ck_assert_uint_eq(resident(c), p == CACHE_LFU ? SET(0, 2) : SET(1, 2));
+		cache_close(c);
+	}
+}
+END_TEST
+
 START_TEST(belady_order)
 {
 	struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB,
@@ -171,7 +189,7 @@ END_TEST
  * loaded first, whatever the policy; off, the policy alone decides. */
 START_TEST(scan_resistant)
 {
-	for (int p = CACHE_FIFO; p <= CACHE_LFU; p++)
+	for (int p = CACHE_FIFO; p <= CACHE_LFUDA; p++)
 		for (int on = 0; on <= 1; on++) {
 			struct cache_opts o = {.n_layers = 1, .n_experts = 8, .expert_bytes = EB,
 					       .n_slots = 4, .policy = (enum cache_policy)p,
@@ -523,6 +541,7 @@ int main(void)
 	tcase_add_test(tc, lru_order);
 	tcase_add_test(tc, lfu_order);
 	tcase_add_test(tc, lfu_per_residency);
+	tcase_add_test(tc, lfuda_ages);
 	tcase_add_test(tc, belady_order);
 	tcase_add_test(tc, prefetch_counters);
 	tcase_add_test(tc, pin_pressure);

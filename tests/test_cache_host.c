@@ -529,7 +529,7 @@ int main(void)
 	tcase_add_test(th, host_prefetch_late);
 	tcase_add_test(th, host_drop_prefetches);
 	tcase_add_test(th, backend_direct);
-	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFU + 1);
+	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFUDA + 1);
 	suite_add_tcase(s, th);
 	return suite_run(s);
 }

@@ -98,7 +98,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.log.level, CFG_LOG_INFO);
 	ck_assert_str_eq(cfg_enum_name("cache.policy", c.cache.policy), "lru");
 	ck_assert_str_eq(cfg_enum_name("log.level", CFG_LOG_WARNING), "warning");
-	ck_assert_ptr_null(cfg_enum_name("cache.policy", 3));
+	ck_assert_str_eq(cfg_enum_name("cache.policy", CFG_POLICY_LFUDA), "lfuda");
+	ck_assert_ptr_null(cfg_enum_name("cache.policy", CFG_POLICY_LFUDA + 1));
 	ck_assert_ptr_null(cfg_enum_name("model.path", 0));
 	cfg_free(&c);
 }
@@ -266,7 +267,7 @@ START_TEST(test_set)
 	set_bad("device.index=-1", -ERANGE, "key 'device.index': value -1 out of range 0..64");
 	set_bad("cache.budget_mib=-1", -ERANGE, "'cache.budget_mib': value -1 out of range");
 	set_bad("cache.policy=mru", -EINVAL,
-		"key 'cache.policy': value 'mru' is not one of fifo|lru|lfu");
+		"key 'cache.policy': value 'mru' is not one of fifo|lru|lfu|lfuda");
 	set_bad("predictor.kind=hash", -EINVAL, "'predictor.kind'");
 	set_bad("log.level=warn", -EINVAL, "'log.level'");
 	set_bad("http.listen=127.0.0.1", -EINVAL, "'http.listen'");
@@ -564,7 +565,7 @@ START_TEST(test_print)
 	cfg_print_flags(f);
 	fclose(f);
 	ck_assert_ptr_nonnull(strstr(buf, "cache.policy"));
-	ck_assert_ptr_nonnull(strstr(buf, "fifo|lru|lfu"));
+	ck_assert_ptr_nonnull(strstr(buf, "fifo|lru|lfu|lfuda"));
 	ck_assert_ptr_nonnull(strstr(buf, "1..1048576"));
 	ck_assert_ptr_nonnull(strstr(buf, "--budget-mib MIB"));
 	ck_assert_ptr_nonnull(strstr(buf, "--set cache.budget_mib=MIB"));

@@ -379,7 +379,7 @@ START_TEST(exact_every_budget)
 	const char *name = ref_fixture_names[_i];
 	struct ref_fixture f;
 	struct world w;
-	enum cache_policy pol[] = {CACHE_FIFO, CACHE_LRU, CACHE_LFU};
+	enum cache_policy pol[] = {CACHE_FIFO, CACHE_LRU, CACHE_LFU, CACHE_LFUDA};
 
 	ref_load(name, &f);
 	warm = true;   /* the reference: every expert resident, the fast way */
@@ -423,7 +423,7 @@ START_TEST(exact_every_budget)
 	}
 	size_t budgets[] = {1, 2, 3, (size_t)all / 4, (size_t)all / 2, (size_t)all - 1};
 	for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
-		for (int p = 0; p < 3; p++)
+		for (int p = 0; p < 4; p++)
 			for (int pf = 0; pf < 2; pf++) {
 				struct cache_stats st;
 				unsigned fl = b == 2 && p == 1 ? LD_BE_CUDA_NO_REGISTER : 0;

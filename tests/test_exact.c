@@ -100,7 +100,7 @@ START_TEST(test_exact_every_budget)
 	src = ld_resident_src(res);
 	ref = run(m, &src, &pk.f.cases[3]);
 	int budgets[] = {1, 2, 3, n_all / 2, n_all - 1, n_all};
-	for (int p = CACHE_FIFO; p <= CACHE_LFU; p++)
+	for (int p = CACHE_FIFO; p <= CACHE_LFUDA; p++)
 		for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
 			for (int scan = 0; scan <= 1; scan++) {
 				struct ld_backend *be;

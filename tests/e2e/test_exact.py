@@ -133,6 +133,7 @@ class Qwen3ShardedFreq(ExactBase, unittest.TestCase):
 class OlmoeBf16Cepr(ExactBase, unittest.TestCase):
     MODEL = "olmoe_bf16"
     KIND = "cepr"
+    POLICY = "lfuda"
 
 
 class SkewedCepr(ExactBase, unittest.TestCase):
