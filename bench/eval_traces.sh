@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 moed=${1:-$here/build/daemon/moed}
 traces=${2:-$here/../shared/traces}
 predictors="none freq cepr oracle"
-policies="fifo lru lfu belady"
+policies="fifo lru lfu lfuda belady"
 
 [ -x "$moed" ] || { echo "eval_traces.sh: no moed binary at $moed" >&2; exit 1; }
 
