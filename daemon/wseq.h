@@ -30,8 +30,8 @@ struct wseq {
 	int *cur, *prev;
 	uint8_t *pmask;            /* [n_experts]: predicted for layer pmask_layer */
 	int pmask_layer;
-	int row0;
-	int overridden;            /* trust mode: override_route replaced this row's experts */                  /* trace row of this seq's first token in the call */
+	int row0;                  /* trace row of this seq's first token in the call */
+	int overridden;            /* trust mode: override_route replaced this row's experts */
 	struct proto_moe_counts moe;
 	/* [layers][experts]: 1 + the engine call whose load of the expert
 	 * moe.bytes_loaded has counted (a load the call's rows share counts

@@ -37,7 +37,7 @@ struct cache {
 	uint8_t *verified;         /* per expert: checksum already checked once */
 	struct cache_stats *st;    /* [n_layers] */
 	uint64_t tick;
-	uint64_t age;               /* lfuda: the largest age_key evicted so far */
+	uint64_t age;              /* lfuda: the largest age_key evicted so far */
 	uint64_t call;             /* forward calls so far (set_prompt_rows) */
 	size_t n_loading;
 	bool sim, be_verify, host_ptr;

@@ -61,7 +61,7 @@ START_TEST(names_and_budget)
 {
 	enum cache_policy p;
 	const char *names[] = {"fifo", "lru", "lfu", "lfuda", "belady"};
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
 		ck_assert_int_eq(cache_policy_parse(names[i], &p), 0);
 		ck_assert_int_eq(p, i);
 		ck_assert_str_eq(cache_policy_name(p), names[i]);
