@@ -12,13 +12,14 @@ const char bo_usage[] =
 	"                  [--prefetch none,all,freq,cepr,oracle] [--routing synthetic|trace:PATH]\n"
 	"                  [--json FILE] [--deadline SECONDS] [--prefill SxP] [--steps1 W,S]\n"
 	"                  [--steps16 W,S] [--train-steps N] [--prefetch-k K] [--f32-pack]\n"
-	"                  [--scan 0|1] [--prefill-calls N] MODEL_DIR PACK\n"
+	"                  [--scan 0|1] [--prefill-calls N] [--host-threads N] MODEL_DIR PACK\n"
 	"none, all and oracle run with lru only; freq and cepr with every --policy listed.\n"
 	"--steps1/--steps16: warm-up and timed decode steps at batch 1 (8,64) and 16 (4,32).\n"
 	"--prefetch-k: freq and cepr decode's experts predicted for a token's next layer\n"
 	"(the worker's predictor.prefetch_k; default top_k).\n"
 	"--scan: the cache's scan_resistant (the daemon's cache.scan_resistant; default 1).\n"
-	"--prefill-calls N: N prefills of different prompts, the last timed (default 1).\n";
+	"--prefill-calls N: N prefills of different prompts, the last timed (default 1).\n"
+	"--host-threads N: the daemon's device.host_threads (default 0).\n";
 
 static int parse_fracs(char *s, struct bench_opts *o)
 {
@@ -100,6 +101,8 @@ static int one(int ch, const char *v, struct bench_opts *o)
 	case 'k': o->prefetch_k = atoi(v); return o->prefetch_k >= 1 ? 0 : -EINVAL;
 	case 's': o->scan = atoi(v); return !strcmp(v, "0") || !strcmp(v, "1") ? 0 : -EINVAL;
 	case 'c': o->pre_calls = atoi(v); return o->pre_calls >= 1 ? 0 : -EINVAL;
+	case 'h': o->host_threads = atoi(v);
+		return o->host_threads >= 0 && o->host_threads <= 256 ? 0 : -EINVAL;
 	case 'P':
 		return sscanf(v, "%dx%d", &o->pre_seqs, &o->pre_len) != 2 || o->pre_seqs < 1 ||
 			o->pre_seqs > 8 || o->pre_len < 1 ? -EINVAL : 0;
@@ -115,7 +118,7 @@ int bo_parse(int argc, char **argv, struct bench_opts *o)
 		{"deadline", 1, 0, 'd'}, {"prefill", 1, 0, 'P'}, {"f32-pack", 0, 0, 'F'},
 		{"steps1", 1, 0, '1'}, {"steps16", 1, 0, '6'}, {"train-steps", 1, 0, 't'},
 		{"prefetch-k", 1, 0, 'k'}, {"scan", 1, 0, 's'}, {"prefill-calls", 1, 0, 'c'},
-		{0, 0, 0, 0}};
+		{"host-threads", 1, 0, 'h'}, {0, 0, 0, 0}};
 	int ch;
 
 	*o = (struct bench_opts){.backend = "cuda", .pols = {CACHE_LRU}, .n_pols = 1,

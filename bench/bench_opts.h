@@ -32,6 +32,7 @@ struct bench_opts {
 				    * predicted a next layer; 0: top_k */
 	bool scan;                 /* --scan: cache_opts.scan_resistant */
 	int pre_calls;             /* --prefill-calls: prefills, the last timed */
+	int host_threads;          /* --host-threads: cache_opts.host_threads */
 };
 
 extern const char bo_usage[];

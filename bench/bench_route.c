@@ -335,14 +335,16 @@ void br_res_end(const struct br_ctx *r, struct br_res *x, int tokens)
 	x->s.prefetch_nospace = s.prefetch_nospace - x->s.prefetch_nospace;
 	x->s.pin_steals = s.pin_steals - x->s.pin_steals;
 	x->s.prefetch_dropped = s.prefetch_dropped - x->s.prefetch_dropped;
+	x->s.host_runs = s.host_runs - x->s.host_runs;
 }
 
 void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 {
 	double t = x->tokens ? (double)x->tokens : 1;
-	/* Bytes missed: misses and prefetches used while still loading (the
-	 * ones prefetch did not hide), whole experts.  bytes_per_token: every
-	 * byte copied, dropped prefetches' parts too. */
+	/* Bytes missed: misses, prefetches used while still loading (the ones
+	 * prefetch did not hide) and misses the CPU computed instead
+	 * (host_runs: not copied), whole experts.  bytes_per_token: every byte
+	 * copied, dropped prefetches' parts too. */
 
 	fprintf(f, "\"%s\": {\"tokens\": %d, \"seconds\": %.6f, \"tok_s\": %.3f, "
 		"\"bytes_per_token\": %.1f, \"acquires_per_token\": %.4f, \"hits\": %llu, "
@@ -350,16 +352,18 @@ void br_res_json(FILE *f, const char *name, const struct br_res *x, int last)
 		"\"prefetched_used\": %llu, \"prefetched_unused\": %llu, \"prefetched_late\": %llu, "
 		"\"missed_bytes_per_token\": %.1f, \"prefetches\": %llu, "
 		"\"prefetch_nospace\": %llu, \"pin_steals\": %llu, \"prefetch_dropped\": %llu, "
-		"\"evictions\": %llu, "
+		"\"evictions\": %llu, \"host_runs\": %llu, "
 		"\"stall_seconds\": %.6f}%s", name, x->tokens, x->secs,
 		x->secs > 0 ? x->tokens / x->secs : 0, (double)x->s.bytes_loaded / t,
 		(double)(x->s.hits + x->s.misses) / t, (unsigned long long)x->s.hits,
 		(unsigned long long)x->s.misses, (unsigned long long)x->s.loads,
 		(unsigned long long)x->s.bytes_loaded, (unsigned long long)x->s.prefetched_used,
 		(unsigned long long)x->s.prefetched_unused, (unsigned long long)x->s.prefetched_late,
-		(double)(x->s.misses + x->s.prefetched_late) * (double)x->expert_bytes / t,
+		(double)(x->s.misses + x->s.prefetched_late + x->s.host_runs) *
+			(double)x->expert_bytes / t,
 		(unsigned long long)x->n_pf,
 		(unsigned long long)x->s.prefetch_nospace, (unsigned long long)x->s.pin_steals,
 		(unsigned long long)x->s.prefetch_dropped,
-		(unsigned long long)x->s.evictions, x->s.stall_seconds, last ? "" : ", ");
+		(unsigned long long)x->s.evictions, (unsigned long long)x->s.host_runs,
+		x->s.stall_seconds, last ? "" : ", ");
 }

@@ -318,6 +318,7 @@ static void put_head(FILE *f, struct bench *b, struct run *r, double frac, size_
 		"\"policy\": \"%s\", \"prefetch\": \"%s\", \"frac\": %.4f, \"slots\": %zu, "
 		"\"all_experts\": %zu, \"expert_bytes\": %zu, \"layers\": %d, \"experts\": %d, "
 		"\"top_k\": %d, \"table_want\": %d, \"prefetch_k\": %d, \"scan_resistant\": %s, "
+		"\"host_threads\": %d, "
 		"\"prefill_calls\": %d, "
 		"\"backend_open_seconds\": %.3f, "
 		"\"setup_seconds\": %.3f, \"steps\": {\"b1\": [%d, %d, %d], \"b16\": [%d, %d, %d], "
@@ -326,7 +327,8 @@ static void put_head(FILE *f, struct bench *b, struct run *r, double frac, size_
 		"\"fast_calls\": %llu, ",
 		o->backend, b->routing, b->trace ? "true" : "false", cache_policy_name(r->pol),
 		br_mode_name[r->h.mode], frac, slots, all, ld_store_info(b->st)->expert_bytes,
-		b->L, b->E, b->K, r->h.want, r->h.pk, o->scan ? "true" : "false", o->pre_calls,
+		b->L, b->E, b->K, r->h.want, r->h.pk, o->scan ? "true" : "false", o->host_threads,
+		o->pre_calls,
 		b->be_secs, setup, PROMPT, o->w1, o->s1, BPROMPT,
 		o->w16, o->s16, o->pre_seqs, o->pre_len, BATCH, BPROMPT, b->tsteps,
 		ref ? "null" : r->same ? "true" : "false",
@@ -385,7 +387,7 @@ static int setup_run(struct bench *b, struct run *r, size_t slots)
 			       .backend = b->be, .skip_verify = true,
 			       /* The baseline loads whole layers, used or not. */
 			       .keep_prefetches = r->h.mode == BR_ALL,
-			       .scan_resistant = b->o.scan};
+			       .scan_resistant = b->o.scan, .host_threads = b->o.host_threads};
 	if ((rv = cache_open(&o, &r->h.ca)))
 		return rv;
 	struct ld_expert_src src = cache_expert_src(r->h.ca);

@@ -141,14 +141,14 @@ static int f_route(struct ctx *c)
 static int f_router_route(struct ctx *c)
 {
 	return eng_cu_router_route(c->rlog, c->xn, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
-				   c->g, 1, c->done, NULL, 0, NULL, NULL, NULL, st);
+				   c->g, 1, c->done, NULL, 0, NULL, NULL, NULL, NULL, st);
 }
 
 /* The fast step's MoE entry: RMSNorm, router, routing in one launch. */
 static int f_norm_router_route(struct ctx *c)
 {
 	return eng_cu_router_route(c->rlog, c->x, c->lrouter, c->n, H, E, K, 0, c->rid, c->rw,
-				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, NULL, NULL, st);
+				   c->g, 1, c->done, c->norm, 1e-5f, c->xn, NULL, NULL, NULL, st);
 }
 
 /* Experts the n rows' routes can use: the expert kernels' grid height. */

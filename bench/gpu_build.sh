@@ -2,7 +2,7 @@
 # cuda_serve.sh): the CUDA build and the test suites every GPU call runs.
 # Callers define say() (a line into their summary).
 
-GPU_SUITES="cuda engine cache cache_host exact store"
+GPU_SUITES="cuda engine cache cache_host exact store host_ffn"
 # The OLMoE-1B-7B shape (mkmodel flags besides --layers).
 OLMOE_SHAPE="--experts 64 --top-k 8 --hidden 2048 --heads 16 --intermediate 1024 --vocab 50304"
 

@@ -56,6 +56,7 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 		.policy = (enum cache_policy)c->cache.policy,
 		.store = rt->store,
 		.scan_resistant = c->cache.scan_resistant,
+		.host_threads = c->device.host_threads,
 	};
 	struct ld_backend_conf bc = backend_conf(c);
 	int rv;
@@ -142,12 +143,12 @@ int rt_want_per_layer(const struct moed_config *c, const struct ld_config *mc)
 
 json_t *rt_cache_stats_json(const struct cache_stats *c)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "hits",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "hits",
 			 (json_int_t)c->hits, "misses", (json_int_t)c->misses, "prefetched_used",
 			 (json_int_t)c->prefetched_used, "prefetched_unused",
 			 (json_int_t)c->prefetched_unused, "prefetched_late",
 			 (json_int_t)c->prefetched_late, "prefetch_dropped",
 			 (json_int_t)c->prefetch_dropped, "evictions", (json_int_t)c->evictions,
 			 "loads", (json_int_t)c->loads, "bytes_loaded", (json_int_t)c->bytes_loaded,
-			 "stall_seconds", c->stall_seconds);
+			 "host_runs", (json_int_t)c->host_runs, "stall_seconds", c->stall_seconds);
 }

@@ -84,6 +84,9 @@ static void cache_lines(FILE *f, const struct shstats *st)
 		{"moed_cache_loads_total", "Expert loads (prefetch and demand)", offsetof(struct cache_stats, loads)},
 		{"moed_cache_loaded_bytes_total", "Bytes copied into the expert cache",
 		 offsetof(struct cache_stats, bytes_loaded)},
+		{"moed_cache_host_runs_total",
+		 "Missed experts the CPU computed instead of loading them (device.host_threads)",
+		 offsetof(struct cache_stats, host_runs)},
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

@@ -456,3 +456,48 @@ extern "C" int eng_cu_moe_combine(float *x, const float *eo, int H, const float 
 	return launch(k_moe_combine, dim3(n, (H + 127) / 128), 128, 0, stream, x, eo, H, wt, ent,
 		      K);
 }
+
+// One block an entry: thread 0 watches the host's counter (an acquire at
+// system scope, so the host's outputs written before it are seen), then the
+// block copies the entry's row.
+__global__ void k_host_wait(float *eo, const float *hy, int H, const unsigned *done,
+			    unsigned want, struct eng_cu_host_ents he)
+{
+	__shared__ bool late;
+
+	pdl_wait();
+	pdl_launch();
+	if (!threadIdx.x) {
+		unsigned long long t0, t;
+		unsigned v;
+
+		asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+		late = false;
+		for (;;) {
+			asm volatile("ld.acquire.sys.global.u32 %0, [%1];"
+				     : "=r"(v) : "l"(done) : "memory");
+			if ((int)(v - want) >= 0)
+				break;
+			asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+			if (t - t0 > 10000000000ull) {
+				late = true;
+				break;
+			}
+			__nanosleep(256);
+		}
+	}
+	__syncthreads();
+	if (late)
+		__trap();
+	size_t r = (size_t)he.e[blockIdx.x] * H;
+	for (int i = threadIdx.x; i < H; i += blockDim.x)
+		eo[r + i] = __ldcv(hy + r + i);
+}
+
+extern "C" int eng_cu_host_wait(float *eo, const float *hy, int H, const unsigned *done,
+				unsigned want, struct eng_cu_host_ents he, void *stream)
+{
+	if (he.n < 1 || he.n > ENG_CU_HOST_ENTS)
+		return (int)cudaErrorInvalidValue;
+	return launch(k_host_wait, he.n, 256, 0, stream, eo, hy, H, done, want, he);
+}

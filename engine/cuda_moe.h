@@ -94,11 +94,13 @@ int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, int norm,
  * same time.  nw not NULL: the logits of RMSNorm(x) (weight nw, eps), whose
  * rows go to xn (eng_cu_rmsnorm's bits) for the experts.  pout not NULL:
  * p's final contents (the probabilities) are written there too, after ids
- * and w (zero-copy for a host that watches them land). */
+ * and w (zero-copy for a host that watches them land).  xh not NULL: the
+ * experts' input rows (xn, or x when nw is NULL) go there, [n][H], before
+ * ids and w (zero-copy, for experts the host computes). */
 int eng_cu_router_route(float *p, const float *x, const float *wr, int n, int H, int E, int K,
 			int norm, int *ids, float *w, struct eng_cu_grp g, int group,
 			unsigned *done, const float *nw, float eps, float *xn,
-			const void *const *tab, float *pout, void *stream);
+			const void *const *tab, float *pout, float *xh, void *stream);
 /* Which of the experts a launch takes: all, those with at most
  * ENG_CU_FEW_ROWS entries, or the others.  Two launches (few, then many)
  * give the same values as one (all): each expert's sums do not depend on
@@ -161,6 +163,18 @@ int eng_cu_sum3_wave(float *eo, const float *p, int H, const struct eng_cu_wave 
  * of K entries each, n <= ENG_CU_GEMV_MAX, K <= 32. */
 int eng_cu_moe_down_add(float *x, const float *hb, int H, int I, struct eng_cu_grp g,
 			const void *const *tab, int bf16, int n, int K, void *stream);
+/* Entries whose expert outputs the host computes (engine/host_ffn.h). */
+#define ENG_CU_HOST_ENTS 64
+struct eng_cu_host_ents {
+	int n;
+	int e[ENG_CU_HOST_ENTS];
+};
+/* Waits until *done (host memory the GPU can read; a counter that only
+ * grows, modulo 2^32) reaches want, then copies rows he.e[i] of hy
+ * ([entries][H], host memory) into the same rows of eo.  Gives up with a
+ * launch failure after 10 s (a host that never finishes). */
+int eng_cu_host_wait(float *eo, const float *hy, int H, const unsigned *done, unsigned want,
+		     struct eng_cu_host_ents he, void *stream);
 
 #ifdef __cplusplus
 }

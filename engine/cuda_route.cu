@@ -536,7 +536,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 			       int E, int K, int norm, int *ids, float *w,
 			       struct eng_cu_grp g, int group, unsigned *done,
 			       const float *nw, float eps, float *xn, const void *const *tab,
-			       float *pout)
+			       float *pout, float *xh)
 {
 	extern __shared__ __align__(16) float smem[];
 	__shared__ const void *stab[ENG_CU_WP_MAX];
@@ -570,6 +570,14 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 	if (!last)
 		return;
 	__threadfence();
+	if (xh) {   /* the experts' input rows to the host before the routes */
+		const float *src = NORM ? xn : x;
+
+		for (int i = threadIdx.x; i < n * H; i += blockDim.x)
+			xh[i] = src[i];
+		__threadfence_system();
+		__syncthreads();
+	}
 	route_block(pg, ids, w, n, E, K, norm, g, group, smem, table_to(tt, stab, E));
 	if (pout) {
 		__syncthreads();
@@ -584,7 +592,7 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 				   int E, int K, int norm, int *ids, float *w,
 				   struct eng_cu_grp g, int group, unsigned *done,
 				   const float *nw, float eps, float *xn, const void *const *tab,
-				   float *pout, void *stream)
+				   float *pout, float *xh, void *stream)
 {
 	size_t sm = route_smem(WARPS, E, group ? n * K : 0);
 	int rc = 0;
@@ -594,9 +602,9 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 		return (int)cudaErrorInvalidValue;
 #define RR(T, N) rc = nw ? \
 	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab, pout) : \
+	       ids, w, g, group, done, nw, eps, xn, tab, pout, xh) : \
 	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab, pout)
+	       ids, w, g, group, done, nw, eps, xn, tab, pout, xh)
 	DISPATCH(n, 0, RR);
 #undef RR
 	return rc;

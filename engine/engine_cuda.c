@@ -265,7 +265,7 @@ static int setup(struct eng_cuda *g)
 	}
 	BL(cublasCreate(&g->blas));
 	BL(cublasSetStream(g->blas, g->st));
-	if ((rc = alloc_scratch(g)) || (rc = upload_all(g)))
+	if ((rc = alloc_scratch(g)) || (rc = upload_all(g)) || (rc = eng_cuda_host_open(g)))
 		return rc;
 	return 0;
 }
@@ -344,6 +344,7 @@ void eng_cuda_close(struct eng_cuda *g)
 		cudaStreamDestroy(g->pst);
 	if (g->st)
 		cudaStreamSynchronize(g->st);
+	eng_cuda_host_close(g);
 	if (g->L)
 		for (int i = 0; i < g->m->cfg.n_layers; i++) {
 			struct dlayer *d = &g->L[i];

@@ -158,6 +158,20 @@ struct eng_cuda {
 	 * experts (GEV_QUEUED to GEV_DONE) */
 	uint64_t pg_n[2];
 	double pg[2][4];
+	/* The source's host_threads (engine_cuda_host.c): a decode step's
+	 * missed experts, one in two, computed by the CPU from host memory
+	 * while the others load.  The router leaves the experts' input rows in
+	 * hxn (pinned), the pool writes their outputs by entry into hy
+	 * (pinned) and sets *hdone, and eng_cu_host_wait copies them into eo
+	 * once *hdone reaches hwant.  hx: this layer may (its router fills
+	 * hxn); xhost[j]: group j runs on the host; he: its entries. */
+	struct host_ffn *hf;
+	float *hxn, *hy;
+	uint32_t *hdone, hwant;
+	unsigned hturn;
+	bool hx;
+	char *xhost;
+	struct eng_cu_host_ents he;
 };
 
 int eng_cuda_fail(const char *what, const char *why);
@@ -194,7 +208,7 @@ int eng_cuda_gemm_big(struct eng_cuda *g, float *y, const float *x, const int *r
 		      const void *w, int bf16, int n, int in, int out, int add);
 void eng_cuda_grp_layout(struct eng_cuda *g, int entries);
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group, const void *const *tab, float *pout);
+		   int group, const void *const *tab, float *pout, float *xh);
 /* engine_cuda_run.c's fast step, for eng_cuda_greedy: whether n rows (all
  * giving logits) can take it; the graph of n rows (z: zero-copy) into *gx;
  * after a step, its routes (fr_id, fr_w: as hfr_id's) to the hooks and the
@@ -217,6 +231,15 @@ int eng_cuda_chain_alloc(struct eng_cuda *g);
  * on tensor cores, engine_cuda_wave.c) into eo, in waves of at most
  * wave_rows padded entries; sorts js. */
 int eng_cuda_run_split(struct eng_cuda *g, int *js, int nj);
+/* engine_cuda_host.c: the pool and its buffers when the source offers
+ * host_weights (0 or a failure); closed with the engine. */
+int eng_cuda_host_open(struct eng_cuda *g);
+void eng_cuda_host_close(struct eng_cuda *g);
+/* Picks the groups of the layer's routes (hg) the host computes (xhost,
+ * he) and queues them; after the layer's other experts are queued,
+ * eng_cuda_host_done queues the wait that brings their outputs into eo. */
+void eng_cuda_host_pick(struct eng_cuda *g, int ml);
+int eng_cuda_host_done(struct eng_cuda *g);
 /* A MoE layer through the expert source (hooks, cache); adds into x. */
 int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dlayer *d,
 		 const struct eng_cuda_row *rows, int ml, int n);

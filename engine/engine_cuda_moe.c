@@ -153,6 +153,9 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 	for (; *acq < nx; ++*acq) {
 		int x = g->hg.xid[*acq];
 
+		if (g->xhost && g->xhost[*acq])
+			continue;
+
 		rc = g->src.acquire_ahead ? g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq])
 					  : -EAGAIN;
 		if (rc == -ENOSPC || rc == -EAGAIN) {
@@ -217,7 +220,7 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 		return 0;
 	memset(g->hxtab, 0, (size_t)g->E * sizeof(void *));
 	for (int j = 0; j < acq; j++)
-		if (!g->xpend[j]) {
+		if (!g->xpend[j] && !(g->xhost && g->xhost[j])) {
 			g->hxtab[hg.xid[j]] = g->xw[j];
 			g->wj[k++] = j;
 		}
@@ -279,6 +282,7 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 
 	memset(g->xran, 0, (size_t)nx);
 	g->plan_at = 0;
+	eng_cuda_host_pick(g, ml);
 	rc = acquire_ahead(g, ml, nx, 0, &acq);
 	if (g->prof && n == 1)
 		eng_cuda_gap_event(g, ml, GEV_QUEUED);
@@ -315,7 +319,7 @@ static int experts(struct eng_cuda *g, const struct eng_hooks *h,
 	/* A decode step's: a prefill chunk's next chunk may want the rest. */
 	if (!rc && n <= GMAX && g->src.layer_done)
 		g->src.layer_done(g->src.ctx, ml);
-	return rc;
+	return rc ? rc : eng_cuda_host_done(g);
 }
 
 void eng_cuda_routes_out(struct eng_cuda *g, const struct eng_hooks *h)
@@ -393,6 +397,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	 * pinned memory lost 16-35% of batch 1's tok/s:
 	 * bench/results/cuda_bench_s22.md). */
 	g->gg = spin && !np && n <= ENG_CU_FEW_ROWS && expert_gemv(g, n, n);
+	g->hx = g->hf && spin && eng_cuda_gemv_rows(n, H) && expert_gemv(g, n, 1);
 	g->added = false;
 	eng_cuda_grp_layout(g, (int)nk);
 	if (prof)
@@ -404,7 +409,7 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 			memcpy(&g->hp[k], &(uint32_t){NO_W}, sizeof(float));
 	}
 	if ((rc = eng_cuda_route(g, d, n, zc ? g->hid : g->rid, zc ? g->hw : g->rw, g->gg,
-				 NULL, zp ? g->hp : NULL)))
+				 NULL, zp ? g->hp : NULL, g->hx ? g->hxn : NULL)))
 		return rc;
 	if (!zc) {
 		CU(cudaMemcpyAsync(g->hid, g->rid, nk * sizeof(int), cudaMemcpyDeviceToHost, g->st));

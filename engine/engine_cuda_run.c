@@ -145,10 +145,10 @@ static int gemm_norm(struct eng_cuda *g, float *y, const float *x, const float *
 /* The MoE input xn = RMSNorm(x) (mlp_norm), router logits into rlog and the
  * top-k into ids/w (grouped into dg when group): RMSNorm and one launch for
  * up to GMAX rows (one launch for up to two), else RMSNorm, a GEMM and
- * eng_cu_route.  pout: the probabilities there too (the one launch's way
- * only, eng_cuda_gemv_rows(n, H); else NULL). */
+ * eng_cu_route.  pout: the probabilities there too, and xh: the rows of xn
+ * (the one launch's way only, eng_cuda_gemv_rows(n, H); else NULL). */
 int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, float *w,
-		   int group, const void *const *tab, float *pout)
+		   int group, const void *const *tab, float *pout, float *xh)
 {
 	int H = g->H, E = g->E, K = g->K, norm = g->m->cfg.norm_topk_prob, rc;
 	float eps = (float)g->m->cfg.rms_eps;
@@ -162,10 +162,10 @@ int eng_cuda_route(struct eng_cuda *g, const struct dlayer *d, int n, int *ids, 
 	if (eng_cuda_gemv_rows(n, H)) {
 		KR(eng_cu_router_route(g->rlog, fuse ? g->x : g->xn, d->router, n, H, E, K, norm,
 				       ids, w, g->dg, group, g->done, fuse ? d->mlp_norm : NULL,
-				       eps, g->xn, tab, pout, g->st));
+				       eps, g->xn, tab, pout, xh, g->st));
 		return 0;
 	}
-	if (pout)
+	if (pout || xh)
 		return -EINVAL;
 	if ((rc = gemm(g, g->rlog, g->xn, d->router, 0, n, H, E, 0)))
 		return rc;
@@ -190,7 +190,7 @@ static int moe_fast(struct eng_cuda *g, const struct dlayer *d, int ml, int n)
 	 * route kernels take up to ENG_CU_WP_MAX experts that way). */
 	if (E <= ENG_CU_WP_MAX)
 		g->dg.wp = g->dwp;
-	if ((rc = eng_cuda_route(g, d, n, ids, w, 1, g->dg.wp ? tab : NULL, NULL)))
+	if ((rc = eng_cuda_route(g, d, n, ids, w, 1, g->dg.wp ? tab : NULL, NULL, NULL)))
 		return rc;
 	/* Over the few-rows bound, the experts of few rows take kernels of
 	 * their own (eng_cu_moe_experts): down and combine apart, not in one

@@ -499,30 +499,59 @@ void cache_unpin_all(struct cache *c)
 	cache_unpin_layer(c, -1);
 }
 
-void cache_drop_prefetches(struct cache *c, int layer)
+/* Whether slot s may hold a prefetch that drop_queued can drop. */
+static bool droppable(const struct cache *c, const struct slot *s)
+{
+	return !c->sim && !c->o.keep_prefetches && c->o.backend->ops->cancel && s->by_prefetch &&
+	       s->state == S_LOADING && !s->use && !s->pins;
+}
+
+/* Slot s's prefetch dropped if its copy is still queued in the backend (the
+ * slot emptied; the part of it already copied stays counted); mutex held. */
+static bool drop_queued(struct cache *c, struct slot *s)
 {
 	struct ld_backend *be = c->o.backend;
+	size_t copied = 0;
 
-	if (c->sim || c->o.keep_prefetches || !be->ops->cancel || !valid(c, layer, 0))
+	if (!droppable(c, s) || !be->ops->cancel(be, s->ticket, &copied))
+		return false;
+	struct cache_stats *st = &c->st[s->layer];
+	c->map[key(c, s->layer, s->expert)] = -1;
+	*s = (struct slot){.layer = -1, .expert = -1, .state = S_EMPTY};
+	c->n_loading--;
+	st->loads--;
+	st->bytes_loaded -= c->o.expert_bytes - copied;
+	st->prefetch_dropped++;
+	return true;
+}
+
+void cache_drop_prefetches(struct cache *c, int layer)
+{
+	if (!valid(c, layer, 0))
 		return;
-	struct cache_stats *st = &c->st[layer];
-
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < c->o.n_slots; i++) {
-		struct slot *s = &c->slots[i];
-		size_t copied = 0;
+	for (size_t i = 0; i < c->o.n_slots; i++)
+		if (c->slots[i].layer == layer)
+			drop_queued(c, &c->slots[i]);
+	pthread_mutex_unlock(&c->mu);
+}
 
-		if (s->layer != layer || !s->by_prefetch || s->state != S_LOADING || s->use ||
-		    s->pins || !be->ops->cancel(be, s->ticket, &copied))
-			continue;
-		c->map[key(c, layer, s->expert)] = -1;
-		*s = (struct slot){.layer = -1, .expert = -1, .state = S_EMPTY};
-		c->n_loading--;
-		st->loads--;
-		st->bytes_loaded -= c->o.expert_bytes - copied;
-		st->prefetch_dropped++;
+const void *cache_host_expert(struct cache *c, int layer, int expert, bool take)
+{
+	const void *w = NULL;
+	int si;
+
+	if (c->sim || !valid(c, layer, expert))
+		return NULL;
+	pthread_mutex_lock(&c->mu);
+	si = c->map[key(c, layer, expert)];
+	if (c->verified[key(c, layer, expert)] &&
+	    (si < 0 || (take ? drop_queued(c, &c->slots[si]) : droppable(c, &c->slots[si])))) {
+		c->st[layer].host_runs += take;
+		w = ld_store_expert(c->o.store, layer, expert);
 	}
 	pthread_mutex_unlock(&c->mu);
+	return w;
 }
 
 /* Whether (layer, expert) holds a slot; with `now`, one that no acquire of

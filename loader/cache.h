@@ -42,6 +42,9 @@ struct cache_stats {
 	uint64_t prefetch_dropped; /* prefetches dropped before their copy
 				    * ended, their layer having run without
 				    * them (not in loads) */
+	uint64_t host_runs;        /* misses the CPU computed from the store
+				    * instead (cache_host_expert): no load,
+				    * not in misses */
 };
 
 struct ld_store;               /* loader/store.h */
@@ -77,6 +80,10 @@ struct cache_opts {
 	 * step's acquire makes such an expert an ordinary one.  Not with
 	 * CACHE_BELADY. */
 	bool scan_resistant;
+	/* CPU threads the CUDA engine may use to compute missed experts of a
+	 * decode step from the store instead of loading them (0: never):
+	 * handed to the engine through cache_expert_src's host_threads. */
+	int host_threads;
 };
 
 #define CACHE_SCAN_ROWS 16
@@ -149,6 +156,14 @@ void cache_last_error(const struct cache *c, char *buf, size_t n);
  * -ENOTSUP when the backend cannot, -EINVAL when not acquired. */
 int cache_run_expert(struct cache *c, int layer, int expert, const float *x, int n,
 		     int hidden, int inter, float *out);
+/* For an expert (layer, expert) neither resident nor loading, or whose
+ * prefetch is still queued in the backend (then dropped with take; NULL if
+ * its copy has started): its weights in the store (the slots' layout), for
+ * the CPU to compute it without a load (take: it will, counted in
+ * host_runs); else NULL (acquire it).  NULL
+ * too before the expert's checksum was checked (its first load checks
+ * it) and in sim mode. */
+const void *cache_host_expert(struct cache *c, int layer, int expert, bool take);
 /* The engine's expert source backed by this cache (with .run where the
  * backend has run_expert). */
 struct ld_expert_src cache_expert_src(struct cache *c);

@@ -23,6 +23,7 @@ static void add_stats(struct cache_stats *d, const struct cache_stats *s)
 	d->prefetch_nospace += s->prefetch_nospace;
 	d->pin_steals += s->pin_steals;
 	d->prefetch_dropped += s->prefetch_dropped;
+	d->host_runs += s->host_runs;
 }
 
 void cache_get_stats(const struct cache *c, int layer, struct cache_stats *s)
@@ -181,6 +182,11 @@ int cache_load_all(struct cache *c)
 	return rc;
 }
 
+static const void *src_host_weights(void *ctx, int layer, int expert, int take)
+{
+	return cache_host_expert(ctx, layer, expert, take);
+}
+
 struct ld_expert_src cache_expert_src(struct cache *c)
 {
 	struct ld_expert_src s = {.acquire = src_acquire, .release = src_release,
@@ -198,6 +204,10 @@ struct ld_expert_src cache_expert_src(struct cache *c)
 		s.layer_done = src_layer_done;
 		s.prefetch_layer = src_prefetch_layer;
 		s.unpin_layer = src_unpin_layer;
+		if (c->o.host_threads > 0 && c->bf16) {
+			s.host_weights = src_host_weights;
+			s.host_threads = c->o.host_threads;
+		}
 		s.mem = LD_EXPERT_CUDA;
 		s.device = c->o.backend->dev_index;
 		s.stream = c->o.backend->dev_stream;

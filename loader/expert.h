@@ -57,6 +57,13 @@ struct ld_expert_src {
 	 * until unpin_layer (-1: every layer's). */
 	void (*prefetch_layer)(void *ctx, int moe_layer);
 	void (*unpin_layer)(void *ctx, int moe_layer);
+	/* Optional (LD_EXPERT_CUDA, bf16): for an expert neither resident nor
+	 * loading (or only prefetched, its copy still queued), its bf16
+	 * weights in host memory, else NULL; with take, the engine computes it
+	 * on host_threads CPU threads instead of loading it (counted so; a
+	 * queued prefetch of it dropped; NULL if that copy has started). */
+	const void *(*host_weights)(void *ctx, int moe_layer, int expert, int take);
+	int host_threads;
 };
 
 enum { LD_EXPERT_HOST = 0, LD_EXPERT_CUDA = 1 };

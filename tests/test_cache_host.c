@@ -434,6 +434,52 @@ START_TEST(host_drop_prefetches)
 }
 END_TEST
 
+/* cache_host_expert: the store's bytes of an expert that is not resident
+ * (once its checksum was checked), or whose prefetch the backend can still
+ * cancel (dropped on take); NULL for a resident one or one never checked;
+ * only take counts. */
+START_TEST(host_expert_from_store)
+{
+	struct ld_backend *be;
+	struct cache *c = host_cache(CACHE_LRU, 4, &be, false);
+	struct cache_stats s;
+
+	fake_ops(be);
+	poll_busy = 0;
+	ck_assert_ptr_null(cache_host_expert(c, 1, 5, true));   /* never checked */
+	check_use(c, 1, 5);
+	ck_assert_ptr_null(cache_host_expert(c, 1, 5, true));   /* resident */
+	for (int x = 0; x < 4; x++)
+		check_use(c, 1, x);
+	ck_assert(!cache_resident(c, 1, 5));
+	ck_assert_ptr_eq(cache_host_expert(c, 1, 5, false), ld_store_expert(store, 1, 5));
+	cache_get_stats(c, 1, &s);
+	ck_assert_uint_eq(s.host_runs, 0);
+	ck_assert_ptr_eq(cache_host_expert(c, 1, 5, true), ld_store_expert(store, 1, 5));
+	cache_get_stats(c, 1, &s);
+	ck_assert_uint_eq(s.host_runs, 1);
+	ck_assert_uint_eq(s.misses, 5);
+	ck_assert(!cache_resident(c, 1, 5));
+	/* (1, 0) was checked by its load: prefetched again, still queued */
+	poll_busy = 1;
+	ck_assert_int_eq(cache_prefetch(c, 1, 0), 0);   /* resident: a pin only */
+	for (int x = 6; x < 8; x++)
+		check_use(c, 1, x);
+	ck_assert_int_eq(cache_prefetch(c, 1, 1), 0);
+	cache_unpin_all(c);
+	ck_assert_ptr_nonnull(cache_host_expert(c, 1, 1, false));
+	ck_assert_int_eq(cancels, 0);
+	ck_assert_ptr_eq(cache_host_expert(c, 1, 1, true), ld_store_expert(store, 1, 1));
+	ck_assert_int_eq(cancels, 1);
+	ck_assert(!cache_resident(c, 1, 1));
+	cache_get_stats(c, 1, &s);
+	ck_assert_uint_eq(s.host_runs, 2);
+	ck_assert_uint_eq(s.prefetch_dropped, 1);
+	poll_busy = 0;
+	host_done(c, be);
+}
+END_TEST
+
 START_TEST(backend_direct)
 {
 	struct ld_backend *be;
@@ -528,6 +574,7 @@ int main(void)
 	tcase_add_test(th, host_ahead_order);
 	tcase_add_test(th, host_prefetch_late);
 	tcase_add_test(th, host_drop_prefetches);
+	tcase_add_test(th, host_expert_from_store);
 	tcase_add_test(th, backend_direct);
 	tcase_add_loop_test(th, host_concurrent, CACHE_FIFO, CACHE_LFUDA + 1);
 	suite_add_tcase(s, th);

@@ -47,6 +47,8 @@ struct world {
 static bool force_f32;
 /* Load every expert at open (all slots): decode then takes the fast way. */
 static bool warm;
+/* The cache's host_threads (misses computed on the CPU). */
+static int host_threads;
 
 /* Packs fixture name once (per process and dtype) and opens model, store, a
  * CUDA backend, a cache of n_slots (0: all) and the engine on top. */
@@ -73,7 +75,7 @@ static void open_world(const char *name, size_t n_slots, enum cache_policy p,
 	struct cache_opts o = {.n_layers = in->n_layers, .n_experts = in->n_experts,
 			       .expert_bytes = in->expert_bytes,
 			       .n_slots = n_slots ? n_slots : all, .policy = p,
-			       .store = w->st, .backend = w->be};
+			       .store = w->st, .backend = w->be, .host_threads = host_threads};
 	ck_assert_int_eq(cache_open(&o, &w->c), 0);
 	if (warm)
 		ck_assert_int_eq(cache_load_all(w->c), 0);
@@ -374,24 +376,38 @@ static void run_seq(struct world *w, const struct ref_case *rc, bool prefetch, f
 	cache_unpin_all(w->c);
 }
 
+/* The reference of the budget tests: fixture name's case 3 with every
+ * expert resident (the fast way), run_seq's logits into *ref (malloc'd, nl
+ * floats) and scratch of as many into *got; the vocabulary and the experts. */
+static void resident_ref(const char *name, const struct ref_fixture *f, float **ref, float **got,
+			 size_t *nl, int *V, int *all)
+{
+	struct world w;
+
+	warm = true;
+	open_world(name, 0, CACHE_LRU, 0, &w);
+	warm = false;
+	*V = w.m->cfg.vocab_size, *all = w.m->cfg.n_moe_layers * w.m->cfg.n_experts;
+	*nl = (size_t)(STEPS + 1) * *V;
+	*ref = malloc(*nl * sizeof(float)), *got = malloc(*nl * sizeof(float));
+	run_seq(&w, &f->cases[3], false, *ref);
+	ck_assert_uint_eq(eng_fast_steps(w.e), STEPS);
+	close_world(&w);
+}
+
 START_TEST(exact_every_budget)
 {
 	const char *name = ref_fixture_names[_i];
 	struct ref_fixture f;
 	struct world w;
 	enum cache_policy pol[] = {CACHE_FIFO, CACHE_LRU, CACHE_LFU, CACHE_LFUDA};
+	float *ref, *got;
+	size_t nl;
+	int V, all;
 
 	ref_load(name, &f);
-	warm = true;   /* the reference: every expert resident, the fast way */
-	open_world(name, 0, CACHE_LRU, 0, &w);
-	warm = false;
-	int V = w.m->cfg.vocab_size, all = w.m->cfg.n_moe_layers * w.m->cfg.n_experts;
-	size_t nl = (size_t)(STEPS + 1) * V;
-	float *ref = malloc(nl * sizeof(float)), *got = malloc(nl * sizeof(float));
-	run_seq(&w, &f.cases[3], false, ref);
-	ck_assert_uint_eq(eng_fast_steps(w.e), STEPS);
-	bool bf16 = w.m->dtype == LD_BF16;
-	close_world(&w);
+	resident_ref(name, &f, &ref, &got, &nl, &V, &all);
+	bool bf16 = ref_is_bf16(name);
 	/* bf16 slots against f32 slots of the same values: the prompt's experts
 	 * run on tensor cores (eng_cu_split3) in one and in f32 in the other, so
 	 * close, with the same greedy tokens, not bit for bit. */
@@ -444,6 +460,57 @@ START_TEST(exact_every_budget)
 				       (unsigned long long)st.loads);
 				close_world(&w);
 			}
+	free(ref);
+	free(got);
+	ref_free(&f);
+}
+END_TEST
+
+/* device.host_threads on a bf16 model at a quarter of the experts: the
+ * CPU computes half the decode steps' misses.  HF's logits (within the
+ * fixtures' tolerance), routes and greedy tokens; then decode against
+ * every expert resident: close (the CPU adds in another order), the same
+ * greedy tokens, with and without prefetch. */
+START_TEST(host_experts)
+{
+	const char *name = ref_fixture_names[_i];
+	struct ref_fixture f;
+	struct world w;
+	struct cache_stats st;
+
+	float *ref, *got;
+	size_t nl;
+	int V, all;
+
+	if (!ref_is_bf16(name))
+		return;
+	ref_load(name, &f);
+	resident_ref(name, &f, &ref, &got, &nl, &V, &all);
+	host_threads = 3;
+	open_world(name, (size_t)all / 4, CACHE_LRU, 0, &w);
+	for (int i = 0; i < f.n_cases; i++)
+		check_case(&w, name, &f.cases[i]);
+	cache_get_stats(w.c, -1, &st);
+	ck_assert_uint_gt(st.host_runs, 0);
+	printf("cuda host experts %s: fixtures match; %llu misses, %llu on the host\n", name,
+	       (unsigned long long)st.misses, (unsigned long long)st.host_runs);
+	close_world(&w);
+	for (int pf = 0; pf < 2; pf++) {
+		open_world(name, (size_t)all / 4, CACHE_LRU, 0, &w);
+		run_seq(&w, &f.cases[3], pf, got);
+		cache_get_stats(w.c, -1, &st);
+		double d = max_abs_diff(ref, got, (int)nl);
+		ck_assert_uint_gt(st.host_runs, 0);
+		ck_assert_msg(d < 1e-3, "%s: host experts differ by %g", name, d);
+		for (int t = 0; t <= STEPS; t++)
+			ck_assert_int_eq(eng_argmax(ref + (size_t)t * V, V),
+					 eng_argmax(got + (size_t)t * V, V));
+		printf("cuda host experts %s prefetch %d: max |dlogit| %.3g against all "
+		       "resident, same tokens; %llu misses, %llu on the host\n", name, pf, d,
+		       (unsigned long long)st.misses, (unsigned long long)st.host_runs);
+		close_world(&w);
+	}
+	host_threads = 0;
 	free(ref);
 	free(got);
 	ref_free(&f);
@@ -967,6 +1034,7 @@ int main(void)
 	tcase_add_test(tc, backend_prefetch_queue);
 	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
+	tcase_add_loop_test(tc, host_experts, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
 	tcase_add_loop_test(tc, greedy_chain, 0, 2);
 	tcase_add_test(tc, limits);

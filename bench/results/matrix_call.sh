@@ -1,7 +1,8 @@
 #!/bin/bash
 # The CUDA matrix call (H200): PART=1 builds, tests, kprof, moed run and the synthetic
 # matrix; PART=2 (the same machine, still warm: build and model kept) the replayed matrix.
-# TAG names the output files (s10, s11: the session that ran it). It leaves five files under
+# TAG names the output files (s10, s11: the session that ran it); HOST_THREADS: cuda_bench's
+# --host-threads (default 0). It leaves five files under
 # $OUT (PART=1; three with PART=2): a caller that adds its own must stay within the device
 # tool's eight (session 14 lost a matrix's JSON lines that way).
 . bench/gpu_call.sh
@@ -29,6 +30,7 @@ else
 fi
 timeout 290 build-gpu/bench/cuda_bench --backend cuda --policy lru,fifo,lfu --fracs 1,0.5,0.25,0.125 \
   --prefetch none,cepr,freq,all --routing $RT --steps1 4,32 --steps16 2,16 --prefill 2x256 \
+  --host-threads ${HOST_THREADS:-0} \
   --deadline 245 --json $J $M $M.pack > $L/m.txt 2> $L/m.err
 say "matrix $RT rc=$? rows $(grep -c '^|' $L/m.txt)"
 cp $L/m.txt $OUT/${TAG}_matrix_${PART}.md; tail -3 $L/m.err >> $S

@@ -85,7 +85,7 @@ class Endpoints(unittest.TestCase):
         for layer in j["layers"]:
             for k in ("hits", "misses", "prefetched_used", "prefetched_unused",
                       "prefetched_late", "prefetch_dropped", "evictions", "loads",
-                      "bytes_loaded"):
+                      "bytes_loaded", "host_runs"):
                 self.assertIsInstance(layer[k], int, k)
                 self.assertGreaterEqual(layer[k], 0, k)
             self.assertGreaterEqual(layer["stall_seconds"], 0)
@@ -136,7 +136,8 @@ class Endpoints(unittest.TestCase):
                          "moed_cache_prefetched_used_total",
                          "moed_cache_prefetched_unused_total",
                          "moed_cache_prefetched_late_total",
-                         "moed_cache_prefetch_dropped_total"):
+                         "moed_cache_prefetch_dropped_total",
+                         "moed_cache_host_runs_total"):
                 self.assertIn((name, frozenset({"layer": str(layer)}.items())), m1,
                               "%s{layer=%d}" % (name, layer))
             hm = [mt.metric(m, "moed_cache_hits_total", layer=str(layer)) +
