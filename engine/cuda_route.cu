@@ -554,12 +554,22 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 #pragma unroll
 		for (int t = 0; t < NM; t++)
 			for (int i = blockIdx.x * blockDim.x + threadIdx.x; t < n && i < H;
-			     i += gridDim.x * blockDim.x)
-				xn[(size_t)t * H + i] = rms_scale(nw[i], x[(size_t)t * H + i],
-								  xs.inv[t]);
+			     i += gridDim.x * blockDim.x) {
+				float v = rms_scale(nw[i], x[(size_t)t * H + i], xs.inv[t]);
+
+				xn[(size_t)t * H + i] = v;
+				if (xh)
+					xh[(size_t)t * H + i] = v;
+			}
 		s = split_row<float, NM>(xs, ws, n);
-	} else
+	} else {
+		for (int i = blockIdx.x * blockDim.x + threadIdx.x; xh && i < n * H;
+		     i += gridDim.x * blockDim.x)
+			xh[i] = x[i];
 		s = split_row<float, NM>(rows_at<NM>(x, H, n), ws, n);
+	}
+	if (xh)   /* the rows before the routes, for the host that reads both */
+		__threadfence_system();
 	if (threadIdx.x < n)
 		pg[(size_t)threadIdx.x * E + blockIdx.x] = s;
 	__threadfence();
@@ -570,14 +580,8 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 	if (!last)
 		return;
 	__threadfence();
-	if (xh) {   /* the experts' input rows to the host before the routes */
-		const float *src = NORM ? xn : x;
-
-		for (int i = threadIdx.x; i < n * H; i += blockDim.x)
-			xh[i] = src[i];
+	if (xh)
 		__threadfence_system();
-		__syncthreads();
-	}
 	route_block(pg, ids, w, n, E, K, norm, g, group, smem, table_to(tt, stab, E));
 	if (pout) {
 		__syncthreads();

@@ -397,7 +397,9 @@ int eng_cuda_moe(struct eng_cuda *g, const struct eng_hooks *h, const struct dla
 	 * pinned memory lost 16-35% of batch 1's tok/s:
 	 * bench/results/cuda_bench_s22.md). */
 	g->gg = spin && !np && n <= ENG_CU_FEW_ROWS && expert_gemv(g, n, n);
-	g->hx = g->hf && spin && eng_cuda_gemv_rows(n, H) && expert_gemv(g, n, 1);
+	/* (Not when every expert is resident: nothing to compute on the host.) */
+	g->hx = g->hf && spin && eng_cuda_gemv_rows(n, H) && expert_gemv(g, n, 1) &&
+		!g->have_tab && !(g->src.resident_all && g->src.resident_all(g->src.ctx));
 	g->added = false;
 	eng_cuda_grp_layout(g, (int)nk);
 	if (prof)
