@@ -530,8 +530,10 @@ extern "C" int eng_cu_route(float *p, int *ids, float *w, int n, int E, int K, i
 // and, in the block that finishes last, route_block over all rows.  done: a
 // counter at 0, left at 0.  NORM: x is RMSNorm's input (weight nw); each
 // block normalises as it reads and writes its share of the normalised rows
-// to xn (for the experts), the same bits as eng_cu_rmsnorm's.
-template <int NM, bool NORM>
+// to xn (for the experts), the same bits as eng_cu_rmsnorm's.  XH: and the
+// experts' input rows to xh (host memory) before the routes (a template
+// flag, so that the kernel without it stays as it was).
+template <int NM, bool NORM, bool XH>
 __global__ void k_router_route(float *pg, const float *x, const float *wr, int n, int H,
 			       int E, int K, int norm, int *ids, float *w,
 			       struct eng_cu_grp g, int group, unsigned *done,
@@ -558,17 +560,17 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 				float v = rms_scale(nw[i], x[(size_t)t * H + i], xs.inv[t]);
 
 				xn[(size_t)t * H + i] = v;
-				if (xh)
+				if (XH)
 					xh[(size_t)t * H + i] = v;
 			}
 		s = split_row<float, NM>(xs, ws, n);
 	} else {
-		for (int i = blockIdx.x * blockDim.x + threadIdx.x; xh && i < n * H;
+		for (int i = blockIdx.x * blockDim.x + threadIdx.x; XH && i < n * H;
 		     i += gridDim.x * blockDim.x)
 			xh[i] = x[i];
 		s = split_row<float, NM>(rows_at<NM>(x, H, n), ws, n);
 	}
-	if (xh)   /* the rows before the routes, for the host that reads both */
+	if (XH)   /* the rows before the routes, for the host that reads both */
 		__threadfence_system();
 	if (threadIdx.x < n)
 		pg[(size_t)threadIdx.x * E + blockIdx.x] = s;
@@ -580,7 +582,7 @@ __global__ void k_router_route(float *pg, const float *x, const float *wr, int n
 	if (!last)
 		return;
 	__threadfence();
-	if (xh)
+	if (XH)
 		__threadfence_system();
 	route_block(pg, ids, w, n, E, K, norm, g, group, smem, table_to(tt, stab, E));
 	if (pout) {
@@ -604,12 +606,13 @@ extern "C" int eng_cu_router_route(float *p, const float *x, const float *wr, in
 	if (n < 1 || n > ENG_CU_GEMV_MAX || !eng_cu_gemv_ok(H) || K > 32 || sm > 48 * 1024 ||
 	    !wp_fits(tab, g, E, 32 * WARPS))
 		return (int)cudaErrorInvalidValue;
-#define RR(T, N) rc = nw ? \
-	launch(k_router_route<N, true>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab, pout, xh) : \
-	launch(k_router_route<N, false>, E, 32 * WARPS, sm, stream, p, x, wr, n, H, E, K, norm, \
-	       ids, w, g, group, done, nw, eps, xn, tab, pout, xh)
+#define RRK(N, NORM, XH) launch(k_router_route<N, NORM, XH>, E, 32 * WARPS, sm, stream, p, x, \
+				 wr, n, H, E, K, norm, ids, w, g, group, done, nw, eps, xn, tab, \
+				 pout, xh)
+#define RR(T, N) rc = nw ? (xh ? RRK(N, true, true) : RRK(N, true, false)) : \
+			   (xh ? RRK(N, false, true) : RRK(N, false, false))
 	DISPATCH(n, 0, RR);
 #undef RR
+#undef RRK
 	return rc;
 }
