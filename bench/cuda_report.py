@@ -7,8 +7,10 @@ targets:
   each budget >= 0.9 x min(all-resident tok/s, 55 GB/s / bytes missed per token),
       per phase, against the resident row of the same routing.  Bytes missed:
       the misses and the prefetched experts still loading when used (misses
-      the prefetch did not hide: cuda_bench's missed_bytes_per_token); not
-      the unused prefetches, nor those that landed in time.  Beside it, the
+      the prefetch did not hide: cuda_bench's missed_bytes_per_token), and
+      the experts the CPU computed instead (host_runs, device.host_threads:
+      missed by the GPU, never copied); not the unused prefetches, nor those
+      that landed in time.  Beside it, the
       same against every byte copied (H2D bytes per token, prefetches
       included): how close a row runs to the copy engine's own bound.  The
       issue sets no budget target for prefill: its column is the copy bound.

@@ -88,11 +88,11 @@ static void run(int threads)
 			x[t] = X[(t + j) % HOST_FFN_ROWS], y[t] = Y[j][t];
 		uint32_t num = host_ffn_submit(p, W[j % NX], x, m, y);
 		ck_assert_uint_eq(num, last + 1);
-		ck_assert(num - done <= HOST_FFN_QUEUE);
+		ck_assert(num - __atomic_load_n(&done, __ATOMIC_ACQUIRE) <= HOST_FFN_QUEUE);
 		last = num;
 	}
 	host_ffn_wait(p, last);
-	ck_assert_uint_eq(done, last);
+	ck_assert_uint_eq(__atomic_load_n(&done, __ATOMIC_ACQUIRE), last);
 	for (int j = 0; j < JOBS; j++) {
 		int m = 1 + j % HOST_FFN_ROWS;
 
