@@ -101,8 +101,13 @@ static int one(int ch, const char *v, struct bench_opts *o)
 	case 'k': o->prefetch_k = atoi(v); return o->prefetch_k >= 1 ? 0 : -EINVAL;
 	case 's': o->scan = atoi(v); return !strcmp(v, "0") || !strcmp(v, "1") ? 0 : -EINVAL;
 	case 'c': o->pre_calls = atoi(v); return o->pre_calls >= 1 ? 0 : -EINVAL;
-	case 'h': o->host_threads = atoi(v);
-		return o->host_threads >= 0 && o->host_threads <= 256 ? 0 : -EINVAL;
+	case 'h': {
+		char *end;
+		long t = strtol(v, &end, 10);
+
+		o->host_threads = (int)t;
+		return end != v && !*end && t >= 0 && t <= 256 ? 0 : -EINVAL;
+	}
 	case 'P':
 		return sscanf(v, "%dx%d", &o->pre_seqs, &o->pre_len) != 2 || o->pre_seqs < 1 ||
 			o->pre_seqs > 8 || o->pre_len < 1 ? -EINVAL : 0;

@@ -1,15 +1,14 @@
 /* A decode step's missed experts computed on the CPU (engine/host_ffn.h)
  * while the others load: the copy engine and the CPU's memory bus then
- * work at once (on the H200 machine a bf16 OLMoE expert took about 190 us
+ * work at once (on the H200 machine a bf16 OLMoE expert took about 209 us
  * on 12 threads while copies ran at 53 GB/s, bench/results/cuda_bench_s27.md).
- * One miss in two goes to the CPU, so that the cache still loads the
- * other half and keeps learning what decode uses; a miss here is also an
- * expert whose prefetch is still queued (the CPU takes it, the copy is
- * dropped).  The CPU's sums are not
- * the GPU kernels' bits (another order of additions): within bf16's
- * tolerance of them, not equal. */
-#include <errno.h>
-#include <stdlib.h>
+ * One miss in two goes to the CPU, so that the cache still loads the other
+ * half and keeps learning what decode uses; a miss here is also an expert
+ * whose prefetch is still queued (the CPU takes it, the copy is dropped).
+ * The CPU's sums are not the GPU kernels' bits (another order of
+ * additions): within bf16's tolerance of them, not equal.  A group the
+ * host takes is marked run (xran) before any acquire, so the GPU's
+ * acquiring and running pass it by. */
 #include <string.h>
 
 #include "engine/engine_cuda_int.h"
@@ -26,8 +25,6 @@ int eng_cuda_host_open(struct eng_cuda *g)
 	CU(cudaMallocHost((void **)&g->hxn, GMAX * H * f));
 	CU(cudaMallocHost((void **)&g->hy, (size_t)GMAX * (size_t)g->K * H * f));
 	CU(cudaMallocHost((void **)&g->hdone, sizeof(*g->hdone)));
-	if (!(g->xhost = calloc((size_t)g->E, 1)))
-		return -ENOMEM;
 	if ((rc = host_ffn_open(g->src.host_threads, g->H, c->moe_intermediate_size, g->hdone,
 				&g->hf)))
 		return eng_cuda_fail("host_ffn_open", strerror(-rc));
@@ -40,7 +37,6 @@ void eng_cuda_host_close(struct eng_cuda *g)
 	cudaFreeHost(g->hxn);
 	cudaFreeHost(g->hy);
 	cudaFreeHost(g->hdone);
-	free(g->xhost);
 }
 
 void eng_cuda_host_pick(struct eng_cuda *g, int ml)
@@ -49,31 +45,28 @@ void eng_cuda_host_pick(struct eng_cuda *g, int ml)
 	int nx = *hg.nact;
 
 	g->he.n = 0;
-	if (!g->hf)
-		return;
-	memset(g->xhost, 0, (size_t)nx);
-	if (!g->hx)
-		return;
-	for (int j = 0; j < nx; j++) {
+	for (int j = 0; g->hx && j < nx; j++) {
 		int st = hg.start[j], m = hg.cnt[j], x = hg.xid[j];
 		const float *xr[HOST_FFN_ROWS];
 		float *yr[HOST_FFN_ROWS];
 		const void *w;
 
 		if (m > HOST_FFN_ROWS || g->he.n + m > ENG_CU_HOST_ENTS ||
-		    !g->src.host_weights(g->src.ctx, ml, x, 0) || g->hturn++ % 2)
-			continue;   /* a hit, loading, too many rows, or the GPU's turn */
-		if (!(w = g->src.host_weights(g->src.ctx, ml, x, 1))) {
-			g->hturn--;   /* its prefetch's copy had started: the GPU's */
+		    !g->src.host_weights(g->src.ctx, ml, x, 0))
+			continue;   /* a hit, loading, or too many rows */
+		if (g->hturn % 2) {   /* the GPU's turn */
+			g->hturn++;
 			continue;
 		}
+		if (!(w = g->src.host_weights(g->src.ctx, ml, x, 1)))
+			continue;   /* its prefetch's copy had started: the GPU's, the turn stays */
+		g->hturn++;
 		for (int t = 0; t < m; t++) {
 			xr[t] = g->hxn + (size_t)hg.row[st + t] * g->H;
 			yr[t] = g->hy + (size_t)(st + t) * g->H;
 			g->he.e[g->he.n++] = st + t;
 		}
 		g->hwant = host_ffn_submit(g->hf, w, xr, m, yr);
-		g->xhost[j] = 1;
 		g->xran[j] = 1;
 	}
 }

@@ -164,13 +164,12 @@ struct eng_cuda {
 	 * hxn (pinned), the pool writes their outputs by entry into hy
 	 * (pinned) and sets *hdone, and eng_cu_host_wait copies them into eo
 	 * once *hdone reaches hwant.  hx: this layer may (its router fills
-	 * hxn); xhost[j]: group j runs on the host; he: its entries. */
+	 * hxn); he: the entries of the groups the host runs (xran set). */
 	struct host_ffn *hf;
 	float *hxn, *hy;
 	uint32_t *hdone, hwant;
 	unsigned hturn;
 	bool hx;
-	char *xhost;
 	struct eng_cu_host_ents he;
 };
 
@@ -235,8 +234,9 @@ int eng_cuda_run_split(struct eng_cuda *g, int *js, int nj);
  * host_weights (0 or a failure); closed with the engine. */
 int eng_cuda_host_open(struct eng_cuda *g);
 void eng_cuda_host_close(struct eng_cuda *g);
-/* Picks the groups of the layer's routes (hg) the host computes (xhost,
- * he) and queues them; after the layer's other experts are queued,
+/* Picks the groups of the layer's routes (hg) the host computes (marked
+ * run in xran, entries in he) and queues them; after the layer's other
+ * experts are queued,
  * eng_cuda_host_done queues the wait that brings their outputs into eo. */
 void eng_cuda_host_pick(struct eng_cuda *g, int ml);
 int eng_cuda_host_done(struct eng_cuda *g);

@@ -153,7 +153,7 @@ static int acquire_ahead(struct eng_cuda *g, int ml, int nx, int first, int *acq
 	for (; *acq < nx; ++*acq) {
 		int x = g->hg.xid[*acq];
 
-		if (g->xhost && g->xhost[*acq])
+		if (g->xran[*acq])   /* the host's (eng_cuda_host_pick) */
 			continue;
 
 		rc = g->src.acquire_ahead ? g->src.acquire_ahead(g->src.ctx, ml, x, &g->xw[*acq])
@@ -220,7 +220,7 @@ static int run_loaded(struct eng_cuda *g, int ml, int n, int acq, int mmax)
 		return 0;
 	memset(g->hxtab, 0, (size_t)g->E * sizeof(void *));
 	for (int j = 0; j < acq; j++)
-		if (!g->xpend[j] && !(g->xhost && g->xhost[j])) {
+		if (!g->xpend[j] && !g->xran[j]) {   /* loaded, not the host's */
 			g->hxtab[hg.xid[j]] = g->xw[j];
 			g->wj[k++] = j;
 		}

@@ -10,7 +10,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "engine/host_ffn.h"
@@ -140,8 +139,6 @@ __attribute__((target("avx2,fma"))) static void dot_avx2(const uint16_t *w, int 
 	}
 }
 #endif
-
-static void *worker(void *arg);
 
 static uint64_t now_ns(void)
 {

@@ -42,9 +42,10 @@ struct cache_stats {
 	uint64_t prefetch_dropped; /* prefetches dropped before their copy
 				    * ended, their layer having run without
 				    * them (not in loads) */
-	uint64_t host_runs;        /* misses the CPU computed from the store
-				    * instead (cache_host_expert): no load,
-				    * not in misses */
+	uint64_t host_runs;        /* experts not resident (or only queued to
+				    * load by a prefetch, then dropped) that the
+				    * CPU computed from the store instead
+				    * (cache_host_expert): not in misses */
 };
 
 struct ld_store;               /* loader/store.h */
@@ -160,9 +161,8 @@ int cache_run_expert(struct cache *c, int layer, int expert, const float *x, int
  * prefetch is still queued in the backend (then dropped with take; NULL if
  * its copy has started): its weights in the store (the slots' layout), for
  * the CPU to compute it without a load (take: it will, counted in
- * host_runs); else NULL (acquire it).  NULL
- * too before the expert's checksum was checked (its first load checks
- * it) and in sim mode. */
+ * host_runs); else NULL (acquire it).  NULL too before the expert's
+ * checksum was checked (its first load checks it) and in sim mode. */
 const void *cache_host_expert(struct cache *c, int layer, int expert, bool take);
 /* The engine's expert source backed by this cache (with .run where the
  * backend has run_expert). */

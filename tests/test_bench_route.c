@@ -266,6 +266,22 @@ START_TEST(scan_and_prefill_calls_options)
 }
 END_TEST
 
+/* --host-threads N, 0..256 (default 0); anything else is the usage error. */
+START_TEST(host_threads_option)
+{
+	struct bench_opts o;
+
+	ck_assert_int_eq(parse_opt(&o, "--host-threads", NULL), 0);
+	ck_assert_int_eq(o.host_threads, 0);
+	ck_assert_int_eq(parse_opt(&o, "--host-threads", "12"), 0);
+	ck_assert_int_eq(o.host_threads, 12);
+	ck_assert_int_eq(parse_opt(&o, "--host-threads", "-1"), -EINVAL);
+	ck_assert_int_eq(parse_opt(&o, "--host-threads", "257"), -EINVAL);
+	ck_assert_int_eq(parse_opt(&o, "--host-threads", "many"), -EINVAL);
+	ck_assert_int_eq(parse_opt(&o, "--host-threads", ""), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("bench_route");
@@ -279,6 +295,7 @@ int main(void)
 	tcase_add_test(tc, trace_split);
 	tcase_add_test(tc, prefetch_k_option);
 	tcase_add_test(tc, scan_and_prefill_calls_options);
+	tcase_add_test(tc, host_threads_option);
 	suite_add_tcase(s, tc);
 	return suite_run(s);
 }
