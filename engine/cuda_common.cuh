@@ -5,6 +5,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "engine/silu.h"   // silu_mul: every expert path's, the host threads' too
+
 #define ST(s) ((cudaStream_t)(s))
 
 // Threads of an attention block (engine/cuda_kernels.cu, cuda_att_tiles.cu).
@@ -31,11 +33,6 @@ __device__ __forceinline__ float add3(const float *p, size_t part)
 	return p[0] + (p[part] + p[2 * part]);
 }
 
-// SiLU(g) * u, the one expression every expert path uses.
-__device__ __forceinline__ float silu_mul(float g, float u)
-{
-	return g / (1.0f + expf(-g)) * u;
-}
 
 // Programmatic dependent launch (sm_90).  Every kernel launched through
 // launch() lets the next kernel in the stream start while it runs: the next

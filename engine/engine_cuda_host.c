@@ -5,8 +5,8 @@
  * One miss in two goes to the CPU, so that the cache still loads the other
  * half and keeps learning what decode uses; a miss here is also an expert
  * whose prefetch is still queued (the CPU takes it, the copy is dropped).
- * The CPU's sums are not the GPU kernels' bits (another order of
- * additions): within bf16's tolerance of them, not equal.  A group the
+ * The CPU's sums are the GPU kernels' bits (engine/host_ffn.h), so every
+ * budget still gives the all-resident run's output.  A group the
  * host takes is marked run (xran) before any acquire, so the GPU's
  * acquiring and running pass it by. */
 #include <string.h>

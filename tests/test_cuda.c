@@ -23,7 +23,10 @@ int main(void)
 
 #include <cuda_runtime_api.h>
 
+#include "engine/cuda_kernels.h"
 #include "engine/cuda_moe.h"
+#include "engine/host_ffn.h"
+#include "engine/silu.h"
 #include "engine/engine.h"
 #include "engine/sample.h"
 #include "loader/backend.h"
@@ -469,8 +472,8 @@ END_TEST
 /* device.host_threads on a bf16 model at a quarter of the experts: the
  * CPU computes half the decode steps' misses.  HF's logits (within the
  * fixtures' tolerance), routes and greedy tokens; then decode against
- * every expert resident: close (the CPU adds in another order), the same
- * greedy tokens, with and without prefetch. */
+ * every expert resident: the same bits (the CPU adds as the GPU's kernels
+ * do), with and without prefetch. */
 START_TEST(host_experts)
 {
 	const char *name = ref_fixture_names[_i];
@@ -499,21 +502,123 @@ START_TEST(host_experts)
 		open_world(name, (size_t)all / 4, CACHE_LRU, 0, &w);
 		run_seq(&w, &f.cases[3], pf, got);
 		cache_get_stats(w.c, -1, &st);
-		double d = max_abs_diff(ref, got, (int)nl);
 		ck_assert_uint_gt(st.host_runs, 0);
-		ck_assert_msg(d < 1e-3, "%s: host experts differ by %g", name, d);
-		for (int t = 0; t <= STEPS; t++)
-			ck_assert_int_eq(eng_argmax(ref + (size_t)t * V, V),
-					 eng_argmax(got + (size_t)t * V, V));
-		printf("cuda host experts %s prefetch %d: max |dlogit| %.3g against all "
-		       "resident, same tokens; %llu misses, %llu on the host\n", name, pf, d,
-		       (unsigned long long)st.misses, (unsigned long long)st.host_runs);
+		ck_assert_msg(!memcmp(ref, got, nl * sizeof(float)),
+			      "%s: host experts differ from all resident (max %g)", name,
+			      max_abs_diff(ref, got, (int)nl));
+		printf("cuda host experts %s prefetch %d: identical to all resident; %llu misses, "
+		       "%llu on the host\n", name, pf, (unsigned long long)st.misses,
+		       (unsigned long long)st.host_runs);
 		close_world(&w);
 	}
 	host_threads = 0;
 	free(ref);
 	free(got);
 	ref_free(&f);
+}
+END_TEST
+
+/* bf16 from f, by truncation (test data). */
+static uint16_t to_bf16(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return (uint16_t)(u >> 16);
+}
+
+/* The GPU's silu_mul (eng_cu_silu_mul) and engine/silu.h's on the CPU: the
+ * same bits over [-100, 100] and at the edges. */
+START_TEST(silu_bits)
+{
+	enum { N = 1 << 20 };
+	float *gu = malloc(2 * N * sizeof(float)), *h = malloc(N * sizeof(float)), *dgu, *dh;
+	static const float edge[] = {0.0f, -0.0f, 80.0f, -80.0f, 87.5f, -87.5f, 1e-30f, -1e-30f};
+	size_t bad = 0;
+
+	ck_assert_ptr_nonnull(gu);
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < N; i++) {
+		gu[i] = i < 8 ? edge[i] : -100.0f + 200.0f * (float)i / N;
+		gu[N + i] = 0.5f + (float)(i % 97) / 31.0f;
+	}
+	ck_assert_int_eq(cudaMalloc((void **)&dgu, 2 * N * sizeof(float)), 0);
+	ck_assert_int_eq(cudaMalloc((void **)&dh, N * sizeof(float)), 0);
+	cudaMemcpy(dgu, gu, 2 * N * sizeof(float), cudaMemcpyHostToDevice);
+	ck_assert_int_eq(eng_cu_silu_mul(dh, dgu, 1, N, NULL), 0);
+	ck_assert_int_eq(cudaMemcpy(h, dh, N * sizeof(float), cudaMemcpyDeviceToHost), 0);
+	for (int i = 0; i < N; i++) {
+		float c = silu_mul(gu[i], gu[N + i]);
+
+		if (memcmp(&c, &h[i], sizeof(c)) && bad++ < 5)
+			printf("silu_mul(%a, %a): GPU %a, CPU %a\n", (double)gu[i], (double)gu[N + i],
+			       (double)h[i], (double)c);
+	}
+	ck_assert_msg(!bad, "%zu of %d silu_mul values differ", bad, N);
+	printf("cuda silu_mul: %d values, the CPU's bits\n", N);
+	cudaFree(dgu), cudaFree(dh);
+	free(gu), free(h);
+}
+END_TEST
+
+/* One bf16 expert for 1-4 rows through the GPU's expert kernels
+ * (eng_cu_moe_gu, eng_cu_moe_down) and through engine/host_ffn's pool: the
+ * same bits, with rows not a multiple of a warp's 256 elements. */
+START_TEST(host_expert_bits)
+{
+	enum { H = 608, I = 296, M = HOST_FFN_ROWS };
+	int m = _i + 1;
+	size_t nw = (size_t)3 * I * H;
+	uint16_t *w = malloc(nw * sizeof(uint16_t));
+	static float x[M][H], y[M][H], eo[M][H];
+	int hgrp[64];
+	void *dw, *dgrp;
+	float *dx, *dhb, *deo;
+	uint32_t s = 777;
+	volatile uint32_t done;
+	struct host_ffn *p;
+
+	ck_assert_ptr_nonnull(w);
+	for (size_t i = 0; i < nw; i++) {
+		s = s * 1103515245u + 12345u;
+		w[i] = to_bf16(((float)(s >> 9) / (float)(1u << 23) - 0.5f) * 0.2f);
+	}
+	for (int t = 0; t < M; t++)
+		for (int i = 0; i < H; i++)
+			x[t][i] = sinf((float)(i * (t + 3))) * 1.5f;
+	/* one expert (xid 0) taking rows 0 .. m - 1 */
+	struct eng_cu_grp hg = eng_cu_grp_at(hgrp, 1, m), g;
+	*hg.nact = 1, hg.xid[0] = 0, hg.start[0] = 0, hg.cnt[0] = m;
+	for (int e = 0; e < m; e++)
+		hg.row[e] = e, hg.wt[e] = 1.0f;
+	ck_assert_int_eq(cudaMalloc(&dw, nw * sizeof(uint16_t)), 0);
+	ck_assert_int_eq(cudaMalloc(&dgrp, eng_cu_grp_bytes(1, m)), 0);
+	ck_assert_int_eq(cudaMalloc((void **)&dx, sizeof(x)), 0);
+	ck_assert_int_eq(cudaMalloc((void **)&dhb, (size_t)M * I * sizeof(float)), 0);
+	ck_assert_int_eq(cudaMalloc((void **)&deo, sizeof(eo)), 0);
+	cudaMemcpy(dw, w, nw * sizeof(uint16_t), cudaMemcpyHostToDevice);
+	cudaMemcpy(dgrp, hgrp, eng_cu_grp_bytes(1, m), cudaMemcpyHostToDevice);
+	cudaMemcpy(dx, x, sizeof(x), cudaMemcpyHostToDevice);
+	g = eng_cu_grp_at(dgrp, 1, m);
+	ck_assert_int_eq(eng_cu_moe_gu(dhb, dx, H, I, g, NULL, dw, 1, 0, 1, m, ENG_CU_ALL, NULL), 0);
+	ck_assert_int_eq(eng_cu_moe_down(deo, dhb, H, I, g, NULL, dw, 1, 0, 1, m, ENG_CU_ALL, NULL),
+			 0);
+	ck_assert_int_eq(cudaMemcpy(eo, deo, sizeof(eo), cudaMemcpyDeviceToHost), 0);
+
+	const float *xr[M] = {x[0], x[1], x[2], x[3]};
+	float *yr[M] = {y[0], y[1], y[2], y[3]};
+	ck_assert_int_eq(host_ffn_open(3, H, I, &done, &p), 0);
+	host_ffn_wait(p, host_ffn_submit(p, w, xr, m, yr));
+	for (int t = 0; t < m; t++)
+		for (int r = 0; r < H; r++)
+			ck_assert_msg(!memcmp(&y[t][r], &eo[t][r], sizeof(float)),
+				      "%s, %d rows: row %d out %d: CPU %a, GPU %a", host_ffn_isa(p, NULL),
+				      m, t, r, (double)y[t][r], (double)eo[t][r]);
+	printf("cuda host expert bits: %d rows, %s: the GPU kernels' bits\n", m,
+	       host_ffn_isa(p, NULL));
+	host_ffn_close(p);
+	cudaFree(dw), cudaFree(dgrp), cudaFree(dx), cudaFree(dhb), cudaFree(deo);
+	free(w);
 }
 END_TEST
 
@@ -1034,6 +1139,8 @@ int main(void)
 	tcase_add_test(tc, backend_prefetch_queue);
 	tcase_add_loop_test(tc, fixtures, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, exact_every_budget, 0, ref_n_fixtures);
+	tcase_add_test(tc, silu_bits);
+	tcase_add_loop_test(tc, host_expert_bits, 0, HOST_FFN_ROWS);
 	tcase_add_loop_test(tc, host_experts, 0, ref_n_fixtures);
 	tcase_add_loop_test(tc, batch_and_prefill, 0, 2);
 	tcase_add_loop_test(tc, greedy_chain, 0, 2);
