@@ -19,7 +19,8 @@ const char bo_usage[] =
 	"(the worker's predictor.prefetch_k; default top_k).\n"
 	"--scan: the cache's scan_resistant (the daemon's cache.scan_resistant; default 1).\n"
 	"--prefill-calls N: N prefills of different prompts, the last timed (default 1).\n"
-	"--host-threads N: the daemon's device.host_threads (default 0).\n";
+	"--host-threads N: the daemon's device.host_threads, 0..256 (default 0, none; the\n"
+	"daemon's default, -1, takes 12 on a 16-CPU host: rt_host_threads).\n";
 
 static int parse_fracs(char *s, struct bench_opts *o)
 {

@@ -54,7 +54,7 @@ struct moed_config {
 		int index;
 		char xclbin[CFG_PATH_MAX];
 		char kernel[CFG_NAME_MAX];
-		int host_threads;                 /* 0: every miss loads */
+		int host_threads;                 /* 0: every miss loads; -1: rt_host_threads */
 	} device;
 	struct {
 		double budget_mib;                /* 0: every expert resident */

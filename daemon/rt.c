@@ -1,7 +1,9 @@
 /* Runtime assembly: model -> pack store -> backend slots -> cache -> engine. */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/rt.h"
 #include "loader/backend.h"
@@ -45,6 +47,27 @@ size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc)
 	return n < all ? n : all;
 }
 
+/* device.host_threads, -1 resolved: with the cuda backend, the CPUs this
+ * process may run on less four (the worker's own threads, the predictor,
+ * the HTTP loop), at most 12, and none below 8: on the 16-vCPU H200 host
+ * 8 threads computed an expert about as fast as the link copies one, 4
+ * took twice as long (the GPU would wait for them), 12 was the best and 15
+ * slowed the copies (bench/results/cuda_bench_s27.md, section 1). */
+int rt_host_threads(const struct moed_config *c)
+{
+	cpu_set_t s;
+	int n;
+
+	if (c->device.backend != CFG_BACKEND_CUDA)
+		return 0;
+	if (c->device.host_threads >= 0)
+		return c->device.host_threads;
+	n = sched_getaffinity(0, sizeof(s), &s) ? (int)sysconf(_SC_NPROCESSORS_ONLN) :
+						  CPU_COUNT(&s);
+	n -= 4;
+	return n < 8 ? 0 : n > 12 ? 12 : n;
+}
+
 static int open_cache(const struct moed_config *c, struct rt *rt, char *err, size_t n)
 {
 	const struct ld_config *mc = &rt->model->cfg;
@@ -56,7 +79,7 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 		.policy = (enum cache_policy)c->cache.policy,
 		.store = rt->store,
 		.scan_resistant = c->cache.scan_resistant,
-		.host_threads = c->device.host_threads,
+		.host_threads = rt_host_threads(c),
 	};
 	struct ld_backend_conf bc = backend_conf(c);
 	int rv;

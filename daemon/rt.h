@@ -30,6 +30,9 @@ void rt_close(struct rt *rt);
 int rt_check(const struct moed_config *c, char *err, size_t n);
 /* Cache slots for a model: cache.slots, else what cache.budget_mib buys,
  * else one per expert; never more than the model's experts. */
+/* device.host_threads for this machine (-1 resolved; 0 off the cuda
+ * backend, where nothing uses it). */
+int rt_host_threads(const struct moed_config *c);
 size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc);
 /* Experts worth predicting per layer: the slots' share, at least top-k. */
 int rt_want_per_layer(const struct moed_config *c, const struct ld_config *mc);

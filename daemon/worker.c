@@ -589,8 +589,9 @@ int cmd_worker(int argc, char **argv)
 		goto out;
 	}
 	send_ready(w);
-	log_msg(LOG_INFO, "worker: ready (%zu expert slots, policy %s, mode %s)", w->rt.n_slots,
-		cache_policy_name(w->rt.policy), w->trust ? "trust" : "exact");
+	log_msg(LOG_INFO, "worker: ready (%zu expert slots, policy %s, mode %s, host threads %d)",
+		w->rt.n_slots, cache_policy_name(w->rt.policy), w->trust ? "trust" : "exact",
+		rt_host_threads(&w->cfg));
 	while (!stop_flag) {
 		poll_input(w);
 		if (w->n_pend && (w->n_act == 0 ||

@@ -185,8 +185,8 @@ START_TEST(test_file_range_enum)
 				  "key 'model.max_ctx': value 0 out of range 1..1048576"), -ERANGE);
 	load_bad("{\"cache\": {\"budget_mib\": -0.5}}", "key 'cache.budget_mib': value -0.5 out of range");
 	load_bad("{\"device\": {\"index\": 65}}", "key 'device.index': value 65 out of range 0..64");
-	load_bad("{\"device\": {\"host_threads\": -1}}",
-		 "key 'device.host_threads': value -1 out of range 0..256");
+	load_bad("{\"device\": {\"host_threads\": -2}}",
+		 "key 'device.host_threads': value -2 out of range -1..256");
 	load_bad("{\"batch\": {\"prefill_chunks\": -2}}",
 		 "key 'batch.prefill_chunks': value -2 out of range -1..1024");
 	load_bad("{\"cache\": {\"scan_resistant\": \"yes\"}}",

@@ -594,6 +594,37 @@ END_TEST
 #endif /* HAVE_MOE_CSIM */
 #endif /* HAVE_XRT */
 
+/* (rt.c's other choice of the device section, tested here with rt_open's:)
+ * device.host_threads -1 is 0 off the cuda backend; with it, the CPUs this
+ * process may use less 4, at most 12, none below 8; other values stand. */
+START_TEST(rt_host_threads_auto)
+{
+	struct moed_config c;
+	cpu_set_t all, one;
+	int n;
+
+	cfg_defaults(&c);
+	ck_assert_int_eq(c.device.host_threads, -1);
+	ck_assert_int_eq(rt_host_threads(&c), 0);   /* host backend */
+	c.device.backend = CFG_BACKEND_CUDA;
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	n = CPU_COUNT(&all) - 4;
+	ck_assert_int_eq(rt_host_threads(&c), n < 8 ? 0 : n > 12 ? 12 : n);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	ck_assert_int_eq(rt_host_threads(&c), 0);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(all), &all), 0);
+	c.device.host_threads = 5;
+	ck_assert_int_eq(rt_host_threads(&c), 5);
+	c.device.host_threads = 0;
+	ck_assert_int_eq(rt_host_threads(&c), 0);
+	c.device.backend = CFG_BACKEND_HOST;
+	c.device.host_threads = 5;
+	ck_assert_int_eq(rt_host_threads(&c), 0);
+}
+END_TEST
+
 static Suite *xrt_suite(void)
 {
 	Suite *s = suite_create("xrt");
@@ -608,6 +639,7 @@ static Suite *xrt_suite(void)
 	tcase_add_test(tc, no_card);
 #endif
 	tcase_add_test(tc, rt_no_xclbin);
+	tcase_add_test(tc, rt_host_threads_auto);
 	tcase_add_test(tc, cli_run);
 	tcase_add_test(tc, cli_serve);
 	suite_add_tcase(s, tc);
