@@ -111,13 +111,17 @@ ALWAYS float total(float *s, int B)
 	return s[0];
 }
 
-/* xa = x[0, n) arranged (zeros past n). */
+/* Where element c of a row goes when arranged (pos: lane -> position). */
+static inline size_t arranged(int c, const int *pos)
+{
+	return (size_t)(c / STEP * STEP + c % 8 * LANES + pos[c % STEP / 8]);
+}
+
+/* xa = x[0, n) arranged (what lies past n in a step is masked). */
 static void arrange(const float *x, int n, const int *pos, float *xa)
 {
 	for (int c = 0; c < n; c++)
-		xa[c / STEP * STEP + c % 8 * LANES + pos[c % STEP / 8]] = x[c];
-	for (int c = n; c % STEP; c++)
-		xa[c / STEP * STEP + c % 8 * LANES + pos[c % STEP / 8]] = 0.0f;
+		xa[arranged(c, pos)] = x[c];
 }
 
 static void silu_c(const float *g, const float *u, int m, float *mid, size_t stride)
@@ -393,8 +397,7 @@ static void run_share(struct host_ffn *p, struct job *j, int id, uint32_t num)
 
 		p->isa.dot(gu, H, xa, m, o);
 		/* straight to where the down rows read it */
-		p->isa.silu(o[0], o[1], m,
-			    j->mid + i / STEP * STEP + i % 8 * LANES + p->pos[i % STEP / 8], p->ip);
+		p->isa.silu(o[0], o[1], m, j->mid + arranged(i, p->pos), p->ip);
 	}
 	atomic_fetch_add(&j->met, 1);
 	/* (yielding now and then: more workers than free cores must not
