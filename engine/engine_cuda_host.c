@@ -20,7 +20,10 @@ int eng_cuda_host_open(struct eng_cuda *g)
 	size_t H = (size_t)g->H, f = sizeof(float);
 	int rc;
 
-	if (!g->src.host_weights || g->src.host_threads < 1 || !g->src.bf16)
+	/* (and only where a decode step's experts run as the GEMVs whose
+	 * order the pool keeps: expert_gemv's lengths) */
+	if (!g->src.host_weights || g->src.host_threads < 1 || !g->src.bf16 ||
+	    !eng_cu_gemv_ok(g->H) || !eng_cu_gemv_ok(c->moe_intermediate_size))
 		return 0;
 	CU(cudaMallocHost((void **)&g->hxn, GMAX * H * f));
 	CU(cudaMallocHost((void **)&g->hy, (size_t)GMAX * (size_t)g->K * H * f));
