@@ -85,6 +85,7 @@ static int open_cache(const struct moed_config *c, struct rt *rt, char *err, siz
 	int rv;
 
 	rt->policy = (int)o.policy;
+	rt->host_threads = o.host_threads;
 	rt->n_slots = o.n_slots = rt_slots_for(c, mc);
 	if ((rv = ld_backend_open_conf(backend_name(c), &bc, &rt->backend, err, n)) < 0)
 		return rv;

@@ -17,6 +17,7 @@ struct rt {
 	struct eng *eng;
 	size_t n_slots;            /* cache slots (all experts when unbudgeted) */
 	int policy;                /* enum cache_policy */
+	int host_threads;          /* rt_host_threads' */
 };
 
 /* Opens model.path, packs on first use, builds the cache from cache.budget_mib
@@ -28,11 +29,11 @@ void rt_close(struct rt *rt);
 /* The checks of device.* that need no device (ld_backend_check): rt_open
  * does them first; serve does them before starting a worker. */
 int rt_check(const struct moed_config *c, char *err, size_t n);
-/* Cache slots for a model: cache.slots, else what cache.budget_mib buys,
- * else one per expert; never more than the model's experts. */
 /* device.host_threads for this machine (-1 resolved; 0 off the cuda
  * backend, where nothing uses it). */
 int rt_host_threads(const struct moed_config *c);
+/* Cache slots for a model: cache.slots, else what cache.budget_mib buys,
+ * else one per expert; never more than the model's experts. */
 size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc);
 /* Experts worth predicting per layer: the slots' share, at least top-k. */
 int rt_want_per_layer(const struct moed_config *c, const struct ld_config *mc);

@@ -591,7 +591,7 @@ int cmd_worker(int argc, char **argv)
 	send_ready(w);
 	log_msg(LOG_INFO, "worker: ready (%zu expert slots, policy %s, mode %s, host threads %d)",
 		w->rt.n_slots, cache_policy_name(w->rt.policy), w->trust ? "trust" : "exact",
-		rt_host_threads(&w->cfg));
+		w->rt.host_threads);
 	while (!stop_flag) {
 		poll_input(w);
 		if (w->n_pend && (w->n_act == 0 ||

@@ -52,18 +52,18 @@ void eng_cuda_host_pick(struct eng_cuda *g, int ml)
 		int st = hg.start[j], m = hg.cnt[j], x = hg.xid[j];
 		const float *xr[HOST_FFN_ROWS];
 		float *yr[HOST_FFN_ROWS];
+		int take = g->hturn % 2 == 0;   /* else the GPU's turn */
 		const void *w;
 
-		if (m > HOST_FFN_ROWS || g->he.n + m > ENG_CU_HOST_ENTS ||
-		    !g->src.host_weights(g->src.ctx, ml, x, 0))
-			continue;   /* a hit, loading, or too many rows */
-		if (g->hturn % 2) {   /* the GPU's turn */
-			g->hturn++;
+		if (m > HOST_FFN_ROWS || g->he.n + m > ENG_CU_HOST_ENTS)
 			continue;
-		}
-		if (!(w = g->src.host_weights(g->src.ctx, ml, x, 1)))
-			continue;   /* its prefetch's copy had started: the GPU's, the turn stays */
+		/* NULL: a hit, loading, or (taking) a prefetch whose copy has
+		 * started; none of them takes a turn */
+		if (!(w = g->src.host_weights(g->src.ctx, ml, x, take)))
+			continue;
 		g->hturn++;
+		if (!take)
+			continue;
 		for (int t = 0; t < m; t++) {
 			xr[t] = g->hxn + (size_t)hg.row[st + t] * g->H;
 			yr[t] = g->hy + (size_t)(st + t) * g->H;
