@@ -210,7 +210,10 @@ def tables(cfg, rows, hf):
               f"{fmt(b1 / roof['b1_roof_moed'], 4)} x roofline (moed bytes), "
               f"{fmt(b1 / roof['b1_roof_bf16'], 4)} x roofline (bf16 bytes); target 0.5. "
               f"Engine calls on the CUDA fast path in the resident run: "
-              f"{res.get('fast_calls', 'not recorded')}.\n")
+              f"{res.get('fast_calls', 'not recorded')}."
+              + (" Routes overridden on the host each layer (replay), so not the fast path: "
+                 "the target is taken on the synthetic routing, whose step reads as many "
+                 "bytes." if res.get("override_route") else "") + "\n")
         s = res.get("steps")
         if s:
             print(f"Steps: b1 prompt {s['b1'][0]}, {s['b1'][1]} warm-up + {s['b1'][2]} timed; "
