@@ -91,7 +91,7 @@ static const struct key keys[] = {
 	    "xrt: kernel name inside the xclbin"),
 	INT("device.host_threads", device.host_threads, -1, -1, 256,
 	    "cuda, bf16: CPU threads computing half of a decode step's missed experts; "
-	    "0: none; -1: the CPUs less 4, at most 12, none below 8"),
+	    "0: none; -1: the CPUs less 4, at most 12, and none where that is below 8"),
 	NUM("cache.budget_mib", cache.budget_mib, 0, 0, 16777216,
 	    "fast-memory budget for experts in MiB; 0: every expert resident"),
 	INT("cache.slots", cache.slots, 0, 0, 16777216,

@@ -49,7 +49,7 @@ size_t rt_slots_for(const struct moed_config *c, const struct ld_config *mc)
 
 /* device.host_threads, -1 resolved: with the cuda backend, the CPUs this
  * process may run on less four (the worker's own threads, the predictor,
- * the HTTP loop), at most 12, and none below 8: on the 16-vCPU H200 host
+ * the HTTP loop), at most 12, and none where that is below 8: on the 16-vCPU H200 host
  * 8 threads computed an expert about as fast as the link copies one, 4
  * took twice as long (the GPU would wait for them), 12 was the best and 15
  * slowed the copies (bench/results/cuda_bench_s27.md, section 1). */

@@ -33,7 +33,6 @@ __device__ __forceinline__ float add3(const float *p, size_t part)
 	return p[0] + (p[part] + p[2 * part]);
 }
 
-
 // Programmatic dependent launch (sm_90).  Every kernel launched through
 // launch() lets the next kernel in the stream start while it runs: the next
 // one's blocks do what needs no earlier output (requesting their weights)

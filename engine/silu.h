@@ -3,8 +3,9 @@
  * that an expert the CPU computes has the GPU's bits.  The exponential is
  * our own: CUDA's expf and the C library's differ in the last bit.  Only
  * explicit fmaf and single operations whose results no compiler may
- * contract differently (e * s below is exact: e in [0.7, 1.5), s a power
- * of two, the product a normal number), each rounded as IEEE 754 says. */
+ * contract differently (silu_exp's last product is exact: q + 1 in
+ * [0.7, 1.5) times a power of two, a normal number), each rounded as
+ * IEEE 754 says. */
 #ifndef ENG_SILU_H
 #define ENG_SILU_H
 
